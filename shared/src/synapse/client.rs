@@ -1,0 +1,654 @@
+//! Typed Synapse REST client for exactly the calls a storage migration makes, with the limits,
+//! retries and timeouts the server expects from a well-behaved client.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::header::{HeaderName, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
+use reqwest::{Method, StatusCode};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use synapse_model::{
+    AddPartResponse, Annotations2, BatchFileRequest, BatchFileResult,
+    BatchPresignedUploadUrlRequest, BatchPresignedUploadUrlResponse, Entity, EntityBundle,
+    EntityBundleRequest, EntityChildrenRequest, EntityChildrenResponse, EntityHeader,
+    ErrorResponse, FileHandle, FileHandleVersionUpdate, MultipartUploadCopyRequest,
+    MultipartUploadStatus, PaginatedResults, S3FileHandleCreate, StorageLocationSetting,
+    UserProfile, VersionInfo,
+};
+
+use super::error::SynapseError;
+use super::limiter::RateLimiter;
+use super::presigned::parse_copy_part_response;
+use super::retry::{with_retries, RetryPolicy};
+use super::token::SynapseToken;
+
+/// Production repository service.
+pub const PROD_REPO_ENDPOINT: &str = "https://repo-prod.prod.sagebase.org/repo/v1";
+/// Production file service (multipart copy, external file handles, file handle batches).
+pub const PROD_FILE_ENDPOINT: &str = "https://file-prod.prod.sagebase.org/file/v1";
+
+/// Longest server error text kept in an error when the body is not Synapse's `{"reason"}` JSON.
+const MAX_RAW_REASON: usize = 300;
+
+/// Everything the client needs; `Debug` shows the token as `[redacted]`.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    pub repo_endpoint: String,
+    pub file_endpoint: String,
+    pub token: SynapseToken,
+    /// Whole-request timeout for Synapse calls (the official client uses 70 s).
+    pub request_timeout: Duration,
+    pub connect_timeout: Duration,
+    /// Timeout of one presigned UploadPartCopy PUT: S3 copies 60-70 MiB/s, so a 5 GiB part needs
+    /// well over the Synapse timeout.
+    pub part_copy_timeout: Duration,
+    pub retry: RetryPolicy,
+    /// Requests per minute for the whole process (Synapse allows 600 per user and session).
+    pub requests_per_minute: u32,
+    /// Requests that may go back to back after an idle period.
+    pub burst: u32,
+    /// Concurrent Synapse requests for the whole process (Synapse allows 3).
+    pub max_in_flight: usize,
+    /// Tries of a read-modify-write entity update that keeps hitting 412.
+    pub max_conflict_attempts: u32,
+}
+
+impl ClientConfig {
+    /// Defaults that keep one process under Synapse's limits with some headroom.
+    pub fn new(
+        repo_endpoint: impl Into<String>,
+        file_endpoint: impl Into<String>,
+        token: SynapseToken,
+    ) -> Self {
+        Self {
+            repo_endpoint: repo_endpoint.into(),
+            file_endpoint: file_endpoint.into(),
+            token,
+            request_timeout: Duration::from_secs(70),
+            connect_timeout: Duration::from_secs(10),
+            part_copy_timeout: Duration::from_secs(600),
+            retry: RetryPolicy::default(),
+            requests_per_minute: 540,
+            burst: 10,
+            max_in_flight: 3,
+            max_conflict_attempts: 5,
+        }
+    }
+
+    /// The production endpoints.
+    pub fn production(token: SynapseToken) -> Self {
+        Self::new(PROD_REPO_ENDPOINT, PROD_FILE_ENDPOINT, token)
+    }
+}
+
+/// Which Synapse service a call goes to: the file service is a separate host in production.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Service {
+    Repo,
+    File,
+}
+
+/// A Synapse client. Cheap to clone; clones share the connection pool and the rate limiter.
+#[derive(Clone)]
+pub struct SynapseClient {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    http: reqwest::Client,
+    repo: String,
+    file: String,
+    /// `Bearer <token>`, marked sensitive so reqwest never prints it.
+    authorization: HeaderValue,
+    limiter: Arc<RateLimiter>,
+    request_timeout: Duration,
+    part_copy_timeout: Duration,
+    retry: RetryPolicy,
+    max_conflict_attempts: u32,
+}
+
+impl fmt::Debug for SynapseClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SynapseClient")
+            .field("repo", &self.inner.repo)
+            .field("file", &self.inner.file)
+            .field("token", &"[redacted]")
+            .field("limiter", &self.inner.limiter)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One Synapse request, kept whole so that every retry sends the same thing.
+struct Call<'a> {
+    method: Method,
+    service: Service,
+    path: String,
+    query: Vec<(&'static str, String)>,
+    body: Option<Vec<u8>>,
+    /// Names the call in logs and errors without ids or hosts, e.g. `POST /entity/{id}/bundle2`.
+    name: &'a str,
+}
+
+impl<'a> Call<'a> {
+    fn new(method: Method, service: Service, path: String, name: &'a str) -> Self {
+        Self {
+            method,
+            service,
+            path,
+            query: Vec::new(),
+            body: None,
+            name,
+        }
+    }
+
+    fn query(mut self, key: &'static str, value: impl ToString) -> Self {
+        self.query.push((key, value.to_string()));
+        self
+    }
+
+    fn json<B: Serialize>(mut self, body: &B) -> Result<Self, SynapseError> {
+        let bytes = serde_json::to_vec(body).map_err(|e| SynapseError::Protocol {
+            endpoint: self.name.to_owned(),
+            message: format!("cannot encode the request body: {e}"),
+        })?;
+        self.body = Some(bytes);
+        Ok(self)
+    }
+}
+
+/// Describes a reqwest failure with its causes but without its URL (a presigned URL carries a
+/// signature).
+fn transport_error(endpoint: &str, err: reqwest::Error) -> SynapseError {
+    let kind = if err.is_timeout() {
+        "timed out"
+    } else if err.is_connect() {
+        "could not connect"
+    } else {
+        "transport error"
+    };
+    let err = err.without_url();
+    let mut message = format!("{kind}: {err}");
+    let mut cause = std::error::Error::source(&err);
+    while let Some(inner) = cause {
+        message.push_str(&format!(": {inner}"));
+        cause = inner.source();
+    }
+    SynapseError::Transport {
+        endpoint: endpoint.to_owned(),
+        message,
+    }
+}
+
+/// The server's `reason`, or a bounded piece of whatever else it sent.
+fn error_reason(status: StatusCode, body: &[u8]) -> String {
+    if let Ok(ErrorResponse { reason }) = serde_json::from_slice(body) {
+        return reason;
+    }
+    let text = String::from_utf8_lossy(body);
+    let text = text.trim();
+    if text.is_empty() {
+        return status
+            .canonical_reason()
+            .unwrap_or("no reason given")
+            .to_owned();
+    }
+    text.chars().take(MAX_RAW_REASON).collect()
+}
+
+/// `Retry-After` in its seconds form (the only one Synapse and S3 send).
+fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let value = headers.get(RETRY_AFTER)?.to_str().ok()?;
+    value.trim().parse::<u64>().ok().map(Duration::from_secs)
+}
+
+impl SynapseClient {
+    /// A client with its own rate limiter.
+    pub fn new(config: ClientConfig) -> Result<Self, SynapseError> {
+        let limiter = Arc::new(RateLimiter::new(
+            config.requests_per_minute,
+            config.burst,
+            config.max_in_flight,
+        ));
+        Self::with_limiter(config, limiter)
+    }
+
+    /// A client sharing `limiter` with others (several clients in one process, one budget).
+    pub fn with_limiter(
+        config: ClientConfig,
+        limiter: Arc<RateLimiter>,
+    ) -> Result<Self, SynapseError> {
+        for endpoint in [&config.repo_endpoint, &config.file_endpoint] {
+            let url = url::Url::parse(endpoint)
+                .map_err(|e| SynapseError::Config(format!("bad endpoint {endpoint}: {e}")))?;
+            if !matches!(url.scheme(), "http" | "https") {
+                return Err(SynapseError::Config(format!(
+                    "endpoint {endpoint} is not http(s)"
+                )));
+            }
+        }
+        let mut authorization = HeaderValue::from_str(&format!("Bearer {}", config.token.expose()))
+            .map_err(|_| {
+                SynapseError::Config("the token contains characters not allowed in a header".into())
+            })?;
+        authorization.set_sensitive(true);
+        let http = reqwest::Client::builder()
+            .connect_timeout(config.connect_timeout)
+            .build()
+            .map_err(|e| SynapseError::Config(format!("cannot build the HTTP client: {e}")))?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                http,
+                repo: config.repo_endpoint.trim_end_matches('/').to_owned(),
+                file: config.file_endpoint.trim_end_matches('/').to_owned(),
+                authorization,
+                limiter,
+                request_timeout: config.request_timeout,
+                part_copy_timeout: config.part_copy_timeout,
+                retry: config.retry,
+                max_conflict_attempts: config.max_conflict_attempts.max(1),
+            }),
+        })
+    }
+
+    /// Sends `call` under the rate limiter, retrying what is worth retrying; returns the body.
+    async fn send(&self, call: Call<'_>) -> Result<Vec<u8>, SynapseError> {
+        let inner = &self.inner;
+        let base = match call.service {
+            Service::Repo => &inner.repo,
+            Service::File => &inner.file,
+        };
+        let url = format!("{base}{}", call.path);
+        with_retries(&inner.retry, call.name, |_| async {
+            let mut request = inner
+                .http
+                .request(call.method.clone(), &url)
+                .timeout(inner.request_timeout)
+                .header(AUTHORIZATION, inner.authorization.clone())
+                .header(ACCEPT, "application/json");
+            if !call.query.is_empty() {
+                request = request.query(&call.query);
+            }
+            if let Some(body) = &call.body {
+                request = request
+                    .header(CONTENT_TYPE, "application/json")
+                    .body(body.clone());
+            }
+            let _permit = inner.limiter.acquire().await;
+            let response = request
+                .send()
+                .await
+                .map_err(|e| transport_error(call.name, e))?;
+            let status = response.status();
+            let wait = retry_after(response.headers());
+            let body = response
+                .bytes()
+                .await
+                .map_err(|e| transport_error(call.name, e))?;
+            tracing::debug!(call = call.name, status = status.as_u16(), "Synapse call");
+            if status.is_success() {
+                Ok(body.to_vec())
+            } else {
+                Err(SynapseError::from_status(
+                    status.as_u16(),
+                    error_reason(status, &body),
+                    wait,
+                ))
+            }
+        })
+        .await
+    }
+
+    /// Sends `call` and decodes its JSON answer.
+    async fn send_json<T: DeserializeOwned>(&self, call: Call<'_>) -> Result<T, SynapseError> {
+        let name = call.name.to_owned();
+        let body = self.send(call).await?;
+        serde_json::from_slice(&body).map_err(|e| SynapseError::Protocol {
+            endpoint: name,
+            message: format!("cannot decode the answer: {e}"),
+        })
+    }
+
+    /// `GET /userProfile`: who the token belongs to (also a cheap token check).
+    pub async fn user_profile(&self) -> Result<UserProfile, SynapseError> {
+        let call = Call::new(
+            Method::GET,
+            Service::Repo,
+            "/userProfile".into(),
+            "GET /userProfile",
+        );
+        self.send_json(call).await
+    }
+
+    /// `GET /storageLocation/{id}`: only the creator of the location gets an answer.
+    pub async fn storage_location(
+        &self,
+        storage_location_id: i64,
+    ) -> Result<StorageLocationSetting, SynapseError> {
+        let call = Call::new(
+            Method::GET,
+            Service::Repo,
+            format!("/storageLocation/{storage_location_id}"),
+            "GET /storageLocation/{id}",
+        );
+        self.send_json(call).await
+    }
+
+    /// `POST /entity/{id}/bundle2`, or `/entity/{id}/version/{v}/bundle2` for a given version.
+    pub async fn entity_bundle(
+        &self,
+        entity_id: &str,
+        version: Option<i64>,
+        request: &EntityBundleRequest,
+    ) -> Result<EntityBundle, SynapseError> {
+        let call = match version {
+            None => Call::new(
+                Method::POST,
+                Service::Repo,
+                format!("/entity/{entity_id}/bundle2"),
+                "POST /entity/{id}/bundle2",
+            ),
+            Some(v) => Call::new(
+                Method::POST,
+                Service::Repo,
+                format!("/entity/{entity_id}/version/{v}/bundle2"),
+                "POST /entity/{id}/version/{v}/bundle2",
+            ),
+        };
+        self.send_json(call.json(request)?).await
+    }
+
+    /// `POST /entity/children`: one page (50 children) of a container.
+    pub async fn children_page(
+        &self,
+        request: &EntityChildrenRequest,
+    ) -> Result<EntityChildrenResponse, SynapseError> {
+        let call = Call::new(
+            Method::POST,
+            Service::Repo,
+            "/entity/children".into(),
+            "POST /entity/children",
+        );
+        self.send_json(call.json(request)?).await
+    }
+
+    /// Every child of `parent_id` of the given types (`entity_type::*`), sorted by name, all pages.
+    pub async fn children_all(
+        &self,
+        parent_id: &str,
+        include_types: &[&str],
+    ) -> Result<Vec<EntityHeader>, SynapseError> {
+        let mut request = EntityChildrenRequest {
+            parent_id: Some(parent_id.to_owned()),
+            include_types: Some(include_types.iter().map(|t| (*t).to_owned()).collect()),
+            sort_by: Some("NAME".into()),
+            sort_direction: Some("ASC".into()),
+            next_page_token: None,
+        };
+        let mut children = Vec::new();
+        loop {
+            let page = self.children_page(&request).await?;
+            children.extend(page.page);
+            match page.next_page_token {
+                Some(token) => request.next_page_token = Some(token),
+                None => return Ok(children),
+            }
+        }
+    }
+
+    /// `GET /entity/{id}/version?offset&limit`: one page of an entity's versions, newest first.
+    pub async fn versions_page(
+        &self,
+        entity_id: &str,
+        offset: u64,
+        limit: u64,
+    ) -> Result<PaginatedResults<VersionInfo>, SynapseError> {
+        let call = Call::new(
+            Method::GET,
+            Service::Repo,
+            format!("/entity/{entity_id}/version"),
+            "GET /entity/{id}/version",
+        )
+        .query("offset", offset)
+        .query("limit", limit);
+        self.send_json(call).await
+    }
+
+    /// `GET /entity/{id}`: the latest version, with everything a later PUT must send back.
+    pub async fn get_entity(&self, entity_id: &str) -> Result<Entity, SynapseError> {
+        let call = Call::new(
+            Method::GET,
+            Service::Repo,
+            format!("/entity/{entity_id}"),
+            "GET /entity/{id}",
+        );
+        self.send_json(call).await
+    }
+
+    /// `PUT /entity/{id}?newVersion=...`: 412 (`Conflict`) if the entity's etag is stale.
+    pub async fn put_entity(
+        &self,
+        entity_id: &str,
+        entity: &Entity,
+        new_version: bool,
+    ) -> Result<Entity, SynapseError> {
+        let call = Call::new(
+            Method::PUT,
+            Service::Repo,
+            format!("/entity/{entity_id}"),
+            "PUT /entity/{id}",
+        )
+        .query("newVersion", new_version)
+        .json(entity)?;
+        self.send_json(call).await
+    }
+
+    /// Reads the entity, lets `edit` change it and PUTs it; on 412 (someone else changed it, or
+    /// our own earlier PUT went through) reads it again and re-applies `edit`, a bounded number of
+    /// times. `edit` returns `false` when the entity is already as wanted: nothing is written and
+    /// the current entity is returned, which makes the update safe to repeat.
+    pub async fn update_entity_with<F>(
+        &self,
+        entity_id: &str,
+        new_version: bool,
+        mut edit: F,
+    ) -> Result<Entity, SynapseError>
+    where
+        F: FnMut(&mut Entity) -> bool,
+    {
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let mut entity = self.get_entity(entity_id).await?;
+            if !edit(&mut entity) {
+                return Ok(entity);
+            }
+            match self.put_entity(entity_id, &entity, new_version).await {
+                Err(SynapseError::Conflict { reason })
+                    if tries < self.inner.max_conflict_attempts =>
+                {
+                    tracing::info!(entity_id, attempt = tries, %reason, "entity changed underneath, re-reading");
+                }
+                result => return result,
+            }
+        }
+    }
+
+    /// `PUT /entity/{id}/version/{v}/filehandle`: swap one version's file handle in place.
+    pub async fn put_version_file_handle(
+        &self,
+        entity_id: &str,
+        version: i64,
+        update: &FileHandleVersionUpdate,
+    ) -> Result<(), SynapseError> {
+        let call = Call::new(
+            Method::PUT,
+            Service::Repo,
+            format!("/entity/{entity_id}/version/{version}/filehandle"),
+            "PUT /entity/{id}/version/{v}/filehandle",
+        )
+        .json(update)?;
+        self.send(call).await.map(drop)
+    }
+
+    /// `PUT /entity/{id}/annotations2`.
+    pub async fn put_annotations(
+        &self,
+        entity_id: &str,
+        annotations: &Annotations2,
+    ) -> Result<Annotations2, SynapseError> {
+        let call = Call::new(
+            Method::PUT,
+            Service::Repo,
+            format!("/entity/{entity_id}/annotations2"),
+            "PUT /entity/{id}/annotations2",
+        )
+        .json(annotations)?;
+        self.send_json(call).await
+    }
+
+    /// `POST /file/multipart?forceRestart=...` (file service): start or resume a copy. The server
+    /// keys uploads on the body, so the same body resumes the same upload.
+    pub async fn start_multipart_copy(
+        &self,
+        request: &MultipartUploadCopyRequest,
+        force_restart: bool,
+    ) -> Result<MultipartUploadStatus, SynapseError> {
+        let call = Call::new(
+            Method::POST,
+            Service::File,
+            "/file/multipart".into(),
+            "POST /file/multipart",
+        )
+        .query("forceRestart", force_restart)
+        .json(request)?;
+        self.send_json(call).await
+    }
+
+    /// `POST /file/multipart/{uploadId}/presigned/url/batch`: URLs valid for 15 minutes.
+    pub async fn presign_parts(
+        &self,
+        upload_id: &str,
+        part_numbers: &[u32],
+    ) -> Result<BatchPresignedUploadUrlResponse, SynapseError> {
+        let request = BatchPresignedUploadUrlRequest {
+            upload_id: upload_id.to_owned(),
+            part_numbers: part_numbers.to_vec(),
+            content_type: None,
+        };
+        let call = Call::new(
+            Method::POST,
+            Service::File,
+            format!("/file/multipart/{upload_id}/presigned/url/batch"),
+            "POST /file/multipart/{id}/presigned/url/batch",
+        )
+        .json(&request)?;
+        self.send_json(call).await
+    }
+
+    /// `PUT /file/multipart/{uploadId}/add/{n}?partMD5Hex=...`: record a copied part. An
+    /// `ADD_FAILED` answer is returned as is for the caller to decide.
+    pub async fn add_part(
+        &self,
+        upload_id: &str,
+        part_number: u32,
+        part_md5_hex: &str,
+    ) -> Result<AddPartResponse, SynapseError> {
+        let call = Call::new(
+            Method::PUT,
+            Service::File,
+            format!("/file/multipart/{upload_id}/add/{part_number}"),
+            "PUT /file/multipart/{id}/add/{n}",
+        )
+        .query("partMD5Hex", part_md5_hex);
+        self.send_json(call).await
+    }
+
+    /// `PUT /file/multipart/{uploadId}/complete`: the answer carries `resultFileHandleId`.
+    pub async fn complete_multipart(
+        &self,
+        upload_id: &str,
+    ) -> Result<MultipartUploadStatus, SynapseError> {
+        let call = Call::new(
+            Method::PUT,
+            Service::File,
+            format!("/file/multipart/{upload_id}/complete"),
+            "PUT /file/multipart/{id}/complete",
+        );
+        self.send_json(call).await
+    }
+
+    /// `POST /externalFileHandle/s3` (file service): register an object the direct engine copied
+    /// into an external S3 storage location the caller owns.
+    pub async fn create_external_s3_file_handle(
+        &self,
+        request: &S3FileHandleCreate,
+    ) -> Result<FileHandle, SynapseError> {
+        let call = Call::new(
+            Method::POST,
+            Service::File,
+            "/externalFileHandle/s3".into(),
+            "POST /externalFileHandle/s3",
+        )
+        .json(request)?;
+        self.send_json(call).await
+    }
+
+    /// `POST /fileHandle/batch` (file service): at most 100 requested files per call.
+    pub async fn file_handle_batch(
+        &self,
+        request: &BatchFileRequest,
+    ) -> Result<BatchFileResult, SynapseError> {
+        let call = Call::new(
+            Method::POST,
+            Service::File,
+            "/fileHandle/batch".into(),
+            "POST /fileHandle/batch",
+        )
+        .json(request)?;
+        self.send_json(call).await
+    }
+
+    /// PUTs a presigned UploadPartCopy URL with exactly its signed headers and an empty body; no
+    /// Synapse token and no Synapse rate limit (this goes to S3). Returns the part's ETag
+    /// (unquoted). S3 5xx and SlowDown are retried; a 403 comes back as
+    /// [`SynapseError::PresignedUrlRejected`] so the caller presigns the part again.
+    pub async fn put_presigned_part(
+        &self,
+        url: &str,
+        signed_headers: &BTreeMap<String, String>,
+    ) -> Result<String, SynapseError> {
+        const NAME: &str = "PUT presigned part URL";
+        let mut headers = reqwest::header::HeaderMap::new();
+        for (name, value) in signed_headers {
+            let bad = || SynapseError::Protocol {
+                endpoint: NAME.into(),
+                message: format!("signed header {name} is not a valid HTTP header"),
+            };
+            let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| bad())?;
+            let value = HeaderValue::from_str(value).map_err(|_| bad())?;
+            headers.insert(name, value);
+        }
+        let inner = &self.inner;
+        with_retries(&inner.retry, NAME, |_| async {
+            let response = inner
+                .http
+                .put(url)
+                .timeout(inner.part_copy_timeout)
+                .headers(headers.clone())
+                .body(Vec::new())
+                .send()
+                .await
+                .map_err(|e| transport_error(NAME, e))?;
+            let status = response.status().as_u16();
+            let body = response
+                .text()
+                .await
+                .map_err(|e| transport_error(NAME, e))?;
+            parse_copy_part_response(status, &body)
+        })
+        .await
+    }
+}

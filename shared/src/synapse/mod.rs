@@ -1,0 +1,15 @@
+//! The Synapse side of the migration: a typed REST client for the calls a migration makes, the
+//! process-wide rate limiter, retries, the token, and the presigned S3 part copy.
+
+mod client;
+mod error;
+mod limiter;
+mod presigned;
+mod retry;
+mod token;
+
+pub use client::{ClientConfig, SynapseClient, PROD_FILE_ENDPOINT, PROD_REPO_ENDPOINT};
+pub use error::SynapseError;
+pub use limiter::{RateLimiter, RequestPermit};
+pub use retry::RetryPolicy;
+pub use token::{SynapseToken, TokenSource, TOKEN_ENV_VAR};
