@@ -1,0 +1,144 @@
+//! The library's error type and the stable error type names the state machine matches on.
+//!
+//! Step Functions `Retry`/`Catch` blocks match on an error *name*, never on a message, so every
+//! error maps to one name from a fixed list (`Retryable.*` or `Fatal.*`). The Lambda handlers
+//! report `error_type()` as the error name; the template retries exactly the `Retryable.*` ones.
+
+use crate::plan::PlanError;
+use crate::state::StateError;
+use crate::synapse::SynapseError;
+
+/// Error type names. Kept in one place so the template, the handlers and the tests agree.
+pub mod types {
+    pub const THROTTLED: &str = "Retryable.Throttled";
+    pub const TRANSIENT: &str = "Retryable.Transient";
+    pub const LEASE_HELD: &str = "Retryable.LeaseHeld";
+    pub const INVALID_INPUT: &str = "Fatal.InvalidInput";
+    pub const NOT_FOUND: &str = "Fatal.NotFound";
+    pub const UNAUTHORIZED: &str = "Fatal.Unauthorized";
+    pub const FORBIDDEN: &str = "Fatal.Forbidden";
+    pub const CONFLICT: &str = "Fatal.Conflict";
+    pub const VERIFICATION: &str = "Fatal.Verification";
+    pub const ALREADY_RUNNING: &str = "Fatal.AlreadyRunning";
+    pub const INTERNAL: &str = "Fatal.Internal";
+
+    /// Prefix shared by every error the state machine may retry.
+    pub const RETRYABLE_PREFIX: &str = "Retryable.";
+}
+
+/// Errors of the migration core. Variants carry a human-readable message; the class is the variant.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The remote service asked us to slow down (HTTP 429, S3 SlowDown, DynamoDB throughput).
+    #[error("throttled: {0}")]
+    Throttled(String),
+    /// A failure that may succeed on retry (timeouts, 5xx, connection resets).
+    #[error("transient failure: {0}")]
+    Transient(String),
+    /// Another worker holds the lease on this record; retry after it expires.
+    #[error("lease held: {0}")]
+    LeaseHeld(String),
+    /// The request or the configuration is wrong; retrying cannot help.
+    #[error("invalid input: {0}")]
+    InvalidInput(String),
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// The credentials lack a permission (Synapse 403, S3 AccessDenied).
+    #[error("forbidden: {0}")]
+    Forbidden(String),
+    /// The record changed under us in a way that retrying the same request cannot fix.
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// A copy finished but does not match its source (size, MD5, ETag).
+    #[error("verification failed: {0}")]
+    Verification(String),
+    /// The project lock is held by a live execution.
+    #[error("a migration of this project to this destination is already running: {0}")]
+    AlreadyRunning(String),
+    /// A bug or an unexpected response; not retried.
+    #[error("internal error: {0}")]
+    Internal(String),
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+    #[error(transparent)]
+    Synapse(#[from] SynapseError),
+}
+
+impl Error {
+    /// The stable name Step Functions matches on.
+    pub fn error_type(&self) -> &'static str {
+        match self {
+            Error::Throttled(_) => types::THROTTLED,
+            Error::Transient(_) => types::TRANSIENT,
+            Error::LeaseHeld(_) => types::LEASE_HELD,
+            Error::InvalidInput(_) => types::INVALID_INPUT,
+            Error::NotFound(_) => types::NOT_FOUND,
+            Error::Forbidden(_) => types::FORBIDDEN,
+            Error::Conflict(_) => types::CONFLICT,
+            Error::Verification(_) => types::VERIFICATION,
+            Error::AlreadyRunning(_) => types::ALREADY_RUNNING,
+            Error::Internal(_) => types::INTERNAL,
+            Error::State(e) => e.error_type(),
+            Error::Plan(_) => types::INVALID_INPUT,
+            Error::Synapse(e) => e.error_type(),
+        }
+    }
+
+    /// Whether a later attempt of the same operation may succeed.
+    pub fn is_retryable(&self) -> bool {
+        self.error_type().starts_with(types::RETRYABLE_PREFIX)
+    }
+}
+
+/// Convenience alias for the library's results.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retryable_follows_the_type_name() {
+        let cases = [
+            (Error::Throttled("x".into()), types::THROTTLED, true),
+            (Error::Transient("x".into()), types::TRANSIENT, true),
+            (Error::LeaseHeld("x".into()), types::LEASE_HELD, true),
+            (Error::InvalidInput("x".into()), types::INVALID_INPUT, false),
+            (Error::NotFound("x".into()), types::NOT_FOUND, false),
+            (Error::Forbidden("x".into()), types::FORBIDDEN, false),
+            (Error::Conflict("x".into()), types::CONFLICT, false),
+            (Error::Verification("x".into()), types::VERIFICATION, false),
+            (
+                Error::AlreadyRunning("x".into()),
+                types::ALREADY_RUNNING,
+                false,
+            ),
+            (Error::Internal("x".into()), types::INTERNAL, false),
+        ];
+        for (error, name, retryable) in cases {
+            assert_eq!(error.error_type(), name, "{error}");
+            assert_eq!(error.is_retryable(), retryable, "{error}");
+        }
+    }
+
+    #[test]
+    fn state_and_plan_errors_keep_their_class() {
+        let throttled: Error = StateError::Throttled("ProvisionedThroughputExceeded".into()).into();
+        assert_eq!(throttled.error_type(), types::THROTTLED);
+        assert!(throttled.is_retryable());
+
+        let held: Error = StateError::LeaseHeld {
+            record: "LOCK".into(),
+            owner: "run-1".into(),
+            expires_at: 10,
+        }
+        .into();
+        assert_eq!(held.error_type(), types::LEASE_HELD);
+
+        let plan: Error = PlanError::EmptyFile.into();
+        assert_eq!(plan.error_type(), types::INVALID_INPUT);
+        assert!(!plan.is_retryable());
+    }
+}

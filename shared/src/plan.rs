@@ -1,0 +1,641 @@
+//! Pure arithmetic of a migration: how a file is cut into multipart-copy parts, how files are
+//! grouped into work units for the Distributed Map, and how a big file's parts are split into
+//! batches that each finish inside one Lambda invocation. No I/O here, so every boundary is
+//! property-tested.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+pub const KIB: u64 = 1024;
+pub const MIB: u64 = 1024 * KIB;
+pub const GIB: u64 = 1024 * MIB;
+pub const TIB: u64 = 1024 * GIB;
+
+/// S3's smallest part (except the last one of an upload).
+pub const MIN_PART_SIZE: u64 = 5 * MIB;
+/// S3's largest part.
+pub const MAX_PART_SIZE: u64 = 5 * GIB;
+/// S3's most parts per upload.
+pub const MAX_PARTS: u32 = 10_000;
+/// S3's largest object.
+pub const MAX_OBJECT_SIZE: u64 = 5 * TIB;
+
+/// Why a plan cannot be made. All are caller mistakes, so they map to `Fatal.InvalidInput`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlanError {
+    #[error("a file of 0 bytes cannot be copied part by part")]
+    EmptyFile,
+    #[error(
+        "a file of {size} bytes exceeds the S3 object limit of {MAX_OBJECT_SIZE} bytes (5 TiB)"
+    )]
+    TooLarge { size: u64 },
+    #[error("invalid work unit limits: {0}")]
+    InvalidUnitLimits(&'static str),
+    #[error("invalid part batch budget: {0}")]
+    InvalidBudget(&'static str),
+}
+
+/// How one file is cut into parts: every part has `part_size` bytes except the last.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PartPlan {
+    size: u64,
+    part_size: u64,
+    part_count: u32,
+}
+
+/// One part of a multipart copy: 1-based number and an inclusive byte range of the source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Part {
+    pub number: u32,
+    pub first_byte: u64,
+    pub last_byte: u64,
+}
+
+impl Part {
+    /// Number of bytes in the part.
+    pub fn len(&self) -> u64 {
+        self.last_byte - self.first_byte + 1
+    }
+
+    /// Parts are never empty; provided because clippy pairs it with `len`.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// The `x-amz-copy-source-range` value for this part.
+    pub fn copy_source_range(&self) -> String {
+        format!("bytes={}-{}", self.first_byte, self.last_byte)
+    }
+}
+
+impl PartPlan {
+    /// Plans the copy of a file of `size` bytes with the configured part size.
+    ///
+    /// The part size is `max(configured, ceil(size / 10,000))` clamped to 5 MiB..5 GiB, which
+    /// keeps the part count within S3's 10,000 for every size up to 5 TiB.
+    pub fn new(size: u64, configured_part_size: u64) -> Result<Self, PlanError> {
+        if size == 0 {
+            return Err(PlanError::EmptyFile);
+        }
+        if size > MAX_OBJECT_SIZE {
+            return Err(PlanError::TooLarge { size });
+        }
+        let part_size = configured_part_size
+            .max(size.div_ceil(u64::from(MAX_PARTS)))
+            .clamp(MIN_PART_SIZE, MAX_PART_SIZE);
+        let part_count = u32::try_from(size.div_ceil(part_size))
+            .expect("part count is at most 10,000 because part_size >= ceil(size / 10,000)");
+        Ok(Self {
+            size,
+            part_size,
+            part_count,
+        })
+    }
+
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    pub fn part_size(&self) -> u64 {
+        self.part_size
+    }
+
+    pub fn part_count(&self) -> u32 {
+        self.part_count
+    }
+
+    /// Part `number` (1-based), or `None` outside 1..=part_count.
+    pub fn part(&self, number: u32) -> Option<Part> {
+        if number == 0 || number > self.part_count {
+            return None;
+        }
+        let first_byte = u64::from(number - 1) * self.part_size;
+        let last_byte = (u64::from(number) * self.part_size).min(self.size) - 1;
+        Some(Part {
+            number,
+            first_byte,
+            last_byte,
+        })
+    }
+
+    /// All parts in order.
+    pub fn parts(&self) -> impl Iterator<Item = Part> + '_ {
+        (1..=self.part_count).filter_map(|n| self.part(n))
+    }
+
+    /// The parts of one batch in order (parts beyond the plan are left out).
+    pub fn parts_in(&self, batch: PartBatch) -> impl Iterator<Item = Part> + '_ {
+        (batch.first_part..=batch.last_part).filter_map(|n| self.part(n))
+    }
+}
+
+/// One item to copy, as the planner sees it: an opaque key (the state store's item key) and its size.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UnitItem {
+    pub key: String,
+    pub size: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum UnitKind {
+    /// Many small files, each copied in one request.
+    Small,
+    /// One big file whose parts are spread over part batches.
+    Large,
+}
+
+/// A work unit: what one iteration of the Distributed Map processes. Goes into the S3 manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkUnit {
+    pub unit_id: String,
+    pub kind: UnitKind,
+    pub total_bytes: u64,
+    pub items: Vec<UnitItem>,
+}
+
+/// Limits for grouping files into units.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UnitLimits {
+    /// Most files in one small unit.
+    pub max_files: usize,
+    /// Most bytes in one small unit (a single file above it still gets a unit of its own).
+    pub max_bytes: u64,
+    /// Files strictly larger than this are big: one per unit, copied in part batches.
+    pub large_threshold: u64,
+}
+
+impl Default for UnitLimits {
+    /// 50 files or 5 GiB per unit; files above 1 GiB get their own unit.
+    fn default() -> Self {
+        Self {
+            max_files: 50,
+            max_bytes: 5 * GIB,
+            large_threshold: GIB,
+        }
+    }
+}
+
+/// Groups items into work units.
+///
+/// Output order is deterministic whatever the input order: big units first, largest first (the
+/// longest copies start earliest, so the Map's tail is short), then small units packed in key
+/// order. Unit ids are `unit-000001`, ... in that order.
+pub fn group_units(
+    items: impl IntoIterator<Item = UnitItem>,
+    limits: &UnitLimits,
+) -> Result<Vec<WorkUnit>, PlanError> {
+    if limits.max_files == 0 {
+        return Err(PlanError::InvalidUnitLimits("maxFiles must be at least 1"));
+    }
+    if limits.max_bytes == 0 {
+        return Err(PlanError::InvalidUnitLimits("maxBytes must be at least 1"));
+    }
+    let (mut large, mut small): (Vec<UnitItem>, Vec<UnitItem>) = items
+        .into_iter()
+        .partition(|item| item.size > limits.large_threshold);
+    large.sort_by(|a, b| b.size.cmp(&a.size).then_with(|| a.key.cmp(&b.key)));
+    small.sort_by(|a, b| a.key.cmp(&b.key).then_with(|| a.size.cmp(&b.size)));
+
+    let mut groups: Vec<(UnitKind, Vec<UnitItem>)> = large
+        .into_iter()
+        .map(|item| (UnitKind::Large, vec![item]))
+        .collect();
+    let mut current: Vec<UnitItem> = Vec::new();
+    let mut current_bytes = 0u64;
+    for item in small {
+        let full = current.len() >= limits.max_files
+            || current_bytes.saturating_add(item.size) > limits.max_bytes;
+        if full && !current.is_empty() {
+            groups.push((UnitKind::Small, std::mem::take(&mut current)));
+            current_bytes = 0;
+        }
+        current_bytes = current_bytes.saturating_add(item.size);
+        current.push(item);
+    }
+    if !current.is_empty() {
+        groups.push((UnitKind::Small, current));
+    }
+
+    Ok(groups
+        .into_iter()
+        .enumerate()
+        .map(|(index, (kind, items))| WorkUnit {
+            unit_id: format!("unit-{:06}", index + 1),
+            kind,
+            total_bytes: items.iter().map(|item| item.size).sum(),
+            items,
+        })
+        .collect())
+}
+
+/// What one copy-parts invocation may take on.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BatchBudget {
+    /// Wall-clock time one invocation may spend copying.
+    pub time_budget: Duration,
+    /// Fraction of the budget to plan for (0 < f <= 1), leaving room for slow requests.
+    pub safety_factor: f64,
+    /// Assumed throughput of one UploadPartCopy request, bytes per second.
+    pub throughput_bytes_per_sec: u64,
+    /// Parts copied at the same time inside one invocation.
+    pub concurrency: u32,
+}
+
+impl Default for BatchBudget {
+    /// Ten minutes of a 15-minute Lambda at half speed, 60 MiB/s per request, 8 at a time.
+    fn default() -> Self {
+        Self {
+            time_budget: Duration::from_secs(600),
+            safety_factor: 0.5,
+            throughput_bytes_per_sec: 60 * MIB,
+            concurrency: 8,
+        }
+    }
+}
+
+/// A contiguous run of part numbers (inclusive) copied by one invocation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PartBatch {
+    pub first_part: u32,
+    pub last_part: u32,
+}
+
+impl BatchBudget {
+    /// Parts per batch: as many waves of `concurrency` parts as fit in the safe share of the
+    /// budget, and never fewer than one part.
+    pub fn parts_per_batch(&self, part_size: u64) -> Result<u32, PlanError> {
+        if !(self.safety_factor > 0.0 && self.safety_factor <= 1.0) {
+            return Err(PlanError::InvalidBudget("safetyFactor must be in (0, 1]"));
+        }
+        if self.throughput_bytes_per_sec == 0 {
+            return Err(PlanError::InvalidBudget("throughput must be positive"));
+        }
+        if self.concurrency == 0 {
+            return Err(PlanError::InvalidBudget("concurrency must be at least 1"));
+        }
+        if part_size == 0 {
+            return Err(PlanError::InvalidBudget("part size must be positive"));
+        }
+        let usable_bytes = self.time_budget.as_secs_f64()
+            * self.safety_factor
+            * self.throughput_bytes_per_sec as f64;
+        // `as` saturates for huge values; the float is non-negative by the checks above.
+        let waves = (usable_bytes / part_size as f64).floor() as u64;
+        let parts = waves
+            .saturating_mul(u64::from(self.concurrency))
+            .clamp(1, u64::from(MAX_PARTS));
+        Ok(u32::try_from(parts).expect("clamped to MAX_PARTS"))
+    }
+}
+
+/// Splits a part plan into batches that each fit the budget; together they cover every part once.
+pub fn part_batches(plan: &PartPlan, budget: &BatchBudget) -> Result<Vec<PartBatch>, PlanError> {
+    let per_batch = budget.parts_per_batch(plan.part_size())?;
+    let mut batches = Vec::new();
+    let mut first_part = 1u32;
+    while first_part <= plan.part_count() {
+        let last_part = first_part
+            .saturating_add(per_batch - 1)
+            .min(plan.part_count());
+        batches.push(PartBatch {
+            first_part,
+            last_part,
+        });
+        first_part = last_part + 1;
+    }
+    Ok(batches)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Checks the plan's invariants: sizes in bounds, parts contiguous, covering the file once.
+    fn assert_plan_covers(plan: &PartPlan, configured: u64) {
+        let size = plan.size();
+        assert!((MIN_PART_SIZE..=MAX_PART_SIZE).contains(&plan.part_size()));
+        assert!(plan.part_size() >= configured.clamp(MIN_PART_SIZE, MAX_PART_SIZE));
+        assert!(plan.part_count() >= 1 && plan.part_count() <= MAX_PARTS);
+        let mut next_byte = 0u64;
+        let mut count = 0u32;
+        for part in plan.parts() {
+            count += 1;
+            assert_eq!(part.number, count);
+            assert_eq!(
+                part.first_byte, next_byte,
+                "gap or overlap at part {}",
+                part.number
+            );
+            assert!(part.last_byte < size);
+            if part.number < plan.part_count() {
+                assert_eq!(part.len(), plan.part_size());
+            } else {
+                assert!(part.len() >= 1 && part.len() <= plan.part_size());
+            }
+            next_byte = part.last_byte + 1;
+        }
+        assert_eq!(count, plan.part_count());
+        assert_eq!(next_byte, size, "parts must end at the last byte");
+    }
+
+    /// Sizes near every boundary, so random cases hit them often.
+    fn interesting_size() -> impl Strategy<Value = u64> {
+        let anchors = [
+            1,
+            MIN_PART_SIZE,
+            MIN_PART_SIZE * u64::from(MAX_PARTS),
+            GIB,
+            MAX_PART_SIZE,
+            MAX_OBJECT_SIZE,
+        ];
+        prop_oneof![
+            1u64..=MAX_OBJECT_SIZE,
+            (proptest::sample::select(anchors.to_vec()), -2i64..=2)
+                .prop_map(|(a, d)| { a.saturating_add_signed(d).clamp(1, MAX_OBJECT_SIZE) }),
+        ]
+    }
+
+    fn configured_part_size() -> impl Strategy<Value = u64> {
+        prop_oneof![
+            Just(0),
+            Just(MIN_PART_SIZE),
+            Just(MIN_PART_SIZE + 1),
+            Just(MAX_PART_SIZE),
+            Just(MAX_PART_SIZE + 1),
+            0u64..=2 * MAX_PART_SIZE,
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn parts_cover_every_byte_once(size in interesting_size(), configured in configured_part_size()) {
+            let plan = PartPlan::new(size, configured).unwrap();
+            assert_plan_covers(&plan, configured);
+            let expected = configured
+                .max(size.div_ceil(u64::from(MAX_PARTS)))
+                .clamp(MIN_PART_SIZE, MAX_PART_SIZE);
+            prop_assert_eq!(plan.part_size(), expected);
+        }
+
+        #[test]
+        fn batches_cover_every_part_once(
+            size in interesting_size(),
+            configured in configured_part_size(),
+            budget_secs in 0u64..=900,
+            safety in 0.01f64..=1.0,
+            throughput in 1u64..=200 * MIB,
+            concurrency in 1u32..=64,
+        ) {
+            let plan = PartPlan::new(size, configured).unwrap();
+            let budget = BatchBudget {
+                time_budget: Duration::from_secs(budget_secs),
+                safety_factor: safety,
+                throughput_bytes_per_sec: throughput,
+                concurrency,
+            };
+            let batches = part_batches(&plan, &budget).unwrap();
+            let per_batch = budget.parts_per_batch(plan.part_size()).unwrap();
+            let mut next = 1u32;
+            for batch in &batches {
+                prop_assert_eq!(batch.first_part, next);
+                prop_assert!(batch.last_part >= batch.first_part);
+                prop_assert!(batch.last_part - batch.first_part < per_batch);
+                next = batch.last_part + 1;
+            }
+            prop_assert_eq!(next, plan.part_count() + 1);
+            let numbers: Vec<u32> = batches.iter().flat_map(|b| plan.parts_in(*b)).map(|p| p.number).collect();
+            prop_assert_eq!(numbers, (1..=plan.part_count()).collect::<Vec<_>>());
+        }
+
+        #[test]
+        fn units_hold_every_item_once_within_limits(
+            sizes in proptest::collection::vec(0u64..=3 * GIB, 0..300),
+            max_files in 1usize..=60,
+            max_bytes in 1u64..=8 * GIB,
+            large_threshold in 0u64..=2 * GIB,
+        ) {
+            let items: Vec<UnitItem> = sizes
+                .iter()
+                .enumerate()
+                .map(|(i, size)| UnitItem { key: format!("syn{i}#1"), size: *size })
+                .collect();
+            let limits = UnitLimits { max_files, max_bytes, large_threshold };
+            let units = group_units(items.clone(), &limits).unwrap();
+
+            let mut seen: Vec<UnitItem> = units.iter().flat_map(|u| u.items.clone()).collect();
+            seen.sort_by(|a, b| a.key.cmp(&b.key));
+            let mut expected = items.clone();
+            expected.sort_by(|a, b| a.key.cmp(&b.key));
+            prop_assert_eq!(seen, expected);
+
+            for unit in &units {
+                prop_assert_eq!(unit.total_bytes, unit.items.iter().map(|i| i.size).sum::<u64>());
+                match unit.kind {
+                    UnitKind::Large => {
+                        prop_assert_eq!(unit.items.len(), 1);
+                        prop_assert!(unit.items[0].size > large_threshold);
+                    }
+                    UnitKind::Small => {
+                        prop_assert!(!unit.items.is_empty());
+                        prop_assert!(unit.items.len() <= max_files);
+                        prop_assert!(unit.items.iter().all(|i| i.size <= large_threshold));
+                        prop_assert!(unit.items.len() == 1 || unit.total_bytes <= max_bytes);
+                    }
+                }
+            }
+
+            let mut reversed = items;
+            reversed.reverse();
+            prop_assert_eq!(group_units(reversed, &limits).unwrap(), units);
+        }
+    }
+
+    #[test]
+    fn one_byte_file_is_one_part() {
+        let plan = PartPlan::new(1, 0).unwrap();
+        assert_eq!((plan.part_size(), plan.part_count()), (MIN_PART_SIZE, 1));
+        assert_eq!(plan.part(1).unwrap().copy_source_range(), "bytes=0-0");
+        assert_eq!(plan.part(0), None);
+        assert_eq!(plan.part(2), None);
+    }
+
+    #[test]
+    fn five_mib_boundary() {
+        let exact = PartPlan::new(MIN_PART_SIZE, MIN_PART_SIZE).unwrap();
+        assert_eq!(exact.part_count(), 1);
+        let plus_one = PartPlan::new(MIN_PART_SIZE + 1, MIN_PART_SIZE).unwrap();
+        assert_eq!(plus_one.part_count(), 2);
+        assert_eq!(plus_one.part(2).unwrap().len(), 1);
+        assert_plan_covers(&plus_one, MIN_PART_SIZE);
+    }
+
+    #[test]
+    fn exactly_ten_thousand_parts_at_the_configured_size() {
+        let configured = 8 * MIB;
+        let plan = PartPlan::new(configured * u64::from(MAX_PARTS), configured).unwrap();
+        assert_eq!(
+            (plan.part_size(), plan.part_count()),
+            (configured, MAX_PARTS)
+        );
+        assert_plan_covers(&plan, configured);
+        // One byte more forces the part size up instead of an extra part.
+        let bigger = PartPlan::new(configured * u64::from(MAX_PARTS) + 1, configured).unwrap();
+        assert_eq!(bigger.part_size(), configured + 1);
+        assert_eq!(bigger.part_count(), MAX_PARTS);
+        assert_plan_covers(&bigger, configured);
+    }
+
+    #[test]
+    fn five_tib_is_the_largest_file() {
+        let plan = PartPlan::new(MAX_OBJECT_SIZE, MIN_PART_SIZE).unwrap();
+        assert_eq!(plan.part_size(), MAX_OBJECT_SIZE.div_ceil(10_000));
+        assert!(plan.part_count() <= MAX_PARTS);
+        assert_plan_covers(&plan, MIN_PART_SIZE);
+        assert_eq!(
+            PartPlan::new(MAX_OBJECT_SIZE + 1, MIN_PART_SIZE),
+            Err(PlanError::TooLarge {
+                size: MAX_OBJECT_SIZE + 1
+            })
+        );
+        assert_eq!(PartPlan::new(0, MIN_PART_SIZE), Err(PlanError::EmptyFile));
+    }
+
+    #[test]
+    fn configured_part_size_is_clamped() {
+        assert_eq!(PartPlan::new(GIB, 1).unwrap().part_size(), MIN_PART_SIZE);
+        assert_eq!(
+            PartPlan::new(20 * GIB, 10 * GIB).unwrap().part_size(),
+            MAX_PART_SIZE
+        );
+    }
+
+    #[test]
+    fn default_budget_gives_hundreds_of_parts_for_the_biggest_parts() {
+        let plan = PartPlan::new(MAX_OBJECT_SIZE, 0).unwrap();
+        let budget = BatchBudget::default();
+        // 600 s * 0.5 * 60 MiB/s = 18,000 MiB per stream; parts of ~524 MiB -> 34 waves of 8.
+        assert_eq!(budget.parts_per_batch(plan.part_size()).unwrap(), 34 * 8);
+        let batches = part_batches(&plan, &budget).unwrap();
+        assert_eq!(batches.len(), 37);
+        assert_eq!(batches.last().unwrap().last_part, plan.part_count());
+    }
+
+    #[test]
+    fn a_part_slower_than_the_budget_still_gets_a_batch() {
+        let plan = PartPlan::new(3 * MAX_PART_SIZE, MAX_PART_SIZE).unwrap();
+        let budget = BatchBudget {
+            time_budget: Duration::from_secs(1),
+            concurrency: 1,
+            ..BatchBudget::default()
+        };
+        let batches = part_batches(&plan, &budget).unwrap();
+        assert_eq!(batches.len(), 3);
+        assert!(batches.iter().all(|b| b.first_part == b.last_part));
+    }
+
+    #[test]
+    fn invalid_budgets_and_limits_are_rejected() {
+        let plan = PartPlan::new(GIB, 0).unwrap();
+        for budget in [
+            BatchBudget {
+                safety_factor: 0.0,
+                ..BatchBudget::default()
+            },
+            BatchBudget {
+                safety_factor: 1.5,
+                ..BatchBudget::default()
+            },
+            BatchBudget {
+                safety_factor: f64::NAN,
+                ..BatchBudget::default()
+            },
+            BatchBudget {
+                throughput_bytes_per_sec: 0,
+                ..BatchBudget::default()
+            },
+            BatchBudget {
+                concurrency: 0,
+                ..BatchBudget::default()
+            },
+        ] {
+            assert!(matches!(
+                part_batches(&plan, &budget),
+                Err(PlanError::InvalidBudget(_))
+            ));
+        }
+        for limits in [
+            UnitLimits {
+                max_files: 0,
+                ..UnitLimits::default()
+            },
+            UnitLimits {
+                max_bytes: 0,
+                ..UnitLimits::default()
+            },
+        ] {
+            assert!(matches!(
+                group_units(Vec::new(), &limits),
+                Err(PlanError::InvalidUnitLimits(_))
+            ));
+        }
+    }
+
+    #[test]
+    fn units_put_big_files_first_and_pack_small_ones_in_key_order() {
+        let item = |key: &str, size| UnitItem {
+            key: key.into(),
+            size,
+        };
+        let limits = UnitLimits {
+            max_files: 2,
+            max_bytes: 100,
+            large_threshold: 50,
+        };
+        let units = group_units(
+            vec![
+                item("e", 10),
+                item("a", 60),
+                item("d", 10),
+                item("b", 90),
+                item("c", 45),
+                item("f", 45),
+                item("g", 0),
+            ],
+            &limits,
+        )
+        .unwrap();
+        let shape: Vec<(&str, UnitKind, Vec<&str>)> = units
+            .iter()
+            .map(|u| {
+                (
+                    u.unit_id.as_str(),
+                    u.kind,
+                    u.items.iter().map(|i| i.key.as_str()).collect(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            shape,
+            vec![
+                ("unit-000001", UnitKind::Large, vec!["b"]),
+                ("unit-000002", UnitKind::Large, vec!["a"]),
+                ("unit-000003", UnitKind::Small, vec!["c", "d"]),
+                ("unit-000004", UnitKind::Small, vec!["e", "f"]),
+                ("unit-000005", UnitKind::Small, vec!["g"]),
+            ]
+        );
+        let json = serde_json::to_value(&units[2]).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"unitId": "unit-000003", "kind": "SMALL", "totalBytes": 55,
+                "items": [{"key": "c", "size": 45}, {"key": "d", "size": 10}]})
+        );
+    }
+}

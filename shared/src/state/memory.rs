@@ -1,0 +1,357 @@
+//! In-memory state store with the DynamoDB store's semantics, for unit tests and dry runs.
+//! One mutex makes every operation atomic, which is what DynamoDB's conditional writes give.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use tokio::sync::Mutex;
+
+use super::*;
+
+/// Records keyed by (`PK`, `SK`), like the table.
+#[derive(Default)]
+struct Tables {
+    locks: BTreeMap<String, Lease>,
+    runs: BTreeMap<(String, String), RunRecord>,
+    frontiers: BTreeMap<(String, String), serde_json::Value>,
+    items: BTreeMap<(String, String), ItemRecord>,
+    copies: BTreeMap<(String, String), CopyRecord>,
+}
+
+/// See the module docs.
+#[derive(Default)]
+pub struct MemoryStore {
+    tables: Mutex<Tables>,
+}
+
+impl MemoryStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+#[async_trait]
+impl StateStore for MemoryStore {
+    async fn acquire_lock(
+        &self,
+        migration: &MigrationKey,
+        owner: &str,
+        expires_at: EpochSeconds,
+        now: EpochSeconds,
+    ) -> Result<Lease, StateError> {
+        let mut tables = self.tables.lock().await;
+        check_lock_acquire(tables.locks.get(&migration.pk()), owner, now)?;
+        let lease = Lease {
+            owner: owner.to_owned(),
+            expires_at,
+        };
+        tables.locks.insert(migration.pk(), lease.clone());
+        Ok(lease)
+    }
+
+    async fn renew_lock(
+        &self,
+        migration: &MigrationKey,
+        owner: &str,
+        expires_at: EpochSeconds,
+    ) -> Result<Lease, StateError> {
+        let mut tables = self.tables.lock().await;
+        check_lock_owned(tables.locks.get(&migration.pk()), owner)?;
+        let lease = Lease {
+            owner: owner.to_owned(),
+            expires_at,
+        };
+        tables.locks.insert(migration.pk(), lease.clone());
+        Ok(lease)
+    }
+
+    async fn release_lock(&self, migration: &MigrationKey, owner: &str) -> Result<(), StateError> {
+        let mut tables = self.tables.lock().await;
+        match check_lock_owned(tables.locks.get(&migration.pk()), owner) {
+            Ok(()) => {
+                tables.locks.remove(&migration.pk());
+                Ok(())
+            }
+            Err(StateError::NotFound(_)) => Ok(()),
+            Err(other) => Err(other),
+        }
+    }
+
+    async fn get_lock(&self, migration: &MigrationKey) -> Result<Option<Lease>, StateError> {
+        Ok(self.tables.lock().await.locks.get(&migration.pk()).cloned())
+    }
+
+    async fn create_run(
+        &self,
+        migration: &MigrationKey,
+        run_id: &str,
+        settings: &serde_json::Value,
+        now: EpochSeconds,
+    ) -> Result<RunRecord, StateError> {
+        check_id("run id", run_id)?;
+        check_document("run settings", settings)?;
+        let mut tables = self.tables.lock().await;
+        let run = tables
+            .runs
+            .entry((migration.pk(), run_sk(run_id)))
+            .or_insert_with(|| RunRecord {
+                run_id: run_id.to_owned(),
+                settings: settings.clone(),
+                status: RunStatus::Running,
+                counters: RunCounters::default(),
+                started_at: now,
+                ended_at: None,
+            });
+        Ok(run.clone())
+    }
+
+    async fn get_run(
+        &self,
+        migration: &MigrationKey,
+        run_id: &str,
+    ) -> Result<Option<RunRecord>, StateError> {
+        let tables = self.tables.lock().await;
+        Ok(tables.runs.get(&(migration.pk(), run_sk(run_id))).cloned())
+    }
+
+    async fn add_to_counters(
+        &self,
+        migration: &MigrationKey,
+        run_id: &str,
+        delta: &RunCounters,
+    ) -> Result<(), StateError> {
+        let mut tables = self.tables.lock().await;
+        let run = tables
+            .runs
+            .get_mut(&(migration.pk(), run_sk(run_id)))
+            .ok_or_else(|| StateError::NotFound(run_sk(run_id)))?;
+        run.counters.add(delta);
+        Ok(())
+    }
+
+    async fn finish_run(
+        &self,
+        migration: &MigrationKey,
+        run_id: &str,
+        status: RunStatus,
+        now: EpochSeconds,
+    ) -> Result<RunRecord, StateError> {
+        let mut tables = self.tables.lock().await;
+        let run = tables
+            .runs
+            .get_mut(&(migration.pk(), run_sk(run_id)))
+            .ok_or_else(|| StateError::NotFound(run_sk(run_id)))?;
+        run.status = status;
+        run.ended_at = Some(now);
+        Ok(run.clone())
+    }
+
+    async fn save_frontier(
+        &self,
+        migration: &MigrationKey,
+        run_id: &str,
+        frontier: &serde_json::Value,
+        _expires_at: EpochSeconds,
+    ) -> Result<(), StateError> {
+        check_id("run id", run_id)?;
+        check_document("frontier", frontier)?;
+        let mut tables = self.tables.lock().await;
+        tables
+            .frontiers
+            .insert((migration.pk(), frontier_sk(run_id)), frontier.clone());
+        Ok(())
+    }
+
+    async fn load_frontier(
+        &self,
+        migration: &MigrationKey,
+        run_id: &str,
+    ) -> Result<Option<serde_json::Value>, StateError> {
+        let tables = self.tables.lock().await;
+        Ok(tables
+            .frontiers
+            .get(&(migration.pk(), frontier_sk(run_id)))
+            .cloned())
+    }
+
+    async fn put_item(
+        &self,
+        migration: &MigrationKey,
+        item: &ItemRecord,
+        max_attempts: u32,
+    ) -> Result<PutOutcome, StateError> {
+        check_put(item)?;
+        let mut tables = self.tables.lock().await;
+        let slot = (migration.pk(), item.key.sk());
+        let (outcome, attempts) = match tables.items.get(&slot) {
+            None => (PutOutcome::Created, item.attempts),
+            Some(old) if old.status.reindexable(old.attempts, max_attempts) => (
+                PutOutcome::Replaced {
+                    previous: old.status.name(),
+                },
+                old.attempts,
+            ),
+            Some(old) => {
+                return Ok(PutOutcome::Kept {
+                    current: old.status.name(),
+                })
+            }
+        };
+        tables.items.insert(
+            slot,
+            ItemRecord {
+                attempts,
+                lease: None,
+                ..item.clone()
+            },
+        );
+        Ok(outcome)
+    }
+
+    async fn get_item(
+        &self,
+        migration: &MigrationKey,
+        key: &ItemKey,
+    ) -> Result<Option<ItemRecord>, StateError> {
+        let tables = self.tables.lock().await;
+        Ok(tables.items.get(&(migration.pk(), key.sk())).cloned())
+    }
+
+    async fn list_items(
+        &self,
+        migration: &MigrationKey,
+        status: Option<StatusName>,
+        limit: u32,
+        page_token: Option<&str>,
+    ) -> Result<Page<ItemRecord>, StateError> {
+        if limit == 0 {
+            return Err(StateError::Invalid("page limit must be at least 1".into()));
+        }
+        let pk = migration.pk();
+        // The token is the sort key of the last item returned.
+        let after = page_token.unwrap_or(ITEM_PREFIX).to_owned();
+        let tables = self.tables.lock().await;
+        let mut matching = tables
+            .items
+            .range((pk.clone(), after)..)
+            .take_while(|((p, sk), _)| *p == pk && sk.starts_with(ITEM_PREFIX))
+            .filter(|((_, sk), _)| Some(sk.as_str()) != page_token)
+            .filter(|(_, item)| status.is_none_or(|s| item.status.name() == s));
+        let items: Vec<ItemRecord> = matching
+            .by_ref()
+            .take(limit as usize)
+            .map(|(_, item)| item.clone())
+            .collect();
+        let next_token = match matching.next() {
+            Some(_) => items.last().map(|item| item.key.sk()),
+            None => None,
+        };
+        Ok(Page { items, next_token })
+    }
+
+    async fn transition_item(
+        &self,
+        migration: &MigrationKey,
+        key: &ItemKey,
+        transition: &Transition,
+    ) -> Result<ItemRecord, StateError> {
+        check_transition_request(transition)?;
+        let mut tables = self.tables.lock().await;
+        let slot = (migration.pk(), key.sk());
+        check_transition(tables.items.get(&slot), key, transition)?;
+        let item = tables
+            .items
+            .get_mut(&slot)
+            .expect("check_transition found the item");
+        apply_transition(item, transition);
+        Ok(item.clone())
+    }
+
+    async fn claim_copy(
+        &self,
+        migration: &MigrationKey,
+        source_file_handle_id: &str,
+        owner: &str,
+        lease_until: EpochSeconds,
+        now: EpochSeconds,
+    ) -> Result<CopyRecord, StateError> {
+        check_id("source file handle id", source_file_handle_id)?;
+        let mut tables = self.tables.lock().await;
+        let slot = (migration.pk(), copy_sk(source_file_handle_id));
+        let current = tables.copies.get(&slot);
+        if !check_copy_claim(current, source_file_handle_id, owner, now)? {
+            return Ok(current.expect("a finished copy exists").clone());
+        }
+        let copy = tables.copies.entry(slot).or_insert_with(|| CopyRecord {
+            source_file_handle_id: source_file_handle_id.to_owned(),
+            status: CopyStatus::Copying,
+            engine_state: None,
+            destination_file_handle_id: None,
+            lease: None,
+            updated_at: now,
+        });
+        copy.lease = Some(Lease {
+            owner: owner.to_owned(),
+            expires_at: lease_until,
+        });
+        copy.updated_at = now;
+        Ok(copy.clone())
+    }
+
+    async fn save_copy_state(
+        &self,
+        migration: &MigrationKey,
+        source_file_handle_id: &str,
+        owner: &str,
+        engine_state: &serde_json::Value,
+        now: EpochSeconds,
+    ) -> Result<CopyRecord, StateError> {
+        check_document("engine state", engine_state)?;
+        let mut tables = self.tables.lock().await;
+        let slot = (migration.pk(), copy_sk(source_file_handle_id));
+        check_copy_state_save(tables.copies.get(&slot), source_file_handle_id, owner)?;
+        let copy = tables.copies.get_mut(&slot).expect("checked above");
+        copy.engine_state = Some(engine_state.clone());
+        copy.updated_at = now;
+        Ok(copy.clone())
+    }
+
+    async fn complete_copy(
+        &self,
+        migration: &MigrationKey,
+        source_file_handle_id: &str,
+        owner: &str,
+        destination_file_handle_id: &str,
+        now: EpochSeconds,
+    ) -> Result<CopyRecord, StateError> {
+        let mut tables = self.tables.lock().await;
+        let slot = (migration.pk(), copy_sk(source_file_handle_id));
+        let needs_write = check_copy_complete(
+            tables.copies.get(&slot),
+            source_file_handle_id,
+            owner,
+            destination_file_handle_id,
+            now,
+        )?;
+        let copy = tables.copies.get_mut(&slot).expect("checked above");
+        if needs_write {
+            copy.status = CopyStatus::Copied;
+            copy.destination_file_handle_id = Some(destination_file_handle_id.to_owned());
+            copy.lease = None;
+            copy.updated_at = now;
+        }
+        Ok(copy.clone())
+    }
+
+    async fn get_copy(
+        &self,
+        migration: &MigrationKey,
+        source_file_handle_id: &str,
+    ) -> Result<Option<CopyRecord>, StateError> {
+        let tables = self.tables.lock().await;
+        Ok(tables
+            .copies
+            .get(&(migration.pk(), copy_sk(source_file_handle_id)))
+            .cloned())
+    }
+}
