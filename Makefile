@@ -1,0 +1,34 @@
+# synmigrate — the README's commands. `make test` is what CI runs (.ci/run).
+SHELL := /bin/bash
+CARGO ?= cargo
+NEXTEST_PROFILE ?= $(if $(CI),ci,default)
+
+.PHONY: test venv fmt-check clippy tests stack sim-fixture-check clean-venv
+
+## test: install what the tests need, then rustfmt check, clippy -D warnings, and every test
+test: venv fmt-check clippy tests
+
+## venv: the project's Python environment (.venv) with the pinned moto, boto3 and synapseclient
+venv:
+	@scripts/venv.sh
+
+fmt-check:
+	$(CARGO) fmt --all -- --check
+
+clippy:
+	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+
+tests:
+	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
+	  $(CARGO) nextest run --workspace --locked --profile $(NEXTEST_PROFILE) --no-tests=fail; \
+	else \
+	  $(CARGO) test --workspace --locked; \
+	fi
+	$(CARGO) test --workspace --locked --doc
+
+## stack: the local AWS stack and the Synapse simulator with the sample project (Ctrl-C stops both)
+stack: venv
+	@scripts/dev-stack.sh
+
+clean-venv:
+	rm -rf .venv
