@@ -1,1 +1,85 @@
+//! A local Synapse server for the endpoints a storage-location migration uses (see
+//! `synapse-api.md` in the reference docs), storing bytes in a local S3 (moto) and handing out real
+//! SigV4-presigned `UploadPartCopy` URLs, so that both this project's client and the official Python
+//! client can migrate through it.
+//!
+//! ```no_run
+//! # async fn demo(sdk: aws_config::SdkConfig) -> Result<(), synapse_sim::SimError> {
+//! let fixture = synapse_sim::Fixture::generate(100, 7);
+//! let sim = synapse_sim::Simulator::start(synapse_sim::SimConfig::new(sdk), &fixture).await?;
+//! println!("{}", sim.repo_endpoint());
+//! sim.shutdown().await;
+//! # Ok(()) }
+//! ```
+//!
+//! # Fixture format (JSON)
+//!
+//! ```json
+//! {
+//!   "users": [{"userName": "owner", "ownerId": "3350001", "token": "owner-token"}],
+//!   "storageLocations": [
+//!     {"storageLocationId": 1, "kind": "synapse", "bucket": "synapse-storage"},
+//!     {"storageLocationId": 7001, "kind": "externalS3", "bucket": "dest", "baseKey": "migrated",
+//!      "createdBy": "owner", "region": "us-east-1", "stsEnabled": false}
+//!   ],
+//!   "fileHandles": {"shared": {"content": {"text": "same bytes"}, "fileName": "shared.txt"}},
+//!   "projects": [{
+//!     "name": "Project", "owner": "owner", "acl": {"other": ["READ", "DOWNLOAD", "UPDATE"]},
+//!     "children": [
+//!       {"type": "folder", "name": "data", "children": [
+//!         {"type": "file", "name": "a.bin",
+//!          "versions": [{"content": {"size": 1048576, "seed": 1}},
+//!                       {"content": {"text": "v2"}, "contentType": "text/plain"}],
+//!          "annotations": {"tissue": ["liver"]},
+//!          "acl": {"other": ["READ", "DOWNLOAD"]}},
+//!         {"type": "file", "name": "b.txt", "versions": [{"handle": "shared"}]}
+//!       ]}
+//!     ]
+//!   }]
+//! }
+//! ```
+//!
+//! - `users`: `token` is the bearer token (never logged or printed); `ownerId` is the numeric user id.
+//! - `storageLocations`: `kind` is `synapse` (an `S3StorageLocationSetting`, Synapse's own storage)
+//!   or `externalS3` (an `ExternalS3StorageLocationSetting`); `createdBy` is a userName (only the
+//!   creator may read it, copy into it or register objects in it); `region` defaults to the
+//!   simulator's. Every bucket is created at seeding.
+//! - `fileHandles`: named handles that several versions share (`{"handle": "name"}` in `versions`).
+//! - `projects`: the owner gets READ, DOWNLOAD and UPDATE; `acl` grants others (by userName).
+//!   Folders and files may carry an `acl` that replaces the inherited one for their subtree (the
+//!   project owner keeps every permission).
+//! - A version (or named handle) has `kind` = `s3` (default), `external` (with `externalUrl`),
+//!   `googleCloud` or `proxy`; `content` is `{"size": N, "seed": S}` (deterministic bytes,
+//!   generated and uploaded in streaming parts) or `{"text": "..."}`; `storageLocationId` defaults
+//!   to the lowest `synapse` location; `fileName` defaults to the entity name; `contentType`;
+//!   `createdBy` (userName, default the project owner); `omitMd5: true` leaves `contentMd5` out.
+//! - Entity ids are assigned depth-first in file order from `syn1000`; the S3 key of a handle is
+//!   `{baseKey/}{ownerId}/{uuid}/{fileName}`. [`RunningSim::entity_id`] maps `Project/dir/name` to ids.
+//!
+//! # Behaviour
+//! Bearer-token auth (401), per-entity ACL checks (403), `{"reason"}` JSON errors with Synapse's
+//! status codes, per-user throttling ([`ThrottleConfig`]), seeded fault injection ([`FaultConfig`])
+//! and a request log of every `/repo/v1` and `/file/v1` request (method, route template, status,
+//! user id) readable through [`RunningSim`] and `GET /admin/requests` (`POST /admin/requests/reset`).
+//! `GET /admin/entities/{id}` and `GET /admin/fileHandles/{id}` show state without auth.
 
+mod api;
+mod config;
+mod error;
+mod fixture;
+mod guard;
+mod presign;
+mod seed;
+mod server;
+mod store;
+mod util;
+
+pub use config::{Burst, FaultConfig, SimConfig, ThrottleConfig};
+pub use error::{ApiError, SimError};
+pub use fixture::{
+    AclSpec, Content, Fixture, HandleKind, HandleSpec, LocationKind, NodeSpec, Permission,
+    ProjectSpec, StorageLocationSpec, UserSpec, VersionSpec,
+};
+pub use guard::{RequestCounts, RequestRecord};
+pub use seed::{content_bytes, ContentStream};
+pub use server::{EntitySnapshot, RunningSim, Simulator};

@@ -1,0 +1,96 @@
+//! Errors: [`ApiError`] is what a request answers (JSON `{"reason"}` with Synapse's status codes);
+//! [`SimError`] is what setting the simulator up (fixture, seeding, binding) can fail with.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use synapse_model::ErrorResponse;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    NotFound(String),
+    /// Synapse's "conflicting update": stale etags and handle-swap conflicts.
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Throttled(String),
+    #[error("{0}")]
+    BadGateway(String),
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::Conflict(_) => StatusCode::PRECONDITION_FAILED,
+            Self::Throttled(_) => StatusCode::TOO_MANY_REQUESTS,
+            Self::BadGateway(_) => StatusCode::BAD_GATEWAY,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        (
+            status,
+            Json(ErrorResponse {
+                reason: self.to_string(),
+            }),
+        )
+            .into_response()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    #[error("invalid fixture: {0}")]
+    Fixture(String),
+    #[error("S3 error while {context}: {message}")]
+    S3 { context: String, message: String },
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+}
+
+impl SimError {
+    pub(crate) fn s3(context: impl Into<String>, err: impl std::fmt::Display) -> Self {
+        Self::S3 {
+            context: context.into(),
+            message: err.to_string(),
+        }
+    }
+}
+
+/// Renders an SDK error with its service message (the default Display only says "service error").
+pub(crate) fn sdk_message<E, R>(err: &aws_sdk_s3::error::SdkError<E, R>) -> String
+where
+    E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    match err.as_service_error() {
+        Some(service) => format!(
+            "{}: {}",
+            service.code().unwrap_or("error"),
+            service.message().unwrap_or("no message")
+        ),
+        None => format!("{err}"),
+    }
+}

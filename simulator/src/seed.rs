@@ -1,0 +1,543 @@
+//! Turns a [`Fixture`] into simulator state and puts the bytes into S3.
+//! Entities and handles are created first (ids are deterministic, depth-first in fixture order);
+//! the S3 uploads then run a few at a time and fill in each handle's MD5.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use futures::{StreamExt, TryStreamExt};
+use md5::{Digest, Md5};
+use rand::{RngCore, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use synapse_model::{concrete, AnnotationValue, FileHandle, StorageLocationSetting};
+
+use crate::error::{sdk_message, SimError};
+use crate::fixture::{
+    AclSpec, Content, Fixture, HandleKind, HandleSpec, LocationKind, NodeSpec, Permission,
+    VersionSpec,
+};
+use crate::store::{Acl, EntityKind, EntityRec, Location, Store, User, VersionRec};
+use crate::util::{iso_now, new_etag};
+
+/// Objects above this size are uploaded with S3 multipart so memory stays bounded.
+const SINGLE_PUT_LIMIT: u64 = 16 * 1024 * 1024;
+const SEED_PART_SIZE: u64 = 8 * 1024 * 1024;
+const UPLOAD_CONCURRENCY: usize = 4;
+/// The first entity gets `syn1000`.
+const FIRST_ENTITY_ID: u64 = 1000;
+
+/// Deterministic pseudo-random bytes of a generated content, produced chunk by chunk.
+pub struct ContentStream {
+    rng: ChaCha8Rng,
+    remaining: u64,
+}
+
+impl ContentStream {
+    pub fn new(seed: u64, size: u64) -> Self {
+        Self {
+            rng: ChaCha8Rng::seed_from_u64(seed),
+            remaining: size,
+        }
+    }
+
+    /// The next at most `max` bytes (`max` a multiple of 4 keeps the stream chunking-independent).
+    pub fn next_chunk(&mut self, max: u64) -> Option<Vec<u8>> {
+        if self.remaining == 0 {
+            return None;
+        }
+        let len = self.remaining.min(max);
+        let mut buf = vec![0u8; len as usize];
+        self.rng.fill_bytes(&mut buf);
+        self.remaining -= len;
+        Some(buf)
+    }
+}
+
+/// The whole content in memory (for small files and tests).
+pub fn content_bytes(content: &Content) -> Vec<u8> {
+    match content {
+        Content::Text { text } => text.as_bytes().to_vec(),
+        Content::Generated { size, seed } => {
+            let mut stream = ContentStream::new(*seed, *size);
+            stream.next_chunk(*size).unwrap_or_default()
+        }
+    }
+}
+
+struct UploadJob {
+    handle_id: u64,
+    bucket: String,
+    key: String,
+    content: Content,
+    content_type: Option<String>,
+    omit_md5: bool,
+}
+
+struct Seeder<'a> {
+    store: &'a mut Store,
+    default_region: &'a str,
+    named: BTreeMap<String, String>,
+    jobs: Vec<UploadJob>,
+}
+
+/// Fills `store` from `fixture` and uploads every S3 object.
+pub async fn seed(
+    store: &mut Store,
+    s3: &aws_sdk_s3::Client,
+    fixture: &Fixture,
+    default_region: &str,
+) -> Result<(), SimError> {
+    store.next_entity_id = FIRST_ENTITY_ID - 1;
+    let mut seeder = Seeder {
+        store,
+        default_region,
+        named: BTreeMap::new(),
+        jobs: Vec::new(),
+    };
+    seeder.users_and_locations(fixture)?;
+    let default_creator = fixture
+        .users
+        .first()
+        .map(|u| u.user_name.clone())
+        .ok_or_else(|| SimError::Fixture("at least one user is required".into()))?;
+    for (name, spec) in &fixture.file_handles {
+        let id = seeder.handle(spec, name, &default_creator)?;
+        seeder.named.insert(name.clone(), id);
+    }
+    for project in &fixture.projects {
+        let owner = seeder.user(&project.owner)?;
+        let mut acl = seeder.acl(&project.acl)?;
+        acl.insert(
+            owner.id.clone(),
+            [Permission::Read, Permission::Download, Permission::Update].into(),
+        );
+        let id = seeder.entity(EntityKind::Project, &project.name, None, &owner, Some(acl));
+        seeder.nodes(&project.children, id, &project.name, &owner)?;
+    }
+    let buckets: BTreeSet<String> = seeder
+        .store
+        .locations
+        .values()
+        .filter_map(|l| l.setting.bucket.clone())
+        .collect();
+    for bucket in buckets {
+        create_bucket(s3, &bucket).await?;
+    }
+    let jobs = std::mem::take(&mut seeder.jobs);
+    let results: Vec<(u64, String, bool)> = futures::stream::iter(jobs)
+        .map(|job| async move {
+            let md5 = put_content(s3, &job).await?;
+            Ok::<_, SimError>((job.handle_id, md5, job.omit_md5))
+        })
+        .buffer_unordered(UPLOAD_CONCURRENCY)
+        .try_collect()
+        .await?;
+    for (handle_id, md5, omit) in results {
+        if let Some(handle) = store.handles.get_mut(&handle_id) {
+            handle.content_md5 = (!omit).then_some(md5);
+        }
+    }
+    Ok(())
+}
+
+impl Seeder<'_> {
+    fn users_and_locations(&mut self, fixture: &Fixture) -> Result<(), SimError> {
+        for u in &fixture.users {
+            let user = User {
+                id: u.owner_id.clone(),
+                user_name: u.user_name.clone(),
+            };
+            self.store
+                .users_by_token
+                .insert(u.token.clone(), user.clone());
+            self.store.users_by_name.insert(u.user_name.clone(), user);
+        }
+        for spec in &fixture.storage_locations {
+            let created_by = match &spec.created_by {
+                Some(name) => Some(self.user(name)?.id.parse::<i64>().map_err(|_| {
+                    SimError::Fixture(format!("ownerId of {name} must be numeric"))
+                })?),
+                None => None,
+            };
+            let concrete_type = match spec.kind {
+                LocationKind::Synapse => concrete::S3_STORAGE_LOCATION,
+                LocationKind::ExternalS3 => concrete::EXTERNAL_S3_STORAGE_LOCATION,
+            };
+            let setting = StorageLocationSetting {
+                concrete_type: concrete_type.to_owned(),
+                storage_location_id: spec.storage_location_id,
+                upload_type: Some("S3".into()),
+                bucket: Some(spec.bucket.clone()),
+                base_key: spec.base_key.clone(),
+                sts_enabled: Some(spec.sts_enabled),
+                endpoint_url: None,
+                banner: None,
+                description: None,
+                etag: Some(new_etag()),
+                created_on: Some(iso_now()),
+                created_by,
+            };
+            let region = spec
+                .region
+                .clone()
+                .unwrap_or_else(|| self.default_region.to_owned());
+            self.store
+                .locations
+                .insert(spec.storage_location_id, Location { setting, region });
+        }
+        Ok(())
+    }
+
+    fn user(&self, name: &str) -> Result<User, SimError> {
+        self.store
+            .users_by_name
+            .get(name)
+            .cloned()
+            .ok_or_else(|| SimError::Fixture(format!("unknown user {name}")))
+    }
+
+    fn acl(&self, spec: &AclSpec) -> Result<Acl, SimError> {
+        spec.iter()
+            .map(|(name, perms)| Ok((self.user(name)?.id, perms.iter().copied().collect())))
+            .collect()
+    }
+
+    fn entity(
+        &mut self,
+        kind: EntityKind,
+        name: &str,
+        parent: Option<u64>,
+        creator: &User,
+        acl: Option<Acl>,
+    ) -> u64 {
+        self.store.next_entity_id += 1;
+        let id = self.store.next_entity_id;
+        let now = iso_now();
+        self.store.entities.insert(
+            id,
+            EntityRec {
+                id,
+                kind,
+                name: name.to_owned(),
+                parent,
+                etag: new_etag(),
+                created_by: creator.id.clone(),
+                created_on: now.clone(),
+                modified_on: now,
+                modified_by: creator.id.clone(),
+                versions: Vec::new(),
+                annotations: BTreeMap::new(),
+                acl,
+            },
+        );
+        id
+    }
+
+    fn nodes(
+        &mut self,
+        nodes: &[NodeSpec],
+        parent: u64,
+        parent_path: &str,
+        owner: &User,
+    ) -> Result<(), SimError> {
+        for node in nodes {
+            match node {
+                NodeSpec::Folder {
+                    name,
+                    acl,
+                    children,
+                } => {
+                    let acl = self.override_acl(acl.as_ref(), owner)?;
+                    let id = self.entity(EntityKind::Folder, name, Some(parent), owner, acl);
+                    let path = format!("{parent_path}/{name}");
+                    self.store.paths.insert(path.clone(), format!("syn{id}"));
+                    self.nodes(children, id, &path, owner)?;
+                }
+                NodeSpec::File {
+                    name,
+                    versions,
+                    annotations,
+                    acl,
+                } => {
+                    let acl = self.override_acl(acl.as_ref(), owner)?;
+                    let id = self.entity(EntityKind::File, name, Some(parent), owner, acl);
+                    self.store
+                        .paths
+                        .insert(format!("{parent_path}/{name}"), format!("syn{id}"));
+                    let mut recs = Vec::new();
+                    for (index, version) in versions.iter().enumerate() {
+                        let handle_id = match version {
+                            VersionSpec::Shared { handle } => {
+                                self.named.get(handle).cloned().ok_or_else(|| {
+                                    SimError::Fixture(format!("unknown shared handle {handle}"))
+                                })?
+                            }
+                            VersionSpec::Own(spec) => self.handle(spec, name, &owner.user_name)?,
+                        };
+                        let number = index as i64 + 1;
+                        recs.push(VersionRec {
+                            number,
+                            label: number.to_string(),
+                            comment: None,
+                            file_handle_id: Some(handle_id),
+                            modified_on: iso_now(),
+                            modified_by: owner.id.clone(),
+                        });
+                    }
+                    if recs.is_empty() {
+                        return Err(SimError::Fixture(format!("file {name} has no versions")));
+                    }
+                    let rec = self.store.entities.get_mut(&id).expect("just inserted");
+                    rec.versions = recs;
+                    rec.annotations = annotations
+                        .iter()
+                        .map(|(k, v)| {
+                            (
+                                k.clone(),
+                                AnnotationValue {
+                                    kind: "STRING".into(),
+                                    value: v.clone(),
+                                },
+                            )
+                        })
+                        .collect();
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// An entity-level ACL replaces the inherited one; the project owner keeps full control.
+    fn override_acl(&self, spec: Option<&AclSpec>, owner: &User) -> Result<Option<Acl>, SimError> {
+        spec.map(|spec| {
+            let mut acl = self.acl(spec)?;
+            acl.insert(
+                owner.id.clone(),
+                [Permission::Read, Permission::Download, Permission::Update].into(),
+            );
+            Ok(acl)
+        })
+        .transpose()
+    }
+
+    /// Creates the handle and, for S3 ones, queues the upload of its bytes. Returns the handle id.
+    fn handle(
+        &mut self,
+        spec: &HandleSpec,
+        default_name: &str,
+        default_creator: &str,
+    ) -> Result<String, SimError> {
+        let creator = self.user(spec.created_by.as_deref().unwrap_or(default_creator))?;
+        let file_name = spec
+            .file_name
+            .clone()
+            .unwrap_or_else(|| default_name.to_owned());
+        let mut handle = FileHandle {
+            id: String::new(),
+            concrete_type: String::new(),
+            etag: Some(new_etag()),
+            created_by: Some(creator.id.clone()),
+            created_on: Some(iso_now()),
+            bucket_name: None,
+            key: None,
+            content_type: spec.content_type.clone(),
+            content_md5: None,
+            content_size: spec.content.as_ref().map(Content::size),
+            file_name: Some(file_name.clone()),
+            storage_location_id: spec.storage_location_id,
+            external_url: None,
+            file_path: None,
+            status: Some("AVAILABLE".into()),
+        };
+        let mut job = None;
+        match spec.kind {
+            HandleKind::S3 => {
+                let content = spec.content.clone().ok_or_else(|| {
+                    SimError::Fixture(format!("S3 handle for {default_name} needs content"))
+                })?;
+                let location_id = match spec.storage_location_id {
+                    Some(id) => id,
+                    None => self.default_synapse_location()?,
+                };
+                let location = self.store.locations.get(&location_id).ok_or_else(|| {
+                    SimError::Fixture(format!("unknown storage location {location_id}"))
+                })?;
+                let bucket = location.setting.bucket.clone().unwrap_or_default();
+                let prefix = location
+                    .setting
+                    .base_key
+                    .as_ref()
+                    .map(|b| format!("{b}/"))
+                    .unwrap_or_default();
+                let key = format!(
+                    "{prefix}{}/{}/{file_name}",
+                    creator.id,
+                    uuid::Uuid::new_v4()
+                );
+                handle.concrete_type = concrete::S3_FILE_HANDLE.into();
+                handle.bucket_name = Some(bucket.clone());
+                handle.key = Some(key.clone());
+                handle.storage_location_id = Some(location_id);
+                job = Some(UploadJob {
+                    handle_id: 0,
+                    bucket,
+                    key,
+                    content,
+                    content_type: spec.content_type.clone(),
+                    omit_md5: spec.omit_md5,
+                });
+            }
+            HandleKind::External => {
+                handle.concrete_type = concrete::EXTERNAL_FILE_HANDLE.into();
+                handle.external_url = Some(
+                    spec.external_url
+                        .clone()
+                        .unwrap_or_else(|| format!("https://example.org/{file_name}")),
+                );
+            }
+            HandleKind::GoogleCloud => {
+                handle.concrete_type = concrete::GOOGLE_CLOUD_FILE_HANDLE.into();
+                handle.bucket_name = Some("synapse-gcs".into());
+                handle.key = Some(format!("{}/{file_name}", creator.id));
+            }
+            HandleKind::Proxy => {
+                handle.concrete_type = concrete::PROXY_FILE_HANDLE.into();
+                handle.file_path = Some(format!("/proxy/{file_name}"));
+            }
+        }
+        if spec.kind != HandleKind::S3 && !spec.omit_md5 {
+            handle.content_md5 = spec
+                .content
+                .as_ref()
+                .map(|c| hex::encode(Md5::digest(content_bytes(c))));
+        }
+        let handle = self.store.add_handle(handle);
+        if let Some(mut job) = job {
+            job.handle_id = self.store.next_handle_id;
+            self.jobs.push(job);
+        }
+        Ok(handle.id)
+    }
+
+    fn default_synapse_location(&self) -> Result<i64, SimError> {
+        self.store
+            .locations
+            .iter()
+            .find(|(_, l)| l.setting.concrete_type == concrete::S3_STORAGE_LOCATION)
+            .map(|(id, _)| *id)
+            .ok_or_else(|| SimError::Fixture("no storage location of kind synapse".into()))
+    }
+}
+
+async fn create_bucket(s3: &aws_sdk_s3::Client, bucket: &str) -> Result<(), SimError> {
+    match s3.create_bucket().bucket(bucket).send().await {
+        Ok(_) => Ok(()),
+        Err(err) => {
+            let code = err
+                .as_service_error()
+                .and_then(|e| aws_sdk_s3::error::ProvideErrorMetadata::code(e).map(str::to_owned));
+            match code.as_deref() {
+                Some("BucketAlreadyOwnedByYou") | Some("BucketAlreadyExists") => Ok(()),
+                _ => Err(SimError::s3(
+                    format!("creating bucket {bucket}"),
+                    sdk_message(&err),
+                )),
+            }
+        }
+    }
+}
+
+/// Uploads one object (multipart above [`SINGLE_PUT_LIMIT`]) and returns the MD5 hex of its bytes.
+async fn put_content(s3: &aws_sdk_s3::Client, job: &UploadJob) -> Result<String, SimError> {
+    let size = job.content.size();
+    let context = || format!("uploading s3://{}/{}", job.bucket, job.key);
+    if size <= SINGLE_PUT_LIMIT {
+        let bytes = content_bytes(&job.content);
+        let md5 = hex::encode(Md5::digest(&bytes));
+        s3.put_object()
+            .bucket(&job.bucket)
+            .key(&job.key)
+            .set_content_type(job.content_type.clone())
+            .body(ByteStream::from(bytes))
+            .send()
+            .await
+            .map_err(|e| SimError::s3(context(), sdk_message(&e)))?;
+        return Ok(md5);
+    }
+    let Content::Generated { seed, .. } = job.content else {
+        return Err(SimError::Fixture("inline text above 16 MiB".into()));
+    };
+    let created = s3
+        .create_multipart_upload()
+        .bucket(&job.bucket)
+        .key(&job.key)
+        .set_content_type(job.content_type.clone())
+        .send()
+        .await
+        .map_err(|e| SimError::s3(context(), sdk_message(&e)))?;
+    let upload_id = created.upload_id().unwrap_or_default().to_owned();
+    let mut stream = ContentStream::new(seed, size);
+    let mut md5 = Md5::new();
+    let mut parts = Vec::new();
+    let mut number = 1;
+    while let Some(chunk) = stream.next_chunk(SEED_PART_SIZE) {
+        md5.update(&chunk);
+        let part = s3
+            .upload_part()
+            .bucket(&job.bucket)
+            .key(&job.key)
+            .upload_id(&upload_id)
+            .part_number(number)
+            .body(ByteStream::from(chunk))
+            .send()
+            .await
+            .map_err(|e| SimError::s3(context(), sdk_message(&e)))?;
+        parts.push(
+            CompletedPart::builder()
+                .part_number(number)
+                .set_e_tag(part.e_tag().map(str::to_owned))
+                .build(),
+        );
+        number += 1;
+    }
+    s3.complete_multipart_upload()
+        .bucket(&job.bucket)
+        .key(&job.key)
+        .upload_id(&upload_id)
+        .multipart_upload(
+            CompletedMultipartUpload::builder()
+                .set_parts(Some(parts))
+                .build(),
+        )
+        .send()
+        .await
+        .map_err(|e| SimError::s3(context(), sdk_message(&e)))?;
+    Ok(hex::encode(md5.finalize()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_content_does_not_depend_on_chunking() {
+        let whole = content_bytes(&Content::Generated {
+            size: 1000,
+            seed: 5,
+        });
+        let mut stream = ContentStream::new(5, 1000);
+        let mut pieces = Vec::new();
+        while let Some(chunk) = stream.next_chunk(256) {
+            pieces.extend(chunk);
+        }
+        assert_eq!(whole, pieces);
+        assert_ne!(
+            whole,
+            content_bytes(&Content::Generated {
+                size: 1000,
+                seed: 6
+            })
+        );
+    }
+}

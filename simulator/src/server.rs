@@ -1,0 +1,243 @@
+//! Starting, observing and stopping a simulator.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::Serialize;
+use synapse_model::{Annotations2, Entity, FileHandle, StorageLocationSetting};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::config::{FaultConfig, SimConfig, ThrottleConfig};
+use crate::error::SimError;
+use crate::fixture::Fixture;
+use crate::guard::{lock, Faults, RequestCounts, RequestLog, RequestRecord, Throttle};
+use crate::presign::Presigner;
+use crate::store::Store;
+
+/// Shared state of one running simulator.
+pub struct App {
+    pub store: Mutex<Store>,
+    pub s3: aws_sdk_s3::Client,
+    pub presigner: Presigner,
+    pub throttle: Throttle,
+    pub faults: Faults,
+    pub log: RequestLog,
+    presign_expiry: Mutex<Duration>,
+}
+
+impl App {
+    pub fn presign_expiry(&self) -> Duration {
+        *lock(&self.presign_expiry)
+    }
+
+    pub fn snapshot(&self, id: &str) -> Option<EntitySnapshot> {
+        let store = lock(&self.store);
+        let rec = store.entity(id).ok()?;
+        let mut handle_ids: Vec<&str> = rec
+            .versions
+            .iter()
+            .filter_map(|v| v.file_handle_id.as_deref())
+            .collect();
+        handle_ids.sort_unstable();
+        handle_ids.dedup();
+        Some(EntitySnapshot {
+            entity: rec.to_entity(None),
+            versions: rec
+                .versions
+                .iter()
+                .map(|v| rec.to_entity(Some(v)))
+                .collect(),
+            annotations: rec.annotations2(),
+            file_handles: handle_ids
+                .into_iter()
+                .filter_map(|h| store.handle(h).cloned())
+                .collect(),
+        })
+    }
+}
+
+/// An entity as the admin API shows it: latest, every version (oldest first), its handles.
+#[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EntitySnapshot {
+    pub entity: Entity,
+    pub versions: Vec<Entity>,
+    pub annotations: Annotations2,
+    pub file_handles: Vec<FileHandle>,
+}
+
+pub struct Simulator;
+
+impl Simulator {
+    /// Seeds `fixture` into S3 and serves on a free loopback port.
+    pub async fn start(config: SimConfig, fixture: &Fixture) -> Result<RunningSim, SimError> {
+        Self::start_on(config, fixture, SocketAddr::from(([127, 0, 0, 1], 0))).await
+    }
+
+    /// Seeds `fixture` into S3 and serves on `addr`.
+    pub async fn start_on(
+        config: SimConfig,
+        fixture: &Fixture,
+        addr: SocketAddr,
+    ) -> Result<RunningSim, SimError> {
+        let s3 = aws_sdk_s3::Client::from_conf(
+            aws_sdk_s3::config::Builder::from(&config.sdk_config)
+                .force_path_style(true)
+                .build(),
+        );
+        let endpoint = config
+            .sdk_config
+            .endpoint_url()
+            .ok_or_else(|| SimError::Fixture("the S3 endpoint URL is not configured".into()))?
+            .trim_end_matches('/')
+            .to_owned();
+        let mut store = Store::default();
+        crate::seed::seed(&mut store, &s3, fixture, &config.region).await?;
+        let app = Arc::new(App {
+            store: Mutex::new(store),
+            s3,
+            presigner: Presigner {
+                endpoint,
+                region: config.region.clone(),
+                access_key: config.presign_access_key.clone(),
+                secret_key: config.presign_secret_key.clone(),
+            },
+            throttle: Throttle::new(config.throttle.clone()),
+            faults: Faults::new(config.faults.clone()),
+            log: RequestLog::default(),
+            presign_expiry: Mutex::new(config.presign_expiry),
+        });
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let local = listener.local_addr()?;
+        let (stop, stopped) = oneshot::channel::<()>();
+        let router = crate::api::router(app.clone());
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, router)
+                .with_graceful_shutdown(async {
+                    let _ = stopped.await;
+                })
+                .await;
+        });
+        Ok(RunningSim {
+            base_url: format!("http://{local}"),
+            app,
+            stop: Some(stop),
+            task: Some(task),
+        })
+    }
+}
+
+/// A serving simulator. Stops when [`RunningSim::shutdown`] is awaited or when dropped.
+pub struct RunningSim {
+    base_url: String,
+    app: Arc<App>,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl RunningSim {
+    /// `http://127.0.0.1:PORT`.
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    pub fn repo_endpoint(&self) -> String {
+        format!("{}/repo/v1", self.base_url)
+    }
+
+    pub fn file_endpoint(&self) -> String {
+        format!("{}/file/v1", self.base_url)
+    }
+
+    /// Nothing is served there (migration never logs in), but clients want a value.
+    pub fn auth_endpoint(&self) -> String {
+        format!("{}/auth/v1", self.base_url)
+    }
+
+    /// The `synNNN` id of the entity at `Project/folder/.../name` (fixture names).
+    pub fn entity_id(&self, path: &str) -> Option<String> {
+        lock(&self.app.store).paths.get(path).cloned()
+    }
+
+    /// The `synNNN` id of the first project named `name`.
+    pub fn project_id(&self, name: &str) -> Option<String> {
+        lock(&self.app.store)
+            .entities
+            .values()
+            .find(|e| e.parent.is_none() && e.name == name)
+            .map(|e| e.syn_id())
+    }
+
+    /// Every seeded path with its entity id.
+    pub fn paths(&self) -> Vec<(String, String)> {
+        lock(&self.app.store)
+            .paths
+            .iter()
+            .map(|(p, id)| (p.clone(), id.clone()))
+            .collect()
+    }
+
+    pub fn entity(&self, id: &str) -> Option<EntitySnapshot> {
+        self.app.snapshot(id)
+    }
+
+    pub fn file_handle(&self, id: &str) -> Option<FileHandle> {
+        lock(&self.app.store).handle(id).cloned()
+    }
+
+    pub fn storage_location(&self, id: i64) -> Option<StorageLocationSetting> {
+        lock(&self.app.store)
+            .locations
+            .get(&id)
+            .map(|l| l.setting.clone())
+    }
+
+    pub fn requests(&self) -> Vec<RequestRecord> {
+        self.app.log.records()
+    }
+
+    pub fn request_counts(&self) -> RequestCounts {
+        self.app.log.counts()
+    }
+
+    pub fn reset_requests(&self) {
+        self.app.log.reset();
+    }
+
+    /// Changes the throttle at runtime (and forgets the current windows).
+    pub fn set_throttle(&self, throttle: ThrottleConfig) {
+        self.app.throttle.set_config(throttle);
+    }
+
+    /// Changes the injected faults at runtime, restarting their random streams.
+    pub fn set_faults(&self, faults: FaultConfig) {
+        self.app.faults.set_config(faults);
+    }
+
+    pub fn set_presign_expiry(&self, expiry: Duration) {
+        *lock(&self.app.presign_expiry) = expiry;
+    }
+
+    /// Stops accepting requests and waits for in-flight ones to finish.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for RunningSim {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
