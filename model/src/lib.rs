@@ -9,6 +9,53 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 
+/// The server (Jackson) reads a JSON number from a number or a numeric string, and clients rely on it:
+/// the official client sends `storageLocationId` as `"7001"` when it came from the command line.
+pub mod lenient {
+    use serde::{Deserialize, Deserializer};
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum NumberOrString<T> {
+        Number(T),
+        Text(String),
+    }
+
+    fn parse<'de, D, T>(value: NumberOrString<T>) -> Result<T, D::Error>
+    where
+        D: Deserializer<'de>,
+        T: std::str::FromStr,
+    {
+        match value {
+            NumberOrString::Number(n) => Ok(n),
+            NumberOrString::Text(text) => text
+                .trim()
+                .parse()
+                .map_err(|_| serde::de::Error::custom(format!("{text:?} is not a number"))),
+        }
+    }
+
+    /// A number, or a string holding one.
+    pub fn number<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+    where
+        D: Deserializer<'de>,
+        T: std::str::FromStr + Deserialize<'de>,
+    {
+        parse::<D, T>(NumberOrString::deserialize(deserializer)?)
+    }
+
+    /// An optional number, or a string holding one.
+    pub fn optional_number<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+    where
+        D: Deserializer<'de>,
+        T: std::str::FromStr + Deserialize<'de>,
+    {
+        Option::<NumberOrString<T>>::deserialize(deserializer)?
+            .map(parse::<D, T>)
+            .transpose()
+    }
+}
+
 /// Fully-qualified `concreteType` strings the migration cares about.
 pub mod concrete {
     pub const FILE_ENTITY: &str = "org.sagebionetworks.repo.model.FileEntity";
@@ -108,11 +155,19 @@ pub struct FileHandle {
     pub content_type: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub content_md5: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient::optional_number"
+    )]
     pub content_size: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub file_name: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient::optional_number"
+    )]
     pub storage_location_id: Option<i64>,
     /// ExternalFileHandle only.
     #[serde(
@@ -328,7 +383,9 @@ pub struct MultipartUploadCopyRequest {
     pub file_name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub generate_preview: Option<bool>,
+    #[serde(deserialize_with = "lenient::number")]
     pub part_size_bytes: u64,
+    #[serde(deserialize_with = "lenient::number")]
     pub storage_location_id: i64,
     pub source_file_handle_association: SourceFileHandleAssociation,
 }

@@ -152,3 +152,39 @@ fn storage_location_and_profile_round_trip() {
         round_trip(json!({"oldFileHandleId": "1", "newFileHandleId": "2"}));
     assert_eq!(swap.new_file_handle_id, "2");
 }
+
+#[test]
+fn numbers_may_arrive_as_strings_like_the_server_accepts() {
+    let request: MultipartUploadCopyRequest = serde_json::from_value(serde_json::json!({
+        "concreteType": "org.sagebionetworks.repo.model.file.MultipartUploadCopyRequest",
+        "partSizeBytes": "104857600",
+        "storageLocationId": "7001",
+        "sourceFileHandleAssociation": {
+            "fileHandleId": "12", "associateObjectId": "syn1", "associateObjectType": "FileEntity"
+        }
+    }))
+    .unwrap();
+    assert_eq!(
+        (request.part_size_bytes, request.storage_location_id),
+        (104_857_600, 7001)
+    );
+    let handle: FileHandle = serde_json::from_value(serde_json::json!({
+        "id": "1", "concreteType": "org.sagebionetworks.repo.model.file.S3FileHandle",
+        "storageLocationId": "7001", "contentSize": 5
+    }))
+    .unwrap();
+    assert_eq!(
+        (handle.storage_location_id, handle.content_size),
+        (Some(7001), Some(5))
+    );
+    let bad = serde_json::from_value::<MultipartUploadCopyRequest>(serde_json::json!({
+        "concreteType": "x", "partSizeBytes": "lots", "storageLocationId": 1,
+        "sourceFileHandleAssociation": {
+            "fileHandleId": "12", "associateObjectId": "syn1", "associateObjectType": "FileEntity"
+        }
+    }));
+    assert!(bad
+        .unwrap_err()
+        .to_string()
+        .contains("\"lots\" is not a number"));
+}
