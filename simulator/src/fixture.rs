@@ -66,6 +66,16 @@ pub enum Permission {
     Update,
 }
 
+impl std::fmt::Display for Permission {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Read => "READ",
+            Self::Download => "DOWNLOAD",
+            Self::Update => "UPDATE",
+        })
+    }
+}
+
 /// userName -> permissions. An entity's ACL replaces the inherited one for it and its descendants.
 pub type AclSpec = BTreeMap<String, Vec<Permission>>;
 

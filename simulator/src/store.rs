@@ -264,7 +264,7 @@ impl Store {
             Ok(())
         } else {
             Err(ApiError::Forbidden(format!(
-                "You lack {permission:?} permission for the requested entity, {}",
+                "You lack {permission} permission for the requested entity, {}",
                 entity.syn_id()
             )))
         }
