@@ -53,14 +53,9 @@ pub struct Part {
 }
 
 impl Part {
-    /// Number of bytes in the part.
-    pub fn len(&self) -> u64 {
+    /// Number of bytes in the part (never zero).
+    pub fn size(&self) -> u64 {
         self.last_byte - self.first_byte + 1
-    }
-
-    /// Parts are never empty; provided because clippy pairs it with `len`.
-    pub fn is_empty(&self) -> bool {
-        false
     }
 
     /// The `x-amz-copy-source-range` value for this part.
@@ -335,9 +330,9 @@ mod tests {
             );
             assert!(part.last_byte < size);
             if part.number < plan.part_count() {
-                assert_eq!(part.len(), plan.part_size());
+                assert_eq!(part.size(), plan.part_size());
             } else {
-                assert!(part.len() >= 1 && part.len() <= plan.part_size());
+                assert!(part.size() >= 1 && part.size() <= plan.part_size());
             }
             next_byte = part.last_byte + 1;
         }
@@ -472,7 +467,7 @@ mod tests {
         assert_eq!(exact.part_count(), 1);
         let plus_one = PartPlan::new(MIN_PART_SIZE + 1, MIN_PART_SIZE).unwrap();
         assert_eq!(plus_one.part_count(), 2);
-        assert_eq!(plus_one.part(2).unwrap().len(), 1);
+        assert_eq!(plus_one.part(2).unwrap().size(), 1);
         assert_plan_covers(&plus_one, MIN_PART_SIZE);
     }
 

@@ -1055,6 +1055,46 @@ mod tests {
     }
 
     #[test]
+    fn service_errors_are_classified_by_code() {
+        use aws_sdk_dynamodb::error::ErrorMetadata;
+        use aws_sdk_dynamodb::operation::put_item::PutItemError;
+
+        let with_code = |code: &str| {
+            let error = PutItemError::generic(ErrorMetadata::builder().code(code).build());
+            classify("PutItem", SdkError::<_, ()>::service_error(error, ()))
+        };
+        for code in [
+            "ProvisionedThroughputExceededException",
+            "ThrottlingException",
+            "RequestLimitExceeded",
+        ] {
+            match with_code(code) {
+                Failure::Error(error @ StateError::Throttled(_)) => {
+                    assert_eq!(error.error_type(), crate::error::types::THROTTLED);
+                }
+                _ => panic!("{code} should be throttling"),
+            }
+        }
+        assert!(matches!(
+            with_code("ConditionalCheckFailedException"),
+            Failure::ConditionFailed
+        ));
+        assert!(matches!(
+            with_code("InternalServerError"),
+            Failure::Error(StateError::Transient(_))
+        ));
+        assert!(matches!(
+            with_code("ResourceNotFoundException"),
+            Failure::Error(StateError::Service(_))
+        ));
+        let timeout = SdkError::<PutItemError, ()>::timeout_error("no answer");
+        assert!(matches!(
+            classify("PutItem", timeout),
+            Failure::Error(StateError::Transient(_))
+        ));
+    }
+
+    #[test]
     fn page_tokens_round_trip() {
         let key: Attrs = [
             (PK, "MIG#syn1#2"),
