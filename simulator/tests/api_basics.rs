@@ -12,9 +12,13 @@ async fn auth_is_required_and_profiles_match_tokens() {
     let (status, body) = Api::new(&sim, None).get("/userProfile").await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert!(body["reason"].is_string());
-    let (status, _) = Api::new(&sim, Some("not-a-token")).get("/userProfile").await;
+    let (status, _) = Api::new(&sim, Some("not-a-token"))
+        .get("/userProfile")
+        .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
-    let (status, me) = Api::new(&sim, Some("alice-token")).get("/userProfile").await;
+    let (status, me) = Api::new(&sim, Some("alice-token"))
+        .get("/userProfile")
+        .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(me["ownerId"], "101");
     assert_eq!(me["userName"], "alice");
@@ -38,9 +42,18 @@ async fn storage_locations_are_visible_to_their_creator_only() {
     assert_eq!(loc["baseKey"], "dest");
     assert_eq!(loc["createdBy"], 101);
     assert_eq!(loc["storageLocationId"], 7001);
-    assert_eq!(alice.get("/storageLocation/7002").await.0, StatusCode::FORBIDDEN);
-    assert_eq!(alice.get("/storageLocation/1").await.0, StatusCode::FORBIDDEN);
-    assert_eq!(alice.get("/storageLocation/999").await.0, StatusCode::NOT_FOUND);
+    assert_eq!(
+        alice.get("/storageLocation/7002").await.0,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        alice.get("/storageLocation/1").await.0,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        alice.get("/storageLocation/999").await.0,
+        StatusCode::NOT_FOUND
+    );
     sim.shutdown().await;
 }
 
@@ -50,20 +63,29 @@ async fn bundles_respect_read_permission_and_versions() {
     let multi = sim.entity_id("P/multi.txt").unwrap();
     let alice = Api::new(&sim, Some("alice-token"));
     let bundle = alice.bundle(&multi).await;
-    assert_eq!(bundle["entity"]["concreteType"], "org.sagebionetworks.repo.model.FileEntity");
+    assert_eq!(
+        bundle["entity"]["concreteType"],
+        "org.sagebionetworks.repo.model.FileEntity"
+    );
     assert_eq!(bundle["entity"]["versionNumber"], 3);
     assert_eq!(bundle["annotations"]["annotations"]["k"]["value"][0], "v");
     assert_eq!(bundle["annotations"]["etag"], bundle["entity"]["etag"]);
     let handle = &bundle["fileHandles"][0];
     assert_eq!(handle["id"], bundle["entity"]["dataFileHandleId"]);
-    assert_eq!(handle["concreteType"], "org.sagebionetworks.repo.model.file.S3FileHandle");
+    assert_eq!(
+        handle["concreteType"],
+        "org.sagebionetworks.repo.model.file.S3FileHandle"
+    );
     assert_eq!(handle["contentSize"], 6);
     assert_eq!(handle["storageLocationId"], 1);
     assert_eq!(handle["contentMd5"].as_str().unwrap().len(), 32);
 
     let (status, v1) = alice
-        .post(&format!("/entity/{multi}/version/1/bundle2"), json!({"includeEntity": true,
-              "includeFileHandles": true}))
+        .post(
+            &format!("/entity/{multi}/version/1/bundle2"),
+            json!({"includeEntity": true,
+              "includeFileHandles": true}),
+        )
         .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(v1["entity"]["versionNumber"], 1);
@@ -73,15 +95,26 @@ async fn bundles_respect_read_permission_and_versions() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(entity["versionNumber"], 2);
     assert_eq!(
-        alice.post(&format!("/entity/{multi}/version/9/bundle2"), json!({})).await.0,
+        alice
+            .post(&format!("/entity/{multi}/version/9/bundle2"), json!({}))
+            .await
+            .0,
         StatusCode::NOT_FOUND
     );
-    assert_eq!(alice.post("/entity/syn999999/bundle2", json!({})).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(
+        alice.post("/entity/syn999999/bundle2", json!({})).await.0,
+        StatusCode::NOT_FOUND
+    );
 
-    let (status, _) = Api::new(&sim, Some("bob-token")).get(&format!("/entity/{multi}")).await;
+    let (status, _) = Api::new(&sim, Some("bob-token"))
+        .get(&format!("/entity/{multi}"))
+        .await;
     assert_eq!(status, StatusCode::OK);
     let (status, body) = Api::new(&sim, Some("carol-token"))
-        .post(&format!("/entity/{multi}/bundle2"), json!({"includeEntity": true}))
+        .post(
+            &format!("/entity/{multi}/bundle2"),
+            json!({"includeEntity": true}),
+        )
         .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert!(body["reason"].as_str().unwrap().contains("READ"));
@@ -113,13 +146,25 @@ async fn children_come_in_sorted_pages_of_fifty() {
     // includeTypes filters; the project holds one folder "many", one "sub" and files.
     let project = sim.project_id("P").unwrap();
     let (_, folders) = alice
-        .post("/entity/children", json!({"parentId": project, "includeTypes": ["folder"]}))
+        .post(
+            "/entity/children",
+            json!({"parentId": project, "includeTypes": ["folder"]}),
+        )
         .await;
-    let names: Vec<&str> = folders["page"].as_array().unwrap().iter()
-        .map(|c| c["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> = folders["page"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
     assert_eq!(names, ["many", "sub"]);
-    assert_eq!(folders["page"][0]["type"], "org.sagebionetworks.repo.model.Folder");
-    let (status, _) = Api::new(&sim, Some("carol-token")).post("/entity/children", request(None)).await;
+    assert_eq!(
+        folders["page"][0]["type"],
+        "org.sagebionetworks.repo.model.Folder"
+    );
+    let (status, _) = Api::new(&sim, Some("carol-token"))
+        .post("/entity/children", request(None))
+        .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     sim.shutdown().await;
 }
@@ -129,16 +174,26 @@ async fn versions_are_listed_newest_first_with_offset_and_limit() {
     let sim = start(&small_fixture()).await;
     let alice = Api::new(&sim, Some("alice-token"));
     let multi = sim.entity_id("P/multi.txt").unwrap();
-    let (status, all) = alice.get(&format!("/entity/{multi}/version?offset=0&limit=20")).await;
+    let (status, all) = alice
+        .get(&format!("/entity/{multi}/version?offset=0&limit=20"))
+        .await;
     assert_eq!(status, StatusCode::OK);
-    let numbers: Vec<i64> = all["results"].as_array().unwrap().iter()
-        .map(|v| v["versionNumber"].as_i64().unwrap()).collect();
+    let numbers: Vec<i64> = all["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["versionNumber"].as_i64().unwrap())
+        .collect();
     assert_eq!(numbers, [3, 2, 1]);
     assert_eq!(all["totalNumberOfResults"], 3);
     assert_eq!(all["results"][0]["isLatestVersion"], true);
-    let (_, page) = alice.get(&format!("/entity/{multi}/version?offset=1&limit=1")).await;
+    let (_, page) = alice
+        .get(&format!("/entity/{multi}/version?offset=1&limit=1"))
+        .await;
     assert_eq!(page["results"][0]["versionNumber"], 2);
-    let (_, empty) = alice.get(&format!("/entity/{multi}/version?offset=3&limit=20")).await;
+    let (_, empty) = alice
+        .get(&format!("/entity/{multi}/version?offset=3&limit=20"))
+        .await;
     assert_eq!(empty["results"].as_array().unwrap().len(), 0);
     sim.shutdown().await;
 }

@@ -22,7 +22,9 @@ pub fn stack() -> &'static AwsStack {
 }
 
 pub async fn sdk_config() -> aws_config::SdkConfig {
-    let stack = tokio::task::spawn_blocking(stack).await.expect("stack thread");
+    let stack = tokio::task::spawn_blocking(stack)
+        .await
+        .expect("stack thread");
     stack.sdk_config().await
 }
 
@@ -137,7 +139,12 @@ impl Api {
     }
 
     /// Sends a request; returns the status and the JSON body (`Null` when empty).
-    pub async fn call(&self, method: Method, url: &str, body: Option<Value>) -> (StatusCode, Value) {
+    pub async fn call(
+        &self,
+        method: Method,
+        url: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
         let mut request = self.http.request(method, url);
         if let Some(token) = &self.token {
             request = request.bearer_auth(token);
@@ -157,23 +164,28 @@ impl Api {
     }
 
     pub async fn get(&self, path: &str) -> (StatusCode, Value) {
-        self.call(Method::GET, &format!("{}{path}", self.repo), None).await
+        self.call(Method::GET, &format!("{}{path}", self.repo), None)
+            .await
     }
 
     pub async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
-        self.call(Method::POST, &format!("{}{path}", self.repo), Some(body)).await
+        self.call(Method::POST, &format!("{}{path}", self.repo), Some(body))
+            .await
     }
 
     pub async fn put(&self, path: &str, body: Value) -> (StatusCode, Value) {
-        self.call(Method::PUT, &format!("{}{path}", self.repo), Some(body)).await
+        self.call(Method::PUT, &format!("{}{path}", self.repo), Some(body))
+            .await
     }
 
     pub async fn file_post(&self, path: &str, body: Value) -> (StatusCode, Value) {
-        self.call(Method::POST, &format!("{}{path}", self.file), Some(body)).await
+        self.call(Method::POST, &format!("{}{path}", self.file), Some(body))
+            .await
     }
 
     pub async fn file_put(&self, path: &str) -> (StatusCode, Value) {
-        self.call(Method::PUT, &format!("{}{path}", self.file), None).await
+        self.call(Method::PUT, &format!("{}{path}", self.file), None)
+            .await
     }
 
     /// The latest entity JSON and its file handle (if any).
@@ -247,7 +259,13 @@ pub async fn put_part(part: &Value) -> (StatusCode, String) {
 }
 
 /// Start, presign, copy each part, add it and complete; returns the final status JSON.
-pub async fn copy_file(api: &Api, entity: &str, handle: &str, destination: i64, part_size: u64) -> Value {
+pub async fn copy_file(
+    api: &Api,
+    entity: &str,
+    handle: &str,
+    destination: i64,
+    part_size: u64,
+) -> Value {
     let (status, upload) = api
         .start_copy(entity, handle, destination, part_size, None, false)
         .await;
@@ -288,7 +306,9 @@ pub async fn finish_copy(api: &Api, upload: &Value) -> Value {
             assert_eq!(added["addPartState"], "ADD_SUCCESS");
         }
     }
-    let (status, done) = api.file_put(&format!("/file/multipart/{id}/complete")).await;
+    let (status, done) = api
+        .file_put(&format!("/file/multipart/{id}/complete"))
+        .await;
     assert_eq!(status, StatusCode::CREATED, "{done}");
     assert_eq!(done["state"], "COMPLETED");
     done
@@ -308,13 +328,20 @@ pub async fn object_md5(bucket: &str, key: &str) -> String {
         .send()
         .await
         .expect("object exists");
-    let bytes = object.body.collect().await.expect("object body").into_bytes();
+    let bytes = object
+        .body
+        .collect()
+        .await
+        .expect("object body")
+        .into_bytes();
     hex::encode(Md5::digest(&bytes))
 }
 
 /// The latest file handle of `path` in the small fixture: (entity id, handle JSON).
 pub async fn file_at(api: &Api, sim: &RunningSim, path: &str) -> (String, Value) {
-    let id = sim.entity_id(path).unwrap_or_else(|| panic!("{path} seeded"));
+    let id = sim
+        .entity_id(path)
+        .unwrap_or_else(|| panic!("{path} seeded"));
     let bundle = api.bundle(&id).await;
     (id, bundle["fileHandles"][0].clone())
 }
