@@ -1,0 +1,689 @@
+//! The Synapse client against the real simulator (in process) backed by moto S3: every call the
+//! migration makes round-trips, retries recover from throttling and injected 5xx, a stale etag is
+//! handled, and a multi-part server-side copy keeps the bytes.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use md5::{Digest, Md5};
+use synapse_model::{
+    add_part_state, concrete, entity_type, upload_state, AnnotationValue, Annotations2,
+    BatchFileRequest, EntityBundleRequest, FileHandle, FileHandleAssociation,
+    FileHandleVersionUpdate, MultipartUploadCopyRequest, S3FileHandleCreate,
+};
+use synapse_sim::{
+    content_bytes, Burst, Content, FaultConfig, Fixture, RunningSim, SimConfig, Simulator,
+    ThrottleConfig,
+};
+use synmigrate::synapse::{
+    ClientConfig, RateLimiter, RetryPolicy, SynapseClient, SynapseError, SynapseToken,
+};
+use synmigrate_testkit::AwsStack;
+
+const TOKEN: &str = "migrator-token";
+const OTHER_TOKEN: &str = "other-token";
+const PROJECT: &str = "Client Project";
+const DEST: i64 = 7001;
+const MIB: u64 = 1024 * 1024;
+/// The big file spans three 5 MiB parts, the last one short.
+const BIG: Content = Content::Generated {
+    size: 12 * MIB + 12345,
+    seed: 42,
+};
+const MANY_FILES: usize = 55;
+/// Upper bound for any single test, so that a hang fails instead of blocking the run.
+const TEST_TIMEOUT: Duration = Duration::from_secs(180);
+
+fn fixture() -> Fixture {
+    let many: Vec<_> = (0..MANY_FILES)
+        .map(|i| {
+            serde_json::json!({"type": "file", "name": format!("f{i:03}.txt"),
+                               "versions": [{"content": {"text": format!("file {i}")}}]})
+        })
+        .collect();
+    let big = serde_json::to_value(&BIG).unwrap();
+    let json = serde_json::json!({
+        "users": [
+            {"userName": "migrator", "ownerId": "3350001", "token": TOKEN},
+            {"userName": "other", "ownerId": "3350002", "token": OTHER_TOKEN}
+        ],
+        "storageLocations": [
+            {"storageLocationId": 1, "kind": "synapse", "bucket": "synapse-storage"},
+            {"storageLocationId": DEST, "kind": "externalS3", "bucket": "destination",
+             "baseKey": "migrated", "createdBy": "migrator"}
+        ],
+        "projects": [{
+            "name": PROJECT, "owner": "migrator", "acl": {"other": ["READ"]},
+            "children": [
+                {"type": "folder", "name": "data", "children": [
+                    {"type": "file", "name": "big.bin",
+                     "versions": [{"content": {"text": "first version"}}, {"content": big}]},
+                    {"type": "file", "name": "small.txt",
+                     "versions": [{"content": {"text": "hello synapse"}, "contentType": "text/plain"}],
+                     "annotations": {"tissue": ["liver"]}}
+                ]},
+                {"type": "folder", "name": "many", "children": many}
+            ]
+        }]
+    });
+    Fixture::from_json(&json.to_string()).expect("the test fixture parses")
+}
+
+/// A moto stack and a simulator seeded with [`fixture`]; both stop when this is dropped.
+struct Env {
+    sim: RunningSim,
+    s3: aws_sdk_s3::Client,
+    _stack: AwsStack,
+}
+
+impl Env {
+    async fn start(throttle: ThrottleConfig) -> anyhow::Result<Self> {
+        let stack = tokio::task::spawn_blocking(AwsStack::start).await??;
+        let mut config = SimConfig::new(stack.sdk_config().await);
+        config.throttle = throttle;
+        let sim = Simulator::start(config, &fixture()).await?;
+        let s3 = stack.s3_client().await;
+        Ok(Self {
+            sim,
+            s3,
+            _stack: stack,
+        })
+    }
+
+    fn id(&self, path: &str) -> String {
+        self.sim
+            .entity_id(&format!("{PROJECT}/{path}"))
+            .unwrap_or_else(|| panic!("no entity at {path}"))
+    }
+
+    fn config(&self, token: &str) -> ClientConfig {
+        let mut config = ClientConfig::new(
+            self.sim.repo_endpoint(),
+            self.sim.file_endpoint(),
+            SynapseToken::new(token).unwrap(),
+        );
+        // Fast retries keep the tests short; the policy is what is under test, not the delays.
+        config.retry = RetryPolicy {
+            max_attempts: 10,
+            base_delay: Duration::from_millis(20),
+            max_delay: Duration::from_millis(200),
+        };
+        config.request_timeout = Duration::from_secs(30);
+        config
+    }
+
+    fn client(&self) -> SynapseClient {
+        SynapseClient::new(self.config(TOKEN)).unwrap()
+    }
+
+    async fn object(&self, handle: &FileHandle) -> anyhow::Result<Vec<u8>> {
+        let object = self
+            .s3
+            .get_object()
+            .bucket(handle.bucket_name.clone().context("no bucket")?)
+            .key(handle.key.clone().context("no key")?)
+            .send()
+            .await?;
+        Ok(object.body.collect().await?.into_bytes().to_vec())
+    }
+}
+
+/// Runs a test body under [`TEST_TIMEOUT`].
+async fn bounded<F: Future<Output = anyhow::Result<()>>>(test: F) -> anyhow::Result<()> {
+    tokio::time::timeout(TEST_TIMEOUT, test)
+        .await
+        .context("the test timed out")?
+}
+
+fn latest_handle(sim: &RunningSim, id: &str) -> FileHandle {
+    let snapshot = sim.entity(id).expect("entity exists");
+    let handle_id = snapshot.entity.data_file_handle_id.expect("a file");
+    sim.file_handle(&handle_id).expect("handle exists")
+}
+
+fn copy_request(entity_id: &str, handle_id: &str, part_size: u64) -> MultipartUploadCopyRequest {
+    MultipartUploadCopyRequest {
+        concrete_type: concrete::MULTIPART_UPLOAD_COPY_REQUEST.into(),
+        file_name: None,
+        generate_preview: Some(false),
+        part_size_bytes: part_size,
+        storage_location_id: DEST,
+        source_file_handle_association: FileHandleAssociation {
+            file_handle_id: handle_id.into(),
+            associate_object_id: entity_id.into(),
+            associate_object_type: "FileEntity".into(),
+        },
+    }
+}
+
+/// Copies one file through start / presign / PUT / add / complete; returns the new handle id.
+async fn copy_file(
+    client: &SynapseClient,
+    entity_id: &str,
+    handle_id: &str,
+    part_size: u64,
+) -> anyhow::Result<String> {
+    let status = client
+        .start_multipart_copy(&copy_request(entity_id, handle_id, part_size), false)
+        .await?;
+    let parts: Vec<u32> = status
+        .parts_state
+        .as_deref()
+        .unwrap_or_default()
+        .char_indices()
+        .filter(|(_, state)| *state == '0')
+        .map(|(i, _)| i as u32 + 1)
+        .collect();
+    let presigned = client.presign_parts(&status.upload_id, &parts).await?;
+    assert_eq!(presigned.part_presigned_urls.len(), parts.len());
+    for part in &presigned.part_presigned_urls {
+        let etag = client
+            .put_presigned_part(&part.upload_presigned_url, &part.signed_headers)
+            .await?;
+        let added = client
+            .add_part(&status.upload_id, part.part_number, &etag)
+            .await?;
+        if added.add_part_state != add_part_state::ADD_SUCCESS {
+            bail!(
+                "part {} not added: {:?}",
+                part.part_number,
+                added.error_message
+            );
+        }
+    }
+    let done = client.complete_multipart(&status.upload_id).await?;
+    assert_eq!(done.state, upload_state::COMPLETED);
+    done.result_file_handle_id.context("no result handle")
+}
+
+#[tokio::test]
+async fn read_calls_round_trip() -> anyhow::Result<()> {
+    bounded(async {
+        let env = Env::start(ThrottleConfig::disabled()).await?;
+        let client = env.client();
+
+        let me = client.user_profile().await?;
+        assert_eq!(
+            (me.owner_id.as_str(), me.user_name.as_str()),
+            ("3350001", "migrator")
+        );
+
+        let dest = client.storage_location(DEST).await?;
+        assert!(dest.is_external_s3());
+        assert_eq!(dest.bucket.as_deref(), Some("destination"));
+
+        let project = env.sim.project_id(PROJECT).context("project")?;
+        let top = client
+            .children_all(&project, &[entity_type::FOLDER, entity_type::FILE])
+            .await?;
+        let names: Vec<_> = top.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["data", "many"]);
+        assert!(top.iter().all(|c| c.kind == concrete::FOLDER));
+
+        // More children than one page (50) holds: every one comes back, in name order.
+        env.sim.reset_requests();
+        let many = client
+            .children_all(&env.id("many"), &[entity_type::FILE])
+            .await?;
+        let expected: Vec<_> = (0..MANY_FILES).map(|i| format!("f{i:03}.txt")).collect();
+        let names: Vec<_> = many.iter().map(|c| c.name.clone()).collect();
+        assert_eq!(names, expected);
+        assert_eq!(
+            env.sim
+                .request_counts()
+                .by_endpoint
+                .get("POST /entity/children"),
+            Some(&2)
+        );
+
+        let big = env.id("data/big.bin");
+        let bundle = client
+            .entity_bundle(&big, None, &EntityBundleRequest::migration())
+            .await?;
+        let entity = bundle.entity.context("entity")?;
+        assert_eq!(entity.version_number, Some(2));
+        let handles = bundle.file_handles.context("handles")?;
+        let latest = handles
+            .iter()
+            .find(|h| Some(&h.id) == entity.data_file_handle_id.as_ref())
+            .context("the latest handle is in the bundle")?;
+        assert_eq!(latest.content_size, Some(BIG.size()));
+        assert!(latest.is_s3());
+
+        let first = client
+            .entity_bundle(&big, Some(1), &EntityBundleRequest::migration())
+            .await?;
+        let first = first.entity.context("entity")?;
+        assert_eq!(first.version_number, Some(1));
+        assert_ne!(first.data_file_handle_id, entity.data_file_handle_id);
+
+        let versions = client.versions_page(&big, 0, 10).await?;
+        let mut numbers: Vec<_> = versions.results.iter().map(|v| v.version_number).collect();
+        numbers.sort_unstable();
+        assert_eq!(numbers, [1, 2]);
+        assert!(client.versions_page(&big, 2, 10).await?.results.is_empty());
+
+        let fetched = client.get_entity(&big).await?;
+        assert_eq!(fetched.etag, entity.etag);
+
+        let batch = client
+            .file_handle_batch(&BatchFileRequest {
+                requested_files: vec![FileHandleAssociation {
+                    file_handle_id: latest.id.clone(),
+                    associate_object_id: big.clone(),
+                    associate_object_type: "FileEntity".into(),
+                }],
+                include_file_handles: true,
+                include_pre_signed_urls: false,
+                include_preview_pre_signed_urls: false,
+            })
+            .await?;
+        let result = &batch.requested_files[0];
+        assert_eq!(result.failure_code, None);
+        assert_eq!(result.file_handle.as_ref().map(|h| &h.id), Some(&latest.id));
+        Ok(())
+    })
+    .await
+}
+
+#[tokio::test]
+async fn errors_map_to_their_types_without_leaking_the_token() -> anyhow::Result<()> {
+    bounded(async {
+        let env = Env::start(ThrottleConfig::disabled()).await?;
+        let client = env.client();
+
+        let err = client.get_entity("syn999999").await.unwrap_err();
+        assert_eq!(err.error_type(), "Fatal.NotFound", "{err}");
+
+        let other = SynapseClient::new(env.config(OTHER_TOKEN))?;
+        let err = other.storage_location(DEST).await.unwrap_err();
+        assert_eq!(err.error_type(), "Fatal.Forbidden", "{err}");
+
+        let bad_token = "not-a-real-token-3f9a";
+        let stranger = SynapseClient::new(env.config(bad_token))?;
+        let err = stranger.user_profile().await.unwrap_err();
+        assert!(matches!(err, SynapseError::Unauthorized { .. }), "{err:?}");
+        for shown in [format!("{err:?}"), err.to_string(), format!("{stranger:?}")] {
+            assert!(!shown.contains(bad_token), "{shown}");
+        }
+
+        // Synapse refuses to copy a file into the storage location it already lives in.
+        let small = env.id("data/small.txt");
+        let handle = latest_handle(&env.sim, &small);
+        let mut request = copy_request(&small, &handle.id, 5 * MIB);
+        request.storage_location_id = 1;
+        let err = client
+            .start_multipart_copy(&request, false)
+            .await
+            .unwrap_err();
+        assert_eq!(err.error_type(), "Fatal.InvalidInput", "{err}");
+        Ok(())
+    })
+    .await
+}
+
+#[tokio::test]
+async fn multi_part_copy_keeps_the_bytes_and_entity_updates_round_trip() -> anyhow::Result<()> {
+    bounded(async {
+        let env = Env::start(ThrottleConfig::disabled()).await?;
+        let client = env.client();
+        let big = env.id("data/big.bin");
+        let source = latest_handle(&env.sim, &big);
+
+        let new_id = copy_file(&client, &big, &source.id, 5 * MIB).await?;
+        let copy = env.sim.file_handle(&new_id).context("new handle")?;
+        assert_eq!(copy.storage_location_id, Some(DEST));
+        assert_eq!(copy.content_md5, source.content_md5);
+        let bytes = env.object(&copy).await?;
+        assert_eq!(bytes.len() as u64, BIG.size());
+        assert!(
+            bytes == content_bytes(&BIG),
+            "the copy differs from the source"
+        );
+        assert_eq!(Some(hex::encode(Md5::digest(&bytes))), source.content_md5);
+
+        // Starting the same copy again returns the completed upload and the same handle.
+        let again = client
+            .start_multipart_copy(&copy_request(&big, &source.id, 5 * MIB), false)
+            .await?;
+        assert_eq!(again.state, upload_state::COMPLETED);
+        assert_eq!(
+            again.result_file_handle_id.as_deref(),
+            Some(new_id.as_str())
+        );
+
+        // Point the entity at the copy as a new version.
+        let mut entity = client.get_entity(&big).await?;
+        entity.data_file_handle_id = Some(new_id.clone());
+        let updated = client.put_entity(&big, &entity, true).await?;
+        assert_eq!(updated.version_number, Some(3));
+        assert_eq!(
+            updated.data_file_handle_id.as_deref(),
+            Some(new_id.as_str())
+        );
+
+        // Swap version 2's handle in place; a second identical swap is a conflict.
+        let swap = FileHandleVersionUpdate {
+            old_file_handle_id: source.id.clone(),
+            new_file_handle_id: new_id.clone(),
+        };
+        client.put_version_file_handle(&big, 2, &swap).await?;
+        let snapshot = env.sim.entity(&big).context("entity")?;
+        let v2 = snapshot
+            .versions
+            .iter()
+            .find(|v| v.version_number == Some(2))
+            .context("version 2")?;
+        assert_eq!(v2.data_file_handle_id.as_deref(), Some(new_id.as_str()));
+        let err = client
+            .put_version_file_handle(&big, 2, &swap)
+            .await
+            .unwrap_err();
+        assert_eq!(err.error_type(), "Fatal.Conflict", "{err}");
+
+        // Annotations keep their values through a PUT.
+        let small = env.id("data/small.txt");
+        let bundle = client
+            .entity_bundle(&small, None, &EntityBundleRequest::migration())
+            .await?;
+        let mut annotations: Annotations2 = bundle.annotations.context("annotations")?;
+        assert!(annotations.annotations.contains_key("tissue"));
+        annotations.annotations.insert(
+            "migrated".into(),
+            AnnotationValue {
+                kind: "STRING".into(),
+                value: vec!["yes".into()],
+            },
+        );
+        let saved = client.put_annotations(&small, &annotations).await?;
+        assert_eq!(saved.annotations.len(), 2);
+        let stored = env.sim.entity(&small).context("entity")?.annotations;
+        assert_eq!(
+            stored.annotations.get("migrated"),
+            annotations.annotations.get("migrated")
+        );
+        Ok(())
+    })
+    .await
+}
+
+#[tokio::test]
+async fn registers_an_object_copied_directly_into_the_destination() -> anyhow::Result<()> {
+    bounded(async {
+        let env = Env::start(ThrottleConfig::disabled()).await?;
+        let client = env.client();
+        let body = b"copied by the direct engine".to_vec();
+        let key = "migrated/direct/copied.txt";
+        env.s3
+            .put_object()
+            .bucket("destination")
+            .key(key)
+            .body(body.clone().into())
+            .send()
+            .await?;
+        let md5 = hex::encode(Md5::digest(&body));
+        let handle = client
+            .create_external_s3_file_handle(&S3FileHandleCreate {
+                concrete_type: concrete::S3_FILE_HANDLE.into(),
+                bucket_name: "destination".into(),
+                key: key.into(),
+                storage_location_id: DEST,
+                content_md5: Some(md5.clone()),
+                content_size: Some(body.len() as u64),
+                file_name: Some("copied.txt".into()),
+                content_type: Some("text/plain".into()),
+            })
+            .await?;
+        assert!(handle.is_s3());
+        assert_eq!(handle.storage_location_id, Some(DEST));
+        assert_eq!(handle.content_md5.as_deref(), Some(md5.as_str()));
+        assert_eq!(env.sim.file_handle(&handle.id).as_ref(), Some(&handle));
+        Ok(())
+    })
+    .await
+}
+
+#[tokio::test]
+async fn stale_etag_is_a_conflict_and_update_entity_with_reapplies_the_change() -> anyhow::Result<()>
+{
+    bounded(async {
+        let env = Env::start(ThrottleConfig::disabled()).await?;
+        let client = env.client();
+        let small = env.id("data/small.txt");
+
+        let mut stale = client.get_entity(&small).await?;
+        let mut current = stale.clone();
+        current.name = "renamed.txt".into();
+        client.put_entity(&small, &current, false).await?;
+        stale.name = "lost-update.txt".into();
+        let err = client.put_entity(&small, &stale, false).await.unwrap_err();
+        assert!(matches!(err, SynapseError::Conflict { .. }), "{err:?}");
+
+        // The first edit is made on a copy that someone else changes before our PUT (its etag
+        // goes stale); the helper reads the entity again and re-applies the edit.
+        let mut edits = 0;
+        let updated = client
+            .update_entity_with(&small, false, |entity| {
+                edits += 1;
+                if edits == 1 {
+                    entity.etag = stale.etag.clone();
+                }
+                entity.name = "final.txt".into();
+                true
+            })
+            .await?;
+        assert_eq!(edits, 2);
+        assert_eq!(updated.name, "final.txt");
+        assert_eq!(
+            env.sim.entity(&small).context("entity")?.entity.name,
+            "final.txt"
+        );
+
+        // An edit that finds nothing to do writes nothing.
+        env.sim.reset_requests();
+        let unchanged = client.update_entity_with(&small, false, |_| false).await?;
+        assert_eq!(unchanged.name, "final.txt");
+        assert_eq!(
+            env.sim.request_counts().by_endpoint.get("PUT /entity/{id}"),
+            None
+        );
+
+        // A conflict that never clears gives up after the configured tries.
+        let mut config = env.config(TOKEN);
+        config.max_conflict_attempts = 3;
+        let limited = SynapseClient::new(config)?;
+        let mut tries = 0;
+        let err = limited
+            .update_entity_with(&small, false, |entity| {
+                tries += 1;
+                entity.etag = stale.etag.clone();
+                true
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(tries, 3);
+        assert_eq!(err.error_type(), "Fatal.Conflict");
+        Ok(())
+    })
+    .await
+}
+
+#[tokio::test]
+async fn throttling_and_injected_server_errors_are_retried() -> anyhow::Result<()> {
+    bounded(async {
+        let env = Env::start(ThrottleConfig::disabled()).await?;
+        let client = env.client();
+        let big = env.id("data/big.bin");
+
+        // Every 3 requests, the next 2 answer 429.
+        env.sim.set_faults(FaultConfig {
+            burst_429: Some(Burst {
+                every: 3,
+                length: 2,
+            }),
+            ..FaultConfig::default()
+        });
+        for _ in 0..6 {
+            assert_eq!(
+                client.get_entity(&big).await?.id.as_deref(),
+                Some(big.as_str())
+            );
+        }
+        let counts = env.sim.request_counts();
+        assert!(
+            counts.by_status.get(&429).copied().unwrap_or(0) >= 2,
+            "{counts:?}"
+        );
+
+        // A seeded 40% of 503s on every route: each call still succeeds.
+        env.sim.reset_requests();
+        env.sim.set_faults(FaultConfig {
+            seed: 7,
+            error_rates: BTreeMap::from([("*".to_owned(), 0.4)]),
+            ..FaultConfig::default()
+        });
+        let source = latest_handle(&env.sim, &big);
+        let new_id = copy_file(&client, &big, &source.id, 5 * MIB).await?;
+        for _ in 0..5 {
+            client.user_profile().await?;
+        }
+        let counts = env.sim.request_counts();
+        assert!(
+            counts.by_status.get(&503).copied().unwrap_or(0) > 0,
+            "{counts:?}"
+        );
+        env.sim.set_faults(FaultConfig::default());
+        let copy = env.sim.file_handle(&new_id).context("new handle")?;
+        assert!(env.object(&copy).await? == content_bytes(&BIG));
+        Ok(())
+    })
+    .await
+}
+
+/// Registers the same object `n` times from concurrent tasks, spread over `clients`. Each
+/// registration makes the server read the object from S3, so requests overlap on the server.
+async fn register_concurrently(
+    env: &Env,
+    clients: &[SynapseClient],
+    n: usize,
+) -> anyhow::Result<()> {
+    let key = "migrated/concurrent/object.txt";
+    let body = b"registered many times".to_vec();
+    env.s3
+        .put_object()
+        .bucket("destination")
+        .key(key)
+        .body(body.clone().into())
+        .send()
+        .await?;
+    let request = S3FileHandleCreate {
+        concrete_type: concrete::S3_FILE_HANDLE.into(),
+        bucket_name: "destination".into(),
+        key: key.into(),
+        storage_location_id: DEST,
+        content_md5: Some(hex::encode(Md5::digest(&body))),
+        content_size: Some(body.len() as u64),
+        file_name: Some("object.txt".into()),
+        content_type: None,
+    };
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..n {
+        let client = clients[i % clients.len()].clone();
+        let request = request.clone();
+        tasks.spawn(async move { client.create_external_s3_file_handle(&request).await });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done??;
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_shared_limiter_keeps_concurrent_tasks_under_the_server_throttle() -> anyhow::Result<()>
+{
+    bounded(async {
+        // The server admits 3 concurrent requests per user.
+        let env = Env::start(ThrottleConfig {
+            enabled: true,
+            per_minute: 600,
+            in_flight: 3,
+        })
+        .await?;
+        let route = "POST /externalFileHandle/s3";
+
+        // Two clients in one process share one limiter of 3 in flight: never a 429.
+        let limiter = Arc::new(RateLimiter::new(6000, 100, 3));
+        let shared = [
+            SynapseClient::with_limiter(env.config(TOKEN), Arc::clone(&limiter))?,
+            SynapseClient::with_limiter(env.config(TOKEN), limiter)?,
+        ];
+        register_concurrently(&env, &shared, 24).await?;
+        let counts = env.sim.request_counts();
+        assert_eq!(counts.by_endpoint.get(route), Some(&24), "{counts:?}");
+        assert_eq!(counts.by_status.get(&429), None, "{counts:?}");
+
+        // A client allowed far more than the server admits gets 429s, retries them, succeeds.
+        env.sim.reset_requests();
+        let mut config = env.config(TOKEN);
+        config.max_in_flight = 24;
+        config.retry.max_attempts = 40;
+        let greedy = SynapseClient::new(config)?;
+        register_concurrently(&env, &[greedy], 24).await?;
+        let counts = env.sim.request_counts();
+        assert_eq!(counts.by_status.get(&201), Some(&24), "{counts:?}");
+        assert!(counts.by_status.contains_key(&429), "{counts:?}");
+        Ok(())
+    })
+    .await
+}
+
+#[tokio::test]
+async fn an_expired_presigned_url_is_rejected_and_a_fresh_one_works() -> anyhow::Result<()> {
+    bounded(async {
+        let env = Env::start(ThrottleConfig::disabled()).await?;
+        let client = env.client();
+        let small = env.id("data/small.txt");
+        let source = latest_handle(&env.sim, &small);
+        let status = client
+            .start_multipart_copy(&copy_request(&small, &source.id, 5 * MIB), false)
+            .await?;
+
+        env.sim.set_presign_expiry(Duration::from_secs(1));
+        let stale = client.presign_parts(&status.upload_id, &[1]).await?;
+        tokio::time::sleep(Duration::from_millis(2100)).await;
+        let part = &stale.part_presigned_urls[0];
+        let err = client
+            .put_presigned_part(&part.upload_presigned_url, &part.signed_headers)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, SynapseError::PresignedUrlRejected { .. }),
+            "{err:?}"
+        );
+        assert!(err.is_retryable());
+
+        env.sim.set_presign_expiry(Duration::from_secs(900));
+        let fresh = client.presign_parts(&status.upload_id, &[1]).await?;
+        let part = &fresh.part_presigned_urls[0];
+        let etag = client
+            .put_presigned_part(&part.upload_presigned_url, &part.signed_headers)
+            .await?;
+        assert_eq!(
+            Some(etag.clone()),
+            source.content_md5,
+            "a one-part copy's ETag is its MD5"
+        );
+        client.add_part(&status.upload_id, 1, &etag).await?;
+        let done = client.complete_multipart(&status.upload_id).await?;
+        let copy = env
+            .sim
+            .file_handle(done.result_file_handle_id.as_deref().context("result")?)
+            .context("new handle")?;
+        assert_eq!(env.object(&copy).await?, b"hello synapse");
+        Ok(())
+    })
+    .await
+}
