@@ -73,7 +73,7 @@ pub struct FaultConfig {
     pub error_rates: BTreeMap<String, f64>,
     /// Delay added before every API request is handled.
     pub latency: Duration,
-    /// Every `every` API requests, the next `length` ones answer 429.
+    /// Of every `every` API requests, the last `length` answer 429.
     pub burst_429: Option<Burst>,
     /// Probability that a presigned URL is signed with `early_expiry` instead of the configured expiry.
     pub early_expiry_rate: f64,

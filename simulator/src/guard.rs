@@ -297,12 +297,13 @@ pub async fn api_guard(State(app): State<Arc<App>>, mut req: Request, next: Next
         Err(e) => e.into_response(),
         Ok(user) => {
             let (latency, fault) = app.faults.roll(&format!("{method} {route}"));
-            if !latency.is_zero() {
-                tokio::time::sleep(latency).await;
-            }
             match fault.map_or_else(|| Throttle::admit(&app, &user.id), Err) {
                 Err(e) => e.into_response(),
                 Ok(admission) => {
+                    // Inside the admission: a slow request holds its in-flight slot, as on the server.
+                    if !latency.is_zero() {
+                        tokio::time::sleep(latency).await;
+                    }
                     req.extensions_mut().insert(user);
                     let response = next.run(req).await;
                     drop(admission);
