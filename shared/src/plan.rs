@@ -3,6 +3,7 @@
 //! batches that each finish inside one Lambda invocation. No I/O here, so every boundary is
 //! property-tested.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -125,12 +126,15 @@ impl PartPlan {
     }
 }
 
-/// One item to copy, as the planner sees it: an opaque key (the state store's item key) and its size.
+/// One item to copy, as the planner sees it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct UnitItem {
+    /// The state store's item key (`syn123.4`).
     pub key: String,
     pub size: u64,
+    /// The source file handle id. Versions often share one; their single copy is shared too.
+    pub source: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -138,7 +142,7 @@ pub struct UnitItem {
 pub enum UnitKind {
     /// Many small files, each copied in one request.
     Small,
-    /// One big file whose parts are spread over part batches.
+    /// One big source whose parts are spread over part batches.
     Large,
 }
 
@@ -148,6 +152,7 @@ pub enum UnitKind {
 pub struct WorkUnit {
     pub unit_id: String,
     pub kind: UnitKind,
+    /// Bytes to copy: each source counted once.
     pub total_bytes: u64,
     pub items: Vec<UnitItem>,
 }
@@ -156,11 +161,11 @@ pub struct WorkUnit {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct UnitLimits {
-    /// Most files in one small unit.
+    /// Most items in one small unit.
     pub max_files: usize,
-    /// Most bytes in one small unit (a single file above it still gets a unit of its own).
+    /// Most bytes in one small unit.
     pub max_bytes: u64,
-    /// Files strictly larger than this are big: one per unit, copied in part batches.
+    /// Sources strictly larger than this are big: one per unit, copied in part batches.
     pub large_threshold: u64,
 }
 
@@ -175,7 +180,23 @@ impl Default for UnitLimits {
     }
 }
 
+/// The items that share one source file handle.
+struct SourceGroup {
+    size: u64,
+    items: Vec<UnitItem>,
+}
+
+impl SourceGroup {
+    fn first_key(&self) -> &str {
+        &self.items[0].key
+    }
+}
+
 /// Groups items into work units.
+///
+/// Items that share a source file handle always land in the same unit: their one copy is then
+/// made by one worker, instead of a second unit waiting on the first one's lease. A group that
+/// alone exceeds the small-unit limits gets a unit of its own.
 ///
 /// Output order is deterministic whatever the input order: big units first, largest first (the
 /// longest copies start earliest, so the Map's tail is short), then small units packed in key
@@ -190,39 +211,53 @@ pub fn group_units(
     if limits.max_bytes == 0 {
         return Err(PlanError::InvalidUnitLimits("maxBytes must be at least 1"));
     }
-    let (mut large, mut small): (Vec<UnitItem>, Vec<UnitItem>) = items
-        .into_iter()
-        .partition(|item| item.size > limits.large_threshold);
-    large.sort_by(|a, b| b.size.cmp(&a.size).then_with(|| a.key.cmp(&b.key)));
-    small.sort_by(|a, b| a.key.cmp(&b.key).then_with(|| a.size.cmp(&b.size)));
+    let mut by_source: BTreeMap<String, Vec<UnitItem>> = BTreeMap::new();
+    for item in items {
+        by_source.entry(item.source.clone()).or_default().push(item);
+    }
+    let (mut large, mut small): (Vec<SourceGroup>, Vec<SourceGroup>) = by_source
+        .into_values()
+        .map(|mut items| {
+            items.sort_by(|a, b| a.key.cmp(&b.key).then_with(|| a.size.cmp(&b.size)));
+            // All items of a source have its size; `max` keeps a disagreement on the safe side.
+            let size = items.iter().map(|item| item.size).max().unwrap_or_default();
+            SourceGroup { size, items }
+        })
+        .partition(|group| group.size > limits.large_threshold);
+    large.sort_by(|a, b| {
+        b.size
+            .cmp(&a.size)
+            .then_with(|| a.first_key().cmp(b.first_key()))
+    });
+    small.sort_by(|a, b| a.first_key().cmp(b.first_key()));
 
-    let mut groups: Vec<(UnitKind, Vec<UnitItem>)> = large
+    let mut units: Vec<(UnitKind, u64, Vec<UnitItem>)> = large
         .into_iter()
-        .map(|item| (UnitKind::Large, vec![item]))
+        .map(|group| (UnitKind::Large, group.size, group.items))
         .collect();
     let mut current: Vec<UnitItem> = Vec::new();
     let mut current_bytes = 0u64;
-    for item in small {
-        let full = current.len() >= limits.max_files
-            || current_bytes.saturating_add(item.size) > limits.max_bytes;
+    for group in small {
+        let full = current.len() + group.items.len() > limits.max_files
+            || current_bytes.saturating_add(group.size) > limits.max_bytes;
         if full && !current.is_empty() {
-            groups.push((UnitKind::Small, std::mem::take(&mut current)));
+            units.push((UnitKind::Small, current_bytes, std::mem::take(&mut current)));
             current_bytes = 0;
         }
-        current_bytes = current_bytes.saturating_add(item.size);
-        current.push(item);
+        current_bytes = current_bytes.saturating_add(group.size);
+        current.extend(group.items);
     }
     if !current.is_empty() {
-        groups.push((UnitKind::Small, current));
+        units.push((UnitKind::Small, current_bytes, current));
     }
 
-    Ok(groups
+    Ok(units
         .into_iter()
         .enumerate()
-        .map(|(index, (kind, items))| WorkUnit {
+        .map(|(index, (kind, total_bytes, items))| WorkUnit {
             unit_id: format!("unit-{:06}", index + 1),
             kind,
-            total_bytes: items.iter().map(|item| item.size).sum(),
+            total_bytes,
             items,
         })
         .collect())
@@ -415,15 +450,24 @@ mod tests {
 
         #[test]
         fn units_hold_every_item_once_within_limits(
-            sizes in proptest::collection::vec(0u64..=3 * GIB, 0..300),
+            source_sizes in proptest::collection::vec(0u64..=3 * GIB, 1..150),
+            picks in proptest::collection::vec(any::<prop::sample::Index>(), 0..300),
             max_files in 1usize..=60,
             max_bytes in 1u64..=8 * GIB,
             large_threshold in 0u64..=2 * GIB,
         ) {
-            let items: Vec<UnitItem> = sizes
+            // Items pick their source at random, so some sources are shared by several items.
+            let items: Vec<UnitItem> = picks
                 .iter()
                 .enumerate()
-                .map(|(i, size)| UnitItem { key: format!("syn{i}#1"), size: *size })
+                .map(|(i, pick)| {
+                    let source = pick.index(source_sizes.len());
+                    UnitItem {
+                        key: format!("syn{i}.1"),
+                        size: source_sizes[source],
+                        source: format!("fh{source}"),
+                    }
+                })
                 .collect();
             let limits = UnitLimits { max_files, max_bytes, large_threshold };
             let units = group_units(items.clone(), &limits).unwrap();
@@ -434,18 +478,27 @@ mod tests {
             expected.sort_by(|a, b| a.key.cmp(&b.key));
             prop_assert_eq!(seen, expected);
 
+            let mut unit_of_source = BTreeMap::new();
             for unit in &units {
-                prop_assert_eq!(unit.total_bytes, unit.items.iter().map(|i| i.size).sum::<u64>());
+                prop_assert!(!unit.items.is_empty());
+                let sources: BTreeMap<&str, u64> =
+                    unit.items.iter().map(|i| (i.source.as_str(), i.size)).collect();
+                for source in sources.keys() {
+                    let first = unit_of_source.insert(source.to_string(), unit.unit_id.clone());
+                    prop_assert!(first.is_none(), "source {} split over units", source);
+                }
+                prop_assert_eq!(unit.total_bytes, sources.values().sum::<u64>());
                 match unit.kind {
                     UnitKind::Large => {
-                        prop_assert_eq!(unit.items.len(), 1);
-                        prop_assert!(unit.items[0].size > large_threshold);
+                        prop_assert_eq!(sources.len(), 1);
+                        prop_assert!(unit.total_bytes > large_threshold);
                     }
                     UnitKind::Small => {
-                        prop_assert!(!unit.items.is_empty());
-                        prop_assert!(unit.items.len() <= max_files);
                         prop_assert!(unit.items.iter().all(|i| i.size <= large_threshold));
-                        prop_assert!(unit.items.len() == 1 || unit.total_bytes <= max_bytes);
+                        prop_assert!(
+                            sources.len() == 1
+                                || (unit.items.len() <= max_files && unit.total_bytes <= max_bytes)
+                        );
                     }
                 }
             }
@@ -587,10 +640,11 @@ mod tests {
     }
 
     #[test]
-    fn units_put_big_files_first_and_pack_small_ones_in_key_order() {
-        let item = |key: &str, size| UnitItem {
+    fn units_put_big_sources_first_and_pack_small_ones_in_key_order() {
+        let item = |key: &str, size, source: &str| UnitItem {
             key: key.into(),
             size,
+            source: source.into(),
         };
         let limits = UnitLimits {
             max_files: 2,
@@ -599,23 +653,26 @@ mod tests {
         };
         let units = group_units(
             vec![
-                item("e", 10),
-                item("a", 60),
-                item("d", 10),
-                item("b", 90),
-                item("c", 45),
-                item("f", 45),
-                item("g", 0),
+                item("e", 10, "fhE"),
+                item("a", 60, "fhA"),
+                item("d", 10, "fhD"),
+                item("h", 45, "fhC"),
+                item("b", 90, "fhB"),
+                item("c", 45, "fhC"),
+                item("a2", 60, "fhA"),
+                item("f", 45, "fhF"),
+                item("g", 0, "fhG"),
             ],
             &limits,
         )
         .unwrap();
-        let shape: Vec<(&str, UnitKind, Vec<&str>)> = units
+        let shape: Vec<(&str, UnitKind, u64, Vec<&str>)> = units
             .iter()
             .map(|u| {
                 (
                     u.unit_id.as_str(),
                     u.kind,
+                    u.total_bytes,
                     u.items.iter().map(|i| i.key.as_str()).collect(),
                 )
             })
@@ -623,18 +680,19 @@ mod tests {
         assert_eq!(
             shape,
             vec![
-                ("unit-000001", UnitKind::Large, vec!["b"]),
-                ("unit-000002", UnitKind::Large, vec!["a"]),
-                ("unit-000003", UnitKind::Small, vec!["c", "d"]),
-                ("unit-000004", UnitKind::Small, vec!["e", "f"]),
-                ("unit-000005", UnitKind::Small, vec!["g"]),
+                ("unit-000001", UnitKind::Large, 90, vec!["b"]),
+                ("unit-000002", UnitKind::Large, 60, vec!["a", "a2"]),
+                ("unit-000003", UnitKind::Small, 45, vec!["c", "h"]),
+                ("unit-000004", UnitKind::Small, 20, vec!["d", "e"]),
+                ("unit-000005", UnitKind::Small, 45, vec!["f", "g"]),
             ]
         );
         let json = serde_json::to_value(&units[2]).unwrap();
         assert_eq!(
             json,
-            serde_json::json!({"unitId": "unit-000003", "kind": "SMALL", "totalBytes": 55,
-                "items": [{"key": "c", "size": 45}, {"key": "d", "size": 10}]})
+            serde_json::json!({"unitId": "unit-000003", "kind": "SMALL", "totalBytes": 45,
+                "items": [{"key": "c", "size": 45, "source": "fhC"},
+                          {"key": "h", "size": 45, "source": "fhC"}]})
         );
     }
 }
