@@ -469,14 +469,21 @@ impl SynapseClient {
                 Err(SynapseError::Conflict { reason })
                     if tries < self.inner.max_conflict_attempts =>
                 {
-                    tracing::info!(entity_id, attempt = tries, %reason, "entity changed underneath, re-reading");
+                    tracing::info!(
+                        entity_id,
+                        attempt = tries,
+                        %reason,
+                        "entity changed underneath, re-reading"
+                    );
                 }
                 result => return result,
             }
         }
     }
 
-    /// `PUT /entity/{id}/version/{v}/filehandle`: swap one version's file handle in place.
+    /// `PUT /entity/{id}/version/{v}/filehandle`: swap one version's file handle in place. A 412
+    /// (`Conflict`) also comes back when the swap was already done (say, by a retry whose first
+    /// answer was lost): the caller checks the version's current handle before failing.
     pub async fn put_version_file_handle(
         &self,
         entity_id: &str,

@@ -1,6 +1,8 @@
-//! Errors of the Synapse layer, with the stable type names the state machine's Retry/Catch match on.
+//! Errors of the Synapse layer, with the stable type names Step Functions Retry/Catch match on.
 
 use std::time::Duration;
+
+use crate::error::types;
 
 /// Everything a Synapse (or presigned S3) call can fail with. Messages carry the server's
 /// `reason`, never the token or a presigned URL (those carry credentials).
@@ -89,33 +91,33 @@ impl SynapseError {
     /// Stable name for Step Functions Retry/Catch (`ErrorEquals`) and for the report.
     pub fn error_type(&self) -> &'static str {
         match self {
-            Self::Throttled { .. } => "Retryable.Throttled",
+            Self::Throttled { .. } => types::THROTTLED,
             Self::Server { .. } | Self::Transport { .. } | Self::PresignedUrlRejected { .. } => {
-                "Retryable.Transient"
+                types::TRANSIENT
             }
             Self::S3 { status, code, .. } => {
                 if *status >= 500 || *status == 200 || S3_RETRYABLE_CODES.contains(&code.as_str()) {
-                    "Retryable.Transient"
+                    types::TRANSIENT
                 } else {
                     match status {
-                        404 => "Fatal.NotFound",
-                        412 => "Fatal.Conflict",
-                        _ => "Fatal.InvalidInput",
+                        404 => types::NOT_FOUND,
+                        412 => types::CONFLICT,
+                        _ => types::INVALID_INPUT,
                     }
                 }
             }
-            Self::InvalidRequest { .. } | Self::Config(_) => "Fatal.InvalidInput",
-            Self::Unauthorized { .. } => "Fatal.Unauthorized",
-            Self::Forbidden { .. } => "Fatal.Forbidden",
-            Self::NotFound { .. } => "Fatal.NotFound",
-            Self::Conflict { .. } => "Fatal.Conflict",
-            Self::Protocol { .. } => "Fatal.Internal",
+            Self::InvalidRequest { .. } | Self::Config(_) => types::INVALID_INPUT,
+            Self::Unauthorized { .. } => types::UNAUTHORIZED,
+            Self::Forbidden { .. } => types::FORBIDDEN,
+            Self::NotFound { .. } => types::NOT_FOUND,
+            Self::Conflict { .. } => types::CONFLICT,
+            Self::Protocol { .. } => types::INTERNAL,
         }
     }
 
     /// Whether a later attempt (possibly after presigning again) may succeed.
     pub fn is_retryable(&self) -> bool {
-        self.error_type().starts_with("Retryable.")
+        self.error_type().starts_with(types::RETRYABLE_PREFIX)
     }
 
     /// The server's requested wait, if it sent `Retry-After`.

@@ -120,7 +120,7 @@ mod tests {
     #[test]
     fn other_s3_errors_keep_status_and_code() {
         let body = "<Error><Code>PreconditionFailed</Code>\
-                    <Message>At least one of the pre-conditions you specified did not hold</Message></Error>";
+                    <Message>At least one of the pre-conditions did not hold</Message></Error>";
         let err = parse_copy_part_response(412, body).unwrap_err();
         assert_eq!(err.error_type(), "Fatal.Conflict");
         let err = parse_copy_part_response(503, "").unwrap_err();

@@ -42,7 +42,7 @@ impl fmt::Display for SynapseToken {
     }
 }
 
-/// Where a token comes from. Deployed Lambdas will read a Secrets Manager secret (added with that work).
+/// Where a token comes from. Deployed Lambdas will add a Secrets Manager variant.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TokenSource {
     /// An environment variable holding the token itself.
