@@ -59,6 +59,7 @@ fn item(entity: &str, version: u64, status: ItemStatus) -> ItemRecord {
         content_md5: Some("0cc175b9c0f1b6a831c399e269772661".into()),
         source_storage_location_id: Some(1),
         file_name: format!("{entity}.bin"),
+        destination_file_name: None,
         status,
         destination_file_handle_id: None,
         attempts: 0,
@@ -352,6 +353,18 @@ async fn reindexing_never_overwrites_a_later_state<S: StateStore>(store: &S) {
         ItemStatus::Skipped {
             reason: SkipReason::ExternalLink
         }
+    );
+    let renamed = ItemRecord {
+        file_name: "a:b?.bin".into(),
+        destination_file_name: Some("a_b_.bin".into()),
+        content_md5: None,
+        source_storage_location_id: None,
+        ..item("syn18", 2, ItemStatus::Indexed)
+    };
+    store.put_item(&m, &renamed, MAX_ATTEMPTS).await.unwrap();
+    assert_eq!(
+        store.get_item(&m, &renamed.key).await.unwrap(),
+        Some(renamed)
     );
 
     assert!(matches!(

@@ -424,6 +424,7 @@ fn parse_item(attrs: &Attrs) -> Result<ItemRecord, StateError> {
         content_md5: reader.opt_s("contentMd5")?.map(str::to_owned),
         source_storage_location_id: reader.opt_n("sourceStorageLocationId")?,
         file_name: reader.s("fileName")?.to_owned(),
+        destination_file_name: reader.opt_s("destinationFileName")?.map(str::to_owned),
         status,
         destination_file_handle_id: reader.opt_s("destinationFileHandleId")?.map(str::to_owned),
         attempts: reader.opt_n("attempts")?.unwrap_or_default(),
@@ -754,6 +755,10 @@ impl StateStore for DynamoStore {
                 item.source_storage_location_id.map(n),
             )
             .set("fileName", s(&item.file_name))
+            .set_or_remove(
+                "destinationFileName",
+                item.destination_file_name.as_deref().map(s),
+            )
             .set_or_remove(
                 "destinationFileHandleId",
                 item.destination_file_handle_id.as_deref().map(s),

@@ -359,11 +359,18 @@ pub struct ItemError {
     pub retryable: bool,
 }
 
+/// Longest error message kept on an item; the rest of a long service answer adds nothing.
+pub const MAX_ERROR_MESSAGE_CHARS: usize = 1_000;
+
 impl From<&Error> for ItemError {
     fn from(error: &Error) -> Self {
         Self {
             class: error.error_type().to_owned(),
-            message: error.to_string(),
+            message: error
+                .to_string()
+                .chars()
+                .take(MAX_ERROR_MESSAGE_CHARS)
+                .collect(),
             retryable: error.is_retryable(),
         }
     }
@@ -433,6 +440,8 @@ pub struct ItemRecord {
     pub content_md5: Option<String>,
     pub source_storage_location_id: Option<i64>,
     pub file_name: String,
+    /// The name the copy gets when `file_name` breaks Synapse's name rule (listed in the report).
+    pub destination_file_name: Option<String>,
     #[serde(flatten)]
     pub status: ItemStatus,
     pub destination_file_handle_id: Option<String>,
@@ -1040,6 +1049,8 @@ mod tests {
         assert_eq!(item_error.class, types::THROTTLED);
         assert!(item_error.retryable);
         assert!(item_error.message.contains("slow down"));
+        let long = ItemError::from(&Error::Internal("é".repeat(5_000)));
+        assert_eq!(long.message.chars().count(), MAX_ERROR_MESSAGE_CHARS);
     }
 
     #[test]
@@ -1051,6 +1062,7 @@ mod tests {
             content_md5: None,
             source_storage_location_id: Some(1),
             file_name: "a.txt".into(),
+            destination_file_name: None,
             status: ItemStatus::Skipped {
                 reason: SkipReason::EmptyFile,
             },
