@@ -14,6 +14,18 @@
 //! | same                          | `ITEM#{entityId}#{version}`   | one file version: source, status, lease |
 //! | same                          | `FH#{sourceFileHandleId}`     | one copy per source handle              |
 //!
+//! Item attributes: `entityId`, `version`, `sourceFileHandleId`, `size`, `contentMd5`,
+//! `sourceStorageLocationId`, `fileName`, `destinationFileName` (when sanitised), `status`,
+//! `skipReason` or `errorClass`/`errorMessage`/`retryable`, `destinationFileHandleId`,
+//! `attempts`, `leaseOwner`/`leaseExpiresAt`, `updatedAt`, `runId`, `SPK`.
+//! Copy (`FH#`) attributes: `status` (COPYING, COPIED), `engineState` (JSON: upload id, engine),
+//! `destinationFileHandleId`, `leaseOwner`/`leaseExpiresAt`, `updatedAt`.
+//!
+//! Item statuses move along INDEXED -> COPYING -> COPIED -> MIGRATED, or end in
+//! ALREADY_MIGRATED or SKIPPED; ERRORED is reachable from every unfinished status and leads back
+//! to any of them (see [`transition_allowed`]). Re-indexing never overwrites a later status
+//! ([`ItemStatus::reindexable`]).
+//!
 //! Changes from the suggested design, and why:
 //! - Items carry `SPK = MIG#..#..#{STATUS}`, the partition key of a sparse global secondary index
 //!   `ByStatus` (`SPK`, `SK`). Plan, Report and the retry of ERRORED items list items *by status*;
