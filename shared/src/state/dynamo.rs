@@ -611,7 +611,9 @@ impl StateStore for DynamoStore {
                 Failure::Error(error) => Err(error),
                 Failure::ConditionFailed => {
                     match check_lock_owned(self.get_lock_record(migration).await?.as_ref(), owner) {
-                        Ok(()) | Err(StateError::NotFound(_)) => Err(raced(LOCK_SK.to_owned())),
+                        // Gone by now: released, which is what the caller wanted.
+                        Err(StateError::NotFound(_)) => Ok(()),
+                        Ok(()) => Err(raced(LOCK_SK.to_owned())),
                         Err(other) => Err(other),
                     }
                 }
