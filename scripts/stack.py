@@ -7,6 +7,8 @@
   `--lambda-invoke-url`). A function error comes back as a Lambda `FunctionError`, so Retry/Catch work.
 - S3 behaves like S3 where moto is lenient and the migration depends on it: presigned URLs stop working
   after `X-Amz-Expires`, and `x-amz-copy-source-if-match` is checked on copies.
+- DynamoDB requests are served one at a time: moto checks a write's condition and applies the write
+  in two steps, so two racing conditional writes could both win; real DynamoDB makes them atomic.
 
 It prints `AWS_ENDPOINT_URL=...` and the dummy credentials as `KEY=value` lines, then `READY`, and runs
 until SIGINT/SIGTERM, or until its standard input closes when started with `--stop-on-stdin-eof` (so a
@@ -122,13 +124,17 @@ def source_etag(copy_source: str) -> str | None:
     return obj.etag.strip('"') if obj else None
 
 
-class StrictS3:
-    """WSGI middleware restoring the S3 checks moto skips and the migration depends on."""
+class AwsSemantics:
+    """WSGI middleware restoring the S3 and DynamoDB guarantees moto skips and the migration relies on."""
 
     def __init__(self, app):  # noqa: ANN001
         self.app = app
+        self.dynamodb = threading.Lock()
 
     def __call__(self, environ, start_response):  # noqa: ANN001
+        if environ.get("HTTP_X_AMZ_TARGET", "").startswith("DynamoDB_"):
+            with self.dynamodb:
+                return list(self.app(environ, start_response))
         query = urllib.parse.parse_qs(environ.get("QUERY_STRING", ""))
         if presigned_url_expired(query, dt.datetime.now(dt.timezone.utc)):
             return s3_error(start_response, "403 Forbidden", "AccessDenied", "Request has expired")
@@ -147,7 +153,7 @@ class StrictS3:
 
 
 def start_server(host: str, port: int) -> BaseWSGIServer:
-    app = StrictS3(DomainDispatcherApplication(create_backend_app))
+    app = AwsSemantics(DomainDispatcherApplication(create_backend_app))
     server = make_server(host, port, app, threaded=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server

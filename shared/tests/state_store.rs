@@ -2,7 +2,6 @@
 //! DynamoDB served by moto, so both give the same answers to the same requests.
 
 use std::collections::BTreeSet;
-use std::future::Future;
 use std::time::Duration;
 
 use futures::future::join_all;
@@ -18,34 +17,6 @@ use synmigrate_testkit::AwsStack;
 
 const SUITE_TIMEOUT: Duration = Duration::from_secs(180);
 const MAX_ATTEMPTS: u32 = 3;
-
-/// Whether the server behind a store applies concurrent conditional writes atomically.
-#[derive(Clone, Copy)]
-enum Atomicity {
-    /// Real DynamoDB and the in-memory store: race the requests.
-    Atomic,
-    /// moto evaluates a condition and applies the write without holding a lock, so two racing
-    /// conditional writes can both succeed (seen in about one run of six). Real DynamoDB
-    /// guarantees this atomicity, so against moto the same requests are sent one by one.
-    CheckThenWrite,
-}
-
-/// Runs the futures at once, or one after another (see [`Atomicity`]).
-async fn run_all<F: Future>(
-    futures: impl IntoIterator<Item = F>,
-    server: Atomicity,
-) -> Vec<F::Output> {
-    match server {
-        Atomicity::Atomic => join_all(futures).await,
-        Atomicity::CheckThenWrite => {
-            let mut outputs = Vec::new();
-            for future in futures {
-                outputs.push(future.await);
-            }
-            outputs
-        }
-    }
-}
 
 fn migration(project: &str) -> MigrationKey {
     MigrationKey::new(project, 9001).unwrap()
@@ -149,7 +120,7 @@ async fn lock_is_exclusive_expires_and_is_released_by_its_owner_only<S: StateSto
         .unwrap();
 }
 
-async fn runs_open_once_and_count_atomically<S: StateStore>(store: &S, server: Atomicity) {
+async fn runs_open_once_and_count_atomically<S: StateStore>(store: &S) {
     let m = migration("synrun");
     let settings = json!({"fileVersionStrategy": "new", "dryRun": false});
     let run = store.create_run(&m, "run-1", &settings, 100).await.unwrap();
@@ -176,7 +147,7 @@ async fn runs_open_once_and_count_atomically<S: StateStore>(store: &S, server: A
         ..RunCounters::one(StatusName::Migrated)
     };
     let adds = (0..25).map(|_| store.add_to_counters(&m, "run-1", &delta));
-    for result in run_all(adds, server).await {
+    for result in join_all(adds).await {
         result.unwrap();
     }
     store
@@ -479,7 +450,7 @@ async fn transitions_are_conditional_and_leases_expire<S: StateStore>(store: &S)
     ));
 }
 
-async fn concurrent_claims_have_one_winner<S: StateStore>(store: &S, server: Atomicity) {
+async fn concurrent_claims_have_one_winner<S: StateStore>(store: &S) {
     let m = migration("synrace");
     let key = ItemKey::new("syn30", 1).unwrap();
     store
@@ -498,11 +469,7 @@ async fn concurrent_claims_have_one_winner<S: StateStore>(store: &S, server: Ato
             )
         })
         .collect();
-    let results = run_all(
-        claims.iter().map(|t| store.transition_item(&m, &key, t)),
-        server,
-    )
-    .await;
+    let results = join_all(claims.iter().map(|t| store.transition_item(&m, &key, t))).await;
     let winners: Vec<_> = results.iter().filter_map(|r| r.as_ref().ok()).collect();
     assert_eq!(winners.len(), 1, "{results:?}");
     for result in &results {
@@ -685,14 +652,14 @@ async fn items_list_by_status_in_pages<S: StateStore>(store: &S) {
 }
 
 /// The whole suite; every case uses its own migration key, so one table serves them all.
-async fn conformance<S: StateStore>(store: &S, server: Atomicity) {
+async fn conformance<S: StateStore>(store: &S) {
     let suite = async {
         lock_is_exclusive_expires_and_is_released_by_its_owner_only(store).await;
-        runs_open_once_and_count_atomically(store, server).await;
+        runs_open_once_and_count_atomically(store).await;
         frontier_round_trips_and_is_bounded(store).await;
         reindexing_never_overwrites_a_later_state(store).await;
         transitions_are_conditional_and_leases_expire(store).await;
-        concurrent_claims_have_one_winner(store, server).await;
+        concurrent_claims_have_one_winner(store).await;
         one_copy_per_source_handle(store).await;
         items_list_by_status_in_pages(store).await;
     };
@@ -703,7 +670,7 @@ async fn conformance<S: StateStore>(store: &S, server: Atomicity) {
 
 #[tokio::test]
 async fn memory_store_conforms() {
-    conformance(&MemoryStore::new(), Atomicity::Atomic).await;
+    conformance(&MemoryStore::new()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -733,7 +700,7 @@ async fn dynamo_store_conforms() -> anyhow::Result<()> {
         Some(synmigrate::state::dynamo::TTL_ATTRIBUTE)
     );
 
-    conformance(&DynamoStore::new(client, table), Atomicity::CheckThenWrite).await;
+    conformance(&DynamoStore::new(client, table)).await;
     drop(stack);
     Ok(())
 }
