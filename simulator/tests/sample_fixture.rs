@@ -1,0 +1,108 @@
+//! The shipped sample fixture seeds as documented, and its 101 MiB file copies in two parts at the
+//! official client's 100 MiB copy part size.
+
+mod common;
+
+use common::{copy_file, object_md5, start, Api, MIB};
+use reqwest::StatusCode;
+use serde_json::json;
+use synapse_sim::Fixture;
+
+fn sample() -> Fixture {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../fixtures/sample-project.json"
+    );
+    Fixture::from_file(std::path::Path::new(path)).expect("sample fixture parses")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sample_project_seeds_and_its_big_file_copies_in_two_parts() {
+    let started = std::time::Instant::now();
+    let sim = start(&sample()).await;
+    eprintln!("seeded in {:?}", started.elapsed());
+    let api = Api::new(&sim, Some("migrator-token"));
+    let project = sim.project_id("Sample Project").unwrap();
+    assert_eq!(project, "syn1000");
+
+    let batch = sim.entity_id("Sample Project/raw/batch-01").unwrap();
+    let (_, first) = api
+        .post(
+            "/entity/children",
+            json!({"parentId": batch, "includeTypes": ["file"]}),
+        )
+        .await;
+    assert_eq!(first["page"].as_array().unwrap().len(), 50);
+    assert!(first["nextPageToken"].is_string());
+
+    let shared_a = api
+        .bundle(
+            &sim.entity_id("Sample Project/analysis/shared-a.txt")
+                .unwrap(),
+        )
+        .await;
+    let shared_b = api
+        .bundle(&sim.entity_id("Sample Project/shared-b.txt").unwrap())
+        .await;
+    assert_eq!(
+        shared_a["entity"]["dataFileHandleId"],
+        shared_b["entity"]["dataFileHandleId"]
+    );
+    let results = api
+        .bundle(
+            &sim.entity_id("Sample Project/analysis/results.tsv")
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(
+        results["annotations"]["annotations"]["tissue"]["value"],
+        json!(["liver", "lung"])
+    );
+    let multi = sim
+        .entity_id("Sample Project/raw/multi-version.csv")
+        .unwrap();
+    assert_eq!(sim.entity(&multi).unwrap().versions.len(), 3);
+    let in_dest = api
+        .bundle(
+            &sim.entity_id("Sample Project/already-migrated.bin")
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(in_dest["fileHandles"][0]["storageLocationId"], 7001);
+    let link = api
+        .bundle(&sim.entity_id("Sample Project/external-link.txt").unwrap())
+        .await;
+    assert_eq!(
+        link["fileHandles"][0]["concreteType"],
+        "org.sagebionetworks.repo.model.file.ExternalFileHandle"
+    );
+    let empty = api
+        .bundle(&sim.entity_id("Sample Project/empty.txt").unwrap())
+        .await;
+    assert_eq!(empty["fileHandles"][0]["contentSize"], 0);
+    assert!(sim.entity_id("Sample Project/résumé #1.txt").is_some());
+    let (status, location) = api.get("/storageLocation/7001").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(location["createdBy"], 3350001);
+
+    let big_id = sim.entity_id("Sample Project/big-101MiB.bin").unwrap();
+    let big = api.bundle(&big_id).await;
+    let handle = &big["fileHandles"][0];
+    assert_eq!(handle["contentSize"], 101 * MIB);
+    let done = copy_file(
+        &api,
+        &big_id,
+        handle["id"].as_str().unwrap(),
+        7001,
+        100 * MIB,
+    )
+    .await;
+    assert_eq!(done["partsState"], "11");
+    let copy = sim
+        .file_handle(done["resultFileHandleId"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(copy.content_md5.as_deref(), handle["contentMd5"].as_str());
+    let copied = object_md5("migration-destination", copy.key.as_deref().unwrap()).await;
+    assert_eq!(Some(copied.as_str()), handle["contentMd5"].as_str());
+    sim.shutdown().await;
+}
