@@ -312,6 +312,7 @@ pub async fn api_guard(State(app): State<Arc<App>>, mut req: Request, next: Next
             }
         }
     };
+    tracing::debug!(%method, %route, status = response.status().as_u16(), user = ?user_id, "request");
     app.log.push(RequestRecord {
         method,
         route,

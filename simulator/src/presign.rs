@@ -50,6 +50,7 @@ impl Presigner {
         &self,
         upload: &Upload,
         part: u32,
+        content_type: Option<&str>,
         expires_in: Duration,
     ) -> Result<PartPresignedUrl, ApiError> {
         let (first, last) = part_range(part, upload.part_size, upload.size);
@@ -70,6 +71,9 @@ impl Presigner {
             "x-amz-copy-source-if-match".to_owned(),
             upload.source_etag.clone(),
         );
+        if let Some(content_type) = content_type {
+            headers.insert("content-type".to_owned(), content_type.to_owned());
+        }
         let base = format!(
             "{}/{}/{}?partNumber={part}&uploadId={}",
             self.endpoint,

@@ -156,6 +156,18 @@ impl RunningSim {
         format!("{}/auth/v1", self.base_url)
     }
 
+    /// A `synapseclient` configuration file pointing the official Python client at this simulator
+    /// (use it with `synapse -s -c FILE -p TOKEN ...`).
+    pub fn python_client_config(&self) -> String {
+        format!(
+            "[endpoints]\nrepoEndpoint={}\nauthEndpoint={}\nfileHandleEndpoint={}\nportalEndpoint={}/\n",
+            self.repo_endpoint(),
+            self.auth_endpoint(),
+            self.file_endpoint(),
+            self.base_url
+        )
+    }
+
     /// The `synNNN` id of the entity at `Project/folder/.../name` (fixture names).
     pub fn entity_id(&self, path: &str) -> Option<String> {
         lock(&self.app.store).paths.get(path).cloned()

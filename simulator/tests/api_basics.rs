@@ -22,6 +22,10 @@ async fn auth_is_required_and_profiles_match_tokens() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(me["ownerId"], "101");
     assert_eq!(me["userName"], "alice");
+    let config = sim.python_client_config();
+    assert!(config.starts_with("[endpoints]\n"));
+    assert!(config.contains(&format!("repoEndpoint={}\n", sim.repo_endpoint())));
+    assert!(config.contains(&format!("fileHandleEndpoint={}\n", sim.file_endpoint())));
     // The log names users by id and never holds the token.
     let log = serde_json::to_string(&sim.requests()).unwrap();
     assert!(!log.contains("alice-token") && log.contains("\"101\""));

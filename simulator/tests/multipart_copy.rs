@@ -78,6 +78,14 @@ async fn start_is_idempotent_resumable_and_restartable() {
         )
         .await;
     let part = &urls["partPresignedUrls"][0];
+    assert!(part["signedHeaders"].get("content-type").is_none());
+    assert_eq!(
+        part["signedHeaders"]["x-amz-copy-source-if-match"]
+            .as_str()
+            .unwrap()
+            .len(),
+        34
+    );
     assert_eq!(
         part["signedHeaders"]["x-amz-copy-source-range"],
         format!("bytes={}-{}", 5 * MIB, 10 * MIB - 1)
@@ -108,6 +116,18 @@ async fn start_is_idempotent_resumable_and_restartable() {
         .await;
     assert_eq!(again["uploadId"], id.as_str());
     assert_eq!(again["partsState"], "010");
+
+    // A requested Content-Type becomes a signed header.
+    let (_, typed) = alice
+        .file_post(
+            &format!("/file/multipart/{id}/presigned/url/batch"),
+            json!({"uploadId": id, "partNumbers": [1], "contentType": "text/plain"}),
+        )
+        .await;
+    assert_eq!(
+        typed["partPresignedUrls"][0]["signedHeaders"]["content-type"],
+        "text/plain"
+    );
 
     // Another user cannot touch the upload.
     let bob = Api::new(&sim, Some("bob-token"));

@@ -320,8 +320,12 @@ pub async fn presign(
         .iter()
         .map(|&part| {
             check_part(&upload, part)?;
-            app.presigner
-                .presign_part(&upload, part, app.faults.presign_expiry(normal))
+            app.presigner.presign_part(
+                &upload,
+                part,
+                request.content_type.as_deref(),
+                app.faults.presign_expiry(normal),
+            )
         })
         .collect::<Result<Vec<_>, _>>()?;
     Ok((
