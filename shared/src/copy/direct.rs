@@ -1,0 +1,703 @@
+//! The direct S3 engine: the deployment's own S3 role copies the object into an external S3
+//! storage location, then one Synapse call registers it.
+//!
+//! Sources up to `copy_object_threshold` are copied with one CopyObject; bigger ones with a
+//! multipart upload of UploadPartCopy parts. Every copy request carries
+//! `x-amz-copy-source-if-match` with the source ETag seen at start, so a source that changes
+//! mid-copy fails (`Fatal.Verification`) instead of yielding a mix of two versions. Completion
+//! lists the parts S3 holds (so `copy_parts` needs to remember nothing), completes with their
+//! ETags, checks the object's size and ETag, and registers it with the source's MD5.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use futures::{stream, StreamExt, TryStreamExt};
+use md5::{Digest, Md5};
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+use synapse_model::{concrete, FileHandle, S3FileHandleCreate};
+
+use super::s3error::{is_no_such_upload, s3_error};
+use super::{CopyEngine, CopyRequest, EngineConfig, EngineKind, EngineState, Started};
+use crate::error::{Error, Result};
+use crate::plan::{PartPlan, GIB};
+use crate::synapse::SynapseClient;
+
+/// S3's largest CopyObject.
+pub const MAX_COPY_OBJECT_SIZE: u64 = 5 * GIB;
+
+/// Characters of a key that stay literal in `x-amz-copy-source`: unreserved ones and `/`.
+const COPY_SOURCE_KEY: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~')
+    .remove(b'/');
+
+/// ListParts page size (S3's maximum).
+const LIST_PARTS_PAGE: i32 = 1000;
+
+/// Copies with the deployment's S3 permissions and registers the result in Synapse.
+#[derive(Debug, Clone)]
+pub struct DirectEngine {
+    s3: aws_sdk_s3::Client,
+    synapse: SynapseClient,
+    config: EngineConfig,
+}
+
+/// What HeadObject says about the source.
+#[derive(Debug, Clone)]
+pub(super) struct SourceObject {
+    pub size: u64,
+    pub etag: String,
+}
+
+/// The destination key of a direct copy: `{baseKey/}synmigrate/{sourceFileHandleId}/{fileName}`.
+///
+/// Deterministic, so a retried or resumed copy overwrites its own earlier attempt instead of
+/// leaving an orphan; keyed on the source handle, so two sources with the same name never
+/// collide, and a source handle is copied once per migration (one `FH#` record); under the
+/// location's base key, because Synapse registers only keys below it.
+pub fn destination_key(request: &CopyRequest) -> Result<(String, String)> {
+    let bucket = request.destination.bucket.clone().ok_or_else(|| {
+        Error::InvalidInput(format!(
+            "storage location {} has no bucket",
+            request.destination.storage_location_id
+        ))
+    })?;
+    let base = request
+        .destination
+        .base_key
+        .as_deref()
+        .map(|b| b.trim_matches('/'))
+        .filter(|b| !b.is_empty())
+        .map(|b| format!("{b}/"))
+        .unwrap_or_default();
+    let key = format!(
+        "{base}synmigrate/{}/{}",
+        request.source.id,
+        request.target_file_name()?
+    );
+    Ok((bucket, key))
+}
+
+/// The source object's bucket and key.
+fn source_location(request: &CopyRequest) -> Result<(&str, &str)> {
+    match (&request.source.bucket_name, &request.source.key) {
+        (Some(bucket), Some(key)) if request.source.is_s3() => Ok((bucket, key)),
+        _ => Err(Error::InvalidInput(format!(
+            "file handle {} is not an S3 object",
+            request.source.id
+        ))),
+    }
+}
+
+/// `x-amz-copy-source` for the source: bucket and URL-encoded key.
+fn copy_source(request: &CopyRequest) -> Result<String> {
+    let (bucket, key) = source_location(request)?;
+    Ok(format!(
+        "{bucket}/{}",
+        utf8_percent_encode(key, COPY_SOURCE_KEY)
+    ))
+}
+
+/// An ETag without its quotes.
+fn bare(etag: &str) -> &str {
+    etag.trim_matches('"')
+}
+
+/// The ETag is the object's MD5 only for objects uploaded in one piece (no `-N` suffix) without
+/// KMS; then it can be compared with Synapse's `contentMd5`.
+fn etag_is_md5(etag: &str) -> bool {
+    let etag = bare(etag);
+    etag.len() == 32 && etag.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// S3's ETag of a multipart object: MD5 of the concatenated part MD5s, `-` part count.
+fn multipart_etag<'a>(part_etags: impl ExactSizeIterator<Item = &'a str>) -> Result<String> {
+    let count = part_etags.len();
+    let mut digest = Md5::new();
+    for etag in part_etags {
+        let bytes = hex::decode(bare(etag))
+            .map_err(|_| Error::Internal(format!("part ETag {etag} is not hex")))?;
+        digest.update(bytes);
+    }
+    Ok(format!("{}-{count}", hex::encode(digest.finalize())))
+}
+
+/// HeadObject of the source, checked against its file handle: the same size, and the same MD5
+/// where the ETag is one. The handle we register carries the source's MD5, so it must hold.
+pub(super) async fn head_source(
+    s3: &aws_sdk_s3::Client,
+    request: &CopyRequest,
+) -> Result<SourceObject> {
+    let (bucket, key) = source_location(request)?;
+    let head = s3
+        .head_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .map_err(|e| s3_error("HeadObject (source)", e))?;
+    let size = head.content_length().and_then(|n| u64::try_from(n).ok());
+    let etag = head.e_tag().map(str::to_owned);
+    let (Some(size), Some(etag)) = (size, etag) else {
+        return Err(Error::Internal(format!(
+            "HeadObject of s3://{bucket}/{key} gave no size or ETag"
+        )));
+    };
+    let expected = request.source_size()?;
+    if size != expected {
+        return Err(Error::Verification(format!(
+            "s3://{bucket}/{key} has {size} bytes, its file handle {} says {expected}",
+            request.source.id
+        )));
+    }
+    if let Some(md5) = &request.source.content_md5 {
+        if etag_is_md5(&etag) && !bare(&etag).eq_ignore_ascii_case(md5) {
+            return Err(Error::Verification(format!(
+                "s3://{bucket}/{key} has MD5 {}, its file handle {} says {md5}",
+                bare(&etag),
+                request.source.id
+            )));
+        }
+    }
+    Ok(SourceObject { size, etag })
+}
+
+/// The fields of a direct state, or an error if the state belongs to the Synapse engine.
+struct Direct<'a> {
+    bucket: &'a str,
+    key: &'a str,
+    upload_id: Option<&'a str>,
+    source_etag: &'a str,
+    part_size: u64,
+    part_count: u32,
+}
+
+impl<'a> Direct<'a> {
+    fn of(state: &'a EngineState) -> Result<Self> {
+        match state {
+            EngineState::Direct {
+                bucket,
+                key,
+                upload_id,
+                source_etag,
+                part_size,
+                part_count,
+            } => Ok(Self {
+                bucket,
+                key,
+                upload_id: upload_id.as_deref(),
+                source_etag,
+                part_size: *part_size,
+                part_count: *part_count,
+            }),
+            EngineState::Synapse { .. } => Err(Error::Internal(
+                "the direct engine was given a Synapse copy's state".into(),
+            )),
+        }
+    }
+
+    /// The part plan the state was made with, checked against the source.
+    fn plan(&self, request: &CopyRequest) -> Result<PartPlan> {
+        let plan = PartPlan::new(request.source_size()?, self.part_size)?;
+        if plan.part_count() != self.part_count {
+            return Err(Error::Internal(format!(
+                "the copy state has {} parts, the source {}",
+                self.part_count,
+                plan.part_count()
+            )));
+        }
+        Ok(plan)
+    }
+}
+
+/// A part S3 holds for an upload.
+struct ListedPart {
+    etag: String,
+    size: u64,
+}
+
+impl DirectEngine {
+    /// `s3` must be allowed to read the source buckets and write the destination bucket.
+    pub fn new(s3: aws_sdk_s3::Client, synapse: SynapseClient, config: EngineConfig) -> Self {
+        Self {
+            s3,
+            synapse,
+            config,
+        }
+    }
+
+    fn copy_object_threshold(&self) -> u64 {
+        self.config.copy_object_threshold.min(MAX_COPY_OBJECT_SIZE)
+    }
+
+    /// Every part S3 holds for the upload, or `None` if the upload no longer exists.
+    async fn list_parts(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+    ) -> Result<Option<BTreeMap<u32, ListedPart>>> {
+        let mut parts = BTreeMap::new();
+        let mut marker: Option<String> = None;
+        loop {
+            let page = match self
+                .s3
+                .list_parts()
+                .bucket(bucket)
+                .key(key)
+                .upload_id(upload_id)
+                .max_parts(LIST_PARTS_PAGE)
+                .set_part_number_marker(marker.take())
+                .send()
+                .await
+            {
+                Ok(page) => page,
+                Err(e) if is_no_such_upload(&e) => return Ok(None),
+                Err(e) => return Err(s3_error("ListParts", e)),
+            };
+            for part in page.parts() {
+                let (Some(number), Some(etag)) = (part.part_number(), part.e_tag()) else {
+                    continue;
+                };
+                let number = u32::try_from(number)
+                    .map_err(|_| Error::Internal(format!("S3 listed part number {number}")))?;
+                let size = part.size().and_then(|s| u64::try_from(s).ok()).unwrap_or(0);
+                parts.insert(
+                    number,
+                    ListedPart {
+                        etag: etag.to_owned(),
+                        size,
+                    },
+                );
+            }
+            match page.next_part_number_marker() {
+                Some(next) if page.is_truncated() == Some(true) => marker = Some(next.to_owned()),
+                _ => return Ok(Some(parts)),
+            }
+        }
+    }
+
+    async fn create_upload(
+        &self,
+        request: &CopyRequest,
+        bucket: &str,
+        key: &str,
+    ) -> Result<String> {
+        let created = self
+            .s3
+            .create_multipart_upload()
+            .bucket(bucket)
+            .key(key)
+            .set_content_type(request.source.content_type.clone())
+            .send()
+            .await
+            .map_err(|e| s3_error("CreateMultipartUpload", e))?;
+        created
+            .upload_id()
+            .map(str::to_owned)
+            .ok_or_else(|| Error::Internal("CreateMultipartUpload gave no upload id".into()))
+    }
+
+    async fn copy_whole(&self, request: &CopyRequest, state: &Direct<'_>) -> Result<()> {
+        let copied = self
+            .s3
+            .copy_object()
+            .bucket(state.bucket)
+            .key(state.key)
+            .copy_source(copy_source(request)?)
+            .copy_source_if_match(state.source_etag)
+            .send()
+            .await
+            .map_err(|e| s3_error("CopyObject", e))?;
+        // S3 may answer 200 with an error body; without a result the copy did not happen.
+        if copied
+            .copy_object_result()
+            .and_then(|r| r.e_tag())
+            .is_none()
+        {
+            return Err(Error::Transient(
+                "CopyObject answered without a CopyObjectResult ETag".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    async fn copy_part(
+        &self,
+        request: &CopyRequest,
+        state: &Direct<'_>,
+        upload_id: &str,
+        plan: &PartPlan,
+        number: u32,
+    ) -> Result<()> {
+        let part = plan.part(number).ok_or_else(|| {
+            Error::InvalidInput(format!(
+                "part {number} is outside 1..={} of upload {upload_id}",
+                plan.part_count()
+            ))
+        })?;
+        let copied = self
+            .s3
+            .upload_part_copy()
+            .bucket(state.bucket)
+            .key(state.key)
+            .upload_id(upload_id)
+            .part_number(i32::try_from(number).expect("at most 10,000 parts"))
+            .copy_source(copy_source(request)?)
+            .copy_source_range(part.copy_source_range())
+            .copy_source_if_match(state.source_etag)
+            .send()
+            .await
+            .map_err(|e| s3_error(&format!("UploadPartCopy of part {number}"), e))?;
+        if copied.copy_part_result().and_then(|r| r.e_tag()).is_none() {
+            return Err(Error::Transient(format!(
+                "UploadPartCopy of part {number} answered without a CopyPartResult ETag"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Aborts after a failure no retry can fix; the failure is what the caller sees.
+    async fn abort_after(&self, state: &EngineState, error: Error) -> Error {
+        if !error.is_retryable() {
+            if let Err(abort) = self.abort(state).await {
+                tracing::warn!(%abort, "could not abort the upload after: {error}");
+            }
+        }
+        error
+    }
+
+    /// Completes the multipart upload with the parts S3 holds; returns the expected ETag of the
+    /// object, or `None` if the upload was already completed by an earlier attempt.
+    async fn complete_upload(
+        &self,
+        state: &Direct<'_>,
+        upload_id: &str,
+        plan: &PartPlan,
+    ) -> Result<Option<String>> {
+        let Some(listed) = self.list_parts(state.bucket, state.key, upload_id).await? else {
+            tracing::info!(upload_id, "upload already gone; checking the object");
+            return Ok(None);
+        };
+        let missing: Vec<u32> = plan
+            .parts()
+            .filter(|p| listed.get(&p.number).is_none_or(|l| l.size != p.size()))
+            .map(|p| p.number)
+            .collect();
+        if !missing.is_empty() {
+            return Err(Error::Conflict(format!(
+                "upload {upload_id} lacks parts {missing:?}; copy them before completing"
+            )));
+        }
+        let parts: Vec<CompletedPart> = listed
+            .iter()
+            .filter(|(n, _)| **n <= plan.part_count())
+            .map(|(n, part)| {
+                CompletedPart::builder()
+                    .part_number(i32::try_from(*n).expect("at most 10,000 parts"))
+                    .e_tag(&part.etag)
+                    .build()
+            })
+            .collect();
+        let expected = multipart_etag(parts.iter().map(|p| p.e_tag().unwrap_or_default()))?;
+        let completed = self
+            .s3
+            .complete_multipart_upload()
+            .bucket(state.bucket)
+            .key(state.key)
+            .upload_id(upload_id)
+            .multipart_upload(
+                CompletedMultipartUpload::builder()
+                    .set_parts(Some(parts))
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|e| s3_error("CompleteMultipartUpload", e))?;
+        if completed.e_tag().is_none() {
+            return Err(Error::Transient(
+                "CompleteMultipartUpload answered without an ETag".into(),
+            ));
+        }
+        Ok(Some(expected))
+    }
+
+    /// Registers the copied object in Synapse with the source's MD5 and checks what comes back.
+    async fn register(&self, request: &CopyRequest, bucket: &str, key: &str) -> Result<FileHandle> {
+        let size = request.source_size()?;
+        let handle = self
+            .synapse
+            .create_external_s3_file_handle(&S3FileHandleCreate {
+                concrete_type: concrete::S3_FILE_HANDLE.to_owned(),
+                bucket_name: bucket.to_owned(),
+                key: key.to_owned(),
+                storage_location_id: request.destination.storage_location_id,
+                content_md5: request.source.content_md5.clone(),
+                content_size: Some(size),
+                file_name: Some(request.target_file_name()?.to_owned()),
+                content_type: request.source.content_type.clone(),
+            })
+            .await?;
+        if handle.content_size != Some(size) || handle.content_md5 != request.source.content_md5 {
+            return Err(Error::Verification(format!(
+                "Synapse registered handle {} with size {:?} and MD5 {:?}, the source has {size} and {:?}",
+                handle.id, handle.content_size, handle.content_md5, request.source.content_md5
+            )));
+        }
+        Ok(handle)
+    }
+}
+
+#[async_trait]
+impl CopyEngine for DirectEngine {
+    fn kind(&self) -> EngineKind {
+        EngineKind::Direct
+    }
+
+    async fn start(&self, request: &CopyRequest, resume: Option<&EngineState>) -> Result<Started> {
+        let plan = PartPlan::new(request.source_size()?, request.part_size)?;
+        let source = head_source(&self.s3, request).await?;
+        let (bucket, key) = destination_key(request)?;
+        let multipart = source.size > self.copy_object_threshold();
+        let part_count = if multipart { plan.part_count() } else { 1 };
+        if let Some(previous) = resume {
+            let same = Direct::of(previous).is_ok_and(|p| {
+                p.bucket == bucket
+                    && p.key == key
+                    && p.upload_id.is_some() == multipart
+                    && p.part_size == plan.part_size()
+                    && p.part_count == part_count
+            });
+            if !same {
+                tracing::info!("saved copy state does not fit the request; starting over");
+                if previous.kind() == EngineKind::Direct {
+                    self.abort(previous).await?;
+                }
+            } else if Direct::of(previous)?.source_etag != source.etag {
+                let error = Error::Verification(format!(
+                    "s3://{}/{} changed since the copy started",
+                    request.source.bucket_name.as_deref().unwrap_or_default(),
+                    request.source.key.as_deref().unwrap_or_default()
+                ));
+                return Err(self.abort_after(previous, error).await);
+            } else if let Some(upload_id) = previous.upload_id() {
+                if let Some(listed) = self.list_parts(&bucket, &key, upload_id).await? {
+                    let parts_done = plan
+                        .parts()
+                        .filter(|p| listed.get(&p.number).is_some_and(|l| l.size == p.size()))
+                        .map(|p| p.number)
+                        .collect();
+                    return Ok(Started {
+                        state: previous.clone(),
+                        parts_done,
+                        completed: None,
+                    });
+                }
+                tracing::info!(upload_id, "saved upload is gone; starting a new one");
+            } else {
+                // A single CopyObject leaves nothing to resume: it is simply made again.
+                return Ok(Started {
+                    state: previous.clone(),
+                    parts_done: Vec::new(),
+                    completed: None,
+                });
+            }
+        }
+        let upload_id = if multipart {
+            Some(self.create_upload(request, &bucket, &key).await?)
+        } else {
+            None
+        };
+        Ok(Started {
+            state: EngineState::Direct {
+                bucket,
+                key,
+                upload_id,
+                source_etag: source.etag,
+                part_size: plan.part_size(),
+                part_count,
+            },
+            parts_done: Vec::new(),
+            completed: None,
+        })
+    }
+
+    async fn copy_parts(
+        &self,
+        request: &CopyRequest,
+        state: &EngineState,
+        parts: &[u32],
+    ) -> Result<()> {
+        let direct = Direct::of(state)?;
+        let result = match direct.upload_id {
+            None => match parts {
+                [] => Ok(()),
+                [1] => self.copy_whole(request, &direct).await,
+                _ => Err(Error::InvalidInput(format!(
+                    "a single-request copy has only part 1, not {parts:?}"
+                ))),
+            },
+            Some(upload_id) => {
+                let plan = direct.plan(request)?;
+                stream::iter(parts.iter().copied())
+                    .map(|n| self.copy_part(request, &direct, upload_id, &plan, n))
+                    .buffer_unordered(self.config.concurrency())
+                    .try_collect()
+                    .await
+            }
+        };
+        match result {
+            Ok(()) => Ok(()),
+            Err(error) => Err(self.abort_after(state, error).await),
+        }
+    }
+
+    async fn complete(&self, request: &CopyRequest, state: &EngineState) -> Result<FileHandle> {
+        let direct = Direct::of(state)?;
+        let plan = direct.plan(request)?;
+        let expected_etag = match direct.upload_id {
+            Some(upload_id) => self.complete_upload(&direct, upload_id, &plan).await?,
+            None => request
+                .source
+                .content_md5
+                .clone()
+                .filter(|_| etag_is_md5(direct.source_etag)),
+        };
+        let head = self
+            .s3
+            .head_object()
+            .bucket(direct.bucket)
+            .key(direct.key)
+            .send()
+            .await
+            .map_err(|e| s3_error("HeadObject (destination)", e))?;
+        let size = head.content_length().and_then(|n| u64::try_from(n).ok());
+        if size != Some(plan.size()) {
+            return Err(Error::Verification(format!(
+                "s3://{}/{} has {size:?} bytes, the source {}",
+                direct.bucket,
+                direct.key,
+                plan.size()
+            )));
+        }
+        if let Some(expected) = expected_etag {
+            let actual = head.e_tag().map(bare).unwrap_or_default();
+            if !actual.eq_ignore_ascii_case(&expected) {
+                return Err(Error::Verification(format!(
+                    "s3://{}/{} has ETag {actual}, expected {expected}",
+                    direct.bucket, direct.key
+                )));
+            }
+        }
+        self.register(request, direct.bucket, direct.key).await
+    }
+
+    async fn abort(&self, state: &EngineState) -> Result<()> {
+        let direct = Direct::of(state)?;
+        let Some(upload_id) = direct.upload_id else {
+            return Ok(());
+        };
+        match self
+            .s3
+            .abort_multipart_upload()
+            .bucket(direct.bucket)
+            .key(direct.key)
+            .upload_id(upload_id)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if is_no_such_upload(&e) => Ok(()),
+            Err(e) => Err(s3_error("AbortMultipartUpload", e)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use synapse_model::{concrete, StorageLocationSetting};
+
+    fn request(base_key: Option<&str>, key: &str, file_name: Option<&str>) -> CopyRequest {
+        CopyRequest {
+            entity_id: "syn1".into(),
+            version: Some(1),
+            source: FileHandle {
+                id: "987".into(),
+                concrete_type: concrete::S3_FILE_HANDLE.into(),
+                etag: None,
+                created_by: None,
+                created_on: None,
+                bucket_name: Some("source".into()),
+                key: Some(key.into()),
+                content_type: None,
+                content_md5: None,
+                content_size: Some(10),
+                file_name: Some("data.csv".into()),
+                storage_location_id: Some(1),
+                external_url: None,
+                file_path: None,
+                status: None,
+            },
+            destination: StorageLocationSetting {
+                concrete_type: concrete::EXTERNAL_S3_STORAGE_LOCATION.into(),
+                storage_location_id: 7001,
+                upload_type: None,
+                bucket: Some("dest".into()),
+                base_key: base_key.map(str::to_owned),
+                sts_enabled: None,
+                endpoint_url: None,
+                banner: None,
+                description: None,
+                etag: None,
+                created_on: None,
+                created_by: None,
+            },
+            part_size: 5 << 20,
+            file_name: file_name.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn destination_keys_are_deterministic_and_under_the_base_key() {
+        let key = |base, name| destination_key(&request(base, "k", name)).unwrap();
+        assert_eq!(
+            key(Some("migrated"), None),
+            ("dest".into(), "migrated/synmigrate/987/data.csv".into())
+        );
+        assert_eq!(key(Some("/a/b/"), None).1, "a/b/synmigrate/987/data.csv");
+        assert_eq!(key(None, Some("r_sum_.pdf")).1, "synmigrate/987/r_sum_.pdf");
+        assert_eq!(key(Some(""), None).1, "synmigrate/987/data.csv");
+    }
+
+    #[test]
+    fn copy_source_encodes_the_key_but_not_its_slashes() {
+        let source = copy_source(&request(None, "dir/my file#1+é.txt", None)).unwrap();
+        assert_eq!(source, "source/dir/my%20file%231%2B%C3%A9.txt");
+    }
+
+    #[test]
+    fn multipart_etag_matches_s3s_rule() {
+        // Two parts whose MD5s are those of "a" and "b".
+        let a = hex::encode(Md5::digest(b"a"));
+        let b = format!("\"{}\"", hex::encode(Md5::digest(b"b")));
+        let mut both = Md5::digest(b"a").to_vec();
+        both.extend_from_slice(&Md5::digest(b"b"));
+        let expected = format!("{}-2", hex::encode(Md5::digest(&both)));
+        assert_eq!(
+            multipart_etag([a.as_str(), b.as_str()].into_iter()).unwrap(),
+            expected
+        );
+        assert!(multipart_etag(["zz"].into_iter()).is_err());
+    }
+
+    #[test]
+    fn only_single_part_etags_are_md5s() {
+        assert!(etag_is_md5("\"9b2cf535f27731c974343645a3985328\""));
+        assert!(!etag_is_md5("\"9b2cf535f27731c974343645a3985328-3\""));
+        assert!(!etag_is_md5("abc"));
+    }
+}

@@ -1,0 +1,268 @@
+//! The Synapse-mediated engine: Synapse's multipart copy API, parts copied by S3 through
+//! presigned UploadPartCopy URLs.
+//!
+//! Resuming needs no state of our own: Synapse keys an upload on the request body, so sending the
+//! same body with `forceRestart=false` returns the same upload and its `partsState`. Aborting has
+//! nothing to do server-side: Synapse has no abort call; it forgets unfinished uploads itself and
+//! the destination bucket's lifecycle rule removes the S3 parts.
+
+use async_trait::async_trait;
+use futures::{stream, StreamExt, TryStreamExt};
+use synapse_model::{
+    add_part_state, concrete, upload_state, FileHandle, MultipartUploadCopyRequest,
+    MultipartUploadStatus, PartPresignedUrl,
+};
+
+use super::{CopyEngine, CopyRequest, EngineConfig, EngineKind, EngineState, Started};
+use crate::error::{Error, Result};
+use crate::synapse::{SynapseClient, SynapseError};
+
+/// Copies through Synapse's multipart copy API.
+#[derive(Debug, Clone)]
+pub struct SynapseEngine {
+    client: SynapseClient,
+    config: EngineConfig,
+}
+
+impl SynapseEngine {
+    pub fn new(client: SynapseClient, config: EngineConfig) -> Self {
+        Self { client, config }
+    }
+
+    /// The start body. It must be the same on every call for the same copy: Synapse finds the
+    /// existing upload by hashing it.
+    fn copy_request(request: &CopyRequest) -> MultipartUploadCopyRequest {
+        MultipartUploadCopyRequest {
+            concrete_type: concrete::MULTIPART_UPLOAD_COPY_REQUEST.to_owned(),
+            file_name: request.file_name.clone(),
+            generate_preview: Some(false),
+            part_size_bytes: request.part_size,
+            storage_location_id: request.destination.storage_location_id,
+            source_file_handle_association: request.association(),
+        }
+    }
+
+    /// The new handle. Synapse gives it the source's size, MD5 and content type and the name we
+    /// asked for, and S3 checks every part's ETag when the upload completes, so nothing needs
+    /// fetching: the Synapse request budget is what limits a migration.
+    fn result_handle(request: &CopyRequest, status: &MultipartUploadStatus) -> Result<FileHandle> {
+        let id = status.result_file_handle_id.clone().ok_or_else(|| {
+            Error::Internal(format!(
+                "upload {} is {} without a resultFileHandleId",
+                status.upload_id, status.state
+            ))
+        })?;
+        Ok(FileHandle {
+            id,
+            concrete_type: concrete::S3_FILE_HANDLE.to_owned(),
+            etag: None,
+            created_by: status.started_by.clone(),
+            created_on: status.updated_on.clone(),
+            bucket_name: None,
+            key: None,
+            content_type: request.source.content_type.clone(),
+            content_md5: request.source.content_md5.clone(),
+            content_size: Some(request.source_size()?),
+            file_name: Some(request.target_file_name()?.to_owned()),
+            storage_location_id: Some(request.destination.storage_location_id),
+            external_url: None,
+            file_path: None,
+            status: None,
+        })
+    }
+
+    /// Presigned URLs for `parts`, in the order asked; every part must come back.
+    async fn presign(&self, upload_id: &str, parts: &[u32]) -> Result<Vec<PartPresignedUrl>> {
+        let mut answer = self
+            .client
+            .presign_parts(upload_id, parts)
+            .await?
+            .part_presigned_urls;
+        parts
+            .iter()
+            .map(|&n| {
+                let at = answer
+                    .iter()
+                    .position(|url| url.part_number == n)
+                    .ok_or_else(|| {
+                        Error::Internal(format!(
+                            "Synapse presigned no URL for part {n} of upload {upload_id}"
+                        ))
+                    })?;
+                Ok(answer.swap_remove(at))
+            })
+            .collect()
+    }
+
+    /// Copies one part with its presigned URL, presigning again when S3 refuses the URL
+    /// (expired), then records the part in Synapse with its ETag as MD5.
+    async fn copy_part(&self, upload_id: &str, first: PartPresignedUrl) -> Result<()> {
+        let part = first.part_number;
+        let mut url = first;
+        let mut tries = 1;
+        let etag = loop {
+            match self
+                .client
+                .put_presigned_part(&url.upload_presigned_url, &url.signed_headers)
+                .await
+            {
+                Ok(etag) => break etag,
+                Err(SynapseError::PresignedUrlRejected { code, message })
+                    if tries < self.config.presign_attempts =>
+                {
+                    tries += 1;
+                    tracing::info!(upload_id, part, tries, %code, %message, "S3 refused a presigned URL; presigning again");
+                    url = self.presign(upload_id, &[part]).await?.remove(0);
+                }
+                Err(error) => {
+                    tracing::warn!(upload_id, part, %error, "part copy failed");
+                    return Err(error.into());
+                }
+            }
+        };
+        let added = self.client.add_part(upload_id, part, &etag).await?;
+        if added.add_part_state != add_part_state::ADD_SUCCESS {
+            return Err(Error::Transient(format!(
+                "Synapse did not add part {part} of upload {upload_id} ({}): {}",
+                added.add_part_state,
+                added.error_message.unwrap_or_default()
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Part numbers marked done (`1`) in a `partsState` string.
+fn parse_parts_state(upload_id: &str, parts_state: &str) -> Result<Vec<u32>> {
+    parts_state
+        .chars()
+        .zip(1u32..)
+        .filter_map(|(state, n)| match state {
+            '1' => Some(Ok(n)),
+            '0' => None,
+            other => Some(Err(Error::Internal(format!(
+                "upload {upload_id} has partsState character {other:?}"
+            )))),
+        })
+        .collect()
+}
+
+fn upload_id(state: &EngineState) -> Result<&str> {
+    match state {
+        EngineState::Synapse { upload_id, .. } => Ok(upload_id),
+        EngineState::Direct { .. } => Err(Error::Internal(
+            "the Synapse engine was given a direct copy's state".into(),
+        )),
+    }
+}
+
+#[async_trait]
+impl CopyEngine for SynapseEngine {
+    fn kind(&self) -> EngineKind {
+        EngineKind::Synapse
+    }
+
+    async fn start(&self, request: &CopyRequest, resume: Option<&EngineState>) -> Result<Started> {
+        let status = self
+            .client
+            .start_multipart_copy(&Self::copy_request(request), false)
+            .await?;
+        if let Some(previous) = resume.and_then(EngineState::upload_id) {
+            if previous != status.upload_id {
+                tracing::warn!(
+                    previous,
+                    current = %status.upload_id,
+                    "Synapse returned another upload than the saved one"
+                );
+            }
+        }
+        let parts_state = status.parts_state.as_deref().unwrap_or_default();
+        let part_count = u32::try_from(parts_state.len())
+            .ok()
+            .filter(|&n| n > 0)
+            .ok_or_else(|| {
+                Error::Internal(format!(
+                    "upload {} has a partsState of {} parts",
+                    status.upload_id,
+                    parts_state.len()
+                ))
+            })?;
+        let parts_done = parse_parts_state(&status.upload_id, parts_state)?;
+        let completed = if status.state == upload_state::COMPLETED {
+            Some(Self::result_handle(request, &status)?)
+        } else {
+            None
+        };
+        Ok(Started {
+            state: EngineState::Synapse {
+                upload_id: status.upload_id,
+                part_size: request.part_size,
+                part_count,
+            },
+            parts_done,
+            completed,
+        })
+    }
+
+    async fn copy_parts(
+        &self,
+        _request: &CopyRequest,
+        state: &EngineState,
+        parts: &[u32],
+    ) -> Result<()> {
+        let upload_id = upload_id(state)?;
+        if let Some(bad) = parts.iter().find(|&&n| n == 0 || n > state.part_count()) {
+            return Err(Error::InvalidInput(format!(
+                "part {bad} is outside 1..={} of upload {upload_id}",
+                state.part_count()
+            )));
+        }
+        // Batches are presigned lazily, when the copies before them leave room: no URL waits
+        // long enough to expire.
+        let batches = parts.chunks(self.config.presign_batch.max(1));
+        stream::iter(batches.map(<[u32]>::to_vec))
+            .then(|batch| async move { self.presign(upload_id, &batch).await })
+            .map_ok(|urls| stream::iter(urls).map(Ok))
+            .try_flatten()
+            // Boxing erases the closures' lifetimes, which the `Send` check of the trait's
+            // future cannot otherwise prove general enough.
+            .boxed()
+            .map_ok(|url| self.copy_part(upload_id, url))
+            .try_buffer_unordered(self.config.concurrency())
+            .try_collect()
+            .await
+    }
+
+    async fn complete(&self, request: &CopyRequest, state: &EngineState) -> Result<FileHandle> {
+        let status = self.client.complete_multipart(upload_id(state)?).await?;
+        if status.state != upload_state::COMPLETED {
+            return Err(Error::Internal(format!(
+                "upload {} is {} after completing it",
+                status.upload_id, status.state
+            )));
+        }
+        Self::result_handle(request, &status)
+    }
+
+    async fn abort(&self, state: &EngineState) -> Result<()> {
+        tracing::info!(
+            upload_id = upload_id(state)?,
+            "Synapse uploads cannot be aborted; left to expire"
+        );
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parts_state_lists_done_parts() {
+        assert_eq!(parse_parts_state("u", "0101").unwrap(), [2, 4]);
+        assert_eq!(parse_parts_state("u", "000").unwrap(), Vec::<u32>::new());
+        assert_eq!(parse_parts_state("u", "111").unwrap(), [1, 2, 3]);
+        let err = parse_parts_state("u", "01x").unwrap_err();
+        assert_eq!(err.error_type(), "Fatal.Internal");
+    }
+}
