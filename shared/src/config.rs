@@ -1,0 +1,344 @@
+//! Configuration: the per-run [`MigrationOptions`] a user passes with each execution, and the
+//! per-deployment [`Settings`] the Lambdas and the CLI read from their environment.
+//!
+//! Options travel inside Step Functions payloads, so they are small, camelCase JSON with defaults
+//! for every field; [`MigrationOptions::validate`] names the offending field in its error.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::copy::CopyMode;
+use crate::plan::{MAX_PART_SIZE, MIB, MIN_PART_SIZE};
+use crate::synapse::TokenSource;
+
+/// Errors of configuration: always the caller's to fix, never retried.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// An option is out of range; names the field as written in the JSON input.
+    #[error("invalid option {field}: {message}")]
+    InvalidOption {
+        field: &'static str,
+        message: String,
+    },
+    /// A deployment setting is missing from the environment.
+    #[error("environment variable {0} is not set")]
+    MissingVariable(&'static str),
+    /// A deployment setting is present but malformed.
+    #[error("environment variable {name} is invalid: {message}")]
+    InvalidVariable { name: &'static str, message: String },
+}
+
+/// Which file versions a run migrates (the official client's `file_version_strategy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FileVersionStrategy {
+    /// Copy the latest version's file and store it as a new version (the entity keeps its history).
+    #[default]
+    New,
+    /// Swap the file handle of every version in place.
+    All,
+    /// Swap the file handle of the latest version in place.
+    Latest,
+}
+
+impl FileVersionStrategy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FileVersionStrategy::New => "new",
+            FileVersionStrategy::All => "all",
+            FileVersionStrategy::Latest => "latest",
+        }
+    }
+}
+
+/// What a user chooses for one run. Every field has a default, so `{}` is a valid input.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+pub struct MigrationOptions {
+    pub file_version_strategy: FileVersionStrategy,
+    /// Only files in these storage locations are migrated; empty means all.
+    pub source_storage_location_ids: Vec<i64>,
+    /// Keep going after a file fails (the failure is recorded and reported either way).
+    pub continue_on_error: bool,
+    /// Index and report only; copy nothing.
+    pub dry_run: bool,
+    /// Which engine copies (see [`crate::copy::choose`]).
+    pub copy_mode: CopyMode,
+    /// Preferred part size; raised for big files so that no file needs more than 10,000 parts.
+    pub part_size_bytes: u64,
+    /// Work units processed at the same time (the Distributed Map's MaxConcurrency).
+    pub max_concurrency: u32,
+    /// Synapse requests per minute for this deployment (Synapse allows 600 per user).
+    pub max_synapse_requests_per_minute: u32,
+    /// Replace characters Synapse refuses in file names instead of skipping the file.
+    pub sanitize_file_names: bool,
+    /// Copy attempts per file before a retryable error is final.
+    pub max_attempts: u32,
+}
+
+impl Default for MigrationOptions {
+    fn default() -> Self {
+        Self {
+            file_version_strategy: FileVersionStrategy::New,
+            source_storage_location_ids: Vec::new(),
+            continue_on_error: false,
+            dry_run: false,
+            copy_mode: CopyMode::Synapse,
+            part_size_bytes: 100 * MIB,
+            max_concurrency: 10,
+            max_synapse_requests_per_minute: 540,
+            sanitize_file_names: true,
+            max_attempts: 3,
+        }
+    }
+}
+
+/// Highest accepted `maxConcurrency`: the Distributed Map allows more, but every unit shares the
+/// one Synapse rate limit, so more than this only queues.
+pub const MAX_CONCURRENCY: u32 = 1_000;
+/// Synapse's published per-user limit.
+pub const SYNAPSE_REQUESTS_PER_MINUTE_LIMIT: u32 = 600;
+
+impl MigrationOptions {
+    /// Checks ranges; the error names the JSON field.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |field, message: String| Err(ConfigError::InvalidOption { field, message });
+        if !(MIN_PART_SIZE..=MAX_PART_SIZE).contains(&self.part_size_bytes) {
+            return invalid(
+                "partSizeBytes",
+                format!(
+                    "{} is outside {MIN_PART_SIZE}..={MAX_PART_SIZE} (5 MiB to 5 GiB)",
+                    self.part_size_bytes
+                ),
+            );
+        }
+        if !(1..=MAX_CONCURRENCY).contains(&self.max_concurrency) {
+            return invalid(
+                "maxConcurrency",
+                format!("{} is outside 1..={MAX_CONCURRENCY}", self.max_concurrency),
+            );
+        }
+        if !(1..=SYNAPSE_REQUESTS_PER_MINUTE_LIMIT).contains(&self.max_synapse_requests_per_minute)
+        {
+            return invalid(
+                "maxSynapseRequestsPerMinute",
+                format!(
+                    "{} is outside 1..={SYNAPSE_REQUESTS_PER_MINUTE_LIMIT}",
+                    self.max_synapse_requests_per_minute
+                ),
+            );
+        }
+        if !(1..=100).contains(&self.max_attempts) {
+            return invalid(
+                "maxAttempts",
+                format!("{} is outside 1..=100", self.max_attempts),
+            );
+        }
+        if let Some(bad) = self.source_storage_location_ids.iter().find(|id| **id <= 0) {
+            return invalid(
+                "sourceStorageLocationIds",
+                format!("{bad} is not a storage location id"),
+            );
+        }
+        Ok(())
+    }
+
+    /// Whether a file in `storage_location_id` is selected by `sourceStorageLocationIds`.
+    pub fn selects_source(&self, storage_location_id: Option<i64>) -> bool {
+        self.source_storage_location_ids.is_empty()
+            || storage_location_id.is_some_and(|id| self.source_storage_location_ids.contains(&id))
+    }
+}
+
+/// Environment variable names of the deployment settings.
+pub mod env {
+    pub const TABLE: &str = "SYNMIGRATE_TABLE";
+    pub const BUCKET: &str = "SYNMIGRATE_BUCKET";
+    /// Name of the environment variable holding the token (default `SYNAPSE_AUTH_TOKEN`).
+    pub const TOKEN_ENV: &str = "SYNMIGRATE_TOKEN_ENV";
+    /// A file holding the token instead (e.g. a mounted secret); wins over `TOKEN_ENV`.
+    pub const TOKEN_FILE: &str = "SYNMIGRATE_TOKEN_FILE";
+    pub const REPO_ENDPOINT: &str = "SYNAPSE_REPO_ENDPOINT";
+    pub const FILE_ENDPOINT: &str = "SYNAPSE_FILE_ENDPOINT";
+}
+
+/// Deployment configuration shared by every Lambda and the CLI.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// The DynamoDB state table.
+    pub table: String,
+    /// The bucket for manifests and reports.
+    pub bucket: String,
+    pub token_source: TokenSource,
+    /// Synapse endpoints; `None` means production.
+    pub repo_endpoint: Option<String>,
+    pub file_endpoint: Option<String>,
+}
+
+impl Settings {
+    /// Reads the settings from the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads the settings through `lookup` (the environment, or a map in tests). Empty values
+    /// count as missing.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |name: &'static str| lookup(name).filter(|value| !value.trim().is_empty());
+        let required = |name: &'static str| get(name).ok_or(ConfigError::MissingVariable(name));
+        let token_source = match (get(env::TOKEN_FILE), get(env::TOKEN_ENV)) {
+            (Some(path), _) => TokenSource::File(PathBuf::from(path)),
+            (None, Some(var)) => TokenSource::Env(var),
+            (None, None) => TokenSource::default(),
+        };
+        let endpoint = |name: &'static str| -> Result<Option<String>, ConfigError> {
+            get(name)
+                .map(|value| {
+                    url::Url::parse(&value).map_err(|e| ConfigError::InvalidVariable {
+                        name,
+                        message: e.to_string(),
+                    })?;
+                    Ok(value)
+                })
+                .transpose()
+        };
+        Ok(Self {
+            table: required(env::TABLE)?,
+            bucket: required(env::BUCKET)?,
+            token_source,
+            repo_endpoint: endpoint(env::REPO_ENDPOINT)?,
+            file_endpoint: endpoint(env::FILE_ENDPOINT)?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    #[test]
+    fn empty_input_takes_the_defaults() {
+        let options: MigrationOptions = serde_json::from_str("{}").unwrap();
+        assert_eq!(options, MigrationOptions::default());
+        assert_eq!(options.part_size_bytes, 100 * MIB);
+        assert!(options.sanitize_file_names);
+        assert_eq!(options.max_attempts, 3);
+        assert_eq!(options.file_version_strategy, FileVersionStrategy::New);
+        options.validate().unwrap();
+    }
+
+    #[test]
+    fn camel_case_input_parses() {
+        let options: MigrationOptions = serde_json::from_value(serde_json::json!({
+            "fileVersionStrategy": "all",
+            "sourceStorageLocationIds": [1, 2],
+            "continueOnError": true,
+            "dryRun": true,
+            "copyMode": "auto",
+            "partSizeBytes": 5 * MIB,
+            "maxConcurrency": 4,
+            "maxSynapseRequestsPerMinute": 600,
+            "sanitizeFileNames": false,
+            "maxAttempts": 5
+        }))
+        .unwrap();
+        assert_eq!(options.file_version_strategy, FileVersionStrategy::All);
+        assert_eq!(options.copy_mode, CopyMode::Auto);
+        assert!(options.dry_run && options.continue_on_error && !options.sanitize_file_names);
+        options.validate().unwrap();
+        assert!(options.selects_source(Some(2)));
+        assert!(!options.selects_source(Some(3)));
+        assert!(!options.selects_source(None));
+        assert!(MigrationOptions::default().selects_source(None));
+    }
+
+    #[test]
+    fn unknown_fields_and_values_are_refused() {
+        let typo = serde_json::from_str::<MigrationOptions>(r#"{"dryrun": true}"#);
+        assert!(typo.unwrap_err().to_string().contains("dryrun"));
+        let strategy = serde_json::from_str::<MigrationOptions>(r#"{"fileVersionStrategy":"x"}"#);
+        assert!(strategy.is_err());
+    }
+
+    #[test]
+    fn validation_names_the_field() {
+        let cases: [(MigrationOptions, &str); 5] = [
+            (
+                MigrationOptions {
+                    part_size_bytes: MIB,
+                    ..Default::default()
+                },
+                "partSizeBytes",
+            ),
+            (
+                MigrationOptions {
+                    max_concurrency: 0,
+                    ..Default::default()
+                },
+                "maxConcurrency",
+            ),
+            (
+                MigrationOptions {
+                    max_synapse_requests_per_minute: 601,
+                    ..Default::default()
+                },
+                "maxSynapseRequestsPerMinute",
+            ),
+            (
+                MigrationOptions {
+                    max_attempts: 0,
+                    ..Default::default()
+                },
+                "maxAttempts",
+            ),
+            (
+                MigrationOptions {
+                    source_storage_location_ids: vec![-1],
+                    ..Default::default()
+                },
+                "sourceStorageLocationIds",
+            ),
+        ];
+        for (options, field) in cases {
+            let error = options.validate().unwrap_err();
+            assert!(error.to_string().contains(field), "{error}");
+        }
+    }
+
+    #[test]
+    fn settings_name_the_missing_variable() {
+        let vars = BTreeMap::from([(env::TABLE, "t"), (env::BUCKET, "b")]);
+        let lookup = |vars: BTreeMap<&'static str, &'static str>| {
+            move |name: &str| vars.get(name).map(|v| (*v).to_owned())
+        };
+        let settings = Settings::from_lookup(lookup(vars.clone())).unwrap();
+        assert_eq!(
+            (settings.table.as_str(), settings.bucket.as_str()),
+            ("t", "b")
+        );
+        assert_eq!(settings.token_source, TokenSource::default());
+        assert_eq!(settings.repo_endpoint, None);
+
+        let mut missing = vars.clone();
+        missing.remove(env::BUCKET);
+        assert_eq!(
+            Settings::from_lookup(lookup(missing)).unwrap_err(),
+            ConfigError::MissingVariable(env::BUCKET)
+        );
+
+        let mut with_file = vars.clone();
+        with_file.insert(env::TOKEN_FILE, "/run/secret");
+        with_file.insert(env::REPO_ENDPOINT, "not a url");
+        let error = Settings::from_lookup(lookup(with_file.clone())).unwrap_err();
+        assert!(error.to_string().contains(env::REPO_ENDPOINT), "{error}");
+        with_file.insert(env::REPO_ENDPOINT, "http://127.0.0.1:1/repo/v1");
+        let settings = Settings::from_lookup(lookup(with_file)).unwrap();
+        assert_eq!(
+            settings.token_source,
+            TokenSource::File(PathBuf::from("/run/secret"))
+        );
+    }
+}
