@@ -15,7 +15,9 @@ target_dir=${CARGO_TARGET_DIR:-$root/target}
 
 pids=()
 cleanup() {
+  # The servers, and the `sleep` processes holding their standard input open.
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  pkill -P $$ 2>/dev/null || true
   wait 2>/dev/null || true
 }
 trap cleanup EXIT
