@@ -1,0 +1,225 @@
+//! Fidelity: the official Python client (`synapse migrate`, synapseclient in the project's venv)
+//! migrates the sample project through the simulator, and the result is what Synapse would hold.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use common::{object_md5, start};
+use synapse_sim::{Fixture, RunningSim};
+use synmigrate_testkit::python;
+
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(600);
+
+fn sample() -> Fixture {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../fixtures/sample-project.json"
+    );
+    Fixture::from_file(std::path::Path::new(path)).expect("sample fixture parses")
+}
+
+/// Runs `synapse -s -c CONFIG -p migrator-token migrate ...` with its own index file named after
+/// `run`; returns the CSV log as rows.
+async fn migrate(
+    sim: &RunningSim,
+    dir: &std::path::Path,
+    strategy: &str,
+    run: &str,
+) -> Vec<BTreeMap<String, String>> {
+    let config = dir.join("synapseConfig");
+    std::fs::write(&config, sim.python_client_config()).unwrap();
+    let csv = dir.join(format!("log-{run}.csv"));
+    let project = sim.project_id("Sample Project").unwrap();
+    let output = tokio::time::timeout(
+        CLIENT_TIMEOUT,
+        tokio::process::Command::new(python().unwrap())
+            .args(["-m", "synapseclient", "-s", "-c", config.to_str().unwrap()])
+            .args(["-p", "migrator-token", "migrate", &project, "7001"])
+            .arg(dir.join(format!("index-{run}.db")))
+            .args([
+                "--force",
+                "--continue_on_error",
+                "--file_version_strategy",
+                strategy,
+            ])
+            .arg("--csv_log_path")
+            .arg(&csv)
+            .env("HOME", dir)
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("the client finishes in time")
+    .expect("the client runs");
+    assert!(
+        output.status.success(),
+        "synapse migrate failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    parse_csv(&std::fs::read_to_string(&csv).unwrap())
+}
+
+/// A minimal CSV reader: enough for the client's log (quoted fields may hold newlines).
+fn parse_csv(text: &str) -> Vec<BTreeMap<String, String>> {
+    let mut records: Vec<Vec<String>> = Vec::new();
+    let (mut field, mut record, mut quoted) = (String::new(), Vec::new(), false);
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (c, quoted) {
+            ('"', true) if chars.peek() == Some(&'"') => {
+                field.push('"');
+                chars.next();
+            }
+            ('"', _) => quoted = !quoted,
+            (',', false) => record.push(std::mem::take(&mut field)),
+            ('\n', false) => {
+                record.push(std::mem::take(&mut field));
+                records.push(std::mem::take(&mut record));
+            }
+            ('\r', false) => {}
+            (c, _) => field.push(c),
+        }
+    }
+    let header = records.remove(0);
+    records
+        .into_iter()
+        .map(|r| header.iter().cloned().zip(r).collect())
+        .collect()
+}
+
+fn status_of<'a>(rows: &'a [BTreeMap<String, String>], id: &str) -> Vec<&'a str> {
+    rows.iter()
+        .filter(|r| r["id"] == id)
+        .map(|r| r["status"].as_str())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_official_client_migrates_the_sample_project() {
+    let sim = start(&sample()).await;
+    let dir = std::env::temp_dir().join(format!("synapse-sim-python-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let id = |path: &str| sim.entity_id(&format!("Sample Project/{path}")).unwrap();
+    let before_big = sim.entity(&id("big-101MiB.bin")).unwrap();
+
+    let rows = migrate(&sim, &dir, "new", "first").await;
+    assert_eq!(status_of(&rows, &id("empty.txt")), ["ERRORED"]);
+    assert_eq!(status_of(&rows, &id("résumé #1.txt")), ["ERRORED"]);
+    assert_eq!(
+        status_of(&rows, &id("already-migrated.bin")),
+        ["ALREADY_MIGRATED"]
+    );
+    assert!(status_of(&rows, &id("external-link.txt")).is_empty());
+    assert!(status_of(&rows, &id("gcs-object.bin")).is_empty());
+    let migrated = rows.iter().filter(|r| r["status"] == "MIGRATED").count();
+    assert_eq!(migrated, 60 + 6, "batch-01 plus six other S3 files");
+
+    // Strategy `new`: one new version whose handle is a copy in 7001 with the same bytes.
+    let big = sim.entity(&id("big-101MiB.bin")).unwrap();
+    assert_eq!(big.versions.len(), before_big.versions.len() + 1);
+    let new_handle = big
+        .file_handles
+        .iter()
+        .find(|h| Some(&h.id) == big.entity.data_file_handle_id.as_ref())
+        .unwrap();
+    assert_eq!(new_handle.storage_location_id, Some(7001));
+    assert_eq!(
+        new_handle.content_md5,
+        before_big.file_handles[0].content_md5
+    );
+    let copied = object_md5("migration-destination", new_handle.key.as_deref().unwrap()).await;
+    assert_eq!(Some(copied), new_handle.content_md5);
+    // The shared handle was copied once and both entities point at the copy.
+    let a = sim
+        .entity(&id("analysis/shared-a.txt"))
+        .unwrap()
+        .entity
+        .data_file_handle_id;
+    let b = sim
+        .entity(&id("shared-b.txt"))
+        .unwrap()
+        .entity
+        .data_file_handle_id;
+    assert_eq!(a, b);
+    // Annotations survive.
+    let results = sim.entity(&id("analysis/results.tsv")).unwrap();
+    assert_eq!(
+        results.annotations.annotations["tissue"].value,
+        ["liver", "lung"]
+    );
+
+    // The client used only the documented endpoints, and every answer was a documented status.
+    let counts = sim.request_counts();
+    let allowed = [
+        "GET /userProfile",
+        "GET /storageLocation/{id}",
+        "POST /entity/children",
+        "POST /entity/{id}/bundle2",
+        "POST /entity/{id}/version/{version}/bundle2",
+        "GET /entity/{id}/version",
+        "PUT /entity/{id}",
+        "POST /file/multipart",
+        "POST /file/multipart/{upload}/presigned/url/batch",
+        "PUT /file/multipart/{upload}/add/{part}",
+        "PUT /file/multipart/{upload}/complete",
+        "PUT /entity/{id}/version/{version}/filehandle",
+        "PUT /entity/{id}/annotations2",
+    ];
+    for endpoint in counts.by_endpoint.keys() {
+        assert!(
+            allowed.contains(&endpoint.as_str()),
+            "unexpected call {endpoint}"
+        );
+    }
+    assert_eq!(counts.by_status.get(&404), None, "{counts:?}");
+
+    // A second run with a fresh index finds every copied file already in the destination.
+    let again = migrate(&sim, &dir, "new", "second").await;
+    let done = again
+        .iter()
+        .filter(|r| r["status"] == "ALREADY_MIGRATED")
+        .count();
+    assert_eq!(done, migrated + 1, "{again:?}");
+    assert!(again.iter().all(|r| r["status"] != "MIGRATED"));
+    let _ = std::fs::remove_dir_all(&dir);
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_official_client_swaps_every_version_in_place() {
+    let sim = start(&sample()).await;
+    let dir = std::env::temp_dir().join(format!("synapse-sim-python-all-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let multi = sim
+        .entity_id("Sample Project/raw/multi-version.csv")
+        .unwrap();
+    let before = sim.entity(&multi).unwrap();
+
+    let rows = migrate(&sim, &dir, "all", "all").await;
+    assert_eq!(status_of(&rows, &multi), ["MIGRATED"; 3]);
+    let after = sim.entity(&multi).unwrap();
+    assert_eq!(
+        after.versions.len(),
+        before.versions.len(),
+        "no new versions"
+    );
+    for (old, new) in before.versions.iter().zip(&after.versions) {
+        let old = sim
+            .file_handle(old.data_file_handle_id.as_deref().unwrap())
+            .unwrap();
+        let new = sim
+            .file_handle(new.data_file_handle_id.as_deref().unwrap())
+            .unwrap();
+        assert_eq!(new.storage_location_id, Some(7001));
+        assert_eq!(new.content_md5, old.content_md5);
+    }
+    let swaps = sim.request_counts().by_endpoint["PUT /entity/{id}/version/{version}/filehandle"];
+    assert_eq!(
+        swaps,
+        rows.iter().filter(|r| r["status"] == "MIGRATED").count()
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    sim.shutdown().await;
+}
