@@ -293,13 +293,13 @@ async fn copies_are_refused_with_synapse_status_codes() {
         );
     }
     // A valid replacement name lets the bad name through, and the copy keeps it.
-    let (status, ok) = refusal("P/bad#name&[1].txt", 7001, ps, Some("bad_name_1_.txt")).await;
+    let (status, ok) = refusal("P/bad#name&[1].txt", 7001, ps, Some("bad name (1).txt")).await;
     assert_eq!(status, StatusCode::CREATED, "{ok}");
     let done = finish_copy(&alice, &ok).await;
     let copy = sim
         .file_handle(done["resultFileHandleId"].as_str().unwrap())
         .unwrap();
-    assert_eq!(copy.file_name.as_deref(), Some("bad_name_1_.txt"));
+    assert_eq!(copy.file_name.as_deref(), Some("bad name (1).txt"));
 
     // No download permission: bob can read locked.txt but not download it (and 7002 is his).
     let bob = Api::new(&sim, Some("bob-token"));
