@@ -626,7 +626,12 @@ async fn the_shared_limiter_keeps_concurrent_tasks_under_the_server_throttle() -
         assert_eq!(counts.by_status.get(&429), None, "{counts:?}");
 
         // A client allowed far more than the server admits gets 429s, retries them, succeeds.
+        // Each request holds its server slot for 200 ms, so 24 sent at once must overlap.
         env.sim.reset_requests();
+        env.sim.set_faults(FaultConfig {
+            latency: Duration::from_millis(200),
+            ..FaultConfig::default()
+        });
         let mut config = env.config(TOKEN);
         config.max_in_flight = 24;
         config.retry.max_attempts = 40;
