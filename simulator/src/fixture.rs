@@ -159,6 +159,10 @@ pub struct HandleSpec {
     /// Leave `contentMd5` out of the handle (a copy must then be refused).
     #[serde(default)]
     pub omit_md5: bool,
+    /// A `contentSize` to claim instead of the real one, to reach size limits (such as 10,000
+    /// parts) without storing the bytes; copying such a file cannot complete.
+    #[serde(default)]
+    pub declared_size: Option<u64>,
 }
 
 /// File bytes: generated deterministically from a seed, or given inline.

@@ -52,7 +52,8 @@
 //!   `googleCloud` or `proxy`; `content` is `{"size": N, "seed": S}` (deterministic bytes,
 //!   generated and uploaded in streaming parts) or `{"text": "..."}`; `storageLocationId` defaults
 //!   to the lowest `synapse` location; `fileName` defaults to the entity name; `contentType`;
-//!   `createdBy` (userName, default the project owner); `omitMd5: true` leaves `contentMd5` out.
+//!   `createdBy` (userName, default the project owner); `omitMd5: true` leaves `contentMd5` out;
+//!   `declaredSize` makes the handle claim another `contentSize` (to reach the 10,000-part limit).
 //! - Entity ids are assigned depth-first in file order from `syn1000`; the S3 key of a handle is
 //!   `{baseKey/}{ownerId}/{uuid}/{fileName}`. [`RunningSim::entity_id`] maps `Project/dir/name` to ids.
 //!

@@ -343,7 +343,9 @@ impl Seeder<'_> {
             key: None,
             content_type: spec.content_type.clone(),
             content_md5: None,
-            content_size: spec.content.as_ref().map(Content::size),
+            content_size: spec
+                .declared_size
+                .or_else(|| spec.content.as_ref().map(Content::size)),
             file_name: Some(file_name.clone()),
             storage_location_id: spec.storage_location_id,
             external_url: None,

@@ -268,6 +268,14 @@ async fn copies_are_refused_with_synapse_status_codes() {
             "creator",
         ),
         (
+            "P/huge.bin",
+            7001,
+            ps,
+            None,
+            StatusCode::BAD_REQUEST,
+            "10000 parts",
+        ),
+        (
             "P/multi.txt",
             7001,
             4 * MIB,
@@ -292,6 +300,10 @@ async fn copies_are_refused_with_synapse_status_codes() {
             "{path}: {body}"
         );
     }
+    // 60 GiB at 7 MiB parts is under 10,000 parts.
+    let (status, body) = refusal("P/huge.bin", 7001, 7 * MIB, None).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["partsState"].as_str().unwrap().len(), 8778);
     // A valid replacement name lets the bad name through, and the copy keeps it.
     let (status, ok) = refusal("P/bad#name&[1].txt", 7001, ps, Some("bad name (1).txt")).await;
     assert_eq!(status, StatusCode::CREATED, "{ok}");

@@ -100,6 +100,9 @@ pub fn small_fixture() -> Fixture {
                     {"type": "file", "name": "no-md5.txt", "versions": [
                         {"content": {"text": "x"}, "omitMd5": true}
                     ]},
+                    {"type": "file", "name": "huge.bin", "versions": [
+                        {"content": {"text": "claims 60 GiB"}, "declaredSize": 60u64 * 1024 * MIB}
+                    ]},
                     {"type": "file", "name": "bad#name&[1].txt", "versions": [
                         {"content": {"text": "bad name\n"}}
                     ]},
