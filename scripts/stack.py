@@ -7,6 +7,8 @@
   `--lambda-invoke-url`). A function error comes back as a Lambda `FunctionError`, so Retry/Catch work.
 - S3 behaves like S3 where moto is lenient and the migration depends on it: presigned URLs stop working
   after `X-Amz-Expires`, and `x-amz-copy-source-if-match` is checked on copies.
+- S3 ListParts answers with the `ListPartsResult` root element S3 sends (moto 5.2 names it
+  `ListPartsResponse`, which boto3 ignores but the Rust SDK refuses).
 - DynamoDB requests are served one at a time: moto checks a write's condition and applies the write
   in two steps, so two racing conditional writes could both win; real DynamoDB makes them atomic.
 
@@ -149,7 +151,25 @@ class AwsSemantics:
                     "PreconditionFailed",
                     "At least one of the pre-conditions you specified did not hold",
                 )
+        if environ.get("REQUEST_METHOD") == "GET" and "uploadId" in query:
+            return list_parts_result(self.app, environ, start_response)
         return self.app(environ, start_response)
+
+
+def list_parts_result(app, environ, start_response):  # noqa: ANN001
+    """Runs a ListParts request and renames moto's `ListPartsResponse` root to S3's `ListPartsResult`."""
+    captured: dict = {}
+
+    def capture(status, headers, exc_info=None):  # noqa: ANN001
+        captured["status"], captured["headers"] = status, headers
+        return lambda _data: None
+
+    body = b"".join(app(environ, capture))
+    body = body.replace(b"<ListPartsResponse", b"<ListPartsResult", 1)
+    body = body.replace(b"</ListPartsResponse>", b"</ListPartsResult>", 1)
+    headers = [(k, v) for k, v in captured["headers"] if k.lower() != "content-length"]
+    start_response(captured["status"], [*headers, ("Content-Length", str(len(body)))])
+    return [body]
 
 
 def start_server(host: str, port: int) -> BaseWSGIServer:
