@@ -233,9 +233,8 @@ async fn file_items(
             entity.data_file_handle_id.as_deref(),
             handle,
         );
-        if run.options.file_version_strategy == FileVersionStrategy::New
-            && item.status == ItemStatus::AlreadyMigrated
-            && stands_for_earlier_item(services, run, &item.key).await?
+        if item.status == ItemStatus::AlreadyMigrated
+            && migrated_by_us(services, run, &item).await?
         {
             continue;
         }
@@ -244,22 +243,23 @@ async fn file_items(
     Ok(items)
 }
 
-/// With `new`, a migrated file's latest version is the one the migration created: its
-/// predecessor's item already records the file, so no second item is added for it.
-async fn stands_for_earlier_item(
-    services: &Services,
-    run: &RunContext,
-    key: &ItemKey,
-) -> Result<bool> {
-    if key.version <= 1 {
-        return Ok(false);
-    }
-    let previous = ItemKey::new(key.entity_id.clone(), key.version - 1)?;
-    let existing = services
-        .store
-        .get_item(&run.migration()?, &previous)
-        .await?;
-    Ok(existing.is_some_and(|item| item.status.name() != StatusName::Skipped))
+/// Whether a file version found in the destination got there through an item of ours, which
+/// then stands for it: with `new` the item of the version before (the migration created this
+/// one), with `all`/`latest` the item of this very version (its handle was swapped). Such an
+/// item is left to finish (say, after a crash between update and state write) instead of being
+/// overwritten as ALREADY_MIGRATED.
+async fn migrated_by_us(services: &Services, run: &RunContext, found: &ItemRecord) -> Result<bool> {
+    let key = &found.key;
+    let ours = match run.options.file_version_strategy {
+        FileVersionStrategy::New if key.version <= 1 => return Ok(false),
+        FileVersionStrategy::New => ItemKey::new(key.entity_id.clone(), key.version - 1)?,
+        FileVersionStrategy::All | FileVersionStrategy::Latest => key.clone(),
+    };
+    let existing = services.store.get_item(&run.migration()?, &ours).await?;
+    Ok(existing.is_some_and(|item| {
+        item.status.name() != StatusName::Skipped
+            && item.source_file_handle_id != found.source_file_handle_id
+    }))
 }
 
 /// Every version number of an entity, newest first.

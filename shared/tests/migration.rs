@@ -1,0 +1,782 @@
+//! Whole migrations through the stage functions (the in-process runner), against the simulator
+//! and moto (S3 for bytes, manifests and reports; DynamoDB for state): every engine with every
+//! version strategy keeps the bytes and changes versions as promised, a second run does nothing,
+//! a crash between entity update and state write never yields a second version, skips and
+//! refusals carry readable reasons, throttling costs no file, a dry run copies nothing, and the
+//! project lock keeps a second run out.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, ensure, Context};
+use md5::{Digest, Md5};
+use synapse_model::FileHandle;
+use synapse_sim::{
+    Content, EntitySnapshot, Fixture, RunningSim, SimConfig, Simulator, ThrottleConfig,
+};
+use synmigrate::config::{FileVersionStrategy, MigrationOptions};
+use synmigrate::copy::CopyMode;
+use synmigrate::error::types;
+use synmigrate::plan::{BatchBudget, UnitLimits, MIB};
+use synmigrate::runner::run_migration;
+use synmigrate::stages::{self, InitInput, ReportInput, Services, Summary, Tuning};
+use synmigrate::state::dynamo::{create_table, DynamoStore};
+use synmigrate::state::{
+    CopyStatus, ItemRecord, ItemStatus, MigrationKey, RunStatus, StateStore, StatusName,
+};
+use synmigrate::synapse::{ClientConfig, RetryPolicy, SynapseClient, SynapseToken};
+use synmigrate_testkit::AwsStack;
+
+const TOKEN: &str = "migrator-token";
+const OWNER_TOKEN: &str = "owner-token";
+const PROJECT: &str = "Migration";
+const DEST: i64 = 7001;
+/// An external location the migrator did not create.
+const FOREIGN: i64 = 7002;
+const SYNAPSE_STORAGE: i64 = 1;
+const EU_STORAGE: i64 = 3;
+const TABLE: &str = "synmigrate-state";
+const BUCKET: &str = "synmigrate-runs";
+const PART_SIZE: u64 = 5 * MIB;
+/// Three 5 MiB parts, the last one short.
+const BIG: Content = Content::Generated {
+    size: 12 * MIB + 4321,
+    seed: 7,
+};
+const ODD_NAME: &str = "données #1.txt";
+/// More than one children page (50).
+const MANY: usize = 51;
+const TEST_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// The seeded project: see the module docs of the simulator for the format.
+fn fixture(many: usize) -> Fixture {
+    let many: Vec<_> = (0..many)
+        .map(|i| {
+            serde_json::json!({"type": "file", "name": format!("f{i:03}.txt"),
+                               "versions": [{"content": {"text": format!("many {i}")}}]})
+        })
+        .collect();
+    let json = serde_json::json!({
+        "users": [
+            {"userName": "owner", "ownerId": "3350001", "token": OWNER_TOKEN},
+            {"userName": "migrator", "ownerId": "3350002", "token": TOKEN}
+        ],
+        "storageLocations": [
+            {"storageLocationId": SYNAPSE_STORAGE, "kind": "synapse", "bucket": "synapse-storage"},
+            {"storageLocationId": EU_STORAGE, "kind": "synapse", "bucket": "eu-storage",
+             "region": "eu-west-1"},
+            {"storageLocationId": DEST, "kind": "externalS3", "bucket": "destination",
+             "baseKey": "migrated", "createdBy": "migrator"},
+            {"storageLocationId": FOREIGN, "kind": "externalS3", "bucket": "foreign",
+             "createdBy": "owner"}
+        ],
+        "fileHandles": {"shared": {"content": {"text": "shared bytes"}, "fileName": "shared.txt"}},
+        "projects": [{
+            "name": PROJECT, "owner": "owner",
+            "acl": {"migrator": ["READ", "DOWNLOAD", "UPDATE"]},
+            "children": [
+                {"type": "folder", "name": "data", "children": [
+                    {"type": "folder", "name": "deep", "children": [
+                        {"type": "folder", "name": "deeper", "children": [
+                            {"type": "file", "name": "leaf.txt",
+                             "versions": [{"content": {"text": "deep leaf"}}]}
+                        ]}
+                    ]},
+                    {"type": "file", "name": "versions.txt", "versions": [
+                        {"content": {"text": "version one"}},
+                        {"content": {"text": "version two"}},
+                        {"content": {"text": "version three"}, "contentType": "text/plain"}
+                    ]},
+                    {"type": "file", "name": "annotated.csv",
+                     "versions": [{"content": {"text": "a,b\n1,2\n"}, "contentType": "text/csv"}],
+                     "annotations": {"tissue": ["liver"]}},
+                    {"type": "file", "name": "shared-a.txt", "versions": [{"handle": "shared"}]},
+                    {"type": "file", "name": "big.bin",
+                     "versions": [{"content": BIG, "contentType": "application/octet-stream"}]},
+                    {"type": "file", "name": ODD_NAME, "versions": [{"content": {"text": "odd"}}]}
+                ]},
+                {"type": "folder", "name": "other", "children": [
+                    {"type": "file", "name": "shared-b.txt", "versions": [{"handle": "shared"}]}
+                ]},
+                {"type": "folder", "name": "special", "children": [
+                    {"type": "file", "name": "in-destination.txt",
+                     "versions": [{"content": {"text": "already there"}, "storageLocationId": DEST,
+                                   "createdBy": "migrator"}]},
+                    {"type": "file", "name": "link.txt",
+                     "versions": [{"kind": "external", "externalUrl": "https://example.org/x"}]},
+                    {"type": "file", "name": "gcs.txt",
+                     "versions": [{"kind": "googleCloud", "content": {"text": "gcs"}}]},
+                    {"type": "file", "name": "proxy.txt", "versions": [{"kind": "proxy"}]},
+                    {"type": "file", "name": "empty.txt", "versions": [{"content": {"text": ""}}]},
+                    {"type": "file", "name": "readonly.txt",
+                     "versions": [{"content": {"text": "hands off"}}],
+                     "acl": {"migrator": ["READ", "DOWNLOAD"]}},
+                    {"type": "file", "name": "eu.txt",
+                     "versions": [{"content": {"text": "far away"}, "storageLocationId": EU_STORAGE}]}
+                ]},
+                {"type": "folder", "name": "many", "children": many}
+            ]
+        }]
+    });
+    Fixture::from_json(&json.to_string()).expect("the test fixture parses")
+}
+
+/// Moto, the simulator and a state table; everything stops when dropped.
+struct Env {
+    sim: RunningSim,
+    s3: aws_sdk_s3::Client,
+    dynamo: aws_sdk_dynamodb::Client,
+    project_id: String,
+    _stack: AwsStack,
+}
+
+impl Env {
+    async fn start(many: usize, throttle: ThrottleConfig) -> anyhow::Result<Self> {
+        let stack = tokio::task::spawn_blocking(AwsStack::start).await??;
+        let sdk = stack.sdk_config().await;
+        let mut config = SimConfig::new(sdk.clone());
+        config.throttle = throttle;
+        let sim = Simulator::start(config, &fixture(many)).await?;
+        let s3 = stack.s3_client().await;
+        s3.create_bucket().bucket(BUCKET).send().await?;
+        let dynamo = aws_sdk_dynamodb::Client::new(&sdk);
+        create_table(&dynamo, TABLE).await?;
+        let project_id = sim.project_id(PROJECT).context("the project was seeded")?;
+        Ok(Self {
+            sim,
+            s3,
+            dynamo,
+            project_id,
+            _stack: stack,
+        })
+    }
+
+    fn store(&self) -> Arc<dyn StateStore> {
+        Arc::new(DynamoStore::new(self.dynamo.clone(), TABLE))
+    }
+
+    /// A client that does not pace itself unless `paced` (the simulator's throttle is off).
+    fn client(&self, token: &str, paced: bool) -> SynapseClient {
+        let mut config = ClientConfig::new(
+            self.sim.repo_endpoint(),
+            self.sim.file_endpoint(),
+            SynapseToken::new(token).unwrap(),
+        );
+        config.retry = RetryPolicy {
+            max_attempts: 20,
+            base_delay: Duration::from_millis(20),
+            max_delay: Duration::from_millis(500),
+        };
+        config.request_timeout = Duration::from_secs(30);
+        if !paced {
+            config.requests_per_minute = 600_000;
+            config.burst = 10_000;
+        }
+        SynapseClient::new(config).unwrap()
+    }
+
+    /// Small batches and units, so that the big file goes through CopyParts batch by batch.
+    fn services_with(&self, token: &str, paced: bool, index_budget: Duration) -> Services {
+        let tuning = Tuning {
+            index_time_budget: index_budget,
+            unit_limits: UnitLimits {
+                max_files: 10,
+                max_bytes: 64 * MIB,
+                large_threshold: 8 * MIB,
+            },
+            batch_budget: BatchBudget {
+                time_budget: Duration::from_secs(1),
+                safety_factor: 1.0,
+                throughput_bytes_per_sec: PART_SIZE,
+                concurrency: 1,
+            },
+            ..Tuning::default()
+        };
+        Services::new(
+            self.client(token, paced),
+            self.store(),
+            self.s3.clone(),
+            BUCKET,
+            tuning,
+        )
+    }
+
+    fn services(&self) -> Services {
+        self.services_with(TOKEN, false, Duration::from_secs(60))
+    }
+
+    fn input(&self, execution: &str, options: MigrationOptions) -> InitInput {
+        InitInput {
+            project_id: self.project_id.clone(),
+            destination_storage_location_id: DEST,
+            execution_name: execution.to_owned(),
+            options,
+        }
+    }
+
+    fn id(&self, path: &str) -> String {
+        self.sim
+            .entity_id(&format!("{PROJECT}/{path}"))
+            .unwrap_or_else(|| panic!("no entity at {path}"))
+    }
+
+    fn snapshots(&self) -> BTreeMap<String, EntitySnapshot> {
+        self.sim
+            .paths()
+            .into_iter()
+            .filter_map(|(_, id)| self.sim.entity(&id).map(|s| (id, s)))
+            .collect()
+    }
+
+    fn handle(&self, id: &str) -> anyhow::Result<FileHandle> {
+        self.sim
+            .file_handle(id)
+            .with_context(|| format!("no file handle {id}"))
+    }
+
+    async fn object_md5(&self, handle: &FileHandle) -> anyhow::Result<String> {
+        let object = self
+            .s3
+            .get_object()
+            .bucket(handle.bucket_name.clone().context("no bucket")?)
+            .key(handle.key.clone().context("no key")?)
+            .send()
+            .await?;
+        let bytes = object.body.collect().await?.into_bytes();
+        Ok(hex::encode(Md5::digest(&bytes)))
+    }
+
+    async fn items(&self) -> anyhow::Result<BTreeMap<String, ItemRecord>> {
+        let migration = MigrationKey::new(&self.project_id, DEST)?;
+        let page = self
+            .store()
+            .list_items(&migration, None, 1000, None)
+            .await?;
+        ensure!(page.next_token.is_none(), "more than one page of items");
+        Ok(page
+            .items
+            .into_iter()
+            .map(|item| (item.key.to_string(), item))
+            .collect())
+    }
+
+    async fn report_csv(&self, summary: &Summary) -> anyhow::Result<String> {
+        let object = self
+            .s3
+            .get_object()
+            .bucket(&summary.report_bucket)
+            .key(&summary.report_key)
+            .send()
+            .await?;
+        Ok(String::from_utf8(
+            object.body.collect().await?.into_bytes().to_vec(),
+        )?)
+    }
+
+    fn count(&self, endpoint: &str) -> usize {
+        self.sim
+            .request_counts()
+            .by_endpoint
+            .get(endpoint)
+            .copied()
+            .unwrap_or_default()
+    }
+
+    /// Requests that create or change something in Synapse.
+    fn writes(&self) -> usize {
+        [
+            "POST /file/multipart",
+            "PUT /entity/{id}",
+            "PUT /entity/{id}/version/{version}/filehandle",
+            "POST /externalFileHandle/s3",
+            "PUT /entity/{id}/annotations2",
+        ]
+        .iter()
+        .map(|e| self.count(e))
+        .sum()
+    }
+}
+
+async fn bounded<F: Future<Output = anyhow::Result<()>>>(test: F) -> anyhow::Result<()> {
+    tokio::time::timeout(TEST_TIMEOUT, test)
+        .await
+        .context("the test timed out")?
+}
+
+fn options(strategy: FileVersionStrategy, mode: CopyMode) -> MigrationOptions {
+    MigrationOptions {
+        file_version_strategy: strategy,
+        copy_mode: mode,
+        continue_on_error: true,
+        part_size_bytes: PART_SIZE,
+        max_concurrency: 4,
+        ..MigrationOptions::default()
+    }
+}
+
+/// What each file of the fixture must end as. `eu.txt` sits in another region: Synapse refuses
+/// to copy across regions, the direct engine copies it itself.
+fn expected_status(path: &str, mode: CopyMode) -> (StatusName, Option<&'static str>) {
+    match path {
+        "special/in-destination.txt" => (StatusName::AlreadyMigrated, None),
+        "special/link.txt" => (StatusName::Skipped, Some("EXTERNAL_LINK")),
+        "special/gcs.txt" | "special/proxy.txt" => (StatusName::Skipped, Some("NOT_S3")),
+        "special/empty.txt" => (StatusName::Skipped, Some("EMPTY_FILE")),
+        "special/readonly.txt" => (StatusName::Errored, Some(types::FORBIDDEN)),
+        "special/eu.txt" if mode == CopyMode::Synapse => {
+            (StatusName::Errored, Some(types::INVALID_INPUT))
+        }
+        _ => (StatusName::Migrated, None),
+    }
+}
+
+/// Version numbers with their file handles (etags and dates change with any write).
+fn handles(snapshot: &EntitySnapshot) -> Vec<(Option<i64>, Option<String>)> {
+    snapshot
+        .versions
+        .iter()
+        .map(|v| (v.version_number, v.data_file_handle_id.clone()))
+        .collect()
+}
+
+/// Checks items, bytes, entity versions and the report after a first run.
+async fn check_first_run(
+    env: &Env,
+    strategy: FileVersionStrategy,
+    mode: CopyMode,
+    before: &BTreeMap<String, EntitySnapshot>,
+    summary: &Summary,
+) -> anyhow::Result<()> {
+    let items = env.items().await?;
+    let migration = MigrationKey::new(&env.project_id, DEST)?;
+    let store = env.store();
+    let mut expected_items = 0;
+    for (path, id) in env.sim.paths() {
+        let Some(path) = path.strip_prefix(&format!("{PROJECT}/")) else {
+            continue;
+        };
+        let old = &before[&id];
+        if !old.entity.is_file() {
+            continue;
+        }
+        let versions: Vec<i64> = match strategy {
+            FileVersionStrategy::All => old
+                .versions
+                .iter()
+                .filter_map(|v| v.version_number)
+                .collect(),
+            _ => vec![old.entity.version_number.context("a version")?],
+        };
+        let (status, reason) = expected_status(path, mode);
+        let now = env.sim.entity(&id).context("entity still there")?;
+        for version in versions {
+            expected_items += 1;
+            let key = format!("{id}.{version}");
+            let item = items
+                .get(&key)
+                .with_context(|| format!("no item {key} for {path}"))?;
+            ensure!(
+                item.status.name() == status,
+                "{path}: {:?}, expected {status}",
+                item.status
+            );
+            ensure!(item.lease.is_none(), "{path}: finished items hold no lease");
+            match (&item.status, reason) {
+                (ItemStatus::Skipped { reason: r }, Some(want)) => {
+                    ensure!(r.as_str() == want, "{path}: skipped for {r:?}")
+                }
+                (ItemStatus::Errored(error), Some(want)) => {
+                    ensure!(error.class == want, "{path}: {error:?}");
+                    ensure!(!error.retryable, "{path}: refusals are final");
+                    ensure!(!error.message.is_empty());
+                }
+                _ => {}
+            }
+            let old_version = old
+                .versions
+                .iter()
+                .find(|v| v.version_number == Some(version))
+                .context("old version")?;
+            let source_id = old_version.data_file_handle_id.clone().context("handle")?;
+            if status != StatusName::Migrated {
+                ensure!(
+                    now.versions == old.versions,
+                    "{path} is {status} but its versions changed"
+                );
+                continue;
+            }
+            let destination_id = item
+                .destination_file_handle_id
+                .clone()
+                .context("migrated items record their destination")?;
+            let source = env.handle(&source_id)?;
+            let destination = env.handle(&destination_id)?;
+            ensure!(destination.storage_location_id == Some(DEST), "{path}");
+            ensure!(destination.content_md5 == source.content_md5, "{path}");
+            ensure!(destination.content_size == source.content_size, "{path}");
+            ensure!(
+                env.object_md5(&destination).await? == env.object_md5(&source).await?,
+                "{path}: destination bytes differ from the source"
+            );
+            ensure!(
+                env.object_md5(&source).await? == source.content_md5.clone().unwrap_or_default(),
+                "{path}: the source object changed"
+            );
+            let copy = store
+                .get_copy(&migration, &source_id)
+                .await?
+                .context("a copy record per source")?;
+            ensure!(copy.status == CopyStatus::Copied);
+            ensure!(copy.destination_file_handle_id.as_deref() == Some(destination_id.as_str()));
+            match strategy {
+                FileVersionStrategy::New => {
+                    ensure!(
+                        now.versions.len() == old.versions.len() + 1,
+                        "{path}: new adds exactly one version"
+                    );
+                    ensure!(
+                        now.entity.data_file_handle_id.as_deref() == Some(destination_id.as_str())
+                    );
+                    ensure!(
+                        handles(&now)[..old.versions.len()] == handles(old)[..],
+                        "{path}: new leaves earlier versions alone"
+                    );
+                }
+                FileVersionStrategy::All | FileVersionStrategy::Latest => {
+                    ensure!(
+                        now.versions.len() == old.versions.len(),
+                        "{path}: no new version"
+                    );
+                    let swapped = now
+                        .versions
+                        .iter()
+                        .find(|v| v.version_number == Some(version))
+                        .context("version")?;
+                    ensure!(
+                        swapped.data_file_handle_id.as_deref() == Some(destination_id.as_str()),
+                        "{path}.{version} was not swapped"
+                    );
+                }
+            }
+            if strategy == FileVersionStrategy::Latest {
+                for (old_v, now_v) in handles(old).iter().zip(&handles(&now)) {
+                    if old_v.0 != Some(version) {
+                        ensure!(old_v == now_v, "{path}: latest leaves older versions");
+                    }
+                }
+            }
+            ensure!(now.annotations.annotations == old.annotations.annotations);
+        }
+    }
+    ensure!(
+        items.len() == expected_items,
+        "{} items, expected {expected_items}",
+        items.len()
+    );
+
+    // The shared handle is copied once and both entities point at the same copy.
+    let a = &items[&format!("{}.1", env.id("data/shared-a.txt"))];
+    let b = &items[&format!("{}.1", env.id("other/shared-b.txt"))];
+    ensure!(a.source_file_handle_id == b.source_file_handle_id);
+    ensure!(a.destination_file_handle_id == b.destination_file_handle_id);
+
+    // The odd name was sanitised and the rename reported.
+    let odd = items
+        .values()
+        .find(|i| i.key.entity_id == env.id(&format!("data/{ODD_NAME}")))
+        .context("odd item")?;
+    let renamed = odd
+        .destination_file_name
+        .clone()
+        .context("a sanitised name")?;
+    ensure!(renamed == "donn_es _1.txt", "{renamed}");
+    let copy = env.handle(odd.destination_file_handle_id.as_deref().context("dest")?)?;
+    ensure!(copy.file_name.as_deref() == Some(renamed.as_str()));
+
+    // Summary and report.
+    ensure!(summary.totals.items == expected_items as u64);
+    ensure!(
+        summary.status == RunStatus::Failed,
+        "refusals make the run fail"
+    );
+    let csv = env.report_csv(summary).await?;
+    let mut lines = csv.lines();
+    ensure!(lines.next() == Some(synmigrate::report::CSV_HEADER));
+    ensure!(csv.lines().count() == expected_items + 1);
+    let readonly = env.id("special/readonly.txt");
+    let row = csv
+        .lines()
+        .find(|l| l.starts_with(&format!("{readonly},")))
+        .context("readonly row")?;
+    ensure!(
+        row.contains("ERRORED") && row.contains("read-only"),
+        "{row}"
+    );
+    ensure!(csv.contains(&format!(",MIGRATED,,,{renamed},")), "{csv}");
+    ensure!(csv.contains(",SKIPPED,,EXTERNAL_LINK,"));
+    Ok(())
+}
+
+/// First run, checks, then a second run that must change nothing.
+async fn migrate_and_rerun(strategy: FileVersionStrategy, mode: CopyMode) -> anyhow::Result<()> {
+    let env = Env::start(MANY, ThrottleConfig::disabled()).await?;
+    let before = env.snapshots();
+    let services = env.services();
+    let first = run_migration(&services, env.input("run-1", options(strategy, mode))).await?;
+    check_first_run(&env, strategy, mode, &before, &first).await?;
+    match mode {
+        CopyMode::Direct => ensure!(env.count("POST /file/multipart") == 0),
+        _ => ensure!(env.count("POST /externalFileHandle/s3") == 0),
+    }
+
+    let after_first = env.snapshots();
+    env.sim.reset_requests();
+    let second = run_migration(&services, env.input("run-2", options(strategy, mode))).await?;
+    ensure!(env.writes() == 0, "{:?}", env.sim.request_counts());
+    ensure!(
+        second.totals == first.totals,
+        "{:?} vs {:?}",
+        second.totals,
+        first.totals
+    );
+    ensure!(second.run_counters.bytes_copied == 0);
+    ensure!(
+        env.snapshots() == after_first,
+        "the second run changed entities"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn synapse_engine_new_strategy() -> anyhow::Result<()> {
+    bounded(migrate_and_rerun(
+        FileVersionStrategy::New,
+        CopyMode::Synapse,
+    ))
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn synapse_engine_all_strategy() -> anyhow::Result<()> {
+    bounded(migrate_and_rerun(
+        FileVersionStrategy::All,
+        CopyMode::Synapse,
+    ))
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn synapse_engine_latest_strategy() -> anyhow::Result<()> {
+    bounded(migrate_and_rerun(
+        FileVersionStrategy::Latest,
+        CopyMode::Synapse,
+    ))
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn direct_engine_new_strategy() -> anyhow::Result<()> {
+    bounded(migrate_and_rerun(
+        FileVersionStrategy::New,
+        CopyMode::Direct,
+    ))
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn direct_engine_all_strategy() -> anyhow::Result<()> {
+    bounded(migrate_and_rerun(
+        FileVersionStrategy::All,
+        CopyMode::Direct,
+    ))
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn direct_engine_latest_strategy() -> anyhow::Result<()> {
+    bounded(migrate_and_rerun(
+        FileVersionStrategy::Latest,
+        CopyMode::Direct,
+    ))
+    .await
+}
+
+/// A crash after the entity update and before the state write: the re-run finds the entity
+/// already pointing at the copy and records MIGRATED without a second version (or a 412).
+async fn crash_after_update(strategy: FileVersionStrategy) -> anyhow::Result<()> {
+    let env = Env::start(2, ThrottleConfig::disabled()).await?;
+    let before = env.snapshots();
+    let services = env.services();
+    services
+        .faults
+        .fail_after_entity_update
+        .store(1, Ordering::SeqCst);
+    let first = run_migration(
+        &services,
+        env.input("crash-1", options(strategy, CopyMode::Synapse)),
+    )
+    .await?;
+    let items = env.items().await?;
+    let crashed: Vec<&ItemRecord> = items
+        .values()
+        .filter(|i| matches!(&i.status, ItemStatus::Errored(e) if e.retryable))
+        .collect();
+    ensure!(crashed.len() == 1, "one injected crash: {crashed:?}");
+    let crashed = crashed[0].clone();
+    ensure!(
+        first.totals.count(StatusName::Errored) == 2,
+        "{:?}",
+        first.totals
+    );
+    let entity = env.sim.entity(&crashed.key.entity_id).context("entity")?;
+    let old = &before[&crashed.key.entity_id];
+    let expected_versions = match strategy {
+        FileVersionStrategy::New => old.versions.len() + 1,
+        _ => old.versions.len(),
+    };
+    ensure!(
+        entity.versions.len() == expected_versions,
+        "the update was made"
+    );
+
+    env.sim.reset_requests();
+    let second = run_migration(
+        &services,
+        env.input("crash-2", options(strategy, CopyMode::Synapse)),
+    )
+    .await?;
+    let item = env.items().await?[&crashed.key.to_string()].clone();
+    ensure!(item.status == ItemStatus::Migrated, "{item:?}");
+    ensure!(item.attempts == 2, "{item:?}");
+    let entity = env.sim.entity(&crashed.key.entity_id).context("entity")?;
+    ensure!(
+        entity.versions.len() == expected_versions,
+        "no second version after the re-run"
+    );
+    ensure!(env.writes() == 0, "{:?}", env.sim.request_counts());
+    ensure!(
+        second.totals.count(StatusName::Errored) == 1,
+        "{:?}",
+        second.totals
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn crash_between_update_and_state_write_new() -> anyhow::Result<()> {
+    bounded(crash_after_update(FileVersionStrategy::New)).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn crash_between_update_and_state_write_all() -> anyhow::Result<()> {
+    bounded(crash_after_update(FileVersionStrategy::All)).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn throttled_server_loses_no_file() -> anyhow::Result<()> {
+    bounded(async {
+        let env = Env::start(8, ThrottleConfig::default()).await?;
+        env.sim.set_throttle(ThrottleConfig {
+            enabled: true,
+            per_minute: 600,
+            in_flight: 3,
+        });
+        let services = env.services_with(TOKEN, true, Duration::from_secs(60));
+        let mut opts = options(FileVersionStrategy::New, CopyMode::Synapse);
+        opts.max_concurrency = 8;
+        let summary = run_migration(&services, env.input("throttled", opts)).await?;
+        let items = env.items().await?;
+        let unexpected: Vec<_> = items
+            .values()
+            .filter(|i| i.status.name() == StatusName::Errored)
+            .filter(|i| {
+                let readonly = env.id("special/readonly.txt");
+                let eu = env.id("special/eu.txt");
+                i.key.entity_id != readonly && i.key.entity_id != eu
+            })
+            .collect();
+        ensure!(unexpected.is_empty(), "failed files: {unexpected:?}");
+        ensure!(summary.totals.count(StatusName::Migrated) > 8);
+        Ok(())
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn dry_run_indexes_and_copies_nothing() -> anyhow::Result<()> {
+    bounded(async {
+        let env = Env::start(3, ThrottleConfig::disabled()).await?;
+        let before = env.snapshots();
+        // A zero index budget makes every Index call take one page: the frontier carries on.
+        let services = env.services_with(TOKEN, false, Duration::ZERO);
+        let mut opts = options(FileVersionStrategy::All, CopyMode::Synapse);
+        opts.dry_run = true;
+        let summary = run_migration(&services, env.input("dry", opts)).await?;
+        ensure!(summary.dry_run && summary.status == RunStatus::Succeeded);
+        ensure!(env.writes() == 0, "{:?}", env.sim.request_counts());
+        ensure!(env.snapshots() == before);
+        let items = env.items().await?;
+        ensure!(summary.totals.count(StatusName::Indexed) > 0);
+        ensure!(items
+            .values()
+            .all(|i| !matches!(i.status.name(), StatusName::Migrated | StatusName::Copying)));
+        // versions.txt: all three versions indexed.
+        let versions = env.id("data/versions.txt");
+        ensure!(
+            items
+                .values()
+                .filter(|i| i.key.entity_id == versions)
+                .count()
+                == 3
+        );
+        let manifest = stages::read_manifest(&services, "runs/dry/manifest.json").await?;
+        ensure!(manifest.is_empty(), "a dry run plans no unit");
+        Ok(())
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_lock_keeps_a_second_run_out_and_init_refuses_bad_input() -> anyhow::Result<()> {
+    bounded(async {
+        let env = Env::start(1, ThrottleConfig::disabled()).await?;
+        let services = env.services();
+        let opts = || options(FileVersionStrategy::New, CopyMode::Synapse);
+        let run = stages::init(&services, env.input("first", opts())).await?;
+        match stages::init(&services, env.input("second", opts())).await {
+            Err(error) => {
+                ensure!(error.error_type() == types::ALREADY_RUNNING, "{error}");
+                ensure!(error.to_string().contains("already running"), "{error}");
+            }
+            Ok(_) => bail!("a second run started while the first holds the lock"),
+        }
+        stages::report(&services, ReportInput { run, aborted: true }).await?;
+        let again = stages::init(&services, env.input("third", opts())).await?;
+        ensure!(again.run_id == "third", "the lock is free after Report");
+
+        let mut foreign = env.input("foreign", opts());
+        foreign.destination_storage_location_id = FOREIGN;
+        let error = stages::init(&services, foreign).await.unwrap_err();
+        ensure!(error.error_type() == types::FORBIDDEN, "{error}");
+        ensure!(
+            error
+                .to_string()
+                .contains(&format!("you did not create storage location {FOREIGN}")),
+            "{error}"
+        );
+
+        let mut bad = env.input("bad", opts());
+        bad.project_id = "project-1".into();
+        let error = stages::init(&services, bad).await.unwrap_err();
+        ensure!(error.error_type() == types::INVALID_INPUT, "{error}");
+        let mut bad = env.input("bad", opts());
+        bad.options.part_size_bytes = 1;
+        let error = stages::init(&services, bad).await.unwrap_err();
+        ensure!(error.to_string().contains("partSizeBytes"), "{error}");
+        Ok(())
+    })
+    .await
+}
