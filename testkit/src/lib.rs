@@ -14,6 +14,9 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context};
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 
+mod lambda_host;
+pub use lambda_host::{FunctionSpec, LambdaHost};
+
 /// Region of the local stack; moto accepts any, the tests and the simulator agree on this one.
 pub const REGION: &str = "us-east-1";
 const ACCESS_KEY_ID: &str = "testing";
