@@ -7,6 +7,10 @@
 //! mid-copy fails (`Fatal.Verification`) instead of yielding a mix of two versions. Completion
 //! lists the parts S3 holds (so `copy_parts` needs to remember nothing), completes with their
 //! ETags, checks the object's size and ETag, and registers it with the source's MD5.
+//!
+//! S3 may answer CopyObject, UploadPartCopy and CompleteMultipartUpload with 200 and an `<Error>`
+//! body; the SDK reports those as errors (classified by their code), and an answer without the
+//! result's ETag is treated as a failed copy too.
 
 use std::collections::BTreeMap;
 

@@ -21,6 +21,9 @@ pub(crate) fn classify(
         }
         ("InternalError" | "RequestTimeout" | "ServiceUnavailable", _) => Error::Transient(message),
         (_, Some(500..=599)) => Error::Transient(message),
+        // A 200 whose body is an `<Error>` (the SDK turns it into an error): the copy failed
+        // after S3 had sent its headers. A 200 without a code is an answer we cannot read.
+        (code, Some(200)) if !code.is_empty() => Error::Transient(message),
         // The source no longer has the ETag the copy was pinned to: it changed since the start.
         ("PreconditionFailed", _) | (_, Some(412)) => Error::Verification(format!(
             "the source object changed since the copy started: {message}"
@@ -77,6 +80,8 @@ mod tests {
             (Some(503), None, types::THROTTLED),
             (Some(500), Some("InternalError"), types::TRANSIENT),
             (Some(200), Some("InternalError"), types::TRANSIENT),
+            (Some(200), Some("SomethingNew"), types::TRANSIENT),
+            (Some(200), None, types::INTERNAL),
             (Some(400), Some("RequestTimeout"), types::TRANSIENT),
             (Some(502), None, types::TRANSIENT),
             (Some(412), Some("PreconditionFailed"), types::VERIFICATION),
