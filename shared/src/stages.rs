@@ -773,7 +773,7 @@ pub async fn start_copy(services: &Services, input: UnitInput) -> Result<StartCo
     let UnitInput { run, unit } = input;
     let ctx = UnitCtx::new(services, &run, &unit.unit_id)?;
     let mut outcomes = Vec::new();
-    let mut claimed: Vec<(String, Vec<ItemRecord>)> = Vec::new();
+    let mut claimed: Vec<(String, Vec<ItemRecord>, CopyRecord)> = Vec::new();
     for (source, keys) in by_source(&unit)? {
         let mut items = Vec::new();
         for key in keys {
@@ -783,23 +783,34 @@ pub async fn start_copy(services: &Services, input: UnitInput) -> Result<StartCo
                 Err(error) => outcomes.push(ctx.fail_item(&key, &error).await),
             }
         }
-        if !items.is_empty() {
-            claimed.push((source, items));
+        if items.is_empty() {
+            continue;
+        }
+        // A copy made before needs no source handle: after an in-place swap Synapse no longer
+        // lets us read the source through the entity.
+        match claim_copy(&ctx, &source, &items).await {
+            Ok(Some(copy)) => claimed.push((source, items, copy)),
+            Ok(None) => {}
+            Err(error) => {
+                for item in &items {
+                    outcomes.push(ctx.fail_item(&item.key, &error).await);
+                }
+            }
         }
     }
     let firsts: Vec<(String, ItemKey)> = claimed
         .iter()
-        .map(|(source, items)| (source.clone(), items[0].key.clone()))
+        .map(|(source, items, _)| (source.clone(), items[0].key.clone()))
         .collect();
     let handles = source_handles(services, &firsts).await?;
     let small = unit.kind == UnitKind::Small;
     let results: Vec<_> = stream::iter(claimed)
-        .map(|(source, items)| {
+        .map(|(source, items, copy)| {
             let handle = handles.get(&source).cloned();
             let ctx = &ctx;
             async move {
                 let prepared = match handle {
-                    Some(Ok(handle)) => prepare_copy(ctx, &items, handle, small).await,
+                    Some(Ok(handle)) => prepare_copy(ctx, &items, &copy, handle, small).await,
                     Some(Err(code)) => Err(Error::NotFound(format!(
                         "file handle {source} cannot be read through {}: {code}",
                         items[0].key.entity_id
@@ -818,13 +829,12 @@ pub async fn start_copy(services: &Services, input: UnitInput) -> Result<StartCo
     let mut batches = Vec::new();
     for (items, prepared) in results {
         match prepared {
-            Ok(Prepared::Copied) => {}
-            Ok(Prepared::Job { job, batches: b }) => {
+            Ok((job, b)) => {
                 batches.extend(b.into_iter().map(|batch| BatchRef {
-                    job: (*job).clone(),
+                    job: job.clone(),
                     batch,
                 }));
-                jobs.push(*job);
+                jobs.push(job);
             }
             Err(error) => {
                 for item in &items {
@@ -841,46 +851,43 @@ pub async fn start_copy(services: &Services, input: UnitInput) -> Result<StartCo
     })
 }
 
-enum Prepared {
-    /// The source was copied before (by an earlier run or unit): only entity updates remain.
-    Copied,
-    Job {
-        job: Box<CopyJob>,
-        batches: Vec<PartBatch>,
-    },
+/// Claims the copy record of `source` for the unit. `Ok(None)`: the source was copied before
+/// (by an earlier run or unit); its items are now COPIED and only their entity updates remain.
+async fn claim_copy(
+    ctx: &UnitCtx<'_>,
+    source: &str,
+    items: &[ItemRecord],
+) -> Result<Option<CopyRecord>> {
+    let copy = ctx
+        .services
+        .store
+        .claim_copy(&ctx.migration, source, &ctx.owner, ctx.lease_until(), now())
+        .await?;
+    if copy.status != CopyStatus::Copied {
+        return Ok(Some(copy));
+    }
+    let destination = copy.destination_file_handle_id.ok_or_else(|| {
+        Error::Internal(format!(
+            "copy of {source} is COPIED without a destination handle"
+        ))
+    })?;
+    for item in items {
+        mark_copied(ctx, &item.key, &destination).await?;
+    }
+    Ok(None)
 }
 
-/// Claims the source's copy record and starts or resumes its copy.
+/// Starts or resumes the copy of a claimed source; copies it right away when `copy_now`,
+/// else returns the part batches still to copy.
 async fn prepare_copy(
     ctx: &UnitCtx<'_>,
     items: &[ItemRecord],
+    copy: &CopyRecord,
     source: FileHandle,
     copy_now: bool,
-) -> Result<Prepared> {
+) -> Result<(CopyJob, Vec<PartBatch>)> {
     let services = ctx.services;
     let first = &items[0];
-    let copy = services
-        .store
-        .claim_copy(
-            &ctx.migration,
-            &first.source_file_handle_id,
-            &ctx.owner,
-            ctx.lease_until(),
-            now(),
-        )
-        .await?;
-    if copy.status == CopyStatus::Copied {
-        let destination = copy.destination_file_handle_id.ok_or_else(|| {
-            Error::Internal(format!(
-                "copy of {} is COPIED without a destination handle",
-                first.source_file_handle_id
-            ))
-        })?;
-        for item in items {
-            mark_copied(ctx, &item.key, &destination).await?;
-        }
-        return Ok(Prepared::Copied);
-    }
     let size = source.content_size.unwrap_or(first.size);
     let part_plan = PartPlan::new(size, ctx.run.options.part_size_bytes)?;
     let version = i64::try_from(first.key.version)
@@ -893,8 +900,7 @@ async fn prepare_copy(
         file_name: first.destination_file_name.clone(),
     };
     let request = job.request(ctx.run);
-    let job = Box::new(job);
-    let started = match UnitCtx::engine_state(&copy)? {
+    let started = match UnitCtx::engine_state(copy)? {
         Some(state) => {
             services
                 .engines
@@ -919,10 +925,7 @@ async fn prepare_copy(
         .await?;
     let missing = started.parts_missing();
     if missing.is_empty() {
-        return Ok(Prepared::Job {
-            job,
-            batches: Vec::new(),
-        });
+        return Ok((job, Vec::new()));
     }
     if copy_now {
         services
@@ -930,10 +933,7 @@ async fn prepare_copy(
             .for_state(&started.state)
             .copy_parts(&request, &started.state, &missing)
             .await?;
-        return Ok(Prepared::Job {
-            job,
-            batches: Vec::new(),
-        });
+        return Ok((job, Vec::new()));
     }
     let batches = plan::part_batches(&part_plan, &services.tuning.batch_budget)?
         .into_iter()
@@ -949,7 +949,7 @@ async fn prepare_copy(
             })
         })
         .collect();
-    Ok(Prepared::Job { job, batches })
+    Ok((job, batches))
 }
 
 /// Moves a claimed item to COPIED with its destination handle (kept leased for the update).

@@ -627,7 +627,7 @@ async fn crash_after_update(strategy: FileVersionStrategy) -> anyhow::Result<()>
     ensure!(crashed.len() == 1, "one injected crash: {crashed:?}");
     let crashed = crashed[0].clone();
     ensure!(
-        first.totals.count(StatusName::Errored) == 2,
+        first.totals.count(StatusName::Errored) == 3,
         "{:?}",
         first.totals
     );
@@ -658,7 +658,7 @@ async fn crash_after_update(strategy: FileVersionStrategy) -> anyhow::Result<()>
     );
     ensure!(env.writes() == 0, "{:?}", env.sim.request_counts());
     ensure!(
-        second.totals.count(StatusName::Errored) == 1,
+        second.totals.count(StatusName::Errored) == 2,
         "{:?}",
         second.totals
     );
