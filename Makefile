@@ -3,14 +3,18 @@ SHELL := /bin/bash
 CARGO ?= cargo
 NEXTEST_PROFILE ?= $(if $(CI),ci,default)
 
-.PHONY: test venv fmt-check clippy tests stack sim-fixture-check clean-venv
+.PHONY: test venv template-check fmt-check clippy tests stack sim-fixture-check clean-venv
 
-## test: install what the tests need, then rustfmt check, clippy -D warnings, and every test
-test: venv fmt-check clippy tests
+## test: install what the tests need, then the template checks, rustfmt check, clippy -D warnings, and every test
+test: venv template-check fmt-check clippy tests
 
 ## venv: the project's Python environment (.venv) with the pinned moto, boto3 and synapseclient
 venv:
 	@scripts/venv.sh
+
+## template-check: sam validate --lint, cfn-lint and the project's IAM/table/ASL rules, offline
+template-check: venv
+	@scripts/check-template.sh
 
 fmt-check:
 	$(CARGO) fmt --all -- --check

@@ -1,0 +1,249 @@
+#!/usr/bin/env bash
+# Offline checks of template.yaml (run by `make template-check`, part of `make test`):
+#  1. `sam validate --lint` (the SAM transform plus cfn-lint's SAM rules),
+#  2. `cfn-lint` on its own (fails on errors and warnings),
+#  3. the project's rules, which neither tool knows (Python below, on the SAM-translated template):
+#     - no Allow statement has a wildcard action, NotAction or NotResource, and "*" resources
+#       only for actions that take no resource ARN; Deny statements may use wildcards (they
+#       only ever take permissions away, e.g. the artifacts bucket's TLS-only policy);
+#     - every DefinitionSubstitutions key is used by the ASL file and every ${...} in the ASL
+#       file is a key (checked when the ASL file exists);
+#     - the DynamoDB table's keys, index, billing and TTL match `create_table` in
+#       shared/src/state/dynamo.rs (names read from that file, not written twice).
+# No AWS account is needed: dummy credentials and a fixed region keep every tool offline.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+bin="$root/.venv/bin"
+template="${1:-$root/template.yaml}"
+
+for tool in sam cfn-lint python; do
+  if [ ! -x "$bin/$tool" ]; then
+    echo "check-template: $bin/$tool is missing; run scripts/venv.sh (or make venv)" >&2
+    exit 1
+  fi
+done
+
+export SAM_CLI_TELEMETRY=0
+export AWS_DEFAULT_REGION=us-east-1 AWS_REGION=us-east-1
+export AWS_ACCESS_KEY_ID=offline-check AWS_SECRET_ACCESS_KEY=offline-check
+export AWS_EC2_METADATA_DISABLED=true
+unset AWS_PROFILE AWS_SESSION_TOKEN
+
+cd "$(dirname "$template")"
+echo "check-template: sam validate --lint" >&2
+"$bin/sam" validate --lint --template "$template"
+echo "check-template: cfn-lint" >&2
+"$bin/cfn-lint" -- "$template"
+echo "check-template: IAM, state machine substitutions, state table" >&2
+"$bin/python" - "$template" "$root/shared/src/state/dynamo.rs" <<'PY'
+import copy
+import json
+import os
+import re
+import sys
+
+from cfnlint.decode import decode
+from samtranslator.parser.parser import Parser
+from samtranslator.translator.translator import Translator
+
+template_path, dynamo_rs = sys.argv[1], sys.argv[2]
+template_dir = os.path.dirname(os.path.abspath(template_path))
+problems = []
+
+template, decode_errors = decode(template_path)
+if decode_errors or template is None:
+    sys.exit(f"cannot read {template_path}: {decode_errors}")
+template = json.loads(json.dumps(template))  # plain dicts and lists, no line-number nodes
+
+
+def resources_of(tpl, kind):
+    return {k: v for k, v in tpl.get("Resources", {}).items() if v.get("Type") == kind}
+
+
+# ---- IAM: checked on the translated template, so the roles SAM generates are covered too ----
+def translated(tpl):
+    """The CloudFormation template SAM would deploy (local code paths replaced, as sam does)."""
+    sam = copy.deepcopy(tpl)
+    sam.get("Globals", {}).get("Function", {})["CodeUri"] = "s3://bucket/code.zip"
+    for resource in sam["Resources"].values():
+        props = resource.get("Properties", {})
+        if resource["Type"] == "AWS::Serverless::Function" and "CodeUri" in props:
+            props["CodeUri"] = "s3://bucket/code.zip"
+        if resource["Type"] == "AWS::Serverless::StateMachine" and "DefinitionUri" in props:
+            props["DefinitionUri"] = {"Bucket": "bucket", "Key": "definition.asl.json"}
+    params = {"AWS::Region": "us-east-1", "AWS::Partition": "aws", "AWS::AccountId": "123456789012"}
+    translator = Translator(managed_policy_map=None, sam_parser=Parser(), plugins=[])
+    return translator.translate(sam, parameter_values=params, get_managed_policy_map=lambda: {})
+
+
+# Actions that accept no resource ARN, so "*" is the only possible Resource.
+RESOURCELESS_ACTIONS = {
+    "logs:CreateLogDelivery",
+    "logs:GetLogDelivery",
+    "logs:UpdateLogDelivery",
+    "logs:DeleteLogDelivery",
+    "logs:ListLogDeliveries",
+    "logs:PutResourcePolicy",
+    "logs:DescribeResourcePolicies",
+    "logs:DescribeLogGroups",
+}
+
+
+def strings(node):
+    """Literal strings in a value, through intrinsic functions (Fn::If, Fn::Sub, Fn::Join...)."""
+    if isinstance(node, str):
+        yield node
+    elif isinstance(node, list):
+        for item in node:
+            yield from strings(item)
+    elif isinstance(node, dict):
+        for key, value in node.items():
+            if key in ("Ref", "Fn::GetAtt"):
+                continue  # names of resources and parameters, not patterns
+            yield from strings(value)
+
+
+def statements(node, where):
+    """Every IAM statement (a dict with Effect) anywhere in the template, with its location."""
+    if isinstance(node, dict):
+        if "Effect" in node and ("Action" in node or "NotAction" in node):
+            yield where, node
+        for key, value in node.items():
+            yield from statements(value, f"{where}.{key}")
+    elif isinstance(node, list):
+        for index, item in enumerate(node):
+            yield from statements(item, f"{where}[{index}]")
+
+
+def check_statement(where, statement):
+    if statement.get("Effect") != "Allow":
+        return
+    for key in ("NotAction", "NotResource"):
+        if key in statement:
+            problems.append(f"{where}: Allow with {key} grants everything else")
+    actions = list(strings(statement.get("Action", [])))
+    for action in actions:
+        if "*" in action or "?" in action:
+            problems.append(f"{where}: wildcard action {action!r}")
+    for resource in strings(statement.get("Resource", [])):
+        if resource == "*":
+            extra = sorted(set(actions) - RESOURCELESS_ACTIONS)
+            if extra:
+                problems.append(f"{where}: Resource '*' for {extra}")
+        elif "*" in resource.replace("/*", ""):
+            # "/*" (every object of one bucket, every execution of one state machine) is fine.
+            problems.append(f"{where}: wildcard resource {resource!r}")
+
+
+try:
+    cfn = translated(template)
+except Exception as error:  # the translator's own errors name the resource
+    sys.exit(f"SAM translation failed: {error}")
+found = list(statements(cfn.get("Resources", {}), "Resources"))
+if not found:
+    problems.append("no IAM statement found in the translated template")
+for where, statement in found:
+    check_statement(where, statement)
+
+# ---- State machine substitutions ----
+for name, machine in resources_of(template, "AWS::Serverless::StateMachine").items():
+    props = machine.get("Properties", {})
+    uri = props.get("DefinitionUri")
+    if not isinstance(uri, str):
+        continue
+    asl_path = os.path.join(template_dir, uri)
+    if not os.path.exists(asl_path):
+        print(f"check-template: {uri} does not exist yet; substitutions not checked", file=sys.stderr)
+        continue
+    with open(asl_path, encoding="utf-8") as f:
+        asl = f.read()
+    try:
+        json.loads(asl)
+    except ValueError as error:
+        problems.append(f"{uri}: not JSON: {error}")
+    keys = set(props.get("DefinitionSubstitutions", {}))
+    used = set(re.findall(r"\$\{([^}]+)\}", asl))
+    for key in sorted(keys - used):
+        problems.append(f"{name}: DefinitionSubstitutions key {key} is not used in {uri}")
+    for key in sorted(used - keys):
+        problems.append(f"{uri}: ${{{key}}} has no DefinitionSubstitutions entry in {name}")
+
+# ---- State table versus create_table ----
+def upper_snake(camel):
+    return re.sub(r"(?<!^)([A-Z])", r"_\1", camel).upper()
+
+
+with open(dynamo_rs, encoding="utf-8") as f:
+    rust = f.read()
+consts = dict(re.findall(r'const\s+(\w+)\s*:\s*&str\s*=\s*"([^"]*)"\s*;', rust))
+
+
+def need(pattern, text, what):
+    match = re.search(pattern, text, re.S)
+    if not match:
+        sys.exit(f"cannot read {what} from {dynamo_rs}; update scripts/check-template.sh")
+    return match
+
+
+def name_of(token):
+    return consts[token] if token in consts else token.strip('"')
+
+
+def keys_in(text):
+    return [
+        {"AttributeName": name_of(n), "KeyType": upper_snake(k)}
+        for n, k in re.findall(r"key\((\w+|\"[^\"]*\"),\s*KeyType::(\w+)\)", text)
+    ]
+
+
+body = need(r"pub async fn create_table\b.*?\n}\n", rust, "create_table").group(0)
+gsi_text = need(r"GlobalSecondaryIndex::builder\(\)(.*?)\.build\(\)\s*\.map_err", body, "the index").group(1)
+table_text = need(r"\.create_table\(\)(.*?)\.send\(\)", body, "the table request").group(1)
+ttl_text = need(r"TimeToLiveSpecification::builder\(\)(.*?)\.build\(\)", body, "the TTL").group(1)
+need(r"attribute_type\(ScalarAttributeType::S\)", body, "the string attribute type")
+
+expected = {
+    "AttributeDefinitions": sorted(
+        ({"AttributeName": name_of(n), "AttributeType": "S"}
+         for n in re.findall(r"attribute_definitions\(string_attribute\((\w+|\"[^\"]*\")\)", table_text)),
+        key=lambda a: a["AttributeName"],
+    ),
+    "KeySchema": keys_in(table_text),
+    "BillingMode": upper_snake(need(r"BillingMode::(\w+)", table_text, "the billing mode").group(1)),
+    "GlobalSecondaryIndexes": [{
+        "IndexName": name_of(need(r"\.index_name\((\w+|\"[^\"]*\")\)", gsi_text, "the index name").group(1)),
+        "KeySchema": keys_in(gsi_text),
+        "Projection": {"ProjectionType": upper_snake(need(r"ProjectionType::(\w+)", gsi_text, "the projection").group(1))},
+    }],
+    "TimeToLiveSpecification": {
+        "AttributeName": name_of(need(r"\.attribute_name\((\w+|\"[^\"]*\")\)", ttl_text, "the TTL attribute").group(1)),
+        "Enabled": "enabled(true)" in ttl_text,
+    },
+}
+if not expected["AttributeDefinitions"] or not expected["KeySchema"] or not expected["GlobalSecondaryIndexes"][0]["KeySchema"]:
+    sys.exit(f"cannot read the keys from {dynamo_rs}; update scripts/check-template.sh")
+
+tables = resources_of(template, "AWS::DynamoDB::Table")
+if len(tables) != 1:
+    problems.append(f"expected one DynamoDB table, found {sorted(tables)}")
+for name, table in tables.items():
+    props = table.get("Properties", {})
+    actual = {
+        "AttributeDefinitions": sorted(props.get("AttributeDefinitions", []), key=lambda a: a.get("AttributeName", "")),
+        "KeySchema": props.get("KeySchema"),
+        "BillingMode": props.get("BillingMode"),
+        "GlobalSecondaryIndexes": props.get("GlobalSecondaryIndexes"),
+        "TimeToLiveSpecification": props.get("TimeToLiveSpecification"),
+    }
+    for field, want in expected.items():
+        if actual[field] != want:
+            problems.append(f"{name}.{field} is {json.dumps(actual[field])}, create_table makes {json.dumps(want)}")
+
+if problems:
+    print("check-template: FAILED", file=sys.stderr)
+    for problem in problems:
+        print(f"  - {problem}", file=sys.stderr)
+    sys.exit(1)
+print(f"check-template: {len(found)} IAM statements, state table {sorted(tables)} match the rules", file=sys.stderr)
+PY
+echo "check-template: ok" >&2
