@@ -18,7 +18,7 @@ use synapse_sim::{
     Content, EntitySnapshot, Fixture, RunningSim, SimConfig, Simulator, ThrottleConfig,
 };
 use synmigrate::config::{FileVersionStrategy, MigrationOptions};
-use synmigrate::copy::CopyMode;
+use synmigrate::copy::{CopyMode, EngineConfig};
 use synmigrate::error::types;
 use synmigrate::plan::{BatchBudget, UnitLimits, MIB};
 use synmigrate::runner::run_migration;
@@ -192,6 +192,11 @@ impl Env {
                 safety_factor: 1.0,
                 throughput_bytes_per_sec: PART_SIZE,
                 concurrency: 1,
+            },
+            // The big file takes the direct engine's multipart path, the small ones CopyObject.
+            engine: EngineConfig {
+                copy_object_threshold: 8 * MIB,
+                ..EngineConfig::default()
             },
             ..Tuning::default()
         };
