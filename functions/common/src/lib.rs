@@ -1,0 +1,305 @@
+//! What every synmigrate Lambda shares: JSON tracing, the [`Services`] built once per container
+//! (cold start), and the mapping of errors to the stable error names the state machine's
+//! `Retry`/`Catch` blocks match on.
+//!
+//! Configuration comes from the environment (see [`env`] and `synmigrate::config::env`); a missing
+//! or malformed variable fails the cold start with a message naming it. The Synapse token comes
+//! from Secrets Manager when `SYNAPSE_TOKEN_SECRET_ARN` is set (deployed), else from the token
+//! variable or file `Settings` reads (local runs). The token never appears in a log line or error.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_config::{BehaviorVersion, SdkConfig};
+use lambda_runtime::Diagnostic;
+use synmigrate::config::Settings;
+use synmigrate::error::types;
+use synmigrate::stages::{Services, Tuning};
+use synmigrate::state::dynamo::DynamoStore;
+use synmigrate::synapse::{
+    ClientConfig, SynapseClient, SynapseToken, PROD_FILE_ENDPOINT, PROD_REPO_ENDPOINT,
+};
+
+/// Environment variables read here (the others are `synmigrate::config::env`).
+pub mod env {
+    /// ARN of the Secrets Manager secret holding the Synapse token (plain, or `{"token": ...}`).
+    pub const TOKEN_SECRET_ARN: &str = "SYNAPSE_TOKEN_SECRET_ARN";
+    /// Synapse requests per minute of one function instance (Synapse allows 600 per user).
+    pub const MAX_SYNAPSE_RPM: &str = "SYNMIGRATE_MAX_SYNAPSE_RPM";
+    /// `true` for S3 endpoints that are IP addresses (the local stack).
+    pub const S3_FORCE_PATH_STYLE: &str = "SYNMIGRATE_S3_FORCE_PATH_STYLE";
+    /// The SQS queue RecordFailure reports failed units to.
+    pub const FAILURE_QUEUE_URL: &str = "SYNMIGRATE_FAILURE_QUEUE_URL";
+    /// Seconds one Index invocation walks before handing back.
+    pub const INDEX_SECONDS: &str = "SYNMIGRATE_INDEX_SECONDS";
+    /// Most files in one work unit of small files.
+    pub const UNIT_MAX_FILES: &str = "SYNMIGRATE_UNIT_MAX_FILES";
+    /// Files above this size get their own unit and are copied in part batches.
+    pub const LARGE_FILE_BYTES: &str = "SYNMIGRATE_LARGE_FILE_BYTES";
+    /// Seconds of copying one CopyParts invocation plans for.
+    pub const BATCH_SECONDS: &str = "SYNMIGRATE_BATCH_SECONDS";
+    /// Parts one CopyParts invocation copies at the same time.
+    pub const BATCH_CONCURRENCY: &str = "SYNMIGRATE_BATCH_CONCURRENCY";
+    /// The direct engine copies files up to this size with one CopyObject.
+    pub const COPY_OBJECT_THRESHOLD: &str = "SYNMIGRATE_COPY_OBJECT_THRESHOLD";
+}
+
+/// Errors of the function layer: the library's, or the deployment's configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum FunctionError {
+    #[error(transparent)]
+    Migration(#[from] synmigrate::Error),
+    /// A missing or malformed environment variable or secret; retrying cannot help.
+    #[error("configuration: {0}")]
+    Config(String),
+    /// An AWS call of the function layer itself (the failure queue) failed.
+    #[error("{0}")]
+    Transient(String),
+}
+
+impl FunctionError {
+    /// The stable name Step Functions matches on.
+    pub fn error_type(&self) -> &'static str {
+        match self {
+            Self::Migration(error) => error.error_type(),
+            Self::Config(_) => types::INTERNAL,
+            Self::Transient(_) => types::TRANSIENT,
+        }
+    }
+}
+
+impl From<FunctionError> for Diagnostic {
+    fn from(error: FunctionError) -> Self {
+        Diagnostic {
+            error_type: error.error_type().to_owned(),
+            error_message: error.to_string(),
+        }
+    }
+}
+
+/// JSON log lines filtered by `RUST_LOG` (default `info`), as CloudWatch Logs reads them best.
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(filter)
+        .with_target(false)
+        .with_current_span(false)
+        .init();
+}
+
+/// The AWS configuration of the function (region, credentials, `AWS_ENDPOINT_URL`).
+pub async fn sdk_config() -> SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest()).load().await
+}
+
+/// Builds the stage services from the process environment; called once per cold start.
+pub async fn services(sdk: &SdkConfig) -> Result<Services, FunctionError> {
+    let lookup = |name: &str| std::env::var(name).ok();
+    let settings = Settings::from_env().map_err(|e| FunctionError::Config(e.to_string()))?;
+    let token = match lookup(env::TOKEN_SECRET_ARN).filter(|v| !v.trim().is_empty()) {
+        Some(arn) => secret_token(sdk, &arn).await?,
+        None => settings
+            .token_source
+            .load()
+            .map_err(synmigrate::Error::from)?,
+    };
+    let mut client = ClientConfig::new(
+        settings
+            .repo_endpoint
+            .clone()
+            .unwrap_or_else(|| PROD_REPO_ENDPOINT.to_owned()),
+        settings
+            .file_endpoint
+            .clone()
+            .unwrap_or_else(|| PROD_FILE_ENDPOINT.to_owned()),
+        token,
+    );
+    if let Some(rpm) = number::<u32>(&lookup, env::MAX_SYNAPSE_RPM)? {
+        if !(1..=600).contains(&rpm) {
+            return Err(FunctionError::Config(format!(
+                "{} must be in 1..=600, got {rpm}",
+                env::MAX_SYNAPSE_RPM
+            )));
+        }
+        client.requests_per_minute = rpm;
+    }
+    let synapse = SynapseClient::new(client).map_err(synmigrate::Error::from)?;
+    let path_style = flag(&lookup, env::S3_FORCE_PATH_STYLE)?;
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(sdk)
+            .force_path_style(path_style)
+            .build(),
+    );
+    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk), settings.table);
+    Ok(Services::new(
+        synapse,
+        Arc::new(store),
+        s3,
+        settings.bucket,
+        tuning(&lookup)?,
+    ))
+}
+
+/// The failure queue's URL, required by the functions that report failures.
+pub fn failure_queue_url() -> Result<String, FunctionError> {
+    std::env::var(env::FAILURE_QUEUE_URL)
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+        .ok_or_else(|| {
+            FunctionError::Config(format!(
+                "missing environment variable {}",
+                env::FAILURE_QUEUE_URL
+            ))
+        })
+}
+
+/// Reads the token secret; its value is the token itself or `{"token": "..."}`.
+async fn secret_token(sdk: &SdkConfig, arn: &str) -> Result<SynapseToken, FunctionError> {
+    let secret = aws_sdk_secretsmanager::Client::new(sdk)
+        .get_secret_value()
+        .secret_id(arn)
+        .send()
+        .await
+        .map_err(|e| {
+            FunctionError::Config(format!(
+                "cannot read the token secret {arn}: {}",
+                aws_sdk_secretsmanager::error::DisplayErrorContext(&e)
+            ))
+        })?;
+    let text = secret.secret_string().ok_or_else(|| {
+        FunctionError::Config(format!("the token secret {arn} has no string value"))
+    })?;
+    let token = token_from_secret(text)
+        .ok_or_else(|| FunctionError::Config(format!("the token secret {arn} is malformed")))?;
+    Ok(SynapseToken::new(token).map_err(synmigrate::Error::from)?)
+}
+
+/// The token in a secret string: JSON with a `token` field, or the whole string.
+fn token_from_secret(text: &str) -> Option<String> {
+    if text.trim_start().starts_with('{') {
+        let value: serde_json::Value = serde_json::from_str(text).ok()?;
+        value.get("token")?.as_str().map(str::to_owned)
+    } else {
+        Some(text.to_owned())
+    }
+}
+
+/// The default tuning with the overrides the environment gives.
+fn tuning(lookup: &impl Fn(&str) -> Option<String>) -> Result<Tuning, FunctionError> {
+    let mut tuning = Tuning::default();
+    if let Some(seconds) = number(lookup, env::INDEX_SECONDS)? {
+        tuning.index_time_budget = Duration::from_secs(seconds);
+    }
+    if let Some(files) = number(lookup, env::UNIT_MAX_FILES)? {
+        tuning.unit_limits.max_files = files;
+    }
+    if let Some(bytes) = number(lookup, env::LARGE_FILE_BYTES)? {
+        tuning.unit_limits.large_threshold = bytes;
+    }
+    if let Some(seconds) = number(lookup, env::BATCH_SECONDS)? {
+        tuning.batch_budget.time_budget = Duration::from_secs(seconds);
+    }
+    if let Some(parts) = number(lookup, env::BATCH_CONCURRENCY)? {
+        tuning.batch_budget.concurrency = parts;
+        tuning.engine.concurrency = parts as usize;
+    }
+    if let Some(bytes) = number(lookup, env::COPY_OBJECT_THRESHOLD)? {
+        tuning.engine.copy_object_threshold = bytes;
+    }
+    Ok(tuning)
+}
+
+/// An optional positive integer variable; zero or garbage fails naming the variable.
+fn number<T: std::str::FromStr + PartialEq + Default>(
+    lookup: &impl Fn(&str) -> Option<String>,
+    name: &str,
+) -> Result<Option<T>, FunctionError> {
+    let Some(value) = lookup(name).filter(|v| !v.trim().is_empty()) else {
+        return Ok(None);
+    };
+    match value.trim().parse::<T>() {
+        Ok(n) if n != T::default() => Ok(Some(n)),
+        _ => Err(FunctionError::Config(format!(
+            "{name} must be a positive integer, got {value:?}"
+        ))),
+    }
+}
+
+fn flag(lookup: &impl Fn(&str) -> Option<String>, name: &str) -> Result<bool, FunctionError> {
+    match lookup(name).as_deref().map(str::trim) {
+        None | Some("") | Some("false") | Some("0") => Ok(false),
+        Some("true") | Some("1") => Ok(true),
+        Some(other) => Err(FunctionError::Config(format!(
+            "{name} must be true or false, got {other:?}"
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn lookup(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let vars: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        move |name| vars.get(name).cloned()
+    }
+
+    #[test]
+    fn the_secret_is_the_token_or_json_holding_it() {
+        assert_eq!(token_from_secret("abc").as_deref(), Some("abc"));
+        assert_eq!(
+            token_from_secret(r#"{"token": "xyz"}"#).as_deref(),
+            Some("xyz")
+        );
+        assert_eq!(token_from_secret(r#"{"other": "xyz"}"#), None);
+    }
+
+    #[test]
+    fn tuning_overrides_name_the_bad_variable() {
+        let tuned = tuning(&lookup(&[
+            (env::LARGE_FILE_BYTES, "1024"),
+            (env::BATCH_SECONDS, "2"),
+            (env::BATCH_CONCURRENCY, "3"),
+            (env::UNIT_MAX_FILES, "7"),
+        ]))
+        .unwrap();
+        assert_eq!(tuned.unit_limits.large_threshold, 1024);
+        assert_eq!(tuned.unit_limits.max_files, 7);
+        assert_eq!(tuned.batch_budget.time_budget, Duration::from_secs(2));
+        assert_eq!(tuned.batch_budget.concurrency, 3);
+        assert_eq!(
+            tuning(&lookup(&[])).unwrap().unit_limits.max_files,
+            Tuning::default().unit_limits.max_files
+        );
+        for bad in ["0", "-1", "lots"] {
+            let error = tuning(&lookup(&[(env::UNIT_MAX_FILES, bad)])).unwrap_err();
+            assert!(error.to_string().contains(env::UNIT_MAX_FILES), "{error}");
+            assert_eq!(error.error_type(), types::INTERNAL);
+        }
+    }
+
+    #[test]
+    fn path_style_flag() {
+        let name = env::S3_FORCE_PATH_STYLE;
+        assert!(flag(&lookup(&[(name, "true")]), name).unwrap());
+        assert!(!flag(&lookup(&[]), name).unwrap());
+        assert!(flag(&lookup(&[(name, "yes please")]), name).is_err());
+    }
+
+    #[test]
+    fn diagnostics_carry_the_stable_type() {
+        let error = FunctionError::from(synmigrate::Error::Throttled("slow down".into()));
+        let diagnostic = Diagnostic::from(error);
+        assert_eq!(diagnostic.error_type, types::THROTTLED);
+        assert!(diagnostic.error_message.contains("slow down"));
+        let diagnostic = Diagnostic::from(FunctionError::Transient("queue".into()));
+        assert_eq!(diagnostic.error_type, types::TRANSIENT);
+    }
+}
