@@ -1,4 +1,59 @@
 //! Migration core of synmigrate: everything the Lambdas, the CLI and the tests share.
+//!
+//! synmigrate moves every file of a Synapse project into another storage location without
+//! downloading anything: S3 copies the bytes server-side, then each entity is pointed at the copy.
+//!
+//! # Stages
+//! The pipeline is a Step Functions state machine with one Lambda per stage; each stage is one
+//! async function in [`stages`] taking the shared [`stages::Services`] and a small camelCase
+//! JSON input (payloads are capped at 256 KiB, so stages pass keys and read state from the store):
+//!
+//! 1. **init**: validates the input, reads the destination storage location (only its creator
+//!    may), takes the project lock (a live holder ends the run with `Fatal.AlreadyRunning`) and
+//!    opens the run.
+//! 2. **index**, repeated until `done`: walks the project depth-first within a time budget,
+//!    saving its frontier after every children page, and writes one item per file version the
+//!    strategy selects ([`index`]): INDEXED, ALREADY_MIGRATED, or SKIPPED with a reason.
+//! 3. **plan**: groups the items to copy into work units ([`plan::group_units`]: many small
+//!    files per unit, one big file per unit, items sharing a source handle together) and writes
+//!    the manifest the Distributed Map reads.
+//! 4. **start_copy** (per unit): leases the items and each source's copy record, starts or
+//!    resumes each copy with the chosen [`copy`] engine, copies small files at once and returns
+//!    the part batches of big ones.
+//! 5. **copy_parts** (per batch): copies one batch of parts with bounded concurrency.
+//! 6. **complete** (per unit): finishes each copy, records it, updates each entity
+//!    ([`update`]) and records the item MIGRATED; a failing item is recorded ERRORED and the
+//!    others go on.
+//! 7. **record_failure**: the Catch target; marks a failed unit's unfinished items ERRORED.
+//! 8. **report**: counts per status, a CSV report in S3 ([`report`]), finishes the run and
+//!    releases the lock.
+//!
+//! [`runner::run_migration`] calls the same functions in the same order in one process.
+//!
+//! # State
+//! One DynamoDB table ([`state`]) holds, per migration (project and destination): the lock, the
+//! runs with their counters, the index frontier, one item per file version and one copy record
+//! per source file handle. Items move INDEXED -> COPYING -> COPIED -> MIGRATED, or end as
+//! ALREADY_MIGRATED or SKIPPED; ERRORED (with the error type, message and a retryable flag) is
+//! reachable from every unfinished status. Every write is conditional, and claims are leases
+//! that expire, so the work of a crashed Lambda is picked up again by a later attempt or run.
+//!
+//! # Idempotency
+//! - Re-indexing never overwrites an item in a later state; a file found in the destination
+//!   because of one of our items leaves that item to finish instead of replacing it.
+//! - A source file handle is copied once, shared by every entity that uses it, and the copy's
+//!   destination handle is recorded *before* any entity is touched.
+//! - Before an entity is written, what it points at now is read: if that is the copy or any
+//!   handle in the destination, the item is recorded MIGRATED without a write, so a crash
+//!   between update and state write never yields a second version. An entity that changed after
+//!   indexing is left alone (`Fatal.Conflict`).
+//! - Plan retries INDEXED items, retryable ERRORED items under `maxAttempts`, and in-flight
+//!   items whose lease expired; a copy is resumed from its saved engine state.
+//! - Uploads that fail verification are aborted; sources are never changed or deleted.
+//!
+//! # Errors
+//! Every error has a stable type name ([`error::types`]): `Retryable.*` ones are retried by the
+//! state machine and by the next run, `Fatal.*` ones are recorded with a readable message.
 
 pub mod config;
 pub mod copy;

@@ -478,7 +478,7 @@ async fn put_object(
         })
 }
 
-/// Reads a manifest written by [`plan`] (the in-process runner's ItemReader).
+/// Reads a manifest written by [`plan()`] (the in-process runner's ItemReader).
 pub async fn read_manifest(services: &Services, key: &str) -> Result<Vec<WorkUnit>> {
     let object = services
         .s3
