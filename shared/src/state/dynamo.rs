@@ -536,6 +536,36 @@ impl DynamoStore {
             .map(|attrs| parse_lock(&attrs))
             .transpose()
     }
+
+    /// Every run of a migration, in run id order: what `synmigrate status` and `report` show.
+    /// One Query on the migration's partition (runs are few; items are skipped by the key range).
+    pub async fn list_runs(&self, migration: &MigrationKey) -> Result<Vec<RunRecord>, StateError> {
+        let mut runs = Vec::new();
+        let mut start_key = None;
+        loop {
+            let output = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .consistent_read(true)
+                .key_condition_expression("#pk = :pk AND begins_with(#sk, :prefix)")
+                .expression_attribute_names("#pk", PK)
+                .expression_attribute_names("#sk", SK)
+                .expression_attribute_values(":pk", s(migration.pk()))
+                .expression_attribute_values(":prefix", s(run_sk("")))
+                .set_exclusive_start_key(start_key)
+                .send()
+                .await
+                .map_err(|e| service_error("Query", e))?;
+            for attrs in output.items() {
+                runs.push(parse_run(attrs)?);
+            }
+            match output.last_evaluated_key {
+                Some(key) if !key.is_empty() => start_key = Some(key),
+                _ => return Ok(runs),
+            }
+        }
+    }
 }
 
 #[async_trait]

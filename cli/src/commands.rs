@@ -1,0 +1,556 @@
+//! The commands: each checks its flags and settings first (a usage error needs no AWS), then
+//! talks to Step Functions, DynamoDB and S3 through the default AWS configuration, so
+//! `AWS_ENDPOINT_URL` points every client at a local stack.
+
+use std::io::{IsTerminal, Write};
+use std::time::{Duration, Instant};
+
+use aws_config::{BehaviorVersion, SdkConfig};
+use aws_sdk_sfn::operation::describe_execution::DescribeExecutionOutput;
+use aws_sdk_sfn::types::ExecutionStatus;
+use indicatif::{BinaryBytes, ProgressBar, ProgressStyle};
+use serde::Deserialize;
+use synmigrate::config::MigrationOptions;
+use synmigrate::plan::WorkUnit;
+use synmigrate::report::ItemTotals;
+use synmigrate::stages::now;
+use synmigrate::state::dynamo::DynamoStore;
+use synmigrate::state::{ItemRecord, MigrationKey, RunRecord, StateStore};
+
+use crate::args::{
+    Command, Deployment, Format, MigrationArgs, ReportArgs, StartArgs, WatchArgs,
+    S3_FORCE_PATH_STYLE_ENV,
+};
+use crate::error::{CliError, Verdict};
+use crate::naming::{
+    check_destination, check_execution_name, check_project, execution_arn, execution_name,
+    execution_name_of, rfc3339,
+};
+use crate::render::{self, Planned, Progress, RunReport};
+
+/// Items per state table page.
+const PAGE: u32 = 500;
+/// A plain (non-terminal) progress line is repeated at least this often, even when unchanged.
+const PLAIN_REPEAT: Duration = Duration::from_secs(30);
+/// Most characters of an execution's failure cause shown.
+const MAX_CAUSE_CHARS: usize = 2_000;
+
+/// Runs one command, writing its result to `out` (progress goes to standard error).
+pub async fn run(
+    deployment: &Deployment,
+    command: &Command,
+    out: &mut dyn Write,
+) -> Result<Verdict, CliError> {
+    match command {
+        Command::Start(args) => start(deployment, args, out).await,
+        Command::Watch(args) => watch(deployment, args, out).await,
+        Command::Report(args) => report(deployment, args, out).await,
+        Command::Status(args) => status(deployment, args, out).await,
+    }
+}
+
+/// The AWS clients, from the default configuration chain.
+struct Aws {
+    config: SdkConfig,
+}
+
+impl Aws {
+    async fn load() -> Self {
+        Self {
+            config: aws_config::defaults(BehaviorVersion::latest()).load().await,
+        }
+    }
+
+    fn sfn(&self) -> aws_sdk_sfn::Client {
+        aws_sdk_sfn::Client::new(&self.config)
+    }
+
+    fn store(&self, table: &str) -> DynamoStore {
+        DynamoStore::new(aws_sdk_dynamodb::Client::new(&self.config), table)
+    }
+
+    fn s3(&self) -> aws_sdk_s3::Client {
+        let path_style = std::env::var(S3_FORCE_PATH_STYLE_ENV)
+            .is_ok_and(|value| value.trim().eq_ignore_ascii_case("true"));
+        let config = aws_sdk_s3::config::Builder::from(&self.config)
+            .force_path_style(path_style)
+            .build();
+        aws_sdk_s3::Client::from_conf(config)
+    }
+}
+
+/// The execution input the state machine expects.
+pub fn execution_input(
+    project: &str,
+    destination: i64,
+    options: &MigrationOptions,
+) -> serde_json::Value {
+    serde_json::json!({
+        "projectId": project,
+        "destinationStorageLocationId": destination,
+        "options": options,
+    })
+}
+
+/// The part of an execution's input `watch` needs.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ExecutionInput {
+    project_id: String,
+    destination_storage_location_id: i64,
+}
+
+/// Where Plan writes the manifest of run `run_id` (see `RunContext::manifest_key`).
+pub fn manifest_key(run_id: &str) -> String {
+    format!("runs/{run_id}/manifest.json")
+}
+
+fn migration(args: &MigrationArgs) -> Result<MigrationKey, CliError> {
+    check_project(&args.project)?;
+    check_destination(args.destination)?;
+    MigrationKey::new(&args.project, args.destination).map_err(CliError::from)
+}
+
+async fn start(
+    deployment: &Deployment,
+    args: &StartArgs,
+    out: &mut dyn Write,
+) -> Result<Verdict, CliError> {
+    let MigrationArgs {
+        project,
+        destination,
+    } = &args.migration;
+    migration(&args.migration)?;
+    let options = args.options()?;
+    let name = match &args.execution_name {
+        Some(name) => {
+            check_execution_name(name)?;
+            name.clone()
+        }
+        None => execution_name(project, *destination, now(), args.window),
+    };
+    let state_machine = deployment.state_machine_arn()?;
+    let input = execution_input(project, *destination, &options);
+    let sfn = Aws::load().await.sfn();
+    let started = sfn
+        .start_execution()
+        .state_machine_arn(state_machine)
+        .name(&name)
+        .input(input.to_string())
+        .send()
+        .await;
+    let arn = match started {
+        Ok(output) => {
+            eprintln!("Started execution {name}");
+            output.execution_arn
+        }
+        Err(error) => {
+            let service = error.as_service_error();
+            if service.is_some_and(|e| e.is_execution_already_exists()) {
+                let arn = execution_arn(state_machine, &name)?;
+                let existing = describe(&sfn, &arn).await?;
+                eprintln!(
+                    "Execution {name} already exists ({}, started {}); not starting another. \
+                     Use --window 0 or --execution-name for a new execution.",
+                    existing.status,
+                    rfc3339(existing.start_date.secs())
+                );
+                arn
+            } else if service.is_some_and(|e| e.is_state_machine_does_not_exist()) {
+                return Err(CliError::NotFound(format!(
+                    "state machine {state_machine} does not exist"
+                )));
+            } else if service.is_some_and(|e| e.is_invalid_arn()) {
+                return Err(CliError::Usage(format!(
+                    "invalid state machine ARN {state_machine:?}"
+                )));
+            } else {
+                return Err(CliError::aws("Step Functions", error));
+            }
+        }
+    };
+    writeln!(out, "{arn}")?;
+    Ok(Verdict::Clean)
+}
+
+async fn describe(
+    sfn: &aws_sdk_sfn::Client,
+    arn: &str,
+) -> Result<DescribeExecutionOutput, CliError> {
+    sfn.describe_execution()
+        .execution_arn(arn)
+        .send()
+        .await
+        .map_err(|error| {
+            let service = error.as_service_error();
+            if service.is_some_and(|e| e.is_execution_does_not_exist()) {
+                CliError::NotFound(format!("execution {arn} does not exist"))
+            } else if service.is_some_and(|e| e.is_invalid_arn()) {
+                CliError::Usage(format!("invalid execution ARN {arn:?}"))
+            } else {
+                CliError::aws("Step Functions", error)
+            }
+        })
+}
+
+/// The newest execution started for a migration (ListExecutions lists newest first).
+async fn newest_execution(
+    sfn: &aws_sdk_sfn::Client,
+    state_machine: &str,
+    project: &str,
+    destination: i64,
+) -> Result<String, CliError> {
+    let prefix = format!("{project}-{destination}-");
+    let mut pages = sfn
+        .list_executions()
+        .state_machine_arn(state_machine)
+        .into_paginator()
+        .items()
+        .send();
+    while let Some(execution) = pages.try_next().await.map_err(|error| {
+        if error
+            .as_service_error()
+            .is_some_and(|e| e.is_state_machine_does_not_exist())
+        {
+            CliError::NotFound(format!("state machine {state_machine} does not exist"))
+        } else {
+            CliError::aws("Step Functions", error)
+        }
+    })? {
+        if execution.name.starts_with(&prefix) {
+            return Ok(execution.execution_arn);
+        }
+    }
+    Err(CliError::NotFound(format!(
+        "no execution of {project} into {destination} in {state_machine}; \
+         start one with `synmigrate start`"
+    )))
+}
+
+/// What Plan decided, once its manifest exists.
+async fn read_plan(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    run_id: &str,
+) -> Result<Option<Planned>, CliError> {
+    let key = manifest_key(run_id);
+    let object = match s3.get_object().bucket(bucket).key(&key).send().await {
+        Ok(object) => object,
+        Err(error) if error.as_service_error().is_some_and(|e| e.is_no_such_key()) => {
+            return Ok(None)
+        }
+        Err(error) => return Err(CliError::aws("S3", error)),
+    };
+    let body = object
+        .body
+        .collect()
+        .await
+        .map_err(|e| CliError::aws("S3", e))?
+        .into_bytes();
+    let units: Vec<WorkUnit> = serde_json::from_slice(&body).map_err(|e| CliError::Aws {
+        service: "S3",
+        message: format!("manifest s3://{bucket}/{key} does not parse: {e}"),
+    })?;
+    Ok(Some(Planned {
+        files: units.iter().map(|u| u.items.len() as u64).sum(),
+        bytes: units.iter().map(|u| u.total_bytes).sum(),
+    }))
+}
+
+/// The progress display: an indicatif bar on a terminal, plain lines elsewhere (logs, CI).
+enum Display {
+    Bar(ProgressBar),
+    Plain {
+        last: String,
+        printed_at: Option<Instant>,
+    },
+}
+
+impl Display {
+    fn new() -> Self {
+        if std::io::stderr().is_terminal() {
+            let bar = ProgressBar::new_spinner();
+            bar.enable_steady_tick(Duration::from_millis(120));
+            Display::Bar(bar)
+        } else {
+            Display::Plain {
+                last: String::new(),
+                printed_at: None,
+            }
+        }
+    }
+
+    fn show(&mut self, progress: &Progress, rate: Option<f64>) {
+        let message = progress.message(rate);
+        match self {
+            Display::Bar(bar) => {
+                match progress.planned {
+                    Some(planned) => {
+                        if bar.length() != Some(planned.files) {
+                            bar.set_style(
+                                ProgressStyle::with_template(
+                                    "{spinner} [{elapsed_precise}] {wide_bar} {msg}",
+                                )
+                                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+                            );
+                            bar.set_length(planned.files);
+                        }
+                        bar.set_position(progress.files_done);
+                    }
+                    None => bar.set_style(
+                        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {msg}")
+                            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+                    ),
+                }
+                bar.set_message(message);
+            }
+            Display::Plain { last, printed_at } => {
+                let stale = printed_at.is_none_or(|at| at.elapsed() >= PLAIN_REPEAT);
+                if message != *last || stale {
+                    eprintln!("{message}");
+                    *last = message;
+                    *printed_at = Some(Instant::now());
+                }
+            }
+        }
+    }
+
+    fn finish(&self) {
+        if let Display::Bar(bar) = self {
+            bar.finish();
+        }
+    }
+}
+
+/// Which execution `watch` follows.
+enum Target<'a> {
+    Execution(&'a str),
+    Newest {
+        project: &'a str,
+        destination: i64,
+        state_machine: &'a str,
+    },
+}
+
+async fn watch(
+    deployment: &Deployment,
+    args: &WatchArgs,
+    out: &mut dyn Write,
+) -> Result<Verdict, CliError> {
+    if !(args.interval.is_finite() && args.interval > 0.0) {
+        return Err(CliError::Usage(format!(
+            "--interval must be a positive number of seconds, got {}",
+            args.interval
+        )));
+    }
+    let interval = Duration::from_secs_f64(args.interval);
+    let table = deployment.table()?;
+    let bucket = deployment.bucket()?;
+    let target = match (&args.execution, &args.project, args.destination) {
+        (Some(arn), _, _) => {
+            execution_name_of(arn)?;
+            Target::Execution(arn)
+        }
+        (None, Some(project), Some(destination)) => {
+            check_project(project)?;
+            check_destination(destination)?;
+            Target::Newest {
+                project,
+                destination,
+                state_machine: deployment.state_machine_arn()?,
+            }
+        }
+        _ => {
+            return Err(CliError::Usage(
+                "watch needs --execution ARN, or --project and --destination".to_owned(),
+            ))
+        }
+    };
+    let aws = Aws::load().await;
+    let (sfn, store, s3) = (aws.sfn(), aws.store(table), aws.s3());
+    let arn = match target {
+        Target::Execution(arn) => arn.to_owned(),
+        Target::Newest {
+            project,
+            destination,
+            state_machine,
+        } => newest_execution(&sfn, state_machine, project, destination).await?,
+    };
+    let run_id = execution_name_of(&arn)?.to_owned();
+    let mut execution = describe(&sfn, &arn).await?;
+    let input: ExecutionInput =
+        serde_json::from_str(execution.input().unwrap_or("{}")).map_err(|e| {
+            CliError::Usage(format!(
+                "execution {run_id} was not started by synmigrate (its input has no \
+                 projectId/destinationStorageLocationId: {e})"
+            ))
+        })?;
+    let migration = MigrationKey::new(&input.project_id, input.destination_storage_location_id)?;
+    eprintln!(
+        "Watching {run_id} ({} -> storage location {})",
+        input.project_id, input.destination_storage_location_id
+    );
+    let mut display = Display::new();
+    let clock = Instant::now();
+    let mut planned = None;
+    let mut first_sample = None;
+    let run = loop {
+        let run = store.get_run(&migration, &run_id).await?;
+        if planned.is_none() && run.is_some() {
+            planned = read_plan(&s3, bucket, &run_id).await?;
+        }
+        let counters = run.as_ref().map(|r| r.counters.clone()).unwrap_or_default();
+        let progress = Progress::new(&counters, planned);
+        let sample = (clock.elapsed(), progress.bytes_done);
+        let rate = match first_sample {
+            Some(first) => render::rate(first, sample),
+            None => {
+                first_sample = planned.map(|_| sample);
+                None
+            }
+        };
+        display.show(&progress, rate);
+        if execution.status != ExecutionStatus::Running {
+            break run;
+        }
+        tokio::time::sleep(interval).await;
+        execution = describe(&sfn, &arn).await?;
+    };
+    display.finish();
+    writeln!(out, "{}", final_status(&run_id, &execution, run.as_ref()))?;
+    let succeeded = execution.status == ExecutionStatus::Succeeded;
+    Ok(
+        if succeeded && !run.as_ref().is_some_and(render::run_failed) {
+            Verdict::Clean
+        } else {
+            Verdict::Failures
+        },
+    )
+}
+
+/// The lines `watch` ends with.
+fn final_status(
+    run_id: &str,
+    execution: &DescribeExecutionOutput,
+    run: Option<&RunRecord>,
+) -> String {
+    let mut text = format!("Execution {run_id}: {}", execution.status);
+    match run {
+        Some(run) => {
+            let count = |status| {
+                run.counters
+                    .by_status
+                    .get(&status)
+                    .copied()
+                    .unwrap_or_default()
+            };
+            use synmigrate::state::StatusName::*;
+            text.push_str(&format!(
+                "\nRun {}: {} indexed, {} migrated, {} skipped, {} already migrated, {} errored; {} copied",
+                run.status.as_str(),
+                count(Indexed),
+                count(Migrated),
+                count(Skipped),
+                count(AlreadyMigrated),
+                count(Errored),
+                BinaryBytes(u64::try_from(run.counters.bytes_copied).unwrap_or_default()),
+            ));
+        }
+        None => text.push_str("\nNo run was recorded (the execution ended before opening one)"),
+    }
+    for (label, value) in [("Error", &execution.error), ("Cause", &execution.cause)] {
+        if let Some(value) = value.as_deref().filter(|v| !v.is_empty()) {
+            let shown: String = value.chars().take(MAX_CAUSE_CHARS).collect();
+            text.push_str(&format!("\n{label}: {shown}"));
+        }
+    }
+    text
+}
+
+async fn all_items(
+    store: &DynamoStore,
+    migration: &MigrationKey,
+) -> Result<Vec<ItemRecord>, CliError> {
+    let mut items = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let page = store
+            .list_items(migration, None, PAGE, token.as_deref())
+            .await?;
+        items.extend(page.items);
+        match page.next_token {
+            Some(next) => token = Some(next),
+            None => return Ok(items),
+        }
+    }
+}
+
+async fn report(
+    deployment: &Deployment,
+    args: &ReportArgs,
+    out: &mut dyn Write,
+) -> Result<Verdict, CliError> {
+    let migration = migration(&args.migration)?;
+    let table = deployment.table()?;
+    let store = Aws::load().await.store(table);
+    let runs = store.list_runs(&migration).await?;
+    let described = || {
+        format!(
+            "{} into {}",
+            args.migration.project, args.migration.destination
+        )
+    };
+    let run = match &args.run {
+        Some(run_id) => runs
+            .into_iter()
+            .find(|run| &run.run_id == run_id)
+            .ok_or_else(|| {
+                CliError::NotFound(format!(
+                    "no run {run_id} of {} in table {table}; `synmigrate status` lists the runs",
+                    described()
+                ))
+            })?,
+        None => runs
+            .into_iter()
+            .max_by(|a, b| (a.started_at, &a.run_id).cmp(&(b.started_at, &b.run_id)))
+            .ok_or_else(|| {
+                CliError::NotFound(format!("no runs of {} in table {table} yet", described()))
+            })?,
+    };
+    let items = all_items(&store, &migration).await?;
+    let mut totals = ItemTotals::default();
+    items.iter().for_each(|item| totals.add(item));
+    let verdict = if render::run_failed(&run) {
+        Verdict::Failures
+    } else {
+        Verdict::Clean
+    };
+    let report = RunReport {
+        project_id: args.migration.project.clone(),
+        destination_storage_location_id: args.migration.destination,
+        run,
+        totals,
+    };
+    let text = match args.format {
+        Format::Table => render::report_table(&report, &items),
+        Format::Csv => render::report_csv(&items),
+        Format::Json => render::report_json(&report),
+    };
+    out.write_all(text.as_bytes())?;
+    Ok(verdict)
+}
+
+async fn status(
+    deployment: &Deployment,
+    args: &MigrationArgs,
+    out: &mut dyn Write,
+) -> Result<Verdict, CliError> {
+    let migration = migration(args)?;
+    let table = deployment.table()?;
+    let store = Aws::load().await.store(table);
+    let lock = store.get_lock(&migration).await?;
+    let runs = store.list_runs(&migration).await?;
+    let text = render::status_text(&args.project, args.destination, lock.as_ref(), &runs, now());
+    out.write_all(text.as_bytes())?;
+    Ok(Verdict::Clean)
+}

@@ -1,0 +1,341 @@
+//! Text the commands print: tables for people, CSV and one-line JSON for tools, progress lines.
+//! Pure functions of the records, so they are tested without AWS.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use indicatif::{BinaryBytes, HumanDuration};
+use serde::Serialize;
+use synmigrate::report::{csv_row, ItemTotals, CSV_HEADER};
+use synmigrate::state::{
+    EpochSeconds, ItemRecord, ItemStatus, Lease, RunCounters, RunRecord, RunStatus, StatusName,
+};
+
+use crate::naming::rfc3339;
+
+/// Left-aligned columns separated by two spaces; the header underlined.
+pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let rule: Vec<String> = widths.iter().map(|w| "-".repeat(*w)).collect();
+    let mut out = table_line(headers, &widths);
+    out.push_str(&table_line(&rule, &widths));
+    for row in rows {
+        out.push_str(&table_line(row, &widths));
+    }
+    out
+}
+
+fn table_line(cells: &[impl AsRef<str>], widths: &[usize]) -> String {
+    let padded: Vec<String> = cells
+        .iter()
+        .zip(widths)
+        .map(|(cell, width)| format!("{:<width$}", cell.as_ref()))
+        .collect();
+    let mut line = padded.join("  ").trim_end().to_owned();
+    line.push('\n');
+    line
+}
+
+fn count(counters: &RunCounters, status: StatusName) -> i64 {
+    counters.by_status.get(&status).copied().unwrap_or_default()
+}
+
+fn bytes(n: i64) -> String {
+    BinaryBytes(u64::try_from(n).unwrap_or_default()).to_string()
+}
+
+/// Whether a run's outcome calls for exit code 1.
+pub fn run_failed(run: &RunRecord) -> bool {
+    matches!(run.status, RunStatus::Failed | RunStatus::Aborted)
+        || count(&run.counters, StatusName::Errored) > 0
+}
+
+/// `synmigrate status`: who holds the lock, then every run, oldest first.
+pub fn status_text(
+    project: &str,
+    destination: i64,
+    lock: Option<&Lease>,
+    runs: &[RunRecord],
+    now: EpochSeconds,
+) -> String {
+    let mut out = format!("Migration {project} -> storage location {destination}\n");
+    out.push_str(&match lock {
+        None => "Lock: free\n".to_owned(),
+        Some(lease) if lease.expires_at <= now => format!(
+            "Lock: free (last held by {}, expired {})\n",
+            lease.owner,
+            rfc3339(lease.expires_at)
+        ),
+        Some(lease) => format!(
+            "Lock: held by {} until {}\n",
+            lease.owner,
+            rfc3339(lease.expires_at)
+        ),
+    });
+    if runs.is_empty() {
+        out.push_str("No runs yet.\n");
+        return out;
+    }
+    let mut sorted: Vec<&RunRecord> = runs.iter().collect();
+    sorted.sort_by(|a, b| (a.started_at, &a.run_id).cmp(&(b.started_at, &b.run_id)));
+    let rows: Vec<Vec<String>> = sorted
+        .iter()
+        .map(|run| {
+            vec![
+                run.run_id.clone(),
+                run.status.as_str().to_owned(),
+                rfc3339(run.started_at),
+                run.ended_at.map(rfc3339).unwrap_or_else(|| "-".to_owned()),
+                count(&run.counters, StatusName::Indexed).to_string(),
+                count(&run.counters, StatusName::Migrated).to_string(),
+                count(&run.counters, StatusName::Skipped).to_string(),
+                count(&run.counters, StatusName::Errored).to_string(),
+                bytes(run.counters.bytes_copied),
+            ]
+        })
+        .collect();
+    out.push('\n');
+    out.push_str(&table(
+        &[
+            "RUN", "STATUS", "STARTED", "ENDED", "INDEXED", "MIGRATED", "SKIPPED", "ERRORED",
+            "COPIED",
+        ],
+        &rows,
+    ));
+    out
+}
+
+/// A run and the migration's items as they stand.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunReport {
+    pub project_id: String,
+    pub destination_storage_location_id: i64,
+    pub run: RunRecord,
+    /// Every item of the migration (all runs so far).
+    pub totals: ItemTotals,
+}
+
+/// Every status with its count, zeros included, so `jq .counts.MIGRATED` never meets `null`.
+fn all_statuses<T: Copy + Default>(
+    lookup: impl Fn(StatusName) -> Option<T>,
+) -> BTreeMap<StatusName, T> {
+    StatusName::ALL
+        .into_iter()
+        .map(|status| (status, lookup(status).unwrap_or_default()))
+        .collect()
+}
+
+/// The one-line JSON of `report --format json`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ReportLine<'a> {
+    project_id: &'a str,
+    destination_storage_location_id: i64,
+    run_id: &'a str,
+    status: RunStatus,
+    started_at: String,
+    ended_at: Option<String>,
+    /// What this run did, per status.
+    counts: BTreeMap<StatusName, i64>,
+    /// Bytes this run copied.
+    bytes_copied: i64,
+    /// Every item of the migration now, per status.
+    totals: BTreeMap<StatusName, u64>,
+    items: u64,
+    migrated_bytes: u64,
+}
+
+pub fn report_json(report: &RunReport) -> String {
+    let run = &report.run;
+    let line = ReportLine {
+        project_id: &report.project_id,
+        destination_storage_location_id: report.destination_storage_location_id,
+        run_id: &run.run_id,
+        status: run.status,
+        started_at: rfc3339(run.started_at),
+        ended_at: run.ended_at.map(rfc3339),
+        counts: all_statuses(|s| run.counters.by_status.get(&s).copied()),
+        bytes_copied: run.counters.bytes_copied,
+        totals: all_statuses(|s| report.totals.by_status.get(&s).copied()),
+        items: report.totals.items,
+        migrated_bytes: report.totals.migrated_bytes,
+    };
+    let mut text = serde_json::to_string(&line).unwrap_or_else(|e| {
+        // Only maps with string keys and plain values: encoding cannot fail.
+        format!("{{\"error\":\"cannot encode the report: {e}\"}}")
+    });
+    text.push('\n');
+    text
+}
+
+/// `report --format csv`: the official client's columns, one row per item.
+pub fn report_csv(items: &[ItemRecord]) -> String {
+    let mut out = String::from(CSV_HEADER);
+    out.push('\n');
+    for item in items {
+        out.push_str(&csv_row(item));
+    }
+    out
+}
+
+fn detail(item: &ItemRecord) -> String {
+    let mut detail = match &item.status {
+        ItemStatus::Skipped { reason } => reason.as_str().to_owned(),
+        ItemStatus::Errored(error) => format!("{}: {}", error.class, error.message),
+        _ => String::new(),
+    };
+    if let Some(renamed) = &item.destination_file_name {
+        if !detail.is_empty() {
+            detail.push_str("; ");
+        }
+        detail.push_str(&format!("renamed to {renamed}"));
+    }
+    detail.replace(['\n', '\r'], " ")
+}
+
+fn counts_text<T: std::fmt::Display + Default + PartialEq>(
+    counts: &BTreeMap<StatusName, T>,
+) -> String {
+    let parts: Vec<String> = counts
+        .iter()
+        .filter(|(_, n)| **n != T::default())
+        .map(|(status, n)| format!("{status} {n}"))
+        .collect();
+    if parts.is_empty() {
+        "nothing".to_owned()
+    } else {
+        parts.join(", ")
+    }
+}
+
+/// `report --format table`: the summary, then one row per item.
+pub fn report_table(report: &RunReport, items: &[ItemRecord]) -> String {
+    let run = &report.run;
+    let mut out = format!(
+        "Migration {} -> storage location {}, run {} ({})\n",
+        report.project_id,
+        report.destination_storage_location_id,
+        run.run_id,
+        run.status.as_str()
+    );
+    out.push_str(&format!(
+        "Started {}, ended {}\n",
+        rfc3339(run.started_at),
+        run.ended_at.map(rfc3339).unwrap_or_else(|| "-".to_owned())
+    ));
+    out.push_str(&format!(
+        "This run: {}; {} copied\n",
+        counts_text(&run.counters.by_status),
+        bytes(run.counters.bytes_copied)
+    ));
+    out.push_str(&format!(
+        "All items: {} ({}); {} migrated\n\n",
+        report.totals.items,
+        counts_text(&report.totals.by_status),
+        BinaryBytes(report.totals.migrated_bytes)
+    ));
+    let rows: Vec<Vec<String>> = items
+        .iter()
+        .map(|item| {
+            vec![
+                item.key.to_string(),
+                item.status.name().as_str().to_owned(),
+                item.size.to_string(),
+                item.source_file_handle_id.clone(),
+                item.destination_file_handle_id.clone().unwrap_or_default(),
+                detail(item),
+            ]
+        })
+        .collect();
+    out.push_str(&table(
+        &[
+            "ITEM",
+            "STATUS",
+            "BYTES",
+            "FROM HANDLE",
+            "TO HANDLE",
+            "DETAIL",
+        ],
+        &rows,
+    ));
+    out
+}
+
+/// What Plan decided to copy (read from its manifest).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Planned {
+    pub files: u64,
+    pub bytes: u64,
+}
+
+/// One look at a running migration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Progress {
+    /// File versions this run's Index wrote.
+    pub found: u64,
+    /// `None` while indexing.
+    pub planned: Option<Planned>,
+    /// Files finished either way (migrated or failed).
+    pub files_done: u64,
+    pub failures: u64,
+    pub bytes_done: u64,
+}
+
+impl Progress {
+    pub fn new(counters: &RunCounters, planned: Option<Planned>) -> Self {
+        let n = |status| u64::try_from(count(counters, status)).unwrap_or_default();
+        Self {
+            found: n(StatusName::Indexed) + n(StatusName::AlreadyMigrated) + n(StatusName::Skipped),
+            planned,
+            files_done: n(StatusName::Migrated) + n(StatusName::Errored),
+            failures: n(StatusName::Errored),
+            bytes_done: u64::try_from(counters.bytes_copied).unwrap_or_default(),
+        }
+    }
+
+    /// Time left at `bytes_per_second`, by bytes (what takes the time), or by files when the
+    /// plan has no bytes.
+    pub fn eta(&self, bytes_per_second: f64) -> Option<Duration> {
+        let planned = self.planned?;
+        if bytes_per_second <= 0.0 || planned.bytes == 0 {
+            return None;
+        }
+        let left = planned.bytes.saturating_sub(self.bytes_done) as f64;
+        Some(Duration::from_secs_f64(left / bytes_per_second))
+    }
+
+    /// The line shown beside (or instead of) the bar.
+    pub fn message(&self, bytes_per_second: Option<f64>) -> String {
+        let Some(planned) = self.planned else {
+            return format!("indexing: {} file versions found", self.found);
+        };
+        let mut parts = vec![
+            format!("files {}/{}", self.files_done, planned.files),
+            format!(
+                "{}/{}",
+                BinaryBytes(self.bytes_done),
+                BinaryBytes(planned.bytes)
+            ),
+        ];
+        if let Some(rate) = bytes_per_second.filter(|r| *r > 0.0) {
+            parts.push(format!("{}/s", BinaryBytes(rate as u64)));
+            if let Some(eta) = self.eta(rate) {
+                parts.push(format!("ETA {}", HumanDuration(eta)));
+            }
+        }
+        parts.push(format!("failures {}", self.failures));
+        parts.join(" · ")
+    }
+}
+
+/// Bytes per second between two looks, `None` before there are two or when nothing moved.
+pub fn rate(first: (Duration, u64), now: (Duration, u64)) -> Option<f64> {
+    let seconds = now.0.checked_sub(first.0)?.as_secs_f64();
+    let moved = now.1.checked_sub(first.1)?;
+    (seconds > 0.0 && moved > 0).then(|| moved as f64 / seconds)
+}
