@@ -9,7 +9,9 @@
 #     - every DefinitionSubstitutions key is used by the ASL file and every ${...} in the ASL
 #       file is a key (checked when the ASL file exists);
 #     - the DynamoDB table's keys, index, billing and TTL match `create_table` in
-#       shared/src/state/dynamo.rs (names read from that file, not written twice).
+#       shared/src/state/dynamo.rs (names read from that file, not written twice);
+#     - the schedule's execution input is JSON whose fields the Init input and the migration
+#       options (shared/src/stages.rs, shared/src/config.rs) accept.
 # No AWS account is needed: dummy credentials and a fixed region keep every tool offline.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -35,7 +37,7 @@ echo "check-template: sam validate --lint" >&2
 echo "check-template: cfn-lint" >&2
 "$bin/cfn-lint" -- "$template"
 echo "check-template: IAM, state machine substitutions, state table" >&2
-"$bin/python" - "$template" "$root/shared/src/state/dynamo.rs" <<'PY'
+"$bin/python" - "$template" "$root/shared/src" <<'PY'
 import copy
 import json
 import os
@@ -46,7 +48,8 @@ from cfnlint.decode import decode
 from samtranslator.parser.parser import Parser
 from samtranslator.translator.translator import Translator
 
-template_path, dynamo_rs = sys.argv[1], sys.argv[2]
+template_path, rust_src = sys.argv[1], sys.argv[2]
+dynamo_rs = os.path.join(rust_src, "state", "dynamo.rs")
 template_dir = os.path.dirname(os.path.abspath(template_path))
 problems = []
 
@@ -238,6 +241,40 @@ for name, table in tables.items():
     for field, want in expected.items():
         if actual[field] != want:
             problems.append(f"{name}.{field} is {json.dumps(actual[field])}, create_table makes {json.dumps(want)}")
+
+# ---- Schedule input versus the Init input and the options ----
+def rust_fields(file, struct):
+    with open(os.path.join(rust_src, file), encoding="utf-8") as f:
+        text = f.read()
+    body = need(rf"pub struct {struct}\s*\{{(.*?)\n\}}", text, f"struct {struct}").group(1)
+    return {re.sub(r"_(\w)", lambda m: m.group(1).upper(), name) for name in re.findall(r"pub (\w+):", body)}
+
+
+init_fields = rust_fields("stages.rs", "InitInput")
+option_fields = rust_fields("config.rs", "MigrationOptions")
+parameters = template.get("Parameters", {})
+
+
+def sample(name):
+    """A value the parameter may take, to render the input; "1" stands in for empty defaults."""
+    spec = parameters.get(name, {})
+    return str(spec.get("Default") or (spec.get("AllowedValues") or ["1"])[0])
+
+
+for name, schedule in resources_of(template, "AWS::Scheduler::Schedule").items():
+    body = schedule.get("Properties", {}).get("Target", {}).get("Input", {}).get("Fn::Sub")
+    if not isinstance(body, str):
+        problems.append(f"{name}: Target.Input is expected as a Fn::Sub string")
+        continue
+    try:
+        rendered = json.loads(re.sub(r"\$\{([\w:]+)\}", lambda m: sample(m.group(1)), body))
+    except ValueError as error:
+        problems.append(f"{name}: Target.Input does not render to JSON: {error}")
+        continue
+    for key in sorted(set(rendered) - init_fields):
+        problems.append(f"{name}: input field {key} is not a field of InitInput")
+    for key in sorted(set(rendered.get("options", {})) - option_fields):
+        problems.append(f"{name}: option {key} is not a field of MigrationOptions")
 
 if problems:
     print("check-template: FAILED", file=sys.stderr)
