@@ -103,6 +103,8 @@ def strings(node):
         for key, value in node.items():
             if key in ("Ref", "Fn::GetAtt"):
                 continue  # names of resources and parameters, not patterns
+            if key == "Fn::If" and isinstance(value, list):
+                value = value[1:]  # the condition's name is no value
             yield from strings(value)
 
 
