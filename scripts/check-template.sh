@@ -16,7 +16,7 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 bin="$root/.venv/bin"
-template="${1:-$root/template.yaml}"
+template=$(realpath "${1:-$root/template.yaml}")
 
 for tool in sam cfn-lint python; do
   if [ ! -x "$bin/$tool" ]; then
