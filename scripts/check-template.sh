@@ -9,7 +9,8 @@
 #     - every DefinitionSubstitutions key is used by the ASL file and every ${...} in the ASL
 #       file is a key (checked when the ASL file exists);
 #     - the DynamoDB table's keys, index, billing and TTL match `create_table` in
-#       shared/src/state/dynamo.rs (names read from that file, not written twice);
+#       shared/src/state/dynamo.rs (names read from that file, not written twice), and IAM
+#       grants name only that index;
 #     - the schedule's execution input is JSON whose fields the Init input and the migration
 #       options (shared/src/stages.rs, shared/src/config.rs) accept.
 # No AWS account is needed: dummy credentials and a fixed region keep every tool offline.
@@ -243,6 +244,14 @@ for name, table in tables.items():
     for field, want in expected.items():
         if actual[field] != want:
             problems.append(f"{name}.{field} is {json.dumps(actual[field])}, create_table makes {json.dumps(want)}")
+
+# IAM grants on an index name it: it must be one the table has.
+index_names = {i["IndexName"] for i in expected["GlobalSecondaryIndexes"]}
+for where, statement in found:
+    for resource in strings(statement.get("Resource", [])):
+        for index in re.findall(r"/index/([^/*]+)", resource):
+            if index not in index_names:
+                problems.append(f"{where}: index {index} is not an index of the table ({sorted(index_names)})")
 
 # ---- Schedule input versus the Init input and the options ----
 def rust_fields(file, struct):
