@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Offline checks of template.yaml (run by `make template-check`, part of `make test`):
-#  1. `sam validate --lint` (the SAM transform plus cfn-lint's SAM rules),
-#  2. `cfn-lint` on its own (fails on errors and warnings),
-#  3. the project's rules, which neither tool knows (Python below, on the SAM-translated template):
+#  1. `sam validate --lint` (cfn-lint as SAM runs it, with SAM's settings),
+#  2. `cfn-lint` on its own (fails on errors and warnings). cfn-lint checks SAM resources against
+#     SAM's schemas but does not run the SAM transform, so:
+#  3. the project's rules (Python below) run on the template the SAM translator makes (a failed
+#     translation fails the check), which covers the roles SAM generates too:
 #     - no Allow statement has a wildcard action, NotAction or NotResource, and "*" resources
 #       only for actions that take no resource ARN; Deny statements may use wildcards (they
 #       only ever take permissions away, e.g. the artifacts bucket's TLS-only policy);
