@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::copy::CopyMode;
 use crate::plan::{MAX_PART_SIZE, MIB, MIN_PART_SIZE};
-use crate::synapse::TokenSource;
+use crate::synapse::{ClientConfig, TokenSource};
 
 /// Errors of configuration: always the caller's to fix, never retried.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -144,6 +144,14 @@ impl MigrationOptions {
         Ok(())
     }
 
+    /// Lowers the client's request rate to `maxSynapseRequestsPerMinute` (never raises it: the
+    /// deployment's own ceiling holds). Used where the Synapse client is built for a run.
+    pub fn limit_client(&self, config: &mut ClientConfig) {
+        config.requests_per_minute = config
+            .requests_per_minute
+            .min(self.max_synapse_requests_per_minute);
+    }
+
     /// Whether a file in `storage_location_id` is selected by `sourceStorageLocationIds`.
     pub fn selects_source(&self, storage_location_id: Option<i64>) -> bool {
         self.source_storage_location_ids.is_empty()
@@ -218,6 +226,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
+    use crate::synapse::SynapseToken;
 
     #[test]
     fn empty_input_takes_the_defaults() {
@@ -306,6 +315,19 @@ mod tests {
             let error = options.validate().unwrap_err();
             assert!(error.to_string().contains(field), "{error}");
         }
+    }
+
+    #[test]
+    fn the_option_only_lowers_the_client_rate() {
+        let mut config = ClientConfig::production(SynapseToken::new("t").unwrap());
+        let options = MigrationOptions {
+            max_synapse_requests_per_minute: 100,
+            ..Default::default()
+        };
+        options.limit_client(&mut config);
+        assert_eq!(config.requests_per_minute, 100);
+        MigrationOptions::default().limit_client(&mut config);
+        assert_eq!(config.requests_per_minute, 100);
     }
 
     #[test]

@@ -771,6 +771,8 @@ async fn source_handles(
 /// right away and plans the part batches of big ones.
 pub async fn start_copy(services: &Services, input: UnitInput) -> Result<StartCopyOutput> {
     let UnitInput { run, unit } = input;
+    // Keeps the lock alive through a long copy phase, and stops a run whose lock was taken.
+    renew_lock(services, &run).await?;
     let ctx = UnitCtx::new(services, &run, &unit.unit_id)?;
     let mut outcomes = Vec::new();
     let mut claimed: Vec<(String, Vec<ItemRecord>, CopyRecord)> = Vec::new();

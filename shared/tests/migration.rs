@@ -785,3 +785,36 @@ async fn the_lock_keeps_a_second_run_out_and_init_refuses_bad_input() -> anyhow:
     })
     .await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn without_continue_on_error_the_first_failure_stops_the_run() -> anyhow::Result<()> {
+    bounded(async {
+        let env = Env::start(2, ThrottleConfig::disabled()).await?;
+        let mut services = env.services();
+        // One file per unit: the `many` files come after the refused ones in unit order.
+        services.tuning.unit_limits.max_files = 1;
+        let mut opts = options(FileVersionStrategy::New, CopyMode::Synapse);
+        opts.continue_on_error = false;
+        opts.max_concurrency = 1;
+        let summary = run_migration(&services, env.input("strict", opts.clone())).await?;
+        ensure!(summary.status == RunStatus::Aborted, "{summary:?}");
+        ensure!(summary.totals.count(StatusName::Errored) >= 1);
+        ensure!(
+            summary.totals.count(StatusName::Indexed) >= 1,
+            "units after the failure stay INDEXED: {:?}",
+            summary.totals
+        );
+        let items = env.items().await?;
+        ensure!(items.values().all(|i| i.lease.is_none()), "no claim left");
+        // The lock was released: the next run starts and finishes what is left.
+        opts.continue_on_error = true;
+        let next = run_migration(&services, env.input("lenient", opts)).await?;
+        ensure!(
+            next.totals.count(StatusName::Indexed) == 0,
+            "{:?}",
+            next.totals
+        );
+        Ok(())
+    })
+    .await
+}
