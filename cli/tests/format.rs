@@ -1,0 +1,435 @@
+//! Parsing and rendering without AWS: execution names, the execution input, tables, the JSON
+//! line, progress lines and exit codes.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use clap::Parser;
+use synmigrate::config::{FileVersionStrategy, MigrationOptions};
+use synmigrate::copy::CopyMode;
+use synmigrate::report::{ItemTotals, CSV_HEADER};
+use synmigrate::stages::RunContext;
+use synmigrate::state::{
+    ItemError, ItemKey, ItemRecord, ItemStatus, Lease, RunCounters, RunRecord, RunStatus,
+    SkipReason, StatusName,
+};
+use synmigrate_cli::args::{Command, StartArgs};
+use synmigrate_cli::commands::{execution_input, manifest_key};
+use synmigrate_cli::error::{EXIT_FAILURES, EXIT_OK, EXIT_SERVICE, EXIT_USAGE};
+use synmigrate_cli::naming::{
+    check_execution_name, execution_arn, execution_name, execution_name_of, window_start,
+};
+use synmigrate_cli::render::{self, Planned, Progress, RunReport};
+use synmigrate_cli::{Cli, CliError, Verdict};
+
+/// 2026-11-21T06:36:40Z.
+const NOW: i64 = 1_795_243_000;
+
+fn start_args(extra: &[&str]) -> Result<StartArgs, clap::Error> {
+    let base = [
+        "synmigrate",
+        "start",
+        "--project",
+        "syn123",
+        "--destination",
+        "12345",
+    ];
+    let cli = Cli::try_parse_from(base.iter().chain(extra))?;
+    match cli.command {
+        Command::Start(args) => Ok(args),
+        other => panic!("parsed as {other:?}"),
+    }
+}
+
+#[test]
+fn execution_names_follow_the_window() {
+    assert_eq!(
+        execution_name("syn123", 12345, NOW, 60),
+        "syn123-12345-20261121T0600"
+    );
+    assert_eq!(
+        execution_name("syn123", 12345, NOW, 15),
+        "syn123-12345-20261121T0630"
+    );
+    assert_eq!(
+        execution_name("syn123", 12345, NOW, 24 * 60),
+        "syn123-12345-20261121T0000"
+    );
+    // Without a window, a new name every second.
+    assert_eq!(
+        execution_name("syn123", 12345, NOW, 0),
+        "syn123-12345-20261121T063640"
+    );
+    // Same window, same name; the next window, a new one.
+    let window = window_start(NOW, 60);
+    assert_eq!(
+        execution_name("syn123", 12345, window, 60),
+        execution_name("syn123", 12345, window + 3599, 60)
+    );
+    assert_ne!(
+        execution_name("syn123", 12345, window, 60),
+        execution_name("syn123", 12345, window + 3600, 60)
+    );
+    // Another destination is another migration.
+    assert_ne!(
+        execution_name("syn123", 1, NOW, 60),
+        execution_name("syn123", 2, NOW, 60)
+    );
+}
+
+#[test]
+fn execution_arns_round_trip() {
+    let machine = "arn:aws:states:us-east-1:123456789012:stateMachine:synmigrate";
+    let arn = execution_arn(machine, "syn1-2-20261121T0600").unwrap();
+    assert_eq!(
+        arn,
+        "arn:aws:states:us-east-1:123456789012:execution:synmigrate:syn1-2-20261121T0600"
+    );
+    assert_eq!(execution_name_of(&arn).unwrap(), "syn1-2-20261121T0600");
+    for bad in ["", "synmigrate", "arn:aws:states:us-east-1:1:activity:x"] {
+        let error = execution_arn(bad, "n").unwrap_err();
+        assert_eq!(error.exit_code(), EXIT_USAGE, "{bad}");
+        assert!(execution_name_of(bad).is_err(), "{bad}");
+    }
+    assert!(check_execution_name("syn1-2-rerun_1").is_ok());
+    for bad in ["", "a b", "a#b", "a/b", &"x".repeat(81)] {
+        assert!(check_execution_name(bad).is_err(), "{bad}");
+    }
+}
+
+#[test]
+fn start_flags_become_the_options_json() {
+    let args = start_args(&[
+        "--strategy",
+        "all",
+        "--copy-mode",
+        "auto",
+        "--dry-run",
+        "--continue-on-error",
+        "--max-concurrency",
+        "4",
+        "--part-size",
+        "10485760",
+        "--source-location",
+        "1",
+        "--source-location",
+        "2",
+    ])
+    .unwrap();
+    let options = args.options().unwrap();
+    assert_eq!(
+        options,
+        MigrationOptions {
+            file_version_strategy: FileVersionStrategy::All,
+            source_storage_location_ids: vec![1, 2],
+            continue_on_error: true,
+            dry_run: true,
+            copy_mode: CopyMode::Auto,
+            part_size_bytes: 10 * 1024 * 1024,
+            max_concurrency: 4,
+            ..MigrationOptions::default()
+        }
+    );
+    let input = execution_input("syn123", 12345, &options);
+    assert_eq!(input["projectId"], "syn123");
+    assert_eq!(input["destinationStorageLocationId"], 12345);
+    assert_eq!(input["options"]["fileVersionStrategy"], "all");
+    assert_eq!(input["options"]["copyMode"], "auto");
+    assert_eq!(
+        input["options"]["sourceStorageLocationIds"],
+        serde_json::json!([1, 2])
+    );
+    // The pipeline reads the options back exactly (it refuses unknown fields).
+    let back: MigrationOptions = serde_json::from_value(input["options"].clone()).unwrap();
+    assert_eq!(back, options);
+
+    let defaults = start_args(&[]).unwrap();
+    assert_eq!(defaults.window, 60);
+    assert_eq!(defaults.options().unwrap(), MigrationOptions::default());
+}
+
+#[test]
+fn bad_start_flags_are_usage_errors() {
+    let tiny_parts = start_args(&["--part-size", "1024"]).unwrap();
+    let error = tiny_parts.options().unwrap_err();
+    assert_eq!(error.exit_code(), EXIT_USAGE);
+    assert!(error.to_string().contains("partSizeBytes"), "{error}");
+
+    let error = start_args(&["--max-concurrency", "0"])
+        .unwrap()
+        .options()
+        .unwrap_err();
+    assert!(error.to_string().contains("maxConcurrency"), "{error}");
+
+    // clap's own errors exit with 2 as well.
+    for extra in [
+        &["--strategy", "some"][..],
+        &["--window", "5", "--execution-name", "x"],
+        &["--part-size", "lots"],
+    ] {
+        let error = start_args(extra).unwrap_err();
+        assert_eq!(error.exit_code(), i32::from(EXIT_USAGE), "{extra:?}");
+    }
+    let missing = Cli::try_parse_from(["synmigrate", "watch"]).unwrap_err();
+    assert_eq!(missing.exit_code(), i32::from(EXIT_USAGE));
+}
+
+#[test]
+fn exit_codes_are_distinct() {
+    assert_eq!(Verdict::Clean.exit_code(), EXIT_OK);
+    assert_eq!(Verdict::Failures.exit_code(), EXIT_FAILURES);
+    assert_eq!(CliError::Usage("x".into()).exit_code(), EXIT_USAGE);
+    assert_eq!(CliError::NotFound("x".into()).exit_code(), EXIT_USAGE);
+    let unavailable = synmigrate::state::StateError::Transient("timeout".into());
+    assert_eq!(CliError::from(unavailable).exit_code(), EXIT_SERVICE);
+    let mut codes = vec![EXIT_OK, EXIT_FAILURES, EXIT_USAGE, EXIT_SERVICE];
+    codes.dedup();
+    assert_eq!(codes.len(), 4);
+}
+
+#[test]
+fn manifest_key_is_the_pipelines() {
+    let context: RunContext = serde_json::from_value(serde_json::json!({
+        "projectId": "syn1",
+        "destinationStorageLocationId": 7001,
+        "runId": "syn1-7001-20261121T0600",
+        "options": {},
+        "destination": {
+            "concreteType": "org.sagebionetworks.repo.model.project.ExternalS3StorageLocationSetting",
+            "storageLocationId": 7001
+        }
+    }))
+    .unwrap();
+    assert_eq!(manifest_key(&context.run_id), context.manifest_key());
+}
+
+fn run(counters: &[(StatusName, i64)], bytes_copied: i64, status: RunStatus) -> RunRecord {
+    RunRecord {
+        run_id: "syn1-7001-20261121T0600".into(),
+        settings: serde_json::json!({}),
+        status,
+        counters: RunCounters {
+            by_status: counters.iter().copied().collect(),
+            bytes_copied,
+        },
+        started_at: NOW,
+        ended_at: Some(NOW + 90),
+    }
+}
+
+#[test]
+fn status_lists_the_lock_and_the_runs_oldest_first() {
+    let mut older = run(
+        &[(StatusName::Indexed, 3), (StatusName::Migrated, 3)],
+        3 * 1024,
+        RunStatus::Succeeded,
+    );
+    older.run_id = "syn1-7001-20261121T0500".into();
+    older.started_at = NOW - 3600;
+    older.ended_at = Some(NOW - 3600 + 90);
+    let mut current = run(&[(StatusName::Indexed, 1)], 0, RunStatus::Running);
+    current.ended_at = None;
+    let lease = Lease {
+        owner: current.run_id.clone(),
+        expires_at: NOW + 600,
+    };
+    let text = render::status_text("syn1", 7001, Some(&lease), &[current, older], NOW);
+    let expected = "\
+Migration syn1 -> storage location 7001
+Lock: held by syn1-7001-20261121T0600 until 2026-11-21T06:46:40Z
+
+RUN                      STATUS     STARTED               ENDED                 INDEXED  MIGRATED  SKIPPED  ERRORED  COPIED
+-----------------------  ---------  --------------------  --------------------  -------  --------  -------  -------  --------
+syn1-7001-20261121T0500  SUCCEEDED  2026-11-21T05:36:40Z  2026-11-21T05:38:10Z  3        3         0        0        3.00 KiB
+syn1-7001-20261121T0600  RUNNING    2026-11-21T06:36:40Z  -                     1        0         0        0        0 B
+";
+    assert_eq!(text, expected);
+
+    let expired = render::status_text("syn1", 7001, Some(&lease), &[], NOW + 601);
+    assert!(
+        expired.contains("Lock: free (last held by syn1-7001-20261121T0600"),
+        "{expired}"
+    );
+    assert!(expired.ends_with("No runs yet.\n"), "{expired}");
+    assert!(render::status_text("syn1", 7001, None, &[], NOW).contains("Lock: free\n"));
+}
+
+fn item(entity: &str, status: ItemStatus) -> ItemRecord {
+    ItemRecord {
+        key: ItemKey::new(entity, 1).unwrap(),
+        source_file_handle_id: "100".into(),
+        size: 2048,
+        content_md5: None,
+        source_storage_location_id: Some(1),
+        file_name: "a.txt".into(),
+        destination_file_name: None,
+        status,
+        destination_file_handle_id: None,
+        attempts: 0,
+        lease: None,
+        updated_at: NOW,
+        run_id: "syn1-7001-20261121T0600".into(),
+    }
+}
+
+fn sample_items() -> Vec<ItemRecord> {
+    let mut migrated = item("syn10", ItemStatus::Migrated);
+    migrated.destination_file_handle_id = Some("200".into());
+    migrated.destination_file_name = Some("caf_.txt".into());
+    vec![
+        migrated,
+        item(
+            "syn11",
+            ItemStatus::Skipped {
+                reason: SkipReason::EmptyFile,
+            },
+        ),
+        item(
+            "syn12",
+            ItemStatus::Errored(ItemError {
+                class: "Fatal.Forbidden".into(),
+                message: "no access,\nreally".into(),
+                retryable: false,
+            }),
+        ),
+    ]
+}
+
+fn sample_report(items: &[ItemRecord]) -> RunReport {
+    let mut totals = ItemTotals::default();
+    items.iter().for_each(|i| totals.add(i));
+    RunReport {
+        project_id: "syn1".into(),
+        destination_storage_location_id: 7001,
+        run: run(
+            &[
+                (StatusName::Indexed, 2),
+                (StatusName::Skipped, 1),
+                (StatusName::Migrated, 1),
+                (StatusName::Errored, 1),
+            ],
+            2048,
+            RunStatus::Failed,
+        ),
+        totals,
+    }
+}
+
+#[test]
+fn report_json_is_one_line_of_counts() {
+    let items = sample_items();
+    let report = sample_report(&items);
+    let text = render::report_json(&report);
+    assert_eq!(text.lines().count(), 1);
+    assert!(text.ends_with('\n'));
+    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(json["runId"], "syn1-7001-20261121T0600");
+    assert_eq!(json["status"], "FAILED");
+    assert_eq!(json["projectId"], "syn1");
+    assert_eq!(json["destinationStorageLocationId"], 7001);
+    assert_eq!(json["bytesCopied"], 2048);
+    assert_eq!(json["startedAt"], "2026-11-21T06:36:40Z");
+    // Every status is present, zeros included.
+    let counts = json["counts"].as_object().unwrap();
+    assert_eq!(counts.len(), StatusName::ALL.len());
+    assert_eq!(counts["MIGRATED"], 1);
+    assert_eq!(counts["ERRORED"], 1);
+    assert_eq!(counts["ALREADY_MIGRATED"], 0);
+    let totals = json["totals"].as_object().unwrap();
+    assert_eq!(totals.len(), StatusName::ALL.len());
+    assert_eq!(totals["SKIPPED"], 1);
+    assert_eq!(json["items"], 3);
+    assert_eq!(json["migratedBytes"], 2048);
+    assert!(render::run_failed(&report.run));
+}
+
+#[test]
+fn report_table_and_csv() {
+    let items = sample_items();
+    let report = sample_report(&items);
+    let table = render::report_table(&report, &items);
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(
+        lines[0],
+        "Migration syn1 -> storage location 7001, run syn1-7001-20261121T0600 (FAILED)"
+    );
+    assert_eq!(
+        lines[2],
+        "This run: INDEXED 2, MIGRATED 1, SKIPPED 1, ERRORED 1; 2.00 KiB copied"
+    );
+    assert_eq!(
+        lines[3],
+        "All items: 3 (MIGRATED 1, SKIPPED 1, ERRORED 1); 2.00 KiB migrated"
+    );
+    assert_eq!(
+        lines[5],
+        "ITEM     STATUS    BYTES  FROM HANDLE  TO HANDLE  DETAIL"
+    );
+    assert_eq!(
+        lines[7],
+        "syn10.1  MIGRATED  2048   100          200        renamed to caf_.txt"
+    );
+    assert_eq!(
+        lines[8],
+        "syn11.1  SKIPPED   2048   100                     EMPTY_FILE"
+    );
+    // A message with a line break stays on its row.
+    assert_eq!(
+        lines[9],
+        "syn12.1  ERRORED   2048   100                     Fatal.Forbidden: no access, really"
+    );
+    assert_eq!(lines.len(), 10);
+
+    let csv = render::report_csv(&items);
+    let mut rows = csv.lines();
+    assert_eq!(rows.next(), Some(CSV_HEADER));
+    assert_eq!(
+        rows.next(),
+        Some("syn10,file,1,,,1,100,200,MIGRATED,,,caf_.txt,2048")
+    );
+    assert!(csv.contains("\"no access,\nreally\",Fatal.Forbidden"));
+}
+
+#[test]
+fn progress_lines() {
+    let counters = RunCounters {
+        by_status: BTreeMap::from([
+            (StatusName::Indexed, 8),
+            (StatusName::Skipped, 2),
+            (StatusName::Migrated, 3),
+            (StatusName::Errored, 1),
+        ]),
+        bytes_copied: 300 * 1024 * 1024,
+    };
+    let indexing = Progress::new(&counters, None);
+    assert_eq!(indexing.message(None), "indexing: 10 file versions found");
+    let planned = Planned {
+        files: 8,
+        bytes: 1024 * 1024 * 1024,
+    };
+    let copying = Progress::new(&counters, Some(planned));
+    assert_eq!(copying.files_done, 4);
+    assert_eq!(copying.failures, 1);
+    assert_eq!(
+        copying.message(None),
+        "files 4/8 · 300.00 MiB/1.00 GiB · failures 1"
+    );
+    let rate = 10.0 * 1024.0 * 1024.0;
+    assert_eq!(copying.eta(rate).map(|eta| eta.as_secs()), Some(72));
+    assert_eq!(
+        copying.message(Some(rate)),
+        "files 4/8 · 300.00 MiB/1.00 GiB · 10.00 MiB/s · ETA 72 seconds · failures 1"
+    );
+    assert_eq!(
+        render::rate((Duration::from_secs(2), 100), (Duration::from_secs(6), 500)),
+        Some(100.0)
+    );
+    assert_eq!(
+        render::rate((Duration::from_secs(2), 100), (Duration::from_secs(6), 100)),
+        None
+    );
+    assert_eq!(
+        render::rate((Duration::from_secs(2), 100), (Duration::from_secs(2), 200)),
+        None
+    );
+}
