@@ -1,0 +1,546 @@
+//! The built `synmigrate` binary against the local AWS stack (moto): `status` and `report` read
+//! runs and items written through `DynamoStore`; `start` and `watch` drive a state machine with
+//! a trivial Pass definition.
+
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use anyhow::{ensure, Context};
+use aws_sdk_sfn::types::ExecutionStatus;
+use synmigrate::report::{csv_row, CSV_HEADER};
+use synmigrate::stages::now;
+use synmigrate::state::dynamo::{create_table, DynamoStore};
+use synmigrate::state::{
+    ItemError, ItemKey, ItemRecord, ItemStatus, MigrationKey, RunCounters, RunStatus, SkipReason,
+    StateStore, StatusName,
+};
+use synmigrate_cli::commands::manifest_key;
+use synmigrate_cli::naming::execution_name;
+use synmigrate_testkit::AwsStack;
+
+const TABLE: &str = "synmigrate-cli-test";
+const BUCKET: &str = "synmigrate-cli-artifacts";
+const PASS_MACHINE: &str = r#"{"StartAt":"Done","States":{"Done":{"Type":"Pass","End":true}}}"#;
+/// Longest a single CLI invocation may take here.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Runs the binary with the stack's environment plus `env`, killing it after the timeout.
+fn synmigrate(stack: &AwsStack, env: &[(&str, &str)], args: &[&str]) -> anyhow::Result<Output> {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_synmigrate"));
+    command
+        .args(args)
+        .env_remove("SYNMIGRATE_STATE_MACHINE_ARN")
+        .env_remove("SYNMIGRATE_TABLE")
+        .env_remove("SYNMIGRATE_BUCKET")
+        .envs(stack.env_vars())
+        .env("SYNMIGRATE_S3_FORCE_PATH_STYLE", "true")
+        .envs(env.iter().copied());
+    let child = command
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .context("starting synmigrate")?;
+    let id = child.id();
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || sender.send(child.wait_with_output()));
+    match receiver.recv_timeout(COMMAND_TIMEOUT) {
+        Ok(output) => Ok(output?),
+        Err(_) => {
+            // Only the child this test started, by its id.
+            let _ = Command::new("kill").arg(id.to_string()).status();
+            anyhow::bail!("synmigrate {args:?} did not finish within {COMMAND_TIMEOUT:?}")
+        }
+    }
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn item(entity: &str, status: ItemStatus, run_id: &str) -> anyhow::Result<ItemRecord> {
+    Ok(ItemRecord {
+        key: ItemKey::new(entity, 1)?,
+        source_file_handle_id: format!("{entity}-handle"),
+        size: 4096,
+        content_md5: None,
+        source_storage_location_id: Some(1),
+        file_name: format!("{entity}.txt"),
+        destination_file_name: None,
+        status,
+        destination_file_handle_id: None,
+        attempts: 0,
+        lease: None,
+        updated_at: now(),
+        run_id: run_id.to_owned(),
+    })
+}
+
+/// Writes one finished run with its items, as the pipeline would have.
+async fn seed_run(
+    store: &DynamoStore,
+    migration: &MigrationKey,
+    run_id: &str,
+    items: &[ItemRecord],
+    status: RunStatus,
+) -> anyhow::Result<()> {
+    let started = now() - 120;
+    store
+        .create_run(migration, run_id, &serde_json::json!({}), started)
+        .await?;
+    let mut counters = RunCounters::default();
+    for item in items {
+        store.put_item(migration, item, 3).await?;
+        *counters.by_status.entry(item.status.name()).or_default() += 1;
+        if item.status == ItemStatus::Migrated {
+            counters.bytes_copied += item.size as i64;
+        }
+    }
+    store.add_to_counters(migration, run_id, &counters).await?;
+    store.finish_run(migration, run_id, status, now()).await?;
+    Ok(())
+}
+
+#[test]
+fn status_and_report_read_the_state_table() -> anyhow::Result<()> {
+    let stack = AwsStack::start()?;
+    let runtime = tokio::runtime::Runtime::new()?;
+    let store = runtime.block_on(async {
+        let client = aws_sdk_dynamodb::Client::new(&stack.sdk_config().await);
+        create_table(&client, TABLE).await?;
+        anyhow::Ok(DynamoStore::new(client, TABLE))
+    })?;
+    let clean = MigrationKey::new("syn1000", 7001)?;
+    let first_run = "syn1000-7001-20261121T0500";
+    let mut migrated = item("syn1001", ItemStatus::Migrated, first_run)?;
+    migrated.destination_file_handle_id = Some("9001".into());
+    let skipped = item(
+        "syn1002",
+        ItemStatus::Skipped {
+            reason: SkipReason::EmptyFile,
+        },
+        first_run,
+    )?;
+    let failing = MigrationKey::new("syn1000", 7002)?;
+    let failed_run = "syn1000-7002-20261121T0500";
+    let errored = item(
+        "syn1001",
+        ItemStatus::Errored(ItemError {
+            class: "Fatal.Forbidden".into(),
+            message: "you cannot write to storage location 7002".into(),
+            retryable: false,
+        }),
+        failed_run,
+    )?;
+    let holder = "syn1000-7001-20261121T0600";
+    runtime.block_on(async {
+        seed_run(
+            &store,
+            &clean,
+            first_run,
+            &[migrated.clone(), skipped.clone()],
+            RunStatus::Succeeded,
+        )
+        .await?;
+        seed_run(&store, &failing, failed_run, &[errored], RunStatus::Failed).await?;
+        // A second run of the clean migration that is under way and holds the lock.
+        store
+            .create_run(&clean, holder, &serde_json::json!({}), now())
+            .await?;
+        store
+            .acquire_lock(&clean, holder, now() + 3600, now())
+            .await?;
+        anyhow::Ok(())
+    })?;
+    let table = [("SYNMIGRATE_TABLE", TABLE)];
+
+    let status = synmigrate(
+        &stack,
+        &table,
+        &["status", "--project", "syn1000", "--destination", "7001"],
+    )?;
+    let out = text(&status.stdout);
+    ensure!(
+        status.status.code() == Some(0),
+        "status failed: {}",
+        text(&status.stderr)
+    );
+    ensure!(
+        out.contains(&format!("Lock: held by {holder} until")),
+        "{out}"
+    );
+    let rows: Vec<&str> = out.lines().filter(|l| l.starts_with("syn1000-")).collect();
+    ensure!(rows.len() == 2, "two runs expected:\n{out}");
+    ensure!(
+        rows[0].starts_with(first_run) && rows[0].contains("SUCCEEDED"),
+        "{out}"
+    );
+    ensure!(
+        rows[1].starts_with(holder) && rows[1].contains("RUNNING"),
+        "{out}"
+    );
+
+    // The newest run is the default; --run picks another.
+    let csv = synmigrate(
+        &stack,
+        &table,
+        &[
+            "report",
+            "--project",
+            "syn1000",
+            "--destination",
+            "7001",
+            "--run",
+            first_run,
+            "--format",
+            "csv",
+        ],
+    )?;
+    ensure!(
+        csv.status.code() == Some(0),
+        "csv report failed: {}",
+        text(&csv.stderr)
+    );
+    let expected_csv = format!("{CSV_HEADER}\n{}{}", csv_row(&migrated), csv_row(&skipped));
+    ensure!(
+        text(&csv.stdout) == expected_csv,
+        "csv:\n{}",
+        text(&csv.stdout)
+    );
+
+    let json = synmigrate(
+        &stack,
+        &table,
+        &[
+            "report",
+            "--project",
+            "syn1000",
+            "--destination",
+            "7001",
+            "--run",
+            first_run,
+            "--format",
+            "json",
+        ],
+    )?;
+    ensure!(
+        json.status.code() == Some(0),
+        "json report failed: {}",
+        text(&json.stderr)
+    );
+    let stdout = text(&json.stdout);
+    ensure!(stdout.lines().count() == 1, "one line expected: {stdout}");
+    let line: serde_json::Value = serde_json::from_str(&stdout)?;
+    ensure!(
+        line["runId"] == first_run && line["status"] == "SUCCEEDED",
+        "{line}"
+    );
+    ensure!(
+        line["counts"]["MIGRATED"] == 1 && line["counts"]["SKIPPED"] == 1,
+        "{line}"
+    );
+    ensure!(
+        line["counts"]["ERRORED"] == 0 && line["bytesCopied"] == 4096,
+        "{line}"
+    );
+    ensure!(line["items"] == 2, "{line}");
+
+    let newest = synmigrate(
+        &stack,
+        &table,
+        &[
+            "report",
+            "--project",
+            "syn1000",
+            "--destination",
+            "7001",
+            "--format",
+            "json",
+        ],
+    )?;
+    let line: serde_json::Value = serde_json::from_slice(&newest.stdout)?;
+    ensure!(
+        line["runId"] == holder && line["status"] == "RUNNING",
+        "{line}"
+    );
+
+    let table_report = synmigrate(
+        &stack,
+        &table,
+        &[
+            "report",
+            "--project",
+            "syn1000",
+            "--destination",
+            "7001",
+            "--run",
+            first_run,
+        ],
+    )?;
+    let out = text(&table_report.stdout);
+    ensure!(out.contains("syn1001.1  MIGRATED"), "{out}");
+    ensure!(out.contains("EMPTY_FILE"), "{out}");
+
+    // A run with failures: the report says so, and the exit code is 1.
+    let failed = synmigrate(
+        &stack,
+        &table,
+        &[
+            "report",
+            "--project",
+            "syn1000",
+            "--destination",
+            "7002",
+            "--format",
+            "json",
+        ],
+    )?;
+    ensure!(
+        failed.status.code() == Some(1),
+        "exit code {:?}",
+        failed.status.code()
+    );
+    let line: serde_json::Value = serde_json::from_slice(&failed.stdout)?;
+    ensure!(
+        line["status"] == "FAILED" && line["counts"]["ERRORED"] == 1,
+        "{line}"
+    );
+
+    // Usage and configuration errors: exit code 2, naming the problem.
+    let unknown_run = synmigrate(
+        &stack,
+        &table,
+        &[
+            "report",
+            "--project",
+            "syn1000",
+            "--destination",
+            "7001",
+            "--run",
+            "nope",
+        ],
+    )?;
+    ensure!(unknown_run.status.code() == Some(2));
+    ensure!(
+        text(&unknown_run.stderr).contains("no run nope"),
+        "{}",
+        text(&unknown_run.stderr)
+    );
+    let no_table = synmigrate(
+        &stack,
+        &[],
+        &["status", "--project", "syn1000", "--destination", "7001"],
+    )?;
+    ensure!(no_table.status.code() == Some(2));
+    let message = text(&no_table.stderr);
+    ensure!(
+        message.contains("--table") && message.contains("SYNMIGRATE_TABLE"),
+        "{message}"
+    );
+    let bad_project = synmigrate(
+        &stack,
+        &table,
+        &["status", "--project", "project", "--destination", "7001"],
+    )?;
+    ensure!(bad_project.status.code() == Some(2));
+    ensure!(
+        text(&bad_project.stderr).contains("--project"),
+        "{}",
+        text(&bad_project.stderr)
+    );
+    Ok(())
+}
+
+#[test]
+fn start_is_idempotent_per_window_and_watch_follows_to_the_end() -> anyhow::Result<()> {
+    let stack = AwsStack::start()?;
+    let runtime = tokio::runtime::Runtime::new()?;
+    let (machine, store, s3) = runtime.block_on(async {
+        let config = stack.sdk_config().await;
+        let sfn = aws_sdk_sfn::Client::new(&config);
+        let machine = sfn
+            .create_state_machine()
+            .name("synmigrate-cli-test")
+            .definition(PASS_MACHINE)
+            .role_arn("arn:aws:iam::123456789012:role/synmigrate-cli-test")
+            .send()
+            .await?
+            .state_machine_arn;
+        let dynamo = aws_sdk_dynamodb::Client::new(&config);
+        create_table(&dynamo, TABLE).await?;
+        let s3 = stack.s3_client().await;
+        s3.create_bucket().bucket(BUCKET).send().await?;
+        anyhow::Ok((machine, DynamoStore::new(dynamo, TABLE), s3))
+    })?;
+    let env = [
+        ("SYNMIGRATE_STATE_MACHINE_ARN", machine.as_str()),
+        ("SYNMIGRATE_TABLE", TABLE),
+        ("SYNMIGRATE_BUCKET", BUCKET),
+    ];
+    let start = [
+        "start",
+        "--project",
+        "syn1000",
+        "--destination",
+        "7001",
+        "--strategy",
+        "all",
+    ];
+
+    let before = now();
+    let first = synmigrate(&stack, &env, &start)?;
+    let after = now();
+    ensure!(
+        first.status.code() == Some(0),
+        "start failed: {}",
+        text(&first.stderr)
+    );
+    let arn = text(&first.stdout).trim().to_owned();
+    let name = arn.rsplit(':').next().unwrap_or_default().to_owned();
+    let expected: Vec<String> = [before, after]
+        .iter()
+        .map(|t| execution_name("syn1000", 7001, *t, 60))
+        .collect();
+    ensure!(
+        expected.contains(&name),
+        "execution {name} is none of {expected:?}"
+    );
+    ensure!(
+        arn.starts_with("arn:aws:states:") && arn.contains(":execution:synmigrate-cli-test:"),
+        "{arn}"
+    );
+
+    // The same start again, in the same window: the same execution, not a second one.
+    let again = synmigrate(&stack, &env, &start)?;
+    ensure!(
+        again.status.code() == Some(0),
+        "second start failed: {}",
+        text(&again.stderr)
+    );
+    let second_arn = text(&again.stdout).trim().to_owned();
+    if expected[0] == expected[1] {
+        ensure!(second_arn == arn, "{second_arn} != {arn}");
+    }
+    let executions = runtime.block_on(async {
+        let sfn = aws_sdk_sfn::Client::new(&stack.sdk_config().await);
+        let listed = sfn
+            .list_executions()
+            .state_machine_arn(&machine)
+            .send()
+            .await?;
+        let described = sfn.describe_execution().execution_arn(&arn).send().await?;
+        anyhow::Ok((listed.executions, described))
+    })?;
+    ensure!(
+        executions.0.len() == usize::from(second_arn != arn) + 1,
+        "{:?}",
+        executions.0
+    );
+    let input: serde_json::Value = serde_json::from_str(executions.1.input().unwrap_or_default())?;
+    ensure!(
+        input["projectId"] == "syn1000" && input["destinationStorageLocationId"] == 7001,
+        "{input}"
+    );
+    ensure!(input["options"]["fileVersionStrategy"] == "all", "{input}");
+
+    // No window: a new execution.
+    let fresh = synmigrate(&stack, &env, &[&start[..], &["--window", "0"]].concat())?;
+    ensure!(fresh.status.code() == Some(0), "{}", text(&fresh.stderr));
+    let fresh_arn = text(&fresh.stdout).trim().to_owned();
+    ensure!(fresh_arn != arn, "--window 0 reused {arn}");
+
+    // The pipeline's records for the first execution: a finished run and its manifest.
+    let migration = MigrationKey::new("syn1000", 7001)?;
+    runtime.block_on(async {
+        store
+            .create_run(&migration, &name, &serde_json::json!({}), now())
+            .await?;
+        let counters = RunCounters {
+            by_status: [(StatusName::Indexed, 2), (StatusName::Migrated, 2)].into(),
+            bytes_copied: 8192,
+        };
+        store.add_to_counters(&migration, &name, &counters).await?;
+        store
+            .finish_run(&migration, &name, RunStatus::Succeeded, now())
+            .await?;
+        let manifest = serde_json::json!([{
+            "unitId": "u0", "kind": "SMALL", "totalBytes": 8192,
+            "items": [
+                {"key": "syn1001.1", "size": 4096, "source": "1"},
+                {"key": "syn1002.1", "size": 4096, "source": "2"}
+            ]
+        }]);
+        s3.put_object()
+            .bucket(BUCKET)
+            .key(manifest_key(&name))
+            .body(manifest.to_string().into_bytes().into())
+            .send()
+            .await?;
+        // The Pass machine has finished by now, or soon.
+        let sfn = aws_sdk_sfn::Client::new(&stack.sdk_config().await);
+        for _ in 0..100 {
+            let described = sfn.describe_execution().execution_arn(&arn).send().await?;
+            if described.status != ExecutionStatus::Running {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        anyhow::Ok(())
+    })?;
+
+    let watched = synmigrate(
+        &stack,
+        &env,
+        &["watch", "--execution", &arn, "--interval", "0.2"],
+    )?;
+    let (out, err) = (text(&watched.stdout), text(&watched.stderr));
+    ensure!(watched.status.code() == Some(0), "watch: {err}");
+    ensure!(
+        out.contains(&format!("Execution {name}: SUCCEEDED")),
+        "{out}"
+    );
+    ensure!(
+        out.contains("Run SUCCEEDED: 2 indexed, 2 migrated"),
+        "{out}"
+    );
+    // Not a terminal: plain progress lines with the plan's totals.
+    ensure!(err.contains("files 2/2 · 8.00 KiB/8.00 KiB"), "{err}");
+
+    // By project: the newest execution (the --window 0 one), which has no run.
+    let newest = synmigrate(
+        &stack,
+        &env,
+        &[
+            "watch",
+            "--project",
+            "syn1000",
+            "--destination",
+            "7001",
+            "--interval",
+            "0.2",
+        ],
+    )?;
+    let out = text(&newest.stdout);
+    let fresh_name = fresh_arn.rsplit(':').next().unwrap_or_default();
+    ensure!(
+        out.contains(&format!("Execution {fresh_name}: SUCCEEDED")),
+        "{out}"
+    );
+    ensure!(out.contains("No run was recorded"), "{out}");
+
+    let missing = synmigrate(
+        &stack,
+        &env,
+        &["watch", "--execution", &format!("{arn}-missing")],
+    )?;
+    ensure!(
+        missing.status.code() == Some(2),
+        "{}",
+        text(&missing.stderr)
+    );
+    ensure!(
+        text(&missing.stderr).contains("does not exist"),
+        "{}",
+        text(&missing.stderr)
+    );
+    Ok(())
+}
