@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 NEXTEST_PROFILE ?= $(if $(CI),ci,default)
 
-.PHONY: test venv template-check fmt-check clippy tests stack sim-fixture-check clean-venv
+.PHONY: test venv template-check fmt-check clippy tests stack sim-fixture-check clean-venv demo
 
 ## test: install what the tests need, then the template checks, rustfmt check, clippy -D warnings, and every test
 test: venv template-check fmt-check clippy tests
@@ -29,6 +29,11 @@ tests:
 	  $(CARGO) test --workspace --locked; \
 	fi
 	$(CARGO) test --workspace --locked --doc
+
+## demo: the local deployment with the sample project; migrate it with the CLI (progress bar, report,
+##       one JSON line of counts per run), then run again to show nothing is redone
+demo:
+	@scripts/demo.sh
 
 ## stack: the local AWS stack and the Synapse simulator with the sample project (Ctrl-C stops both)
 stack: venv
