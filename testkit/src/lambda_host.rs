@@ -74,7 +74,8 @@ struct Invocation {
 struct Function {
     spec: FunctionSpec,
     runtime_api: String,
-    env: Vec<(String, String)>,
+    /// The environment of processes started from now on (see [`LambdaHost::set_env`]).
+    env: Mutex<Vec<(String, String)>>,
     queue: mpsc::UnboundedSender<Invocation>,
     next: AsyncMutex<mpsc::UnboundedReceiver<Invocation>>,
     waiting: Mutex<HashMap<String, oneshot::Sender<Outcome>>>,
@@ -101,8 +102,9 @@ impl Function {
             return Ok(());
         }
         let mut processes = self.processes.lock().expect("process list lock");
+        let env = self.env.lock().expect("env lock").clone();
         let child = Command::new(&self.spec.binary)
-            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env("AWS_LAMBDA_RUNTIME_API", &self.runtime_api)
             .env("AWS_LAMBDA_FUNCTION_NAME", &self.spec.name)
             .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "1024")
@@ -204,7 +206,7 @@ impl LambdaHost {
             let function = Arc::new(Function {
                 runtime_api: listener.local_addr()?.to_string(),
                 spec: spec.clone(),
-                env: env.clone(),
+                env: Mutex::new(env.clone()),
                 queue,
                 next: AsyncMutex::new(receiver),
                 waiting: Mutex::new(HashMap::new()),
@@ -247,6 +249,15 @@ impl LambdaHost {
     /// Where `Invoke` calls go: give it to `StackOptions::lambda_invoke_url`.
     pub fn invoke_url(&self) -> &str {
         &self.invoke_url
+    }
+
+    /// Replaces the environment of every function's processes started from now on. Processes
+    /// start at the first invocation, so a caller that needs the host's address (for the stack)
+    /// before it knows the functions' environment (the stack's endpoint) sets it here.
+    pub fn set_env(&self, env: Vec<(String, String)>) {
+        for function in self.functions.values() {
+            *function.env.lock().expect("env lock") = env.clone();
+        }
     }
 
     /// How many processes of a function have been started so far and are still running.

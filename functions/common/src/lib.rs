@@ -24,7 +24,8 @@ use synmigrate::synapse::{
 pub mod env {
     /// ARN of the Secrets Manager secret holding the Synapse token (plain, or `{"token": ...}`).
     pub const TOKEN_SECRET_ARN: &str = "SYNAPSE_TOKEN_SECRET_ARN";
-    /// Synapse requests per minute of one function instance (Synapse allows 600 per user).
+    /// Synapse requests per minute of one function instance. Synapse allows 600 per user; only a
+    /// local simulator without throttling is a reason to go higher.
     pub const MAX_SYNAPSE_RPM: &str = "SYNMIGRATE_MAX_SYNAPSE_RPM";
     /// `true` for S3 endpoints that are IP addresses (the local stack).
     pub const S3_FORCE_PATH_STYLE: &str = "SYNMIGRATE_S3_FORCE_PATH_STYLE";
@@ -116,13 +117,7 @@ pub async fn services(sdk: &SdkConfig) -> Result<Services, FunctionError> {
             .unwrap_or_else(|| PROD_FILE_ENDPOINT.to_owned()),
         token,
     );
-    if let Some(rpm) = number::<u32>(&lookup, env::MAX_SYNAPSE_RPM)? {
-        if !(1..=600).contains(&rpm) {
-            return Err(FunctionError::Config(format!(
-                "{} must be in 1..=600, got {rpm}",
-                env::MAX_SYNAPSE_RPM
-            )));
-        }
+    if let Some(rpm) = number(&lookup, env::MAX_SYNAPSE_RPM)? {
         client.requests_per_minute = rpm;
     }
     let synapse = SynapseClient::new(client).map_err(synmigrate::Error::from)?;

@@ -9,10 +9,12 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     synmigrate_lambda::init_tracing();
     let sdk = synmigrate_lambda::sdk_config().await;
     let services = &synmigrate_lambda::services(&sdk).await?;
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<ReportInput>| async move {
-        stages::report(services, event.payload)
-            .await
-            .map_err(synmigrate_lambda::FunctionError::from)
-    }))
+    lambda_runtime::run(service_fn(
+        move |event: LambdaEvent<ReportInput>| async move {
+            stages::report(services, event.payload)
+                .await
+                .map_err(synmigrate_lambda::FunctionError::from)
+        },
+    ))
     .await
 }

@@ -1,0 +1,391 @@
+//! The deployed pipeline, on this machine: the state machine from `statemachine/migration.asl.json`
+//! in moto's Step Functions, its Lambda tasks running the real function binaries
+//! (`target/debug/synmigrate-*`, through [`LambdaHost`]), the state table, the artifacts bucket and
+//! the failure queue in moto, and the Synapse simulator seeded with a fixture.
+//!
+//! [`LocalDeployment::start`] sets it all up the way `template.yaml` does on AWS (same function
+//! names, environment variables and definition substitutions), so the end-to-end test and
+//! `make demo` exercise what gets deployed. Everything stops when the deployment is dropped.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use aws_config::SdkConfig;
+use aws_sdk_sfn::operation::describe_execution::DescribeExecutionOutput;
+use aws_sdk_sfn::types::ExecutionStatus;
+use synapse_sim::{Fixture, LocationKind, RunningSim, SimConfig, Simulator, ThrottleConfig};
+use synmigrate::config::env as settings_env;
+use synmigrate::state::dynamo::create_table;
+use synmigrate_testkit::{workspace_root, AwsStack, FunctionSpec, LambdaHost, StackOptions};
+
+/// Where moto's Lambda ARNs point (moto's default account and the stack's region).
+const ACCOUNT_ID: &str = "123456789012";
+const STATE_MACHINE: &str = "synmigrate-migration";
+const TABLE: &str = "synmigrate-state";
+const BUCKET: &str = "synmigrate-artifacts";
+const QUEUE: &str = "synmigrate-failures";
+/// How often [`LocalDeployment::wait_for_execution`] looks.
+const POLL: Duration = Duration::from_millis(250);
+
+/// The functions: the definition substitution naming each, and its binary (= function name).
+pub const FUNCTIONS: [(&str, &str); 5] = [
+    ("IndexFunctionArn", "synmigrate-index"),
+    ("StartCopyFunctionArn", "synmigrate-start-copy"),
+    ("CopyPartsFunctionArn", "synmigrate-copy-parts"),
+    ("CompleteFunctionArn", "synmigrate-complete"),
+    ("ReportFunctionArn", "synmigrate-report"),
+];
+
+/// Errors of setting up or driving the local deployment.
+#[derive(Debug, thiserror::Error)]
+pub enum LocalError {
+    /// The local AWS stack or the Lambda host did not start.
+    #[error("local stack: {0}")]
+    Stack(String),
+    #[error("simulator: {0}")]
+    Simulator(#[from] synapse_sim::SimError),
+    #[error("state table: {0}")]
+    State(#[from] synmigrate::state::StateError),
+    /// A call to the local AWS services failed.
+    #[error("{0}")]
+    Aws(String),
+    #[error("fixture: {0}")]
+    Fixture(String),
+    #[error("state machine definition: {0}")]
+    Definition(String),
+    #[error("execution {arn} still running after {waited:?}")]
+    Timeout { arn: String, waited: Duration },
+}
+
+fn aws<E: std::error::Error + 'static>(what: &str) -> impl FnOnce(E) -> LocalError + '_ {
+    move |error| {
+        LocalError::Aws(format!(
+            "{what}: {}",
+            aws_sdk_sfn::error::DisplayErrorContext(&error)
+        ))
+    }
+}
+
+/// How to set the deployment up.
+#[derive(Debug, Clone)]
+pub struct LocalOptions {
+    /// The Synapse token the functions use (a fixture user's).
+    pub token: String,
+    /// The simulator's per-user throttle (Synapse's limits by default).
+    pub throttle: ThrottleConfig,
+    /// Concurrent processes of each function at most (Lambda's reserved concurrency).
+    pub max_instances: usize,
+    /// `SYNMIGRATE_MAX_SYNAPSE_RPM` of each function process.
+    pub max_synapse_rpm: u32,
+    /// `RUST_LOG` of the function processes.
+    pub rust_log: String,
+    /// More environment for the functions (tuning variables such as `SYNMIGRATE_UNIT_MAX_FILES`).
+    pub function_env: Vec<(String, String)>,
+}
+
+impl Default for LocalOptions {
+    fn default() -> Self {
+        Self {
+            token: "migrator-token".to_owned(),
+            throttle: ThrottleConfig::default(),
+            max_instances: 4,
+            max_synapse_rpm: 540,
+            rust_log: "warn".to_owned(),
+            function_env: Vec::new(),
+        }
+    }
+}
+
+/// A running local deployment; see the crate docs. Dropping it stops everything.
+pub struct LocalDeployment {
+    sim: RunningSim,
+    host: LambdaHost,
+    stack: AwsStack,
+    sdk: SdkConfig,
+    state_machine_arn: String,
+    queue_url: String,
+    project_id: String,
+    destination_id: Option<i64>,
+}
+
+impl LocalDeployment {
+    /// Starts the stack, the functions' host and the simulator (seeded with `fixture`), and
+    /// creates the table, the bucket, the queue and the state machine.
+    pub async fn start(fixture: &Fixture, options: LocalOptions) -> Result<Self, LocalError> {
+        let project = fixture
+            .projects
+            .first()
+            .ok_or_else(|| LocalError::Fixture("the fixture has no project".into()))?
+            .name
+            .clone();
+        let specs = FUNCTIONS
+            .iter()
+            .map(|(_, name)| FunctionSpec::workspace_binary(name, options.max_instances.max(1)))
+            .collect();
+        // The host's address goes to the stack; the functions' environment (the stack's
+        // endpoint) goes to the host before any process starts.
+        let host = LambdaHost::start(specs, Vec::new())
+            .await
+            .map_err(|e| LocalError::Stack(format!("{e:#}")))?;
+        let stack_options = StackOptions {
+            lambda_invoke_url: Some(host.invoke_url().to_owned()),
+        };
+        let stack = tokio::task::spawn_blocking(move || AwsStack::start_with(stack_options))
+            .await
+            .map_err(|e| LocalError::Stack(e.to_string()))?
+            .map_err(|e| LocalError::Stack(format!("{e:#}")))?;
+        let sdk = stack.sdk_config().await;
+        let mut sim_config = SimConfig::new(sdk.clone());
+        sim_config.throttle = options.throttle.clone();
+        let sim = Simulator::start(sim_config, fixture).await?;
+        let project_id = sim
+            .project_id(&project)
+            .ok_or_else(|| LocalError::Fixture(format!("project {project:?} was not seeded")))?;
+
+        create_table(&aws_sdk_dynamodb::Client::new(&sdk), TABLE).await?;
+        stack
+            .s3_client()
+            .await
+            .create_bucket()
+            .bucket(BUCKET)
+            .send()
+            .await
+            .map_err(aws("creating the artifacts bucket"))?;
+        let queue_url = aws_sdk_sqs::Client::new(&sdk)
+            .create_queue()
+            .queue_name(QUEUE)
+            .send()
+            .await
+            .map_err(aws("creating the failure queue"))?
+            .queue_url()
+            .unwrap_or_default()
+            .to_owned();
+        let definition = definition()?;
+        let state_machine_arn = aws_sdk_sfn::Client::new(&sdk)
+            .create_state_machine()
+            .name(STATE_MACHINE)
+            .definition(definition)
+            .role_arn(format!(
+                "arn:aws:iam::{ACCOUNT_ID}:role/synmigrate-state-machine"
+            ))
+            .send()
+            .await
+            .map_err(aws("creating the state machine"))?
+            .state_machine_arn()
+            .to_owned();
+
+        let mut env = stack.env_vars();
+        env.extend(
+            [
+                (settings_env::TABLE, TABLE.to_owned()),
+                (settings_env::BUCKET, BUCKET.to_owned()),
+                (settings_env::REPO_ENDPOINT, sim.repo_endpoint()),
+                (settings_env::FILE_ENDPOINT, sim.file_endpoint()),
+                ("SYNMIGRATE_FAILURE_QUEUE_URL", queue_url.clone()),
+                ("SYNMIGRATE_S3_FORCE_PATH_STYLE", "true".to_owned()),
+                (
+                    "SYNMIGRATE_MAX_SYNAPSE_RPM",
+                    options.max_synapse_rpm.to_string(),
+                ),
+                (synmigrate::synapse::TOKEN_ENV_VAR, options.token.clone()),
+                ("RUST_LOG", options.rust_log.clone()),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v)),
+        );
+        env.extend(options.function_env.iter().cloned());
+        host.set_env(env);
+
+        Ok(Self {
+            destination_id: destination(fixture, &options.token),
+            sim,
+            host,
+            stack,
+            sdk,
+            state_machine_arn,
+            queue_url,
+            project_id,
+        })
+    }
+
+    pub fn sim(&self) -> &RunningSim {
+        &self.sim
+    }
+
+    pub fn sdk_config(&self) -> &SdkConfig {
+        &self.sdk
+    }
+
+    /// An S3 client for the stack (path-style: the endpoint is an IP address).
+    pub async fn s3_client(&self) -> aws_sdk_s3::Client {
+        self.stack.s3_client().await
+    }
+
+    pub fn state_machine_arn(&self) -> &str {
+        &self.state_machine_arn
+    }
+
+    pub fn table(&self) -> &str {
+        TABLE
+    }
+
+    pub fn bucket(&self) -> &str {
+        BUCKET
+    }
+
+    pub fn queue_url(&self) -> &str {
+        &self.queue_url
+    }
+
+    /// The seeded project (the fixture's first).
+    pub fn project_id(&self) -> &str {
+        &self.project_id
+    }
+
+    /// The first external S3 location the token's user created: where a migration can go.
+    pub fn destination_id(&self) -> Option<i64> {
+        self.destination_id
+    }
+
+    /// Running processes of one function (for tests of concurrency).
+    pub fn running_instances(&self, function: &str) -> usize {
+        self.host.running_instances(function)
+    }
+
+    /// What a CLI needs to reach this deployment, as environment variables.
+    pub fn env_vars(&self) -> Vec<(String, String)> {
+        let mut env = self.stack.env_vars();
+        env.extend(
+            [
+                (
+                    "SYNMIGRATE_STATE_MACHINE_ARN",
+                    self.state_machine_arn.clone(),
+                ),
+                (settings_env::TABLE, TABLE.to_owned()),
+                (settings_env::BUCKET, BUCKET.to_owned()),
+                ("SYNMIGRATE_FAILURE_QUEUE_URL", self.queue_url.clone()),
+                (settings_env::REPO_ENDPOINT, self.sim.repo_endpoint()),
+                (settings_env::FILE_ENDPOINT, self.sim.file_endpoint()),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v)),
+        );
+        env
+    }
+
+    /// Starts an execution of the migration state machine (moto needs a name).
+    pub async fn start_execution(
+        &self,
+        name: &str,
+        input: &serde_json::Value,
+    ) -> Result<String, LocalError> {
+        Ok(aws_sdk_sfn::Client::new(&self.sdk)
+            .start_execution()
+            .state_machine_arn(&self.state_machine_arn)
+            .name(name)
+            .input(input.to_string())
+            .send()
+            .await
+            .map_err(aws("starting an execution"))?
+            .execution_arn()
+            .to_owned())
+    }
+
+    /// Waits until the execution is no longer running, at most `timeout`.
+    pub async fn wait_for_execution(
+        &self,
+        arn: &str,
+        timeout: Duration,
+    ) -> Result<DescribeExecutionOutput, LocalError> {
+        let sfn = aws_sdk_sfn::Client::new(&self.sdk);
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let described = sfn
+                .describe_execution()
+                .execution_arn(arn)
+                .send()
+                .await
+                .map_err(aws("describing an execution"))?;
+            if described.status() != &ExecutionStatus::Running {
+                return Ok(described);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(LocalError::Timeout {
+                    arn: arn.to_owned(),
+                    waited: timeout,
+                });
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// Stops the simulator (the other parts stop when dropped).
+    pub async fn shutdown(self) {
+        let Self { sim, .. } = self;
+        sim.shutdown().await;
+    }
+}
+
+/// The repository's state machine definition file.
+pub fn definition_path() -> PathBuf {
+    workspace_root().join("statemachine/migration.asl.json")
+}
+
+/// The definition with the substitutions `template.yaml` makes, for the local functions.
+pub fn definition() -> Result<String, LocalError> {
+    let path = definition_path();
+    let mut text = std::fs::read_to_string(&path)
+        .map_err(|e| LocalError::Definition(format!("cannot read {}: {e}", path.display())))?;
+    for (key, function) in FUNCTIONS {
+        text = text.replace(
+            &format!("${{{key}}}"),
+            &format!(
+                "arn:aws:lambda:{}:{ACCOUNT_ID}:function:{function}",
+                synmigrate_testkit::REGION
+            ),
+        );
+    }
+    if let Some(at) = text.find("${") {
+        let rest: String = text[at..].chars().take(40).collect();
+        return Err(LocalError::Definition(format!(
+            "unknown substitution left in the definition: {rest}"
+        )));
+    }
+    Ok(text)
+}
+
+/// The first external S3 storage location created by the user holding `token`.
+fn destination(fixture: &Fixture, token: &str) -> Option<i64> {
+    let user = fixture.users.iter().find(|u| u.token == token)?;
+    fixture
+        .storage_locations
+        .iter()
+        .filter(|l| l.kind == LocationKind::ExternalS3)
+        .find(|l| l.created_by.as_deref() == Some(user.user_name.as_str()))
+        .map(|l| l.storage_location_id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_definition_gets_every_substitution() {
+        let text = definition().unwrap();
+        let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(value["StartAt"], "Defaults");
+        for (_, function) in FUNCTIONS {
+            assert!(
+                text.contains(&format!(":function:{function}\"")),
+                "{function}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_destination_is_the_migrators_location() {
+        let fixture = Fixture::generate(3, 1);
+        assert_eq!(destination(&fixture, "migrator-token"), Some(7001));
+        assert_eq!(destination(&fixture, "owner-token"), None);
+    }
+}
