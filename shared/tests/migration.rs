@@ -396,7 +396,11 @@ async fn check_first_run(
                 (ItemStatus::Errored(error), Some(want)) => {
                     ensure!(error.class == want, "{path}: {error:?}");
                     ensure!(!error.retryable, "{path}: refusals are final");
-                    ensure!(!error.message.is_empty());
+                    let why = match path {
+                        "special/readonly.txt" => "read-only",
+                        _ => "different regions",
+                    };
+                    ensure!(error.message.contains(why), "{path}: {}", error.message);
                 }
                 _ => {}
             }
@@ -413,6 +417,11 @@ async fn check_first_run(
                 );
                 continue;
             }
+            ensure!(
+                item.attempts == 1,
+                "{path}: one attempt, got {}",
+                item.attempts
+            );
             let destination_id = item
                 .destination_file_handle_id
                 .clone()
@@ -501,7 +510,31 @@ async fn check_first_run(
     let copy = env.handle(odd.destination_file_handle_id.as_deref().context("dest")?)?;
     ensure!(copy.file_name.as_deref() == Some(renamed.as_str()));
 
-    // Summary and report.
+    // Summary and report. Bytes count each copied source once (the read-only file's copy too:
+    // it was made, and is kept for a later run).
+    let mut copied_sources = BTreeMap::new();
+    for item in items.values() {
+        let copy = store
+            .get_copy(&migration, &item.source_file_handle_id)
+            .await?;
+        if copy.is_some_and(|c| c.status == CopyStatus::Copied) {
+            copied_sources.insert(item.source_file_handle_id.clone(), item.size);
+        }
+    }
+    let copied: u64 = copied_sources.values().sum();
+    ensure!(
+        summary.run_counters.bytes_copied == copied as i64,
+        "{summary:?}"
+    );
+    ensure!(
+        summary
+            .run_counters
+            .by_status
+            .get(&StatusName::Migrated)
+            .copied()
+            == Some(summary.totals.count(StatusName::Migrated) as i64),
+        "{summary:?}"
+    );
     ensure!(summary.totals.items == expected_items as u64);
     ensure!(
         summary.status == RunStatus::Failed,
