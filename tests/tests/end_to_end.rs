@@ -1,0 +1,461 @@
+//! The product end to end: the repository's state machine runs in the local Step Functions (moto),
+//! its Lambda tasks run the real function binaries, Synapse is the simulator. A seeded project of
+//! more than 200 files (nested folders, several versions, a shared handle, multi-part files at
+//! 5 MiB parts, skip cases) is migrated with each copy engine; the test checks the destination
+//! bytes (MD5), the entity versions, the DynamoDB items and the CSV report, that a second execution
+//! changes nothing, and that of two executions started together one does the work and the other
+//! ends as AlreadyRunning, without duplicate versions.
+//!
+//! The function binaries must be built first (`cargo build --workspace --bins`; `make test` does).
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::time::Duration;
+
+use anyhow::{ensure, Context};
+use aws_sdk_sfn::types::ExecutionStatus;
+use md5::{Digest, Md5};
+use serde_json::{json, Value};
+use synapse_model::FileHandle;
+use synapse_sim::{EntitySnapshot, Fixture, ThrottleConfig};
+use synmigrate::report::CSV_HEADER;
+use synmigrate::state::dynamo::DynamoStore;
+use synmigrate::state::{ItemRecord, MigrationKey, StateStore, StatusName};
+use synmigrate_local::{LocalDeployment, LocalOptions};
+
+const PROJECT: &str = "End to end";
+const DEST: i64 = 7001;
+const MIB: u64 = 1024 * 1024;
+/// Folders x subfolders x files of the generated tree.
+const TREE: (usize, usize, usize) = (4, 5, 10);
+const TEST_TIMEOUT: Duration = Duration::from_secs(240);
+const EXECUTION_TIMEOUT: Duration = Duration::from_secs(180);
+/// Synapse requests that create or change something.
+const SYNAPSE_WRITES: [&str; 5] = [
+    "POST /file/multipart",
+    "PUT /entity/{id}",
+    "PUT /entity/{id}/version/{version}/filehandle",
+    "POST /externalFileHandle/s3",
+    "PUT /entity/{id}/annotations2",
+];
+
+/// The seeded project: a nested tree of 200 small files plus the special cases.
+fn fixture() -> Fixture {
+    let (folders, subfolders, files) = TREE;
+    let tree: Vec<Value> = (0..folders)
+        .map(|a| {
+            let subs: Vec<Value> = (0..subfolders)
+                .map(|b| {
+                    let leaves: Vec<Value> = (0..files)
+                        .map(|c| {
+                            let seed = (a * 100 + b * 10 + c) as u64;
+                            json!({"type": "file", "name": format!("f{c}.bin"),
+                                   "versions": [{"content": {"size": 1000 + seed * 7, "seed": seed}}]})
+                        })
+                        .collect();
+                    json!({"type": "folder", "name": format!("sub{b}"), "children": leaves})
+                })
+                .collect();
+            json!({"type": "folder", "name": format!("dir{a}"), "children": subs})
+        })
+        .collect();
+    let fixture = json!({
+        "users": [
+            {"userName": "owner", "ownerId": "3350001", "token": "owner-token"},
+            {"userName": "migrator", "ownerId": "3350002", "token": "migrator-token"}
+        ],
+        "storageLocations": [
+            {"storageLocationId": 1, "kind": "synapse", "bucket": "synapse-storage"},
+            {"storageLocationId": DEST, "kind": "externalS3", "bucket": "destination",
+             "baseKey": "migrated", "createdBy": "migrator"}
+        ],
+        "fileHandles": {"shared": {"content": {"text": "shared bytes"}, "fileName": "shared.txt"}},
+        "projects": [{
+            "name": PROJECT, "owner": "owner",
+            "acl": {"migrator": ["READ", "DOWNLOAD", "UPDATE"]},
+            "children": [
+                {"type": "folder", "name": "tree", "children": tree},
+                {"type": "folder", "name": "mixed", "children": [
+                    {"type": "file", "name": "versions.txt", "versions": [
+                        {"content": {"text": "version one"}},
+                        {"content": {"text": "version two"}},
+                        {"content": {"text": "version three"}, "contentType": "text/plain"}
+                    ]},
+                    {"type": "file", "name": "shared-a.txt", "versions": [{"handle": "shared"}]},
+                    {"type": "folder", "name": "elsewhere", "children": [
+                        {"type": "file", "name": "shared-b.txt", "versions": [{"handle": "shared"}]}
+                    ]},
+                    {"type": "file", "name": "big-3-parts.bin",
+                     "versions": [{"content": {"size": 12 * MIB + 4321, "seed": 11}}]},
+                    {"type": "file", "name": "big-7-parts.bin",
+                     "versions": [{"content": {"size": 33 * MIB, "seed": 12}}]}
+                ]},
+                {"type": "folder", "name": "special", "children": [
+                    {"type": "file", "name": "in-destination.txt",
+                     "versions": [{"content": {"text": "already there"}, "storageLocationId": DEST,
+                                   "createdBy": "migrator"}]},
+                    {"type": "file", "name": "link.txt",
+                     "versions": [{"kind": "external", "externalUrl": "https://example.org/x"}]},
+                    {"type": "file", "name": "empty.txt", "versions": [{"content": {"text": ""}}]},
+                    {"type": "file", "name": "readonly.txt",
+                     "versions": [{"content": {"text": "hands off"}}],
+                     "acl": {"migrator": ["READ", "DOWNLOAD"]}}
+                ]}
+            ]
+        }]
+    });
+    Fixture::from_json(&fixture.to_string()).expect("the test fixture parses")
+}
+
+/// What each file must end as, by its path below the project.
+fn expected_status(path: &str) -> StatusName {
+    match path {
+        "special/in-destination.txt" => StatusName::AlreadyMigrated,
+        "special/link.txt" | "special/empty.txt" => StatusName::Skipped,
+        "special/readonly.txt" => StatusName::Errored,
+        _ => StatusName::Migrated,
+    }
+}
+
+/// A deployment whose big files go through part batches: files above 8 MiB get their own unit,
+/// a CopyParts batch holds six 5 MiB parts (so the 7-part file needs two), and the direct engine
+/// uses multipart copies above 8 MiB.
+async fn deploy() -> anyhow::Result<LocalDeployment> {
+    let env = [
+        ("SYNMIGRATE_UNIT_MAX_FILES", "25".to_owned()),
+        ("SYNMIGRATE_LARGE_FILE_BYTES", (8 * MIB).to_string()),
+        ("SYNMIGRATE_BATCH_SECONDS", "1".to_owned()),
+        ("SYNMIGRATE_BATCH_CONCURRENCY", "1".to_owned()),
+        ("SYNMIGRATE_COPY_OBJECT_THRESHOLD", (8 * MIB).to_string()),
+        ("SYNMIGRATE_INDEX_SECONDS", "1".to_owned()),
+    ];
+    let options = LocalOptions {
+        throttle: ThrottleConfig::disabled(),
+        max_synapse_rpm: 60_000,
+        max_instances: 3,
+        function_env: env.map(|(k, v)| (k.to_owned(), v)).to_vec(),
+        ..LocalOptions::default()
+    };
+    Ok(LocalDeployment::start(&fixture(), options).await?)
+}
+
+fn input(deployment: &LocalDeployment, copy_mode: &str) -> Value {
+    json!({
+        "projectId": deployment.project_id(),
+        "destinationStorageLocationId": DEST,
+        "options": {
+            "copyMode": copy_mode,
+            "partSizeBytes": 5 * MIB,
+            "maxConcurrency": 3,
+            "continueOnError": true
+        }
+    })
+}
+
+async fn bounded<F: Future<Output = anyhow::Result<()>>>(test: F) -> anyhow::Result<()> {
+    tokio::time::timeout(TEST_TIMEOUT, test)
+        .await
+        .context("the test timed out")?
+}
+
+/// Runs one execution to its end; returns its output (the run's summary) if it succeeded.
+async fn run(deployment: &LocalDeployment, name: &str, input: &Value) -> anyhow::Result<Value> {
+    let arn = deployment.start_execution(name, input).await?;
+    let done = deployment
+        .wait_for_execution(&arn, EXECUTION_TIMEOUT)
+        .await?;
+    ensure!(
+        done.status() == &ExecutionStatus::Succeeded,
+        "{name} ended {:?}: {:?} {:?}",
+        done.status(),
+        done.error(),
+        done.cause()
+    );
+    Ok(serde_json::from_str(done.output().unwrap_or("null"))?)
+}
+
+fn snapshots(deployment: &LocalDeployment) -> BTreeMap<String, (String, EntitySnapshot)> {
+    let prefix = format!("{PROJECT}/");
+    deployment
+        .sim()
+        .paths()
+        .into_iter()
+        .filter_map(|(path, id)| {
+            let relative = path.strip_prefix(&prefix)?.to_owned();
+            let snapshot = deployment.sim().entity(&id)?;
+            snapshot
+                .entity
+                .is_file()
+                .then_some((relative, (id, snapshot)))
+        })
+        .collect()
+}
+
+async fn items(deployment: &LocalDeployment) -> anyhow::Result<BTreeMap<String, ItemRecord>> {
+    let store = DynamoStore::new(
+        aws_sdk_dynamodb::Client::new(deployment.sdk_config()),
+        deployment.table(),
+    );
+    let migration = MigrationKey::new(deployment.project_id(), DEST)?;
+    let mut items = BTreeMap::new();
+    let mut token: Option<String> = None;
+    loop {
+        let page = store
+            .list_items(&migration, None, 500, token.as_deref())
+            .await?;
+        items.extend(page.items.into_iter().map(|i| (i.key.to_string(), i)));
+        match page.next_token {
+            Some(next) => token = Some(next),
+            None => return Ok(items),
+        }
+    }
+}
+
+async fn object(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> anyhow::Result<Vec<u8>> {
+    let object = s3
+        .get_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .with_context(|| format!("reading s3://{bucket}/{key}"))?;
+    Ok(object.body.collect().await?.into_bytes().to_vec())
+}
+
+async fn handle_md5(
+    deployment: &LocalDeployment,
+    s3: &aws_sdk_s3::Client,
+    id: &str,
+) -> anyhow::Result<(FileHandle, String)> {
+    let handle = deployment
+        .sim()
+        .file_handle(id)
+        .with_context(|| format!("no file handle {id}"))?;
+    let bytes = object(
+        s3,
+        handle.bucket_name.as_deref().context("no bucket")?,
+        handle.key.as_deref().context("no key")?,
+    )
+    .await?;
+    Ok((handle, hex::encode(Md5::digest(&bytes))))
+}
+
+/// Version numbers with their file handles (other fields, such as the latest flag, change).
+fn handles(snapshot: &EntitySnapshot) -> Vec<(Option<i64>, Option<String>)> {
+    snapshot
+        .versions
+        .iter()
+        .map(|v| (v.version_number, v.data_file_handle_id.clone()))
+        .collect()
+}
+
+fn latest_handle(snapshot: &EntitySnapshot) -> anyhow::Result<String> {
+    snapshot
+        .entity
+        .data_file_handle_id
+        .clone()
+        .context("a file entity has a handle")
+}
+
+/// Checks a finished first migration against the project as it was before.
+async fn check_migrated(
+    deployment: &LocalDeployment,
+    before: &BTreeMap<String, (String, EntitySnapshot)>,
+    summary: &Value,
+) -> anyhow::Result<()> {
+    let s3 = deployment.s3_client().await;
+    let after = snapshots(deployment);
+    let items = items(deployment).await?;
+    ensure!(
+        items.len() == before.len(),
+        "{} items for {} files",
+        items.len(),
+        before.len()
+    );
+    ensure!(before.len() > 200, "the project has {} files", before.len());
+    let mut copies_of_shared = Vec::new();
+    for (path, (id, old)) in before {
+        let (_, now) = &after[path];
+        let version = old.entity.version_number.context("a version")?;
+        let key = format!("{id}.{version}");
+        let item = items.get(&key).with_context(|| format!("no item {key}"))?;
+        let status = expected_status(path);
+        ensure!(
+            item.status.name() == status,
+            "{path}: {:?}, expected {status}",
+            item.status
+        );
+        ensure!(
+            item.lease.is_none(),
+            "{path}: a finished item holds a lease"
+        );
+        if status != StatusName::Migrated {
+            ensure!(
+                handles(now) == handles(old),
+                "{path} is {status} but changed"
+            );
+            continue;
+        }
+        // Strategy `new`: one new version on top, pointing at a copy in the destination.
+        ensure!(
+            now.versions.len() == old.versions.len() + 1,
+            "{path}: {} versions, had {}",
+            now.versions.len(),
+            old.versions.len()
+        );
+        ensure!(
+            handles(now).starts_with(&handles(old)),
+            "{path}: old versions changed"
+        );
+        let (source, source_md5) = handle_md5(deployment, &s3, &latest_handle(old)?).await?;
+        let new_id = latest_handle(now)?;
+        let (copy, copy_md5) = handle_md5(deployment, &s3, &new_id).await?;
+        ensure!(
+            copy.storage_location_id == Some(DEST),
+            "{path}: copy in {:?}",
+            copy.storage_location_id
+        );
+        ensure!(copy_md5 == source_md5, "{path}: bytes differ");
+        ensure!(
+            copy.content_md5 == source.content_md5,
+            "{path}: contentMd5 differs"
+        );
+        ensure!(
+            item.destination_file_handle_id.as_deref() == Some(new_id.as_str()),
+            "{path}: item records {:?}, entity points at {new_id}",
+            item.destination_file_handle_id
+        );
+        if path.contains("shared-") {
+            copies_of_shared.push(new_id);
+        }
+    }
+    ensure!(
+        copies_of_shared.len() == 2 && copies_of_shared[0] == copies_of_shared[1],
+        "the shared handle is copied once: {copies_of_shared:?}"
+    );
+
+    let migrated = before
+        .keys()
+        .filter(|p| expected_status(p) == StatusName::Migrated)
+        .count();
+    ensure!(
+        summary["totals"]["byStatus"]["MIGRATED"] == json!(migrated),
+        "summary: {summary}"
+    );
+    let report = object(
+        &s3,
+        summary["reportBucket"].as_str().context("reportBucket")?,
+        summary["reportKey"].as_str().context("reportKey")?,
+    )
+    .await?;
+    let report = String::from_utf8(report)?;
+    let mut lines = report.lines();
+    ensure!(lines.next() == Some(CSV_HEADER), "the CSV header");
+    let rows: Vec<&str> = lines.collect();
+    ensure!(rows.len() == items.len(), "{} report rows", rows.len());
+    for (key, item) in &items {
+        let (entity, version) = key.split_once('.').context("item key")?;
+        let prefix = format!("{entity},file,{version},");
+        let row = rows
+            .iter()
+            .find(|r| r.starts_with(&prefix))
+            .with_context(|| format!("no report row for {key}"))?;
+        ensure!(
+            row.contains(&format!(",{},", item.status.name().as_str())),
+            "{key}: {row}"
+        );
+    }
+    Ok(())
+}
+
+/// A later execution on a migrated project changes nothing: no copy starts, no entity writes.
+async fn check_rerun_changes_nothing(
+    deployment: &LocalDeployment,
+    name: &str,
+    copy_mode: &str,
+) -> anyhow::Result<()> {
+    let before = snapshots(deployment);
+    let items_before = items(deployment).await?;
+    deployment.sim().reset_requests();
+    let summary = run(deployment, name, &input(deployment, copy_mode)).await?;
+    let counts = deployment.sim().request_counts();
+    for write in SYNAPSE_WRITES {
+        ensure!(
+            !counts.by_endpoint.contains_key(write),
+            "the re-run sent {write}: {:?}",
+            counts.by_endpoint
+        );
+    }
+    ensure!(snapshots(deployment) == before, "entities changed");
+    let items_after = items(deployment).await?;
+    for (key, item) in &items_before {
+        ensure!(
+            items_after[key].status == item.status,
+            "{key} went from {:?} to {:?}",
+            item.status,
+            items_after[key].status
+        );
+    }
+    ensure!(
+        summary["runCounters"]["bytesCopied"] == json!(0),
+        "the re-run copied bytes: {summary}"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn synapse_engine_migrates_through_the_state_machine() -> anyhow::Result<()> {
+    bounded(async {
+        let deployment = deploy().await?;
+        let before = snapshots(&deployment);
+        let summary = run(&deployment, "e2e-synapse-1", &input(&deployment, "synapse")).await?;
+        check_migrated(&deployment, &before, &summary).await?;
+        check_rerun_changes_nothing(&deployment, "e2e-synapse-2", "synapse").await?;
+        deployment.shutdown().await;
+        Ok(())
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn direct_engine_with_two_executions_started_together() -> anyhow::Result<()> {
+    bounded(async {
+        let deployment = deploy().await?;
+        let before = snapshots(&deployment);
+        let input = input(&deployment, "direct");
+        let (a, b) = tokio::try_join!(
+            deployment.start_execution("e2e-direct-a", &input),
+            deployment.start_execution("e2e-direct-b", &input),
+        )?;
+        let (a, b) = tokio::try_join!(
+            deployment.wait_for_execution(&a, EXECUTION_TIMEOUT),
+            deployment.wait_for_execution(&b, EXECUTION_TIMEOUT),
+        )?;
+        let (winner, loser) = if a.status() == &ExecutionStatus::Succeeded {
+            (a, b)
+        } else {
+            (b, a)
+        };
+        ensure!(
+            winner.status() == &ExecutionStatus::Succeeded,
+            "one execution does the work: {:?} {:?}",
+            winner.error(),
+            winner.cause()
+        );
+        ensure!(
+            loser.status() == &ExecutionStatus::Failed
+                && loser.error() == Some("Fatal.AlreadyRunning"),
+            "the other ends as AlreadyRunning: {:?} {:?} {:?}",
+            loser.status(),
+            loser.error(),
+            loser.cause()
+        );
+        let summary: Value = serde_json::from_str(winner.output().unwrap_or("null"))?;
+        // check_migrated also proves that no entity got more than one new version.
+        check_migrated(&deployment, &before, &summary).await?;
+        check_rerun_changes_nothing(&deployment, "e2e-direct-2", "direct").await?;
+        deployment.shutdown().await;
+        Ok(())
+    })
+    .await
+}
