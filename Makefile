@@ -23,6 +23,7 @@ clippy:
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 
 tests:
+	$(CARGO) build --workspace --bins --locked  # the end-to-end test runs the function binaries
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
 	  $(CARGO) nextest run --workspace --locked --profile $(NEXTEST_PROFILE) --no-tests=fail; \
 	else \
