@@ -130,7 +130,16 @@ pub async fn walk(
             if child.kind == concrete::FOLDER {
                 folders.push(child.id.clone());
             } else if child.kind == concrete::FILE_ENTITY {
-                for item in file_items(services, run, &child.id).await? {
+                let items = match file_items(services, run, &child.id).await {
+                    Ok(items) => items,
+                    // One unreadable file must not stop the walk: it is reported instead.
+                    Err(error) if !error.is_retryable() => {
+                        let version = child.version_number.unwrap_or(1);
+                        vec![unreadable(run, &child.id, &child.name, version, &error)?]
+                    }
+                    Err(error) => return Err(error),
+                };
+                for item in items {
                     let status = item.status.name();
                     match store
                         .put_item(&migration, &item, run.options.max_attempts)
@@ -260,6 +269,20 @@ async fn migrated_by_us(services: &Services, run: &RunContext, found: &ItemRecor
         item.status.name() != StatusName::Skipped
             && item.source_file_handle_id != found.source_file_handle_id
     }))
+}
+
+/// The item that reports a file the walk could not read.
+fn unreadable(
+    run: &RunContext,
+    entity_id: &str,
+    name: &str,
+    version: i64,
+    error: &Error,
+) -> Result<ItemRecord> {
+    let key = ItemKey::new(entity_id, u64::try_from(version).unwrap_or(1))?;
+    let mut item = classify(run, key, name, None, None);
+    item.status = ItemStatus::Errored(ItemError::from(error));
+    Ok(item)
 }
 
 /// Every version number of an entity, newest first.

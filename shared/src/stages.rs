@@ -705,7 +705,9 @@ impl UnitCtx<'_> {
         } else {
             self.transition(from, ItemStatus::Copying, true)
         };
-        t.count_attempt = from != StatusName::Copied;
+        // A retry of this unit's own claim (a Lambda retry) is not another attempt.
+        let ours = item.lease.as_ref().is_some_and(|l| l.owner == self.owner);
+        t.count_attempt = from != StatusName::Copied && !ours;
         Ok(Some(
             self.services
                 .store

@@ -114,6 +114,9 @@ fn fixture(many: usize) -> Fixture {
                     {"type": "file", "name": "readonly.txt",
                      "versions": [{"content": {"text": "hands off"}}],
                      "acl": {"migrator": ["READ", "DOWNLOAD"]}},
+                    {"type": "file", "name": "hidden.txt",
+                     "versions": [{"content": {"text": "not for the migrator"}}],
+                     "acl": {"migrator": []}},
                     {"type": "file", "name": "eu.txt",
                      "versions": [{"content": {"text": "far away"}, "storageLocationId": EU_STORAGE}]}
                 ]},
@@ -330,7 +333,9 @@ fn expected_status(path: &str, mode: CopyMode) -> (StatusName, Option<&'static s
         "special/link.txt" => (StatusName::Skipped, Some("EXTERNAL_LINK")),
         "special/gcs.txt" | "special/proxy.txt" => (StatusName::Skipped, Some("NOT_S3")),
         "special/empty.txt" => (StatusName::Skipped, Some("EMPTY_FILE")),
-        "special/readonly.txt" => (StatusName::Errored, Some(types::FORBIDDEN)),
+        "special/readonly.txt" | "special/hidden.txt" => {
+            (StatusName::Errored, Some(types::FORBIDDEN))
+        }
         "special/eu.txt" if mode == CopyMode::Synapse => {
             (StatusName::Errored, Some(types::INVALID_INPUT))
         }
@@ -398,6 +403,7 @@ async fn check_first_run(
                     ensure!(!error.retryable, "{path}: refusals are final");
                     let why = match path {
                         "special/readonly.txt" => "read-only",
+                        "special/hidden.txt" => "(403)",
                         _ => "different regions",
                     };
                     ensure!(error.message.contains(why), "{path}: {}", error.message);
@@ -665,7 +671,7 @@ async fn crash_after_update(strategy: FileVersionStrategy) -> anyhow::Result<()>
     ensure!(crashed.len() == 1, "one injected crash: {crashed:?}");
     let crashed = crashed[0].clone();
     ensure!(
-        first.totals.count(StatusName::Errored) == 3,
+        first.totals.count(StatusName::Errored) == 4,
         "{:?}",
         first.totals
     );
@@ -696,7 +702,7 @@ async fn crash_after_update(strategy: FileVersionStrategy) -> anyhow::Result<()>
     );
     ensure!(env.writes() == 0, "{:?}", env.sim.request_counts());
     ensure!(
-        second.totals.count(StatusName::Errored) == 2,
+        second.totals.count(StatusName::Errored) == 3,
         "{:?}",
         second.totals
     );
@@ -731,9 +737,9 @@ async fn throttled_server_loses_no_file() -> anyhow::Result<()> {
             .values()
             .filter(|i| i.status.name() == StatusName::Errored)
             .filter(|i| {
-                let readonly = env.id("special/readonly.txt");
-                let eu = env.id("special/eu.txt");
-                i.key.entity_id != readonly && i.key.entity_id != eu
+                let refused =
+                    ["readonly", "hidden", "eu"].map(|f| env.id(&format!("special/{f}.txt")));
+                !refused.contains(&i.key.entity_id)
             })
             .collect();
         ensure!(unexpected.is_empty(), "failed files: {unexpected:?}");
@@ -753,7 +759,13 @@ async fn dry_run_indexes_and_copies_nothing() -> anyhow::Result<()> {
         let mut opts = options(FileVersionStrategy::All, CopyMode::Synapse);
         opts.dry_run = true;
         let summary = run_migration(&services, env.input("dry", opts)).await?;
-        ensure!(summary.dry_run && summary.status == RunStatus::Succeeded);
+        ensure!(summary.dry_run);
+        // The unreadable file is reported as ERRORED by the walk, which fails even a dry run.
+        ensure!(
+            summary.totals.count(StatusName::Errored) == 1,
+            "{summary:?}"
+        );
+        ensure!(summary.status == RunStatus::Failed, "{summary:?}");
         ensure!(env.writes() == 0, "{:?}", env.sim.request_counts());
         ensure!(env.snapshots() == before);
         let items = env.items().await?;
