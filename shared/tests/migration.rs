@@ -752,9 +752,10 @@ async fn throttled_server_loses_no_file() -> anyhow::Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn dry_run_indexes_and_copies_nothing() -> anyhow::Result<()> {
     bounded(async {
-        let env = Env::start(3, ThrottleConfig::disabled()).await?;
+        let env = Env::start(MANY, ThrottleConfig::disabled()).await?;
         let before = env.snapshots();
-        // A zero index budget makes every Index call take one page: the frontier carries on.
+        // A zero index budget makes every Index call take one page: the frontier carries on,
+        // through nested folders and the second children page of `many`.
         let services = env.services_with(TOKEN, false, Duration::ZERO);
         let mut opts = options(FileVersionStrategy::All, CopyMode::Synapse);
         opts.dry_run = true;
@@ -773,6 +774,18 @@ async fn dry_run_indexes_and_copies_nothing() -> anyhow::Result<()> {
         ensure!(items
             .values()
             .all(|i| !matches!(i.status.name(), StatusName::Migrated | StatusName::Copying)));
+        let versions: usize = before
+            .values()
+            .filter(|s| s.entity.is_file())
+            .map(|s| s.versions.len())
+            .sum();
+        ensure!(
+            items.len() == versions,
+            "{} items for {versions} versions",
+            items.len()
+        );
+        let pages = env.count("POST /entity/children");
+        ensure!(pages == 8, "one call per container page (8), got {pages}");
         // versions.txt: all three versions indexed.
         let versions = env.id("data/versions.txt");
         ensure!(
