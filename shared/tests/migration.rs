@@ -876,3 +876,109 @@ async fn without_continue_on_error_the_first_failure_stops_the_run() -> anyhow::
     })
     .await
 }
+
+/// A file changed by its owner between Index and Complete is left alone: the migration never
+/// replaces a newer file with the copy of an older one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_file_changed_after_indexing_is_left_alone() -> anyhow::Result<()> {
+    use synmigrate::stages::{
+        complete, copy_parts, index, plan, start_copy, CompleteInput, CopyPartsInput, IndexInput,
+        PlanInput, UnitInput,
+    };
+    bounded(async {
+        let env = Env::start(1, ThrottleConfig::disabled()).await?;
+        let services = env.services();
+        let run = stages::init(
+            &services,
+            env.input(
+                "changed",
+                options(FileVersionStrategy::New, CopyMode::Synapse),
+            ),
+        )
+        .await?;
+        while !index(
+            &services,
+            IndexInput {
+                run: run.clone(),
+                time_budget_seconds: None,
+            },
+        )
+        .await?
+        .done
+        {}
+        let planned = plan(&services, PlanInput { run: run.clone() }).await?;
+
+        // The owner points leaf.txt at other bytes (the shared handle, which the owner created).
+        let leaf = env.id("data/deep/deeper/leaf.txt");
+        let shared = env
+            .sim
+            .entity(&env.id("data/shared-a.txt"))
+            .and_then(|s| s.entity.data_file_handle_id)
+            .context("shared handle")?;
+        let owner = env.client(OWNER_TOKEN, false);
+        let mut entity = owner.get_entity(&leaf).await?;
+        entity.data_file_handle_id = Some(shared.clone());
+        owner.put_entity(&leaf, &entity, true).await?;
+        let before = env.sim.entity(&leaf).context("leaf")?;
+
+        for unit in stages::read_manifest(&services, &planned.key).await? {
+            let input = UnitInput {
+                run: run.clone(),
+                unit: unit.clone(),
+            };
+            let started = start_copy(&services, input).await?;
+            for batch in started.batches {
+                copy_parts(
+                    &services,
+                    CopyPartsInput {
+                        run: run.clone(),
+                        unit_id: unit.unit_id.clone(),
+                        job: batch.job,
+                        batch: batch.batch,
+                    },
+                )
+                .await?;
+            }
+            complete(
+                &services,
+                CompleteInput {
+                    run: run.clone(),
+                    unit,
+                    jobs: started.jobs,
+                },
+            )
+            .await?;
+        }
+        let summary = stages::report(
+            &services,
+            ReportInput {
+                run,
+                aborted: false,
+            },
+        )
+        .await?;
+        let item = env
+            .items()
+            .await?
+            .into_values()
+            .find(|i| i.key.entity_id == leaf)
+            .context("leaf item")?;
+        match &item.status {
+            ItemStatus::Errored(error) => {
+                ensure!(error.class == types::CONFLICT, "{error:?}");
+                ensure!(!error.retryable);
+                ensure!(
+                    error.message.contains("changed after indexing"),
+                    "{error:?}"
+                );
+            }
+            other => bail!("expected ERRORED, got {other:?}"),
+        }
+        let after = env.sim.entity(&leaf).context("leaf")?;
+        ensure!(handles(&after) == handles(&before), "leaf.txt was touched");
+        ensure!(after.entity.data_file_handle_id.as_deref() == Some(shared.as_str()));
+        ensure!(summary.totals.count(StatusName::Migrated) > 5);
+        Ok(())
+    })
+    .await
+}
