@@ -53,6 +53,13 @@ pub enum LocalError {
     Fixture(String),
     #[error("state machine definition: {0}")]
     Definition(String),
+    /// A function answered an invocation with an error.
+    #[error("{function} failed with {error_type}: {message}")]
+    Function {
+        function: String,
+        error_type: String,
+        message: String,
+    },
     #[error("execution {arn} still running after {waited:?}")]
     Timeout { arn: String, waited: Duration },
 }
@@ -271,6 +278,38 @@ impl LocalDeployment {
             .map(|(k, v)| (k.to_owned(), v)),
         );
         env
+    }
+
+    /// Invokes one function directly, as `aws lambda invoke` would (to drive a single stage).
+    pub async fn invoke(
+        &self,
+        function: &str,
+        payload: &serde_json::Value,
+    ) -> Result<serde_json::Value, LocalError> {
+        let url = format!(
+            "{}/2015-03-31/functions/{function}/invocations",
+            self.host.invoke_url()
+        );
+        let response = reqwest::Client::new()
+            .post(url)
+            .json(payload)
+            .send()
+            .await
+            .map_err(|e| LocalError::Aws(format!("invoking {function}: {e}")))?;
+        let failed = response.headers().contains_key("x-amz-function-error");
+        let body: serde_json::Value = response
+            .json()
+            .await
+            .map_err(|e| LocalError::Aws(format!("the answer of {function}: {e}")))?;
+        if failed {
+            let field = |name: &str| body[name].as_str().unwrap_or_default().to_owned();
+            return Err(LocalError::Function {
+                function: function.to_owned(),
+                error_type: field("errorType"),
+                message: field("errorMessage"),
+            });
+        }
+        Ok(body)
     }
 
     /// Starts an execution of the migration state machine (moto needs a name).

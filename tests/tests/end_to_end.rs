@@ -13,12 +13,15 @@ use std::future::Future;
 use std::time::Duration;
 
 use anyhow::{ensure, Context};
+use aws_sdk_sfn::operation::describe_execution::DescribeExecutionOutput;
 use aws_sdk_sfn::types::ExecutionStatus;
 use md5::{Digest, Md5};
 use serde_json::{json, Value};
 use synapse_model::FileHandle;
 use synapse_sim::{EntitySnapshot, Fixture, ThrottleConfig};
+use synmigrate::config::MigrationOptions;
 use synmigrate::report::CSV_HEADER;
+use synmigrate::stages::RunContext;
 use synmigrate::state::dynamo::DynamoStore;
 use synmigrate::state::{ItemRecord, MigrationKey, StateStore, StatusName};
 use synmigrate_local::{LocalDeployment, LocalOptions};
@@ -38,6 +41,35 @@ const SYNAPSE_WRITES: [&str; 5] = [
     "POST /externalFileHandle/s3",
     "PUT /entity/{id}/annotations2",
 ];
+
+/// A project of `children` owned by `owner`, which `migrator` (the functions' token) may read,
+/// download and update; destination 7001 is the migrator's bucket.
+fn project(children: Value) -> Fixture {
+    let fixture = json!({
+        "users": [
+            {"userName": "owner", "ownerId": "3350001", "token": "owner-token"},
+            {"userName": "migrator", "ownerId": "3350002", "token": "migrator-token"}
+        ],
+        "storageLocations": [
+            {"storageLocationId": 1, "kind": "synapse", "bucket": "synapse-storage"},
+            {"storageLocationId": DEST, "kind": "externalS3", "bucket": "destination",
+             "baseKey": "migrated", "createdBy": "migrator"}
+        ],
+        "fileHandles": {"shared": {"content": {"text": "shared bytes"}, "fileName": "shared.txt"}},
+        "projects": [{
+            "name": PROJECT, "owner": "owner",
+            "acl": {"migrator": ["READ", "DOWNLOAD", "UPDATE"]},
+            "children": children
+        }]
+    });
+    Fixture::from_json(&fixture.to_string()).expect("the test fixture parses")
+}
+
+/// A file the migrator may read but not change: its copy is refused (item ERRORED, Forbidden).
+fn readonly_file() -> Value {
+    json!({"type": "file", "name": "readonly.txt", "versions": [{"content": {"text": "hands off"}}],
+           "acl": {"migrator": ["READ", "DOWNLOAD"]}})
+}
 
 /// The seeded project: a nested tree of 200 small files plus the special cases.
 fn fixture() -> Fixture {
@@ -59,52 +91,33 @@ fn fixture() -> Fixture {
             json!({"type": "folder", "name": format!("dir{a}"), "children": subs})
         })
         .collect();
-    let fixture = json!({
-        "users": [
-            {"userName": "owner", "ownerId": "3350001", "token": "owner-token"},
-            {"userName": "migrator", "ownerId": "3350002", "token": "migrator-token"}
-        ],
-        "storageLocations": [
-            {"storageLocationId": 1, "kind": "synapse", "bucket": "synapse-storage"},
-            {"storageLocationId": DEST, "kind": "externalS3", "bucket": "destination",
-             "baseKey": "migrated", "createdBy": "migrator"}
-        ],
-        "fileHandles": {"shared": {"content": {"text": "shared bytes"}, "fileName": "shared.txt"}},
-        "projects": [{
-            "name": PROJECT, "owner": "owner",
-            "acl": {"migrator": ["READ", "DOWNLOAD", "UPDATE"]},
-            "children": [
-                {"type": "folder", "name": "tree", "children": tree},
-                {"type": "folder", "name": "mixed", "children": [
-                    {"type": "file", "name": "versions.txt", "versions": [
-                        {"content": {"text": "version one"}},
-                        {"content": {"text": "version two"}},
-                        {"content": {"text": "version three"}, "contentType": "text/plain"}
-                    ]},
-                    {"type": "file", "name": "shared-a.txt", "versions": [{"handle": "shared"}]},
-                    {"type": "folder", "name": "elsewhere", "children": [
-                        {"type": "file", "name": "shared-b.txt", "versions": [{"handle": "shared"}]}
-                    ]},
-                    {"type": "file", "name": "big-3-parts.bin",
-                     "versions": [{"content": {"size": 12 * MIB + 4321, "seed": 11}}]},
-                    {"type": "file", "name": "big-7-parts.bin",
-                     "versions": [{"content": {"size": 33 * MIB, "seed": 12}}]}
-                ]},
-                {"type": "folder", "name": "special", "children": [
-                    {"type": "file", "name": "in-destination.txt",
-                     "versions": [{"content": {"text": "already there"}, "storageLocationId": DEST,
-                                   "createdBy": "migrator"}]},
-                    {"type": "file", "name": "link.txt",
-                     "versions": [{"kind": "external", "externalUrl": "https://example.org/x"}]},
-                    {"type": "file", "name": "empty.txt", "versions": [{"content": {"text": ""}}]},
-                    {"type": "file", "name": "readonly.txt",
-                     "versions": [{"content": {"text": "hands off"}}],
-                     "acl": {"migrator": ["READ", "DOWNLOAD"]}}
-                ]}
-            ]
-        }]
-    });
-    Fixture::from_json(&fixture.to_string()).expect("the test fixture parses")
+    project(json!([
+        {"type": "folder", "name": "tree", "children": tree},
+        {"type": "folder", "name": "mixed", "children": [
+            {"type": "file", "name": "versions.txt", "versions": [
+                {"content": {"text": "version one"}},
+                {"content": {"text": "version two"}},
+                {"content": {"text": "version three"}, "contentType": "text/plain"}
+            ]},
+            {"type": "file", "name": "shared-a.txt", "versions": [{"handle": "shared"}]},
+            {"type": "folder", "name": "elsewhere", "children": [
+                {"type": "file", "name": "shared-b.txt", "versions": [{"handle": "shared"}]}
+            ]},
+            {"type": "file", "name": "big-3-parts.bin",
+             "versions": [{"content": {"size": 12 * MIB + 4321, "seed": 11}}]},
+            {"type": "file", "name": "big-7-parts.bin",
+             "versions": [{"content": {"size": 33 * MIB, "seed": 12}}]}
+        ]},
+        {"type": "folder", "name": "special", "children": [
+            {"type": "file", "name": "in-destination.txt",
+             "versions": [{"content": {"text": "already there"}, "storageLocationId": DEST,
+                           "createdBy": "migrator"}]},
+            {"type": "file", "name": "link.txt",
+             "versions": [{"kind": "external", "externalUrl": "https://example.org/x"}]},
+            {"type": "file", "name": "empty.txt", "versions": [{"content": {"text": ""}}]},
+            readonly_file()
+        ]}
+    ]))
 }
 
 /// What each file must end as, by its path below the project.
@@ -120,7 +133,7 @@ fn expected_status(path: &str) -> StatusName {
 /// A deployment whose big files go through part batches: files above 8 MiB get their own unit,
 /// a CopyParts batch holds six 5 MiB parts (so the 7-part file needs two), and the direct engine
 /// uses multipart copies above 8 MiB.
-async fn deploy() -> anyhow::Result<LocalDeployment> {
+async fn deploy(fixture: &Fixture) -> anyhow::Result<LocalDeployment> {
     let env = [
         ("SYNMIGRATE_UNIT_MAX_FILES", "25".to_owned()),
         ("SYNMIGRATE_LARGE_FILE_BYTES", (8 * MIB).to_string()),
@@ -136,19 +149,26 @@ async fn deploy() -> anyhow::Result<LocalDeployment> {
         function_env: env.map(|(k, v)| (k.to_owned(), v)).to_vec(),
         ..LocalOptions::default()
     };
-    Ok(LocalDeployment::start(&fixture(), options).await?)
+    Ok(LocalDeployment::start(fixture, options).await?)
 }
 
 fn input(deployment: &LocalDeployment, copy_mode: &str) -> Value {
-    json!({
-        "projectId": deployment.project_id(),
-        "destinationStorageLocationId": DEST,
-        "options": {
+    input_with(
+        deployment,
+        json!({
             "copyMode": copy_mode,
             "partSizeBytes": 5 * MIB,
             "maxConcurrency": 3,
             "continueOnError": true
-        }
+        }),
+    )
+}
+
+fn input_with(deployment: &LocalDeployment, options: Value) -> Value {
+    json!({
+        "projectId": deployment.project_id(),
+        "destinationStorageLocationId": DEST,
+        "options": options
     })
 }
 
@@ -160,10 +180,7 @@ async fn bounded<F: Future<Output = anyhow::Result<()>>>(test: F) -> anyhow::Res
 
 /// Runs one execution to its end; returns its output (the run's summary) if it succeeded.
 async fn run(deployment: &LocalDeployment, name: &str, input: &Value) -> anyhow::Result<Value> {
-    let arn = deployment.start_execution(name, input).await?;
-    let done = deployment
-        .wait_for_execution(&arn, EXECUTION_TIMEOUT)
-        .await?;
+    let done = run_to_end(deployment, name, input).await?;
     ensure!(
         done.status() == &ExecutionStatus::Succeeded,
         "{name} ended {:?}: {:?} {:?}",
@@ -172,6 +189,17 @@ async fn run(deployment: &LocalDeployment, name: &str, input: &Value) -> anyhow:
         done.cause()
     );
     Ok(serde_json::from_str(done.output().unwrap_or("null"))?)
+}
+
+async fn run_to_end(
+    deployment: &LocalDeployment,
+    name: &str,
+    input: &Value,
+) -> anyhow::Result<DescribeExecutionOutput> {
+    let arn = deployment.start_execution(name, input).await?;
+    Ok(deployment
+        .wait_for_execution(&arn, EXECUTION_TIMEOUT)
+        .await?)
 }
 
 fn snapshots(deployment: &LocalDeployment) -> BTreeMap<String, (String, EntitySnapshot)> {
@@ -368,6 +396,19 @@ async fn check_migrated(
     Ok(())
 }
 
+/// Since the last reset of the simulator's request log, nothing was created or changed.
+fn ensure_no_synapse_writes(deployment: &LocalDeployment) -> anyhow::Result<()> {
+    let counts = deployment.sim().request_counts();
+    for write in SYNAPSE_WRITES {
+        ensure!(
+            !counts.by_endpoint.contains_key(write),
+            "sent {write}: {:?}",
+            counts.by_endpoint
+        );
+    }
+    Ok(())
+}
+
 /// A later execution on a migrated project changes nothing: no copy starts, no entity writes.
 async fn check_rerun_changes_nothing(
     deployment: &LocalDeployment,
@@ -378,14 +419,7 @@ async fn check_rerun_changes_nothing(
     let items_before = items(deployment).await?;
     deployment.sim().reset_requests();
     let summary = run(deployment, name, &input(deployment, copy_mode)).await?;
-    let counts = deployment.sim().request_counts();
-    for write in SYNAPSE_WRITES {
-        ensure!(
-            !counts.by_endpoint.contains_key(write),
-            "the re-run sent {write}: {:?}",
-            counts.by_endpoint
-        );
-    }
+    ensure_no_synapse_writes(deployment)?;
     ensure!(snapshots(deployment) == before, "entities changed");
     let items_after = items(deployment).await?;
     for (key, item) in &items_before {
@@ -406,10 +440,15 @@ async fn check_rerun_changes_nothing(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn synapse_engine_migrates_through_the_state_machine() -> anyhow::Result<()> {
     bounded(async {
-        let deployment = deploy().await?;
+        let deployment = deploy(&fixture()).await?;
         let before = snapshots(&deployment);
         let summary = run(&deployment, "e2e-synapse-1", &input(&deployment, "synapse")).await?;
         check_migrated(&deployment, &before, &summary).await?;
+        // The big files went through the part-batch Map (processes start at the first call).
+        ensure!(
+            deployment.running_instances("synmigrate-copy-parts") > 0,
+            "CopyParts never ran"
+        );
         check_rerun_changes_nothing(&deployment, "e2e-synapse-2", "synapse").await?;
         deployment.shutdown().await;
         Ok(())
@@ -420,7 +459,7 @@ async fn synapse_engine_migrates_through_the_state_machine() -> anyhow::Result<(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn direct_engine_with_two_executions_started_together() -> anyhow::Result<()> {
     bounded(async {
-        let deployment = deploy().await?;
+        let deployment = deploy(&fixture()).await?;
         let before = snapshots(&deployment);
         let input = input(&deployment, "direct");
         let (a, b) = tokio::try_join!(
@@ -454,6 +493,130 @@ async fn direct_engine_with_two_executions_started_together() -> anyhow::Result<
         // check_migrated also proves that no entity got more than one new version.
         check_migrated(&deployment, &before, &summary).await?;
         check_rerun_changes_nothing(&deployment, "e2e-direct-2", "direct").await?;
+        deployment.shutdown().await;
+        Ok(())
+    })
+    .await
+}
+
+/// The failure paths: RecordFailure (items ERRORED, one message on the failure queue) and a run
+/// that stops on an ERRORED item when `continueOnError` is off, releasing the lock on its way out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failures_are_recorded_and_stop_the_run() -> anyhow::Result<()> {
+    bounded(async {
+        let files: Vec<Value> = (0..3)
+            .map(|i| json!({"type": "file", "name": format!("ok{i}.txt"),
+                             "versions": [{"content": {"text": format!("fine {i}")}}]}))
+            .chain([readonly_file()])
+            .collect();
+        let deployment = deploy(&project(Value::Array(files))).await?;
+        let dry = json!({"dryRun": true});
+
+        // A dry run indexes and reports, and writes nothing to Synapse.
+        deployment.sim().reset_requests();
+        let summary = run(&deployment, "e2e-dry", &input_with(&deployment, dry)).await?;
+        ensure_no_synapse_writes(&deployment)?;
+        ensure!(summary["dryRun"] == json!(true), "{summary}");
+        let indexed = items(&deployment).await?;
+        ensure!(
+            indexed.len() == 4 && indexed.values().all(|i| i.status.name() == StatusName::Indexed),
+            "{indexed:?}"
+        );
+
+        // RecordFailure, as the Catch of a unit calls it, on the three readable files.
+        let ok: Vec<&ItemRecord> = indexed
+            .values()
+            .filter(|i| i.file_name.starts_with("ok"))
+            .collect();
+        let unit = json!({
+            "unitId": "unit-failed",
+            "kind": "SMALL",
+            "totalBytes": ok.iter().map(|i| i.size).sum::<u64>(),
+            "items": ok.iter().map(|i| json!({"key": i.key.to_string(), "size": i.size,
+                                              "source": i.source_file_handle_id})).collect::<Vec<_>>()
+        });
+        let run_context = RunContext {
+            project_id: deployment.project_id().to_owned(),
+            destination_storage_location_id: DEST,
+            run_id: "e2e-dry".to_owned(),
+            options: MigrationOptions::default(),
+            destination: deployment
+                .sim()
+                .storage_location(DEST)
+                .context("the destination")?,
+        };
+        let recorded = deployment
+            .invoke(
+                "synmigrate-complete",
+                &json!({"stage": "recordFailure", "run": run_context, "unit": unit,
+                        "failure": {"Error": "Retryable.Transient", "Cause": "the test broke it"}}),
+            )
+            .await?;
+        ensure!(recorded["errored"] == json!(3), "{recorded}");
+        let messages = aws_sdk_sqs::Client::new(deployment.sdk_config())
+            .receive_message()
+            .queue_url(deployment.queue_url())
+            .max_number_of_messages(10)
+            .wait_time_seconds(1)
+            .send()
+            .await?;
+        let bodies: Vec<Value> = messages
+            .messages()
+            .iter()
+            .map(|m| serde_json::from_str(m.body().unwrap_or("null")))
+            .collect::<Result<_, _>>()?;
+        ensure!(bodies.len() == 1, "one message per failed unit: {bodies:?}");
+        ensure!(
+            bodies[0]["unitId"] == "unit-failed"
+                && bodies[0]["errorType"] == "Retryable.Transient"
+                && bodies[0]["items"].as_array().map(Vec::len) == Some(3),
+            "{bodies:?}"
+        );
+        for item in items(&deployment).await?.values() {
+            let expected = if item.file_name.starts_with("ok") {
+                StatusName::Errored
+            } else {
+                StatusName::Indexed
+            };
+            ensure!(item.status.name() == expected, "{item:?}");
+        }
+
+        // With continueOnError off, the refused file stops the run; the retryable failures are
+        // retried (and migrate) in the same unit, and the report is written before it fails.
+        let stop = json!({"continueOnError": false});
+        let stopped = run_to_end(&deployment, "e2e-stop", &input_with(&deployment, stop.clone())).await?;
+        ensure!(
+            stopped.status() == &ExecutionStatus::Failed,
+            "{:?} {:?}",
+            stopped.status(),
+            stopped.output()
+        );
+        ensure!(
+            stopped.error() == Some("Fatal.ItemsFailed")
+                || stopped.error() == Some("States.ExceedToleratedFailureThreshold"),
+            "{:?} {:?}",
+            stopped.error(),
+            stopped.cause()
+        );
+        for item in items(&deployment).await?.values() {
+            let expected = if item.file_name.starts_with("ok") {
+                StatusName::Migrated
+            } else {
+                StatusName::Errored
+            };
+            ensure!(item.status.name() == expected, "{item:?}");
+        }
+        let s3 = deployment.s3_client().await;
+        let report = object(&s3, deployment.bucket(), "runs/e2e-stop/report.csv").await?;
+        ensure!(
+            String::from_utf8(report)?.lines().count() == 5,
+            "the aborted run's report"
+        );
+
+        // The stopped run released the lock: the next one runs, and has nothing left to retry.
+        deployment.sim().reset_requests();
+        run(&deployment, "e2e-after-stop", &input_with(&deployment, stop)).await?;
+        ensure_no_synapse_writes(&deployment)?;
         deployment.shutdown().await;
         Ok(())
     })
