@@ -397,6 +397,34 @@ async fn direct_engine_copies_with_copy_object_and_multipart() -> anyhow::Result
     .await
 }
 
+/// A file of several parts at the part size but under the CopyObject threshold is one CopyObject:
+/// its state records one part, and completing it must not hold that against the part plan.
+#[tokio::test]
+async fn direct_engine_copies_a_multi_part_sized_file_in_one_request() -> anyhow::Result<()> {
+    bounded(async {
+        let env = Env::start().await?;
+        let engine = env.direct_engine(EngineConfig::default());
+        let request = env.request("big.bin", DEST);
+        let started = engine.start(&request, None).await?;
+        assert!(
+            matches!(
+                &started.state,
+                EngineState::Direct {
+                    upload_id: None,
+                    ..
+                }
+            ),
+            "{:?}",
+            started.state
+        );
+        assert_eq!(started.state.part_count(), 1);
+        let handle = copy(&engine, &request).await?;
+        env.check_copy(&request, &handle).await?;
+        Ok(())
+    })
+    .await
+}
+
 #[tokio::test]
 async fn direct_engine_resumes_after_a_crash() -> anyhow::Result<()> {
     bounded(async {

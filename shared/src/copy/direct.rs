@@ -203,10 +203,11 @@ impl<'a> Direct<'a> {
         }
     }
 
-    /// The part plan the state was made with, checked against the source.
+    /// The part plan the state was made with, checked against the source. A single CopyObject
+    /// records one part whatever the plan says, so only a multipart state is checked.
     fn plan(&self, request: &CopyRequest) -> Result<PartPlan> {
         let plan = PartPlan::new(request.source_size()?, self.part_size)?;
-        if plan.part_count() != self.part_count {
+        if self.upload_id.is_some() && plan.part_count() != self.part_count {
             return Err(Error::Internal(format!(
                 "the copy state has {} parts, the source {}",
                 self.part_count,
