@@ -31,9 +31,17 @@ local_pid=
 cleanup() {
   if [[ -n $local_pid ]] && kill -0 "$local_pid" 2>/dev/null; then
     echo "==> Stopping the local deployment"
+    # End of its standard input is its signal to stop (and lets its stdin reader finish); SIGTERM
+    # if it is still there after 30 s.
+    if [[ -n ${keep_open:-} ]]; then exec {keep_open}>&-; fi
+    for _ in $(seq 1 300); do
+      kill -0 "$local_pid" 2>/dev/null || break
+      sleep 0.1
+    done
     kill -TERM "$local_pid" 2>/dev/null || true
     wait "$local_pid" 2>/dev/null || true
   fi
+  rm -f "${fifo:-}"
 }
 trap cleanup EXIT
 trap 'exit 130' INT
@@ -41,11 +49,14 @@ trap 'exit 143' TERM
 
 step "Starting the local deployment with $(basename "$fixture")"
 log=$state/local.log
-# synmigrate-local stops when its standard input closes: this writer keeps it open while the demo
-# runs and ends within a second of the demo, so even a killed demo leaves no server behind.
-while kill -0 $$ 2>/dev/null; do sleep 1; done |
-  "$bin/synmigrate-local" up --fixture "$fixture" --env-file "$state/env" >"$log" 2>"$state/local.err" &
+# synmigrate-local stops when its standard input closes. Its input is a FIFO whose only writer is
+# this script, so it stops when the demo ends, even if the demo is killed.
+fifo=$state/local.stdin
+rm -f "$fifo"
+mkfifo "$fifo"
+"$bin/synmigrate-local" up --fixture "$fixture" --env-file "$state/env" <"$fifo" >"$log" 2>"$state/local.err" &
 local_pid=$!
+exec {keep_open}>"$fifo"
 for _ in $(seq 1 1800); do
   grep -q '^READY$' "$log" 2>/dev/null && break
   if ! kill -0 "$local_pid" 2>/dev/null; then
