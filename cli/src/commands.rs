@@ -281,30 +281,25 @@ impl Display {
     }
 
     fn show(&mut self, progress: &Progress, rate: Option<f64>) {
-        let message = progress.message(rate);
         match self {
-            Display::Bar(bar) => {
-                match progress.planned {
-                    Some(planned) => {
-                        if bar.length() != Some(planned.files) {
-                            bar.set_style(
-                                ProgressStyle::with_template(
-                                    "{spinner} [{elapsed_precise}] {wide_bar} {msg}",
-                                )
-                                .unwrap_or_else(|_| ProgressStyle::default_bar()),
-                            );
-                            bar.set_length(planned.files);
-                        }
-                        bar.set_position(progress.files_done);
+            Display::Bar(bar) => match progress.planned {
+                Some(planned) if planned.files > 0 => {
+                    if bar.length() != Some(planned.files) {
+                        bar.set_style(style(
+                            "{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} files\n  {msg}",
+                        ));
+                        bar.set_length(planned.files);
                     }
-                    None => bar.set_style(
-                        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {msg}")
-                            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-                    ),
+                    bar.set_position(progress.files_done);
+                    bar.set_message(progress.detail(rate));
                 }
-                bar.set_message(message);
-            }
+                _ => {
+                    bar.set_style(style("{spinner} [{elapsed_precise}] {msg}"));
+                    bar.set_message(progress.message(rate));
+                }
+            },
             Display::Plain { last, printed_at } => {
+                let message = progress.message(rate);
                 let stale = printed_at.is_none_or(|at| at.elapsed() >= PLAIN_REPEAT);
                 if message != *last || stale {
                     eprintln!("{message}");
@@ -318,8 +313,15 @@ impl Display {
     fn finish(&self) {
         if let Display::Bar(bar) = self {
             bar.finish();
+            // indicatif leaves the cursor at the end of the bar's last line.
+            eprintln!();
         }
     }
+}
+
+/// A bar style from one of the templates above (all valid; the default style otherwise).
+fn style(template: &str) -> ProgressStyle {
+    ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar())
 }
 
 /// Which execution `watch` follows.

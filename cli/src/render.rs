@@ -309,19 +309,28 @@ impl Progress {
         Some(Duration::from_secs_f64(left / bytes_per_second))
     }
 
-    /// The line shown beside (or instead of) the bar.
+    /// The whole state in one line (plain output, and the bar's text before the copy starts).
     pub fn message(&self, bytes_per_second: Option<f64>) -> String {
-        let Some(planned) = self.planned else {
-            return format!("indexing: {} file versions found", self.found);
-        };
-        let mut parts = vec![
-            format!("files {}/{}", self.files_done, planned.files),
-            format!(
-                "{}/{}",
-                BinaryBytes(self.bytes_done),
-                BinaryBytes(planned.bytes)
+        match self.planned {
+            None => format!("indexing: {} file versions found", self.found),
+            Some(planned) if planned.files == 0 => "nothing to copy".to_owned(),
+            Some(planned) => format!(
+                "files {}/{} · {}",
+                self.files_done,
+                planned.files,
+                self.detail(bytes_per_second)
             ),
-        ];
+        }
+    }
+
+    /// Bytes, rate, ETA and failures: what the bar itself does not show.
+    pub fn detail(&self, bytes_per_second: Option<f64>) -> String {
+        let planned_bytes = self.planned.map(|p| p.bytes).unwrap_or_default();
+        let mut parts = vec![format!(
+            "{}/{}",
+            BinaryBytes(self.bytes_done),
+            BinaryBytes(planned_bytes)
+        )];
         if let Some(rate) = bytes_per_second.filter(|r| *r > 0.0) {
             parts.push(format!("{}/s", BinaryBytes(rate as u64)));
             if let Some(eta) = self.eta(rate) {

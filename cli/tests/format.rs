@@ -420,6 +420,16 @@ fn progress_lines() {
         copying.message(Some(rate)),
         "files 4/8 · 300.00 MiB/1.00 GiB · 10.00 MiB/s · ETA 72 seconds · failures 1"
     );
+    // The bar shows the files itself; its text carries the rest.
+    assert_eq!(
+        copying.detail(Some(rate)),
+        "300.00 MiB/1.00 GiB · 10.00 MiB/s · ETA 72 seconds · failures 1"
+    );
+    let nothing = Progress::new(
+        &RunCounters::default(),
+        Some(Planned { files: 0, bytes: 0 }),
+    );
+    assert_eq!(nothing.message(None), "nothing to copy");
     assert_eq!(
         render::rate((Duration::from_secs(2), 100), (Duration::from_secs(6), 500)),
         Some(100.0)
