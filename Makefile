@@ -3,14 +3,18 @@ SHELL := /bin/bash
 CARGO ?= cargo
 NEXTEST_PROFILE ?= $(if $(CI),ci,default)
 
-.PHONY: test venv template-check fmt-check clippy tests stack sim-fixture-check clean-venv demo
+.PHONY: test venv sam-build template-check fmt-check clippy tests stack clean-venv demo
 
 ## test: install what the tests need, then the template checks, rustfmt check, clippy -D warnings, and every test
-test: venv template-check fmt-check clippy tests
+test: venv template-check fmt-check clippy tests sam-build
 
 ## venv: the project's Python environment (.venv) with the pinned moto, boto3 and synapseclient
 venv:
 	@scripts/venv.sh
+
+## sam-build: sam build --beta-features of every function (x86_64 here; see the script)
+sam-build: venv
+	@scripts/sam-build.sh
 
 ## template-check: sam validate --lint, cfn-lint and the project's IAM/table/ASL rules, offline
 template-check: venv
