@@ -12,7 +12,7 @@ use indicatif::{BinaryBytes, ProgressBar, ProgressStyle};
 use serde::Deserialize;
 use synmigrate::config::MigrationOptions;
 use synmigrate::plan::WorkUnit;
-use synmigrate::report::ItemTotals;
+use synmigrate::report::{csv_row, ItemTotals, CSV_HEADER};
 use synmigrate::stages::now;
 use synmigrate::state::dynamo::DynamoStore;
 use synmigrate::state::{ItemRecord, MigrationKey, RunRecord, StateStore};
@@ -469,20 +469,22 @@ fn final_status(
     text
 }
 
-async fn all_items(
+/// Visits every item of the migration, page by page (a big project's items do not fit in memory
+/// at once).
+async fn each_item(
     store: &DynamoStore,
     migration: &MigrationKey,
-) -> Result<Vec<ItemRecord>, CliError> {
-    let mut items = Vec::new();
+    mut visit: impl FnMut(ItemRecord) -> Result<(), CliError>,
+) -> Result<(), CliError> {
     let mut token: Option<String> = None;
     loop {
         let page = store
             .list_items(migration, None, PAGE, token.as_deref())
             .await?;
-        items.extend(page.items);
+        page.items.into_iter().try_for_each(&mut visit)?;
         match page.next_token {
             Some(next) => token = Some(next),
-            None => return Ok(items),
+            None => return Ok(()),
         }
     }
 }
@@ -519,26 +521,38 @@ async fn report(
                 CliError::NotFound(format!("no runs of {} in table {table} yet", described()))
             })?,
     };
-    let items = all_items(&store, &migration).await?;
-    let mut totals = ItemTotals::default();
-    items.iter().for_each(|item| totals.add(item));
     let verdict = if render::run_failed(&run) {
         Verdict::Failures
     } else {
         Verdict::Clean
     };
+    let mut totals = ItemTotals::default();
+    // The table needs every row in hand; CSV streams, JSON only counts.
+    let mut rows = Vec::new();
+    if args.format == Format::Csv {
+        writeln!(out, "{CSV_HEADER}")?;
+    }
+    each_item(&store, &migration, |item| {
+        totals.add(&item);
+        match args.format {
+            Format::Table => rows.push(item),
+            Format::Csv => out.write_all(csv_row(&item).as_bytes())?,
+            Format::Json => {}
+        }
+        Ok(())
+    })
+    .await?;
     let report = RunReport {
         project_id: args.migration.project.clone(),
         destination_storage_location_id: args.migration.destination,
         run,
         totals,
     };
-    let text = match args.format {
-        Format::Table => render::report_table(&report, &items),
-        Format::Csv => render::report_csv(&items),
-        Format::Json => render::report_json(&report),
-    };
-    out.write_all(text.as_bytes())?;
+    match args.format {
+        Format::Table => out.write_all(render::report_table(&report, &rows).as_bytes())?,
+        Format::Json => out.write_all(render::report_json(&report).as_bytes())?,
+        Format::Csv => {}
+    }
     Ok(verdict)
 }
 

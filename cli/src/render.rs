@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use indicatif::{BinaryBytes, HumanDuration};
 use serde::Serialize;
-use synmigrate::report::{csv_row, ItemTotals, CSV_HEADER};
+use synmigrate::report::ItemTotals;
 use synmigrate::state::{
     EpochSeconds, ItemRecord, ItemStatus, Lease, RunCounters, RunRecord, RunStatus, StatusName,
 };
@@ -171,16 +171,6 @@ pub fn report_json(report: &RunReport) -> String {
     });
     text.push('\n');
     text
-}
-
-/// `report --format csv`: the official client's columns, one row per item.
-pub fn report_csv(items: &[ItemRecord]) -> String {
-    let mut out = String::from(CSV_HEADER);
-    out.push('\n');
-    for item in items {
-        out.push_str(&csv_row(item));
-    }
-    out
 }
 
 fn detail(item: &ItemRecord) -> String {
