@@ -24,6 +24,8 @@ const STATE_MACHINE: &str = "synmigrate-migration";
 const TABLE: &str = "synmigrate-state";
 const BUCKET: &str = "synmigrate-artifacts";
 const QUEUE: &str = "synmigrate-failures";
+/// How long the simulator may take to finish its in-flight requests at shutdown.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// How often [`LocalDeployment::wait_for_execution`] looks.
 const POLL: Duration = Duration::from_millis(250);
 
@@ -358,10 +360,16 @@ impl LocalDeployment {
         }
     }
 
-    /// Stops the simulator (the other parts stop when dropped).
+    /// Stops the function processes first (their pooled connections would hold the simulator's
+    /// graceful shutdown open), then the simulator, then the stack.
     pub async fn shutdown(self) {
-        let Self { sim, .. } = self;
-        sim.shutdown().await;
+        let Self {
+            sim, host, stack, ..
+        } = self;
+        drop(host);
+        // A connection that outlives its process's kill is cut when `sim` is dropped instead.
+        let _ = tokio::time::timeout(SHUTDOWN_GRACE, sim.shutdown()).await;
+        drop(stack);
     }
 }
 

@@ -9,7 +9,6 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use synapse_sim::{Fixture, ThrottleConfig};
 use synmigrate_local::{LocalDeployment, LocalOptions};
-use tokio::io::AsyncReadExt;
 
 #[derive(Parser)]
 #[command(version, about = "The synmigrate pipeline on the local stack")]
@@ -92,15 +91,12 @@ async fn main() -> anyhow::Result<()> {
 /// SIGTERM, SIGINT or EOF on stdin.
 async fn wait_for_stop() -> anyhow::Result<()> {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    let stdin_closed = async {
-        let mut stdin = tokio::io::stdin();
-        let mut buf = [0u8; 256];
-        while let Ok(n) = stdin.read(&mut buf).await {
-            if n == 0 {
-                break;
-            }
-        }
-    };
+    // A plain thread, not tokio's stdin: the runtime waits for its blocking reads at exit.
+    let (closed, stdin_closed) = tokio::sync::oneshot::channel::<()>();
+    std::thread::spawn(move || {
+        let _ = std::io::copy(&mut std::io::stdin().lock(), &mut std::io::sink());
+        let _ = closed.send(());
+    });
     tokio::select! {
         _ = term.recv() => {}
         _ = tokio::signal::ctrl_c() => {}
