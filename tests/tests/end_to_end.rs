@@ -512,6 +512,20 @@ async fn failures_are_recorded_and_stop_the_run() -> anyhow::Result<()> {
         let deployment = deploy(&project(Value::Array(files))).await?;
         let dry = json!({"dryRun": true});
 
+        // Init refuses bad input; the execution fails with the function's error type.
+        let mut bad = input_with(&deployment, json!({}));
+        bad["projectId"] = json!("not-a-project");
+        let refused = run_to_end(&deployment, "e2e-bad-input", &bad).await?;
+        ensure!(
+            refused.status() == &ExecutionStatus::Failed
+                && refused.error() == Some("Fatal.InvalidInput")
+                && refused.cause().is_some_and(|c| c.contains("not-a-project")),
+            "{:?} {:?} {:?}",
+            refused.status(),
+            refused.error(),
+            refused.cause()
+        );
+
         // A dry run indexes and reports, and writes nothing to Synapse.
         deployment.sim().reset_requests();
         let summary = run(&deployment, "e2e-dry", &input_with(&deployment, dry)).await?;
