@@ -1,0 +1,90 @@
+//! Static rules of `statemachine/migration.asl.json` that running it locally cannot show: every
+//! transition names a state of its scope, every state is reachable, every Lambda task retries the
+//! retryable error types with jitter, and only JSONPath features are used.
+
+use std::collections::BTreeSet;
+
+use serde_json::{Map, Value};
+use synmigrate_local::{definition, FUNCTIONS};
+
+/// Checks one `States` scope (the top level or a Map's ItemProcessor), recursing into Maps.
+fn check_scope(scope: &Value, path: &str, tasks: &mut usize) {
+    let states: &Map<String, Value> = scope["States"].as_object().expect("States");
+    let start = scope["StartAt"].as_str().expect("StartAt");
+    let mut reachable = BTreeSet::from([start.to_owned()]);
+    for (name, state) in states {
+        let mut targets: Vec<&str> = Vec::new();
+        targets.extend(state["Next"].as_str());
+        targets.extend(state["Default"].as_str());
+        for rule in state["Choices"].as_array().into_iter().flatten() {
+            targets.extend(rule["Next"].as_str());
+        }
+        for catcher in state["Catch"].as_array().into_iter().flatten() {
+            targets.extend(catcher["Next"].as_str());
+        }
+        for target in targets {
+            assert!(
+                states.contains_key(target),
+                "{path}{name} -> unknown {target}"
+            );
+            reachable.insert(target.to_owned());
+        }
+        let kind = state["Type"].as_str().expect("Type");
+        let ends = matches!(kind, "Succeed" | "Fail" | "Choice") || state["End"] == true;
+        assert!(
+            ends || state["Next"].is_string(),
+            "{path}{name} leads nowhere"
+        );
+        if kind == "Task"
+            && state["Resource"]
+                .as_str()
+                .is_some_and(|r| r.contains(":function:"))
+        {
+            *tasks += 1;
+            let retried: BTreeSet<&str> = state["Retry"]
+                .as_array()
+                .unwrap_or_else(|| panic!("{path}{name} has no Retry"))
+                .iter()
+                .inspect(|retrier| assert_eq!(retrier["JitterStrategy"], "FULL", "{path}{name}"))
+                .flat_map(|retrier| retrier["ErrorEquals"].as_array().into_iter().flatten())
+                .filter_map(Value::as_str)
+                .collect();
+            for error in [
+                "Retryable.Throttled",
+                "Retryable.Transient",
+                "Retryable.LeaseHeld",
+                "Lambda.ServiceException",
+                "Lambda.TooManyRequestsException",
+            ] {
+                assert!(
+                    retried.contains(error),
+                    "{path}{name} does not retry {error}"
+                );
+            }
+        }
+        if kind == "Map" {
+            assert!(state.get("ItemBatcher").is_none(), "no ItemBatcher (moto)");
+            check_scope(&state["ItemProcessor"], &format!("{path}{name}/"), tasks);
+        }
+    }
+    let unreachable: Vec<&String> = states.keys().filter(|s| !reachable.contains(*s)).collect();
+    assert!(
+        unreachable.is_empty(),
+        "{path}: unreachable {unreachable:?}"
+    );
+}
+
+#[test]
+fn the_definition_is_well_formed() {
+    let text = definition().expect("the definition loads");
+    assert!(!text.contains("QueryLanguage"), "JSONPath only");
+    assert!(!text.contains("{%"), "no JSONata expressions");
+    let machine: Value = serde_json::from_str(&text).expect("JSON");
+    let mut tasks = 0;
+    check_scope(&machine, "", &mut tasks);
+    // Init, Index, Plan, StartCopy, CopyParts, Complete, RecordFailure, Report, ReportAborted.
+    assert_eq!(tasks, 9);
+    for (_, function) in FUNCTIONS {
+        assert!(text.contains(function), "{function} is called");
+    }
+}
