@@ -1,15 +1,22 @@
 //! Static rules of `statemachine/migration.asl.json` that running it locally cannot show: every
-//! transition names a state of its scope, every state is reachable, every Lambda task retries the
-//! retryable error types with jitter, and only JSONPath features are used.
+//! transition names a state of its scope, state names are unique, every state is reachable, every
+//! Lambda task retries the retryable error types with jitter, and only JSONPath features are used.
 
 use std::collections::BTreeSet;
 
 use serde_json::{Map, Value};
 use synmigrate_local::{definition, FUNCTIONS};
 
-/// Checks one `States` scope (the top level or a Map's ItemProcessor), recursing into Maps.
-fn check_scope(scope: &Value, path: &str, tasks: &mut usize) {
+/// Checks one `States` scope (the top level or a Map's ItemProcessor), recursing into Maps;
+/// collects every state name in `names` (they must be unique in the whole state machine).
+fn check_scope(scope: &Value, path: &str, tasks: &mut usize, names: &mut BTreeSet<String>) {
     let states: &Map<String, Value> = scope["States"].as_object().expect("States");
+    for name in states.keys() {
+        assert!(
+            names.insert(name.clone()),
+            "state name {name} is used twice"
+        );
+    }
     let start = scope["StartAt"].as_str().expect("StartAt");
     let mut reachable = BTreeSet::from([start.to_owned()]);
     for (name, state) in states {
@@ -64,7 +71,12 @@ fn check_scope(scope: &Value, path: &str, tasks: &mut usize) {
         }
         if kind == "Map" {
             assert!(state.get("ItemBatcher").is_none(), "no ItemBatcher (moto)");
-            check_scope(&state["ItemProcessor"], &format!("{path}{name}/"), tasks);
+            check_scope(
+                &state["ItemProcessor"],
+                &format!("{path}{name}/"),
+                tasks,
+                names,
+            );
         }
     }
     let unreachable: Vec<&String> = states.keys().filter(|s| !reachable.contains(*s)).collect();
@@ -81,7 +93,7 @@ fn the_definition_is_well_formed() {
     assert!(!text.contains("{%"), "no JSONata expressions");
     let machine: Value = serde_json::from_str(&text).expect("JSON");
     let mut tasks = 0;
-    check_scope(&machine, "", &mut tasks);
+    check_scope(&machine, "", &mut tasks, &mut BTreeSet::new());
     // Init, Index, Plan, StartCopy, CopyParts, Complete, RecordFailure, Report, ReportAborted.
     assert_eq!(tasks, 9);
     for (_, function) in FUNCTIONS {
