@@ -9,11 +9,12 @@ use std::time::{Duration, Instant};
 
 use common::{small_fixture, stack};
 
-/// Starts the binary with `args` and returns it with every stdout line up to `READY`.
-fn launch(args: &[&str]) -> (Child, Vec<String>) {
+/// Starts the binary with `args` and the local AWS stack's `env`, and returns it with every stdout
+/// line up to `READY`.
+fn launch(env: &[(String, String)], args: &[&str]) -> (Child, Vec<String>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_synapse-sim"))
         .args(args)
-        .envs(stack().env_vars())
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -76,8 +77,10 @@ async fn serves_a_fixture_and_exits_on_stdin_eof() {
     let path = temp_path("fixture.json");
     std::fs::write(&path, serde_json::to_string(&small_fixture()).unwrap()).unwrap();
     let arg = path.to_str().unwrap().to_owned();
+    let aws = stack().await;
+    let env = aws.env_vars();
     let (child, lines) =
-        tokio::task::spawn_blocking(move || launch(&["--fixture", &arg, "--port", "0"]))
+        tokio::task::spawn_blocking(move || launch(&env, &["--fixture", &arg, "--port", "0"]))
             .await
             .unwrap();
     let repo = value(&lines, "SYNAPSE_REPO_ENDPOINT").to_owned();
@@ -109,8 +112,13 @@ async fn serves_a_fixture_and_exits_on_stdin_eof() {
 async fn generates_a_project_and_writes_its_fixture() {
     let path = temp_path("generated.json");
     let arg = path.to_str().unwrap().to_owned();
+    let aws = stack().await;
+    let env = aws.env_vars();
     let (child, lines) = tokio::task::spawn_blocking(move || {
-        launch(&["--generate", "45", "--seed", "3", "--write-fixture", &arg])
+        launch(
+            &env,
+            &["--generate", "45", "--seed", "3", "--write-fixture", &arg],
+        )
     })
     .await
     .unwrap();

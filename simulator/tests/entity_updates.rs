@@ -3,24 +3,21 @@
 
 mod common;
 
-use common::{small_fixture, stack, start, Api};
+use common::{small_fixture, start, Api, TestSim};
 use md5::{Digest, Md5};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 /// Puts `bytes` in S3 and registers them with /externalFileHandle/s3; returns (status, body).
 async fn register(
+    sim: &TestSim,
     api: &Api,
     bucket: &str,
     key: &str,
     location: i64,
     bytes: &[u8],
 ) -> (StatusCode, Value) {
-    let s3 = tokio::task::spawn_blocking(stack)
-        .await
-        .unwrap()
-        .s3_client()
-        .await;
+    let s3 = sim.stack().s3_client().await;
     s3.put_object()
         .bucket(bucket)
         .key(key)
@@ -38,8 +35,15 @@ async fn register(
     .await
 }
 
-async fn registered_id(api: &Api, bucket: &str, key: &str, location: i64, bytes: &[u8]) -> String {
-    let (status, handle) = register(api, bucket, key, location, bytes).await;
+async fn registered_id(
+    sim: &TestSim,
+    api: &Api,
+    bucket: &str,
+    key: &str,
+    location: i64,
+    bytes: &[u8],
+) -> String {
+    let (status, handle) = register(sim, api, bucket, key, location, bytes).await;
     assert_eq!(status, StatusCode::CREATED, "{handle}");
     handle["id"].as_str().unwrap().to_owned()
 }
@@ -65,7 +69,15 @@ async fn entity_put_checks_etag_permission_and_versions_by_md5() {
     );
 
     // Same MD5 as the latest version: swapped in place.
-    let same = registered_id(&alice, "sim-dest", "dest/t/same.txt", 7001, b"three\n").await;
+    let same = registered_id(
+        &sim,
+        &alice,
+        "sim-dest",
+        "dest/t/same.txt",
+        7001,
+        b"three\n",
+    )
+    .await;
     let mut update = entity.clone();
     update["dataFileHandleId"] = json!(same);
     let (status, swapped) = alice.put(&format!("/entity/{id}"), update).await;
@@ -80,7 +92,15 @@ async fn entity_put_checks_etag_permission_and_versions_by_md5() {
     );
 
     // Different MD5 without newVersion: a new version anyway.
-    let other = registered_id(&alice, "sim-dest", "dest/t/other.txt", 7001, b"four\n").await;
+    let other = registered_id(
+        &sim,
+        &alice,
+        "sim-dest",
+        "dest/t/other.txt",
+        7001,
+        b"four\n",
+    )
+    .await;
     let mut update = swapped.clone();
     update["dataFileHandleId"] = json!(other);
     let (status, v4) = alice.put(&format!("/entity/{id}"), update).await;
@@ -102,7 +122,7 @@ async fn entity_put_checks_etag_permission_and_versions_by_md5() {
     );
 
     // A handle someone else created cannot be attached.
-    let bobs = registered_id(&bob, "sim-bob", "b/k.txt", 7002, b"bob\n").await;
+    let bobs = registered_id(&sim, &bob, "sim-bob", "b/k.txt", 7002, b"bob\n").await;
     let mut update = v5.clone();
     update["dataFileHandleId"] = json!(bobs);
     assert_eq!(
@@ -119,8 +139,8 @@ async fn version_handle_swap_enforces_old_handle_md5_and_ownership() {
     let id = sim.entity_id("P/multi.txt").unwrap();
     let (_, v1) = alice.get(&format!("/entity/{id}/version/1")).await;
     let old = v1["dataFileHandleId"].as_str().unwrap().to_owned();
-    let same = registered_id(&alice, "sim-dest", "dest/s/one.txt", 7001, b"one\n").await;
-    let differs = registered_id(&alice, "sim-dest", "dest/s/uno.txt", 7001, b"uno\n").await;
+    let same = registered_id(&sim, &alice, "sim-dest", "dest/s/one.txt", 7001, b"one\n").await;
+    let differs = registered_id(&sim, &alice, "sim-dest", "dest/s/uno.txt", 7001, b"uno\n").await;
     let url = format!("/entity/{id}/version/1/filehandle");
     let swap = |old: &str, new: &str| json!({"oldFileHandleId": old, "newFileHandleId": new});
 
@@ -133,7 +153,7 @@ async fn version_handle_swap_enforces_old_handle_md5_and_ownership() {
         StatusCode::PRECONDITION_FAILED
     );
     let bob = Api::new(&sim, Some("bob-token"));
-    let bobs = registered_id(&bob, "sim-bob", "b/one.txt", 7002, b"one\n").await;
+    let bobs = registered_id(&sim, &bob, "sim-bob", "b/one.txt", 7002, b"one\n").await;
     assert_eq!(
         alice.put(&url, swap(&old, &bobs)).await.0,
         StatusCode::FORBIDDEN
@@ -206,7 +226,15 @@ async fn annotations_update_needs_the_current_etag() {
 async fn external_s3_registration_checks_location_key_and_object() {
     let sim = start(&small_fixture()).await;
     let alice = Api::new(&sim, Some("alice-token"));
-    let (status, handle) = register(&alice, "sim-dest", "dest/ok/file.txt", 7001, b"hello\n").await;
+    let (status, handle) = register(
+        &sim,
+        &alice,
+        "sim-dest",
+        "dest/ok/file.txt",
+        7001,
+        b"hello\n",
+    )
+    .await;
     assert_eq!(status, StatusCode::CREATED, "{handle}");
     assert_eq!(
         handle["concreteType"],
@@ -223,24 +251,26 @@ async fn external_s3_registration_checks_location_key_and_object() {
 
     // Outside the base key, into Synapse storage, into someone else's location.
     assert_eq!(
-        register(&alice, "sim-dest", "elsewhere/f.txt", 7001, b"x")
+        register(&sim, &alice, "sim-dest", "elsewhere/f.txt", 7001, b"x")
             .await
             .0,
         StatusCode::BAD_REQUEST
     );
     assert_eq!(
-        register(&alice, "sim-synapse", "101/f.txt", 1, b"x")
+        register(&sim, &alice, "sim-synapse", "101/f.txt", 1, b"x")
             .await
             .0,
         StatusCode::BAD_REQUEST
     );
     assert_eq!(
-        register(&alice, "sim-bob", "f.txt", 7002, b"x").await.0,
+        register(&sim, &alice, "sim-bob", "f.txt", 7002, b"x")
+            .await
+            .0,
         StatusCode::FORBIDDEN
     );
     // Bucket not the location's.
     assert_eq!(
-        register(&alice, "sim-bob", "dest/f.txt", 7001, b"x")
+        register(&sim, &alice, "sim-bob", "dest/f.txt", 7001, b"x")
             .await
             .0,
         StatusCode::BAD_REQUEST

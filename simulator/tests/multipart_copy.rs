@@ -4,8 +4,7 @@
 mod common;
 
 use common::{
-    copy_file, copy_part_etag, file_at, finish_copy, object_md5, put_part, small_fixture, start,
-    Api, MIB,
+    copy_file, copy_part_etag, file_at, finish_copy, put_part, small_fixture, start, Api, MIB,
 };
 use reqwest::StatusCode;
 use serde_json::json;
@@ -35,12 +34,13 @@ async fn full_copy_lands_identical_bytes_in_the_destination() {
         Some("application/octet-stream")
     );
     assert_eq!(copy.file_name.as_deref(), Some("big.bin"));
-    let source_md5 = object_md5(
-        source["bucketName"].as_str().unwrap(),
-        source["key"].as_str().unwrap(),
-    )
-    .await;
-    assert_eq!(object_md5("sim-dest", &key).await, source_md5);
+    let source_md5 = sim
+        .object_md5(
+            source["bucketName"].as_str().unwrap(),
+            source["key"].as_str().unwrap(),
+        )
+        .await;
+    assert_eq!(sim.object_md5("sim-dest", &key).await, source_md5);
     assert_eq!(source_md5, source["contentMd5"].as_str().unwrap());
     let counts = sim.request_counts();
     assert_eq!(counts.by_endpoint["POST /file/multipart"], 1);
@@ -360,11 +360,7 @@ async fn a_missing_source_object_is_a_bad_gateway() {
     let sim = start(&small_fixture()).await;
     let alice = Api::new(&sim, Some("alice-token"));
     let (entity, handle) = file_at(&alice, &sim, "P/multi.txt").await;
-    let s3 = tokio::task::spawn_blocking(common::stack)
-        .await
-        .unwrap()
-        .s3_client()
-        .await;
+    let s3 = sim.stack().s3_client().await;
     s3.delete_object()
         .bucket(handle["bucketName"].as_str().unwrap())
         .key(handle["key"].as_str().unwrap())

@@ -7,7 +7,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::{object_md5, start};
+use common::start;
 use synapse_sim::{Fixture, RunningSim};
 use synmigrate_testkit::python;
 
@@ -130,7 +130,9 @@ async fn the_official_client_migrates_the_sample_project() {
         new_handle.content_md5,
         before_big.file_handles[0].content_md5
     );
-    let copied = object_md5("migration-destination", new_handle.key.as_deref().unwrap()).await;
+    let copied = sim
+        .object_md5("migration-destination", new_handle.key.as_deref().unwrap())
+        .await;
     assert_eq!(Some(copied), new_handle.content_md5);
     // The shared handle was copied once and both entities point at the copy.
     let a = sim

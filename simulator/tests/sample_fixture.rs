@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{copy_file, object_md5, start, Api, MIB};
+use common::{copy_file, start, Api, MIB};
 use reqwest::StatusCode;
 use serde_json::json;
 use synapse_sim::Fixture;
@@ -102,7 +102,9 @@ async fn sample_project_seeds_and_its_big_file_copies_in_two_parts() {
         .file_handle(done["resultFileHandleId"].as_str().unwrap())
         .unwrap();
     assert_eq!(copy.content_md5.as_deref(), handle["contentMd5"].as_str());
-    let copied = object_md5("migration-destination", copy.key.as_deref().unwrap()).await;
+    let copied = sim
+        .object_md5("migration-destination", copy.key.as_deref().unwrap())
+        .await;
     assert_eq!(Some(copied.as_str()), handle["contentMd5"].as_str());
     sim.shutdown().await;
 }

@@ -1,8 +1,8 @@
-//! Shared by the simulator's integration tests: one moto per test binary, a simulator per test,
-//! a tiny JSON client and the full multipart-copy dance.
+//! Shared by the simulator's integration tests: a local AWS stack and a simulator per test (both
+//! stopped by the test), a tiny JSON client and the full multipart-copy dance.
 #![allow(dead_code)] // each test binary uses a different subset
 
-use std::sync::OnceLock;
+use std::ops::Deref;
 use std::time::Duration;
 
 use md5::{Digest, Md5};
@@ -14,33 +14,75 @@ use synmigrate_testkit::AwsStack;
 pub const MIB: u64 = 1024 * 1024;
 pub const TIMEOUT: Duration = Duration::from_secs(120);
 
-/// One moto for the whole test binary; buckets are shared but every key holds a fresh uuid.
-/// The launcher exits when this process ends (its stdin closes).
-pub fn stack() -> &'static AwsStack {
-    static STACK: OnceLock<AwsStack> = OnceLock::new();
-    STACK.get_or_init(|| AwsStack::start().expect("local AWS stack starts"))
+/// A simulator over its own local AWS stack; `shutdown` (or drop) stops both.
+pub struct TestSim {
+    sim: RunningSim,
+    stack: AwsStack,
 }
 
-pub async fn sdk_config() -> aws_config::SdkConfig {
-    let stack = tokio::task::spawn_blocking(stack)
+impl Deref for TestSim {
+    type Target = RunningSim;
+
+    fn deref(&self) -> &RunningSim {
+        &self.sim
+    }
+}
+
+impl TestSim {
+    pub fn stack(&self) -> &AwsStack {
+        &self.stack
+    }
+
+    pub async fn shutdown(self) {
+        self.sim.shutdown().await;
+        drop(self.stack);
+    }
+
+    /// MD5 hex of an S3 object's bytes.
+    pub async fn object_md5(&self, bucket: &str, key: &str) -> String {
+        let object = self
+            .stack
+            .s3_client()
+            .await
+            .get_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+            .expect("object exists");
+        let bytes = object
+            .body
+            .collect()
+            .await
+            .expect("object body")
+            .into_bytes();
+        hex::encode(Md5::digest(&bytes))
+    }
+}
+
+/// A local AWS stack for this test (started off the async runtime: it blocks while moto starts).
+pub async fn stack() -> AwsStack {
+    tokio::task::spawn_blocking(AwsStack::start)
         .await
-        .expect("stack thread");
-    stack.sdk_config().await
+        .expect("stack thread")
+        .expect("local AWS stack starts")
 }
 
 /// A simulator over `fixture` with the throttle off (tests that want it turn it on).
-pub async fn start(fixture: &Fixture) -> RunningSim {
+pub async fn start(fixture: &Fixture) -> TestSim {
     start_with(fixture, |_| {}).await
 }
 
-pub async fn start_with(fixture: &Fixture, tweak: impl FnOnce(&mut SimConfig)) -> RunningSim {
-    let mut config = SimConfig::new(sdk_config().await);
+pub async fn start_with(fixture: &Fixture, tweak: impl FnOnce(&mut SimConfig)) -> TestSim {
+    let stack = stack().await;
+    let mut config = SimConfig::new(stack.sdk_config().await);
     config.throttle = ThrottleConfig::disabled();
     tweak(&mut config);
-    tokio::time::timeout(TIMEOUT, Simulator::start(config, fixture))
+    let sim = tokio::time::timeout(TIMEOUT, Simulator::start(config, fixture))
         .await
         .expect("seeding in time")
-        .expect("simulator starts")
+        .expect("simulator starts");
+    TestSim { sim, stack }
 }
 
 /// Users: alice (owner, id 101), bob (READ on the project, id 102), carol (nothing, id 103).
@@ -315,29 +357,6 @@ pub async fn finish_copy(api: &Api, upload: &Value) -> Value {
     assert_eq!(status, StatusCode::CREATED, "{done}");
     assert_eq!(done["state"], "COMPLETED");
     done
-}
-
-/// MD5 hex of an S3 object's bytes.
-pub async fn object_md5(bucket: &str, key: &str) -> String {
-    let s3 = tokio::task::spawn_blocking(stack)
-        .await
-        .expect("stack thread")
-        .s3_client()
-        .await;
-    let object = s3
-        .get_object()
-        .bucket(bucket)
-        .key(key)
-        .send()
-        .await
-        .expect("object exists");
-    let bytes = object
-        .body
-        .collect()
-        .await
-        .expect("object body")
-        .into_bytes();
-    hex::encode(Md5::digest(&bytes))
 }
 
 /// The latest file handle of `path` in the small fixture: (entity id, handle JSON).
