@@ -57,6 +57,40 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
+/// `command --project syn1000 --destination <destination>` followed by `rest`.
+fn for_migration<'a>(command: &'a str, destination: &'a str, rest: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        command,
+        "--project",
+        "syn1000",
+        "--destination",
+        destination,
+    ];
+    args.extend_from_slice(rest);
+    args
+}
+
+/// Fails unless the command exited with `code`, showing its stderr.
+fn expect_exit(output: &Output, code: i32, what: &str) -> anyhow::Result<()> {
+    ensure!(
+        output.status.code() == Some(code),
+        "{what}: exit code {:?}, expected {code}: {}",
+        output.status.code(),
+        text(&output.stderr)
+    );
+    Ok(())
+}
+
+/// A usage or configuration error: exit code 2 and a message naming every one of `needles`.
+fn expect_usage_error(output: &Output, needles: &[&str]) -> anyhow::Result<()> {
+    expect_exit(output, 2, "usage error")?;
+    let message = text(&output.stderr);
+    for needle in needles {
+        ensure!(message.contains(needle), "{needle:?} not in: {message}");
+    }
+    Ok(())
+}
+
 fn item(entity: &str, status: ItemStatus, run_id: &str) -> anyhow::Result<ItemRecord> {
     Ok(ItemRecord {
         key: ItemKey::new(entity, 1)?,
@@ -153,17 +187,9 @@ fn status_and_report_read_the_state_table() -> anyhow::Result<()> {
     })?;
     let table = [("SYNMIGRATE_TABLE", TABLE)];
 
-    let status = synmigrate(
-        &stack,
-        &table,
-        &["status", "--project", "syn1000", "--destination", "7001"],
-    )?;
+    let status = synmigrate(&stack, &table, &for_migration("status", "7001", &[]))?;
     let out = text(&status.stdout);
-    ensure!(
-        status.status.code() == Some(0),
-        "status failed: {}",
-        text(&status.stderr)
-    );
+    expect_exit(&status, 0, "status")?;
     ensure!(
         out.contains(&format!("Lock: held by {holder} until")),
         "{out}"
@@ -183,23 +209,9 @@ fn status_and_report_read_the_state_table() -> anyhow::Result<()> {
     let csv = synmigrate(
         &stack,
         &table,
-        &[
-            "report",
-            "--project",
-            "syn1000",
-            "--destination",
-            "7001",
-            "--run",
-            first_run,
-            "--format",
-            "csv",
-        ],
+        &for_migration("report", "7001", &["--run", first_run, "--format", "csv"]),
     )?;
-    ensure!(
-        csv.status.code() == Some(0),
-        "csv report failed: {}",
-        text(&csv.stderr)
-    );
+    expect_exit(&csv, 0, "csv report")?;
     let expected_csv = format!("{CSV_HEADER}\n{}{}", csv_row(&migrated), csv_row(&skipped));
     ensure!(
         text(&csv.stdout) == expected_csv,
@@ -210,23 +222,9 @@ fn status_and_report_read_the_state_table() -> anyhow::Result<()> {
     let json = synmigrate(
         &stack,
         &table,
-        &[
-            "report",
-            "--project",
-            "syn1000",
-            "--destination",
-            "7001",
-            "--run",
-            first_run,
-            "--format",
-            "json",
-        ],
+        &for_migration("report", "7001", &["--run", first_run, "--format", "json"]),
     )?;
-    ensure!(
-        json.status.code() == Some(0),
-        "json report failed: {}",
-        text(&json.stderr)
-    );
+    expect_exit(&json, 0, "json report")?;
     let stdout = text(&json.stdout);
     ensure!(stdout.lines().count() == 1, "one line expected: {stdout}");
     let line: serde_json::Value = serde_json::from_str(&stdout)?;
@@ -247,15 +245,7 @@ fn status_and_report_read_the_state_table() -> anyhow::Result<()> {
     let newest = synmigrate(
         &stack,
         &table,
-        &[
-            "report",
-            "--project",
-            "syn1000",
-            "--destination",
-            "7001",
-            "--format",
-            "json",
-        ],
+        &for_migration("report", "7001", &["--format", "json"]),
     )?;
     let line: serde_json::Value = serde_json::from_slice(&newest.stdout)?;
     ensure!(
@@ -266,15 +256,7 @@ fn status_and_report_read_the_state_table() -> anyhow::Result<()> {
     let table_report = synmigrate(
         &stack,
         &table,
-        &[
-            "report",
-            "--project",
-            "syn1000",
-            "--destination",
-            "7001",
-            "--run",
-            first_run,
-        ],
+        &for_migration("report", "7001", &["--run", first_run]),
     )?;
     let out = text(&table_report.stdout);
     ensure!(out.contains("syn1001.1  MIGRATED"), "{out}");
@@ -284,21 +266,9 @@ fn status_and_report_read_the_state_table() -> anyhow::Result<()> {
     let failed = synmigrate(
         &stack,
         &table,
-        &[
-            "report",
-            "--project",
-            "syn1000",
-            "--destination",
-            "7002",
-            "--format",
-            "json",
-        ],
+        &for_migration("report", "7002", &["--format", "json"]),
     )?;
-    ensure!(
-        failed.status.code() == Some(1),
-        "exit code {:?}",
-        failed.status.code()
-    );
+    expect_exit(&failed, 1, "report of a failed run")?;
     let line: serde_json::Value = serde_json::from_slice(&failed.stdout)?;
     ensure!(
         line["status"] == "FAILED" && line["counts"]["ERRORED"] == 1,
@@ -309,44 +279,17 @@ fn status_and_report_read_the_state_table() -> anyhow::Result<()> {
     let unknown_run = synmigrate(
         &stack,
         &table,
-        &[
-            "report",
-            "--project",
-            "syn1000",
-            "--destination",
-            "7001",
-            "--run",
-            "nope",
-        ],
+        &for_migration("report", "7001", &["--run", "nope"]),
     )?;
-    ensure!(unknown_run.status.code() == Some(2));
-    ensure!(
-        text(&unknown_run.stderr).contains("no run nope"),
-        "{}",
-        text(&unknown_run.stderr)
-    );
-    let no_table = synmigrate(
-        &stack,
-        &[],
-        &["status", "--project", "syn1000", "--destination", "7001"],
-    )?;
-    ensure!(no_table.status.code() == Some(2));
-    let message = text(&no_table.stderr);
-    ensure!(
-        message.contains("--table") && message.contains("SYNMIGRATE_TABLE"),
-        "{message}"
-    );
+    expect_usage_error(&unknown_run, &["no run nope"])?;
+    let no_table = synmigrate(&stack, &[], &for_migration("status", "7001", &[]))?;
+    expect_usage_error(&no_table, &["--table", "SYNMIGRATE_TABLE"])?;
     let bad_project = synmigrate(
         &stack,
         &table,
         &["status", "--project", "project", "--destination", "7001"],
     )?;
-    ensure!(bad_project.status.code() == Some(2));
-    ensure!(
-        text(&bad_project.stderr).contains("--project"),
-        "{}",
-        text(&bad_project.stderr)
-    );
+    expect_usage_error(&bad_project, &["--project"])?;
     Ok(())
 }
 
@@ -376,24 +319,12 @@ fn start_is_idempotent_per_window_and_watch_follows_to_the_end() -> anyhow::Resu
         ("SYNMIGRATE_TABLE", TABLE),
         ("SYNMIGRATE_BUCKET", BUCKET),
     ];
-    let start = [
-        "start",
-        "--project",
-        "syn1000",
-        "--destination",
-        "7001",
-        "--strategy",
-        "all",
-    ];
+    let start = for_migration("start", "7001", &["--strategy", "all"]);
 
     let before = now();
     let first = synmigrate(&stack, &env, &start)?;
     let after = now();
-    ensure!(
-        first.status.code() == Some(0),
-        "start failed: {}",
-        text(&first.stderr)
-    );
+    expect_exit(&first, 0, "start")?;
     let arn = text(&first.stdout).trim().to_owned();
     let name = arn.rsplit(':').next().unwrap_or_default().to_owned();
     let expected: Vec<String> = [before, after]
@@ -415,11 +346,7 @@ fn start_is_idempotent_per_window_and_watch_follows_to_the_end() -> anyhow::Resu
     // Both starts fell in one window unless the clock crossed a full hour in between.
     let same_window = execution_name("syn1000", 7001, again_at, 60) == name
         && execution_name("syn1000", 7001, now(), 60) == name;
-    ensure!(
-        again.status.code() == Some(0),
-        "second start failed: {}",
-        text(&again.stderr)
-    );
+    expect_exit(&again, 0, "second start")?;
     let second_arn = text(&again.stdout).trim().to_owned();
     if same_window {
         ensure!(second_arn == arn, "{second_arn} != {arn}");
@@ -448,7 +375,7 @@ fn start_is_idempotent_per_window_and_watch_follows_to_the_end() -> anyhow::Resu
 
     // No window: a new execution.
     let fresh = synmigrate(&stack, &env, &[&start[..], &["--window", "0"]].concat())?;
-    ensure!(fresh.status.code() == Some(0), "{}", text(&fresh.stderr));
+    expect_exit(&fresh, 0, "start --window 0")?;
     let fresh_arn = text(&fresh.stdout).trim().to_owned();
     ensure!(fresh_arn != arn, "--window 0 reused {arn}");
 
@@ -497,7 +424,7 @@ fn start_is_idempotent_per_window_and_watch_follows_to_the_end() -> anyhow::Resu
         &["watch", "--execution", &arn, "--interval", "0.2"],
     )?;
     let (out, err) = (text(&watched.stdout), text(&watched.stderr));
-    ensure!(watched.status.code() == Some(0), "watch: {err}");
+    expect_exit(&watched, 0, "watch")?;
     ensure!(
         out.contains(&format!("Execution {name}: SUCCEEDED")),
         "{out}"
@@ -513,15 +440,7 @@ fn start_is_idempotent_per_window_and_watch_follows_to_the_end() -> anyhow::Resu
     let newest = synmigrate(
         &stack,
         &env,
-        &[
-            "watch",
-            "--project",
-            "syn1000",
-            "--destination",
-            "7001",
-            "--interval",
-            "0.2",
-        ],
+        &for_migration("watch", "7001", &["--interval", "0.2"]),
     )?;
     let out = text(&newest.stdout);
     let fresh_name = fresh_arn.rsplit(':').next().unwrap_or_default();
@@ -536,15 +455,6 @@ fn start_is_idempotent_per_window_and_watch_follows_to_the_end() -> anyhow::Resu
         &env,
         &["watch", "--execution", &format!("{arn}-missing")],
     )?;
-    ensure!(
-        missing.status.code() == Some(2),
-        "{}",
-        text(&missing.stderr)
-    );
-    ensure!(
-        text(&missing.stderr).contains("does not exist"),
-        "{}",
-        text(&missing.stderr)
-    );
+    expect_usage_error(&missing, &["does not exist"])?;
     Ok(())
 }
