@@ -35,6 +35,13 @@ async fn register(
     .await
 }
 
+/// PUTs entity `id` as last read (`entity`) with its file handle replaced by `handle`.
+async fn put_with_handle(api: &Api, id: &str, entity: &Value, handle: &str) -> (StatusCode, Value) {
+    let mut update = entity.clone();
+    update["dataFileHandleId"] = json!(handle);
+    api.put(&format!("/entity/{id}"), update).await
+}
+
 async fn registered_id(
     sim: &TestSim,
     api: &Api,
@@ -78,9 +85,7 @@ async fn entity_put_checks_etag_permission_and_versions_by_md5() {
         b"three\n",
     )
     .await;
-    let mut update = entity.clone();
-    update["dataFileHandleId"] = json!(same);
-    let (status, swapped) = alice.put(&format!("/entity/{id}"), update).await;
+    let (status, swapped) = put_with_handle(&alice, &id, &entity, &same).await;
     assert_eq!(status, StatusCode::OK, "{swapped}");
     assert_eq!(swapped["versionNumber"], 3);
     assert_eq!(swapped["dataFileHandleId"], same.as_str());
@@ -101,9 +106,7 @@ async fn entity_put_checks_etag_permission_and_versions_by_md5() {
         b"four\n",
     )
     .await;
-    let mut update = swapped.clone();
-    update["dataFileHandleId"] = json!(other);
-    let (status, v4) = alice.put(&format!("/entity/{id}"), update).await;
+    let (status, v4) = put_with_handle(&alice, &id, &swapped, &other).await;
     assert_eq!(status, StatusCode::OK, "{v4}");
     assert_eq!(v4["versionNumber"], 4);
     assert_eq!(v4["versionLabel"], "4");
@@ -123,10 +126,8 @@ async fn entity_put_checks_etag_permission_and_versions_by_md5() {
 
     // A handle someone else created cannot be attached.
     let bobs = registered_id(&sim, &bob, "sim-bob", "b/k.txt", 7002, b"bob\n").await;
-    let mut update = v5.clone();
-    update["dataFileHandleId"] = json!(bobs);
     assert_eq!(
-        alice.put(&format!("/entity/{id}"), update).await.0,
+        put_with_handle(&alice, &id, &v5, &bobs).await.0,
         StatusCode::FORBIDDEN
     );
     sim.shutdown().await;
@@ -249,32 +250,17 @@ async fn external_s3_registration_checks_location_key_and_object() {
         Some(hex::encode(Md5::digest(b"hello\n")).as_str())
     );
 
-    // Outside the base key, into Synapse storage, into someone else's location.
-    assert_eq!(
-        register(&sim, &alice, "sim-dest", "elsewhere/f.txt", 7001, b"x")
-            .await
-            .0,
-        StatusCode::BAD_REQUEST
-    );
-    assert_eq!(
-        register(&sim, &alice, "sim-synapse", "101/f.txt", 1, b"x")
-            .await
-            .0,
-        StatusCode::BAD_REQUEST
-    );
-    assert_eq!(
-        register(&sim, &alice, "sim-bob", "f.txt", 7002, b"x")
-            .await
-            .0,
-        StatusCode::FORBIDDEN
-    );
-    // Bucket not the location's.
-    assert_eq!(
-        register(&sim, &alice, "sim-bob", "dest/f.txt", 7001, b"x")
-            .await
-            .0,
-        StatusCode::BAD_REQUEST
-    );
+    // Outside the base key, into Synapse storage, into someone else's location, into a bucket
+    // not the location's.
+    for (bucket, key, location, expected) in [
+        ("sim-dest", "elsewhere/f.txt", 7001, StatusCode::BAD_REQUEST),
+        ("sim-synapse", "101/f.txt", 1, StatusCode::BAD_REQUEST),
+        ("sim-bob", "f.txt", 7002, StatusCode::FORBIDDEN),
+        ("sim-bob", "dest/f.txt", 7001, StatusCode::BAD_REQUEST),
+    ] {
+        let (status, body) = register(&sim, &alice, bucket, key, location, b"x").await;
+        assert_eq!(status, expected, "{bucket}/{key} into {location}: {body}");
+    }
     let body = |key: &str, size: u64| {
         json!({"concreteType": "org.sagebionetworks.repo.model.file.S3FileHandle",
                "bucketName": "sim-dest", "key": key, "storageLocationId": 7001,

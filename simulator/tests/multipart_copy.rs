@@ -71,12 +71,7 @@ async fn start_is_idempotent_resumable_and_restartable() {
     let id = first["uploadId"].as_str().unwrap().to_owned();
 
     // Copy part 2 only, then ask again: same upload, partsState shows it.
-    let (_, urls) = alice
-        .file_post(
-            &format!("/file/multipart/{id}/presigned/url/batch"),
-            json!({"uploadId": id, "partNumbers": [2]}),
-        )
-        .await;
+    let (_, urls) = alice.presign(&id, &[2]).await;
     let part = &urls["partPresignedUrls"][0];
     assert!(part["signedHeaders"].get("content-type").is_none());
     assert_eq!(
@@ -96,21 +91,10 @@ async fn start_is_idempotent_resumable_and_restartable() {
         .contains("X-Amz-Expires=900"));
     let (status, xml) = put_part(part).await;
     assert_eq!(status, StatusCode::OK, "{xml}");
-    let (status, _) = alice
-        .file_put(&format!(
-            "/file/multipart/{id}/add/2?partMD5Hex={}",
-            copy_part_etag(&xml)
-        ))
-        .await;
+    let (status, _) = alice.add_part(&id, 2, &copy_part_etag(&xml)).await;
     assert_eq!(status, StatusCode::CREATED);
     // Completing with parts missing is refused.
-    assert_eq!(
-        alice
-            .file_put(&format!("/file/multipart/{id}/complete"))
-            .await
-            .0,
-        StatusCode::BAD_REQUEST
-    );
+    assert_eq!(alice.complete(&id).await.0, StatusCode::BAD_REQUEST);
     let (_, again) = alice
         .start_copy(&entity, handle, 7001, 5 * MIB, None, false)
         .await;
@@ -131,32 +115,10 @@ async fn start_is_idempotent_resumable_and_restartable() {
 
     // Another user cannot touch the upload.
     let bob = Api::new(&sim, Some("bob-token"));
-    let (status, _) = bob
-        .file_post(
-            &format!("/file/multipart/{id}/presigned/url/batch"),
-            json!({"uploadId": id, "partNumbers": [1]}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::FORBIDDEN);
-    assert_eq!(
-        bob.file_put(&format!("/file/multipart/{id}/add/1?partMD5Hex=00"))
-            .await
-            .0,
-        StatusCode::FORBIDDEN
-    );
-    assert_eq!(
-        bob.file_put(&format!("/file/multipart/{id}/complete"))
-            .await
-            .0,
-        StatusCode::FORBIDDEN
-    );
-    let (status, _) = alice
-        .file_post(
-            &format!("/file/multipart/{id}/presigned/url/batch"),
-            json!({"uploadId": id, "partNumbers": [4]}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(bob.presign(&id, &[1]).await.0, StatusCode::FORBIDDEN);
+    assert_eq!(bob.add_part(&id, 1, "00").await.0, StatusCode::FORBIDDEN);
+    assert_eq!(bob.complete(&id).await.0, StatusCode::FORBIDDEN);
+    assert_eq!(alice.presign(&id, &[4]).await.0, StatusCode::BAD_REQUEST);
 
     // Resume and complete; starting again returns the same result.
     let done = finish_copy(&alice, &again).await;
@@ -316,41 +278,14 @@ async fn copies_are_refused_with_synapse_status_codes() {
     // No download permission: bob can read locked.txt but not download it (and 7002 is his).
     let bob = Api::new(&sim, Some("bob-token"));
     let (entity, handle) = file_at(&alice, &sim, "P/locked.txt").await;
-    let (status, body) = bob
-        .start_copy(
-            &entity,
-            handle["id"].as_str().unwrap(),
-            7002,
-            ps,
-            None,
-            false,
-        )
-        .await;
+    let (status, body) = bob.copy_handle(&entity, &handle, 7002, ps).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
     let (entity, handle) = file_at(&alice, &sim, "P/bob-can-copy.txt").await;
-    let (status, body) = bob
-        .start_copy(
-            &entity,
-            handle["id"].as_str().unwrap(),
-            7002,
-            ps,
-            None,
-            false,
-        )
-        .await;
+    let (status, body) = bob.copy_handle(&entity, &handle, 7002, ps).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     // A handle not associated with the named entity.
     let (other, _) = file_at(&alice, &sim, "P/multi.txt").await;
-    let (status, _) = alice
-        .start_copy(
-            &other,
-            handle["id"].as_str().unwrap(),
-            7001,
-            ps,
-            None,
-            false,
-        )
-        .await;
+    let (status, _) = alice.copy_handle(&other, &handle, 7001, ps).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     sim.shutdown().await;
 }
@@ -367,16 +302,7 @@ async fn a_missing_source_object_is_a_bad_gateway() {
         .send()
         .await
         .unwrap();
-    let (status, body) = alice
-        .start_copy(
-            &entity,
-            handle["id"].as_str().unwrap(),
-            7001,
-            5 * MIB,
-            None,
-            false,
-        )
-        .await;
+    let (status, body) = alice.copy_handle(&entity, &handle, 7001, 5 * MIB).await;
     assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
     sim.shutdown().await;
 }
@@ -387,23 +313,9 @@ async fn presigned_urls_expire_for_real() {
     sim.set_presign_expiry(std::time::Duration::from_secs(1));
     let alice = Api::new(&sim, Some("alice-token"));
     let (entity, handle) = file_at(&alice, &sim, "P/multi.txt").await;
-    let (_, upload) = alice
-        .start_copy(
-            &entity,
-            handle["id"].as_str().unwrap(),
-            7001,
-            5 * MIB,
-            None,
-            false,
-        )
-        .await;
+    let (_, upload) = alice.copy_handle(&entity, &handle, 7001, 5 * MIB).await;
     let id = upload["uploadId"].as_str().unwrap();
-    let (_, urls) = alice
-        .file_post(
-            &format!("/file/multipart/{id}/presigned/url/batch"),
-            json!({"uploadId": id, "partNumbers": [1]}),
-        )
-        .await;
+    let (_, urls) = alice.presign(id, &[1]).await;
     tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
     let (status, _) = put_part(&urls["partPresignedUrls"][0]).await;
     assert_eq!(status, StatusCode::FORBIDDEN);

@@ -8,7 +8,6 @@ use std::time::Duration;
 use common::{file_at, small_fixture, start, start_with, Api, MIB};
 use futures::future::join_all;
 use reqwest::StatusCode;
-use serde_json::json;
 use synapse_sim::{Burst, FaultConfig, RunningSim, ThrottleConfig};
 
 async fn statuses(api: &Api, n: usize) -> Vec<u16> {
@@ -149,23 +148,9 @@ async fn bursts_of_429_and_early_expiring_urls() {
         ..FaultConfig::default()
     });
     let (entity, handle) = file_at(&alice, &sim, "P/multi.txt").await;
-    let (_, upload) = alice
-        .start_copy(
-            &entity,
-            handle["id"].as_str().unwrap(),
-            7001,
-            5 * MIB,
-            None,
-            false,
-        )
-        .await;
+    let (_, upload) = alice.copy_handle(&entity, &handle, 7001, 5 * MIB).await;
     let id = upload["uploadId"].as_str().unwrap();
-    let (_, urls) = alice
-        .file_post(
-            &format!("/file/multipart/{id}/presigned/url/batch"),
-            json!({"uploadId": id, "partNumbers": [1]}),
-        )
-        .await;
+    let (_, urls) = alice.presign(id, &[1]).await;
     let url = urls["partPresignedUrls"][0]["uploadPresignedUrl"]
         .as_str()
         .unwrap();
@@ -197,20 +182,12 @@ async fn the_request_log_counts_per_endpoint_and_user_and_admin_reads_state() {
     assert_eq!(records[4].user_id, None);
 
     let http = reqwest::Client::new();
-    let admin: serde_json::Value = http
-        .get(format!("{}/admin/requests", sim.base_url()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let admin_get = |path: &str| http.get(format!("{}/admin/{path}", sim.base_url())).send();
+    let admin: serde_json::Value = admin_get("requests").await.unwrap().json().await.unwrap();
     assert_eq!(admin["counts"]["total"], 5);
     assert_eq!(admin["counts"]["byEndpoint"]["GET /userProfile"], 4);
     assert_eq!(admin["records"][0]["userId"], "101");
-    let snapshot: serde_json::Value = http
-        .get(format!("{}/admin/entities/{multi}", sim.base_url()))
-        .send()
+    let snapshot: serde_json::Value = admin_get(&format!("entities/{multi}"))
         .await
         .unwrap()
         .json()
@@ -219,17 +196,9 @@ async fn the_request_log_counts_per_endpoint_and_user_and_admin_reads_state() {
     assert_eq!(snapshot["versions"].as_array().unwrap().len(), 3);
     assert_eq!(snapshot["fileHandles"].as_array().unwrap().len(), 3);
     let handle = snapshot["entity"]["dataFileHandleId"].as_str().unwrap();
-    let fh = http
-        .get(format!("{}/admin/fileHandles/{handle}", sim.base_url()))
-        .send()
-        .await
-        .unwrap();
+    let fh = admin_get(&format!("fileHandles/{handle}")).await.unwrap();
     assert_eq!(fh.status(), StatusCode::OK);
-    let missing = http
-        .get(format!("{}/admin/entities/syn1", sim.base_url()))
-        .send()
-        .await
-        .unwrap();
+    let missing = admin_get("entities/syn1").await.unwrap();
     assert_eq!(missing.status(), StatusCode::NOT_FOUND);
     // Admin reads are not API traffic.
     assert_eq!(sim.request_counts().total, 5);

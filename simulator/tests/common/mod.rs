@@ -262,6 +262,41 @@ impl Api {
         )
         .await
     }
+
+    /// Starts a copy of `handle` (file handle JSON) of `entity` under its own name, no restart.
+    pub async fn copy_handle(
+        &self,
+        entity: &str,
+        handle: &Value,
+        destination: i64,
+        part_size: u64,
+    ) -> (StatusCode, Value) {
+        let id = handle["id"].as_str().expect("file handle id");
+        self.start_copy(entity, id, destination, part_size, None, false)
+            .await
+    }
+
+    /// Presigned UploadPartCopy URLs for `parts` of `upload`.
+    pub async fn presign(&self, upload: &str, parts: &[u32]) -> (StatusCode, Value) {
+        self.file_post(
+            &format!("/file/multipart/{upload}/presigned/url/batch"),
+            json!({"uploadId": upload, "partNumbers": parts}),
+        )
+        .await
+    }
+
+    /// Records part `part` of `upload` as copied, with the ETag S3 returned.
+    pub async fn add_part(&self, upload: &str, part: u64, md5_hex: &str) -> (StatusCode, Value) {
+        self.file_put(&format!(
+            "/file/multipart/{upload}/add/{part}?partMD5Hex={md5_hex}"
+        ))
+        .await
+    }
+
+    pub async fn complete(&self, upload: &str) -> (StatusCode, Value) {
+        self.file_put(&format!("/file/multipart/{upload}/complete"))
+            .await
+    }
 }
 
 /// The body the official client sends to start a copy.
@@ -330,30 +365,18 @@ pub async fn finish_copy(api: &Api, upload: &Value) -> Value {
         .map(|(i, _)| i as u32 + 1)
         .collect();
     if !missing.is_empty() {
-        let (status, urls) = api
-            .file_post(
-                &format!("/file/multipart/{id}/presigned/url/batch"),
-                json!({"uploadId": id, "partNumbers": missing}),
-            )
-            .await;
+        let (status, urls) = api.presign(id, &missing).await;
         assert_eq!(status, StatusCode::CREATED, "{urls}");
         for part in urls["partPresignedUrls"].as_array().expect("urls") {
             let (status, body) = put_part(part).await;
             assert_eq!(status, StatusCode::OK, "{body}");
             let n = part["partNumber"].as_u64().expect("partNumber");
-            let (status, added) = api
-                .file_put(&format!(
-                    "/file/multipart/{id}/add/{n}?partMD5Hex={}",
-                    copy_part_etag(&body)
-                ))
-                .await;
+            let (status, added) = api.add_part(id, n, &copy_part_etag(&body)).await;
             assert_eq!(status, StatusCode::CREATED, "{added}");
             assert_eq!(added["addPartState"], "ADD_SUCCESS");
         }
     }
-    let (status, done) = api
-        .file_put(&format!("/file/multipart/{id}/complete"))
-        .await;
+    let (status, done) = api.complete(id).await;
     assert_eq!(status, StatusCode::CREATED, "{done}");
     assert_eq!(done["state"], "COMPLETED");
     done
