@@ -68,6 +68,14 @@ fn stop(mut child: Child) {
     panic!("the simulator did not exit after stdin closed");
 }
 
+/// Stops the binary off the async runtime, then removes the test's file.
+async fn stop_and_remove(child: Child, path: std::path::PathBuf) {
+    tokio::task::spawn_blocking(move || stop(child))
+        .await
+        .unwrap();
+    let _ = std::fs::remove_file(path);
+}
+
 fn temp_path(name: &str) -> std::path::PathBuf {
     std::env::temp_dir().join(format!("synapse-sim-{}-{name}", std::process::id()))
 }
@@ -102,10 +110,7 @@ async fn serves_a_fixture_and_exits_on_stdin_eof() {
         .await
         .unwrap();
     assert_eq!(me["userName"], "alice");
-    tokio::task::spawn_blocking(move || stop(child))
-        .await
-        .unwrap();
-    let _ = std::fs::remove_file(path);
+    stop_and_remove(child, path).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -146,8 +151,5 @@ async fn generates_a_project_and_writes_its_fixture() {
         .unwrap();
     // 45 files at 40 per folder: two folders at the top.
     assert_eq!(children["page"].as_array().unwrap().len(), 2);
-    tokio::task::spawn_blocking(move || stop(child))
-        .await
-        .unwrap();
-    let _ = std::fs::remove_file(path);
+    stop_and_remove(child, path).await;
 }
