@@ -158,6 +158,9 @@ pub struct StartArgs {
     /// Work units copied at the same time.
     #[arg(long, value_name = "N")]
     pub max_concurrency: Option<u32>,
+    /// Percent of work units that may fail before the run stops copying (0 to 100).
+    #[arg(long, value_name = "PERCENT")]
+    pub tolerated_failure_percentage: Option<u32>,
     /// Preferred part size in bytes (5 MiB to 5 GiB).
     #[arg(long, value_name = "BYTES")]
     pub part_size: Option<u64>,
@@ -185,6 +188,9 @@ impl StartArgs {
             copy_mode: self.copy_mode.into(),
             part_size_bytes: self.part_size.unwrap_or(defaults.part_size_bytes),
             max_concurrency: self.max_concurrency.unwrap_or(defaults.max_concurrency),
+            tolerated_failure_percentage: self
+                .tolerated_failure_percentage
+                .unwrap_or(defaults.tolerated_failure_percentage),
             ..defaults
         };
         options

@@ -75,6 +75,9 @@ pub struct MigrationOptions {
     pub sanitize_file_names: bool,
     /// Copy attempts per file before a retryable error is final.
     pub max_attempts: u32,
+    /// Share of work units (percent) that may fail before the run stops copying (the Distributed
+    /// Map's tolerated failure percentage). With `continueOnError` no unit stops the run.
+    pub tolerated_failure_percentage: u32,
 }
 
 impl Default for MigrationOptions {
@@ -90,6 +93,7 @@ impl Default for MigrationOptions {
             max_synapse_requests_per_minute: 540,
             sanitize_file_names: true,
             max_attempts: 3,
+            tolerated_failure_percentage: 0,
         }
     }
 }
@@ -133,6 +137,12 @@ impl MigrationOptions {
             return invalid(
                 "maxAttempts",
                 format!("{} is outside 1..=100", self.max_attempts),
+            );
+        }
+        if self.tolerated_failure_percentage > 100 {
+            return invalid(
+                "toleratedFailurePercentage",
+                format!("{} is outside 0..=100", self.tolerated_failure_percentage),
             );
         }
         if let Some(bad) = self.source_storage_location_ids.iter().find(|id| **id <= 0) {
@@ -274,7 +284,7 @@ mod tests {
 
     #[test]
     fn validation_names_the_field() {
-        let cases: [(MigrationOptions, &str); 5] = [
+        let cases: [(MigrationOptions, &str); 6] = [
             (
                 MigrationOptions {
                     part_size_bytes: MIB,
@@ -302,6 +312,13 @@ mod tests {
                     ..Default::default()
                 },
                 "maxAttempts",
+            ),
+            (
+                MigrationOptions {
+                    tolerated_failure_percentage: 101,
+                    ..Default::default()
+                },
+                "toleratedFailurePercentage",
             ),
             (
                 MigrationOptions {
