@@ -279,6 +279,28 @@ async fn external_s3_registration_checks_location_key_and_object() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn file_handle_get_is_for_its_creator_only() {
+    let sim = start(&small_fixture()).await;
+    let alice = Api::new(&sim, Some("alice-token"));
+    let id = sim.entity_id("P/multi.txt").unwrap();
+    let bundled = alice.bundle(&id).await["fileHandles"][0].clone();
+    let handle = bundled["id"].as_str().unwrap().to_owned();
+    let (status, fetched) = alice.file_get(&format!("/fileHandle/{handle}")).await;
+    assert_eq!(status, StatusCode::OK, "{fetched}");
+    assert_eq!(fetched, bundled);
+    assert_eq!(fetched["createdBy"], "101");
+    // Bob can read the entity, but not the handle directly.
+    let (status, body) = Api::new(&sim, Some("bob-token"))
+        .file_get(&format!("/fileHandle/{handle}"))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert!(body["reason"].is_string(), "{body}");
+    let (status, body) = alice.file_get("/fileHandle/999999").await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn file_handle_batch_checks_association_and_size() {
     let sim = start(&small_fixture()).await;
     let alice = Api::new(&sim, Some("alice-token"));

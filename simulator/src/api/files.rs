@@ -1,10 +1,10 @@
 //! File-service endpoints besides the multipart copy: registering an object the caller copied into
-//! its own bucket, and reading file handles in batch.
+//! its own bucket, and reading file handles (one by its creator, or in batch through entities).
 
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::{Extension, Json};
 use synapse_model::{
@@ -115,6 +115,25 @@ pub async fn external_s3(
         status: Some("AVAILABLE".into()),
     });
     Ok((StatusCode::CREATED, Json(handle)))
+}
+
+/// `GET /fileHandle/{id}`: like Synapse, only the handle's creator may read it this way; others
+/// go through an entity (`/fileHandle/batch`).
+pub async fn get_handle(
+    State(app): State<Arc<App>>,
+    Extension(user): Extension<User>,
+    Path(id): Path<String>,
+) -> Result<Json<FileHandle>, ApiError> {
+    let store = lock(&app.store);
+    let handle = store
+        .handle(&id)
+        .ok_or_else(|| ApiError::NotFound(format!("FileHandle {id} does not exist")))?;
+    if handle.created_by.as_deref() != Some(user.id.as_str()) {
+        return Err(ApiError::Forbidden(format!(
+            "Only the creator of FileHandle {id} can read it"
+        )));
+    }
+    Ok(Json(handle.clone()))
 }
 
 pub async fn batch(

@@ -223,6 +223,11 @@ impl Api {
             .await
     }
 
+    pub async fn file_get(&self, path: &str) -> (StatusCode, Value) {
+        self.call(Method::GET, &format!("{}{path}", self.file), None)
+            .await
+    }
+
     pub async fn file_post(&self, path: &str, body: Value) -> (StatusCode, Value) {
         self.call(Method::POST, &format!("{}{path}", self.file), Some(body))
             .await
