@@ -3,27 +3,28 @@
 //! parts, expired presigned URLs are presigned again, Synapse's refusals keep their reason, a
 //! source that changes mid-copy stops a direct copy for good, and `choose` falls back to Synapse.
 
-use std::future::Future;
+mod common;
+
 use std::time::Duration;
 
 use anyhow::{ensure, Context};
+use common::{bounded, client_config, handle_bytes, start_sim};
 use md5::{Digest, Md5};
 use synapse_model::{FileHandle, StorageLocationSetting};
-use synapse_sim::{
-    Content, FaultConfig, Fixture, RunningSim, SimConfig, Simulator, ThrottleConfig,
-};
+use synapse_sim::{Content, FaultConfig, Fixture, RunningSim, ThrottleConfig};
 use synmigrate::copy::{
     choose, destination_key, sanitize_file_name, CopyEngine, CopyMode, CopyRequest, DirectEngine,
     EngineConfig, EngineKind, EngineState, SynapseEngine,
 };
 use synmigrate::plan::{PartPlan, MIB};
-use synmigrate::synapse::{ClientConfig, RetryPolicy, SynapseClient, SynapseToken};
+use synmigrate::synapse::SynapseClient;
 use synmigrate_testkit::AwsStack;
 
 const TOKEN: &str = "migrator-token";
 const OTHER_TOKEN: &str = "other-token";
 const PROJECT: &str = "Engines";
 const DEST: i64 = 7001;
+const DEST_BUCKET: &str = "destination";
 /// An external location created by another user: the migrator may not copy into it.
 const FOREIGN: i64 = 7002;
 const SYNAPSE_STORAGE: i64 = 1;
@@ -46,7 +47,7 @@ fn fixture() -> Fixture {
         ],
         "storageLocations": [
             {"storageLocationId": SYNAPSE_STORAGE, "kind": "synapse", "bucket": "synapse-storage"},
-            {"storageLocationId": DEST, "kind": "externalS3", "bucket": "destination",
+            {"storageLocationId": DEST, "kind": "externalS3", "bucket": DEST_BUCKET,
              "baseKey": "migrated", "createdBy": "migrator"},
             {"storageLocationId": FOREIGN, "kind": "externalS3", "bucket": "foreign",
              "createdBy": "other"}
@@ -78,10 +79,7 @@ struct Env {
 
 impl Env {
     async fn start() -> anyhow::Result<Self> {
-        let stack = tokio::task::spawn_blocking(AwsStack::start).await??;
-        let mut config = SimConfig::new(stack.sdk_config().await);
-        config.throttle = ThrottleConfig::disabled();
-        let sim = Simulator::start(config, &fixture()).await?;
+        let (stack, sim) = start_sim(&fixture(), ThrottleConfig::disabled()).await?;
         let s3 = stack.s3_client().await;
         Ok(Self {
             sim,
@@ -91,18 +89,13 @@ impl Env {
     }
 
     fn client(&self) -> SynapseClient {
-        let mut config = ClientConfig::new(
-            self.sim.repo_endpoint(),
-            self.sim.file_endpoint(),
-            SynapseToken::new(TOKEN).unwrap(),
-        );
-        config.retry = RetryPolicy {
-            max_attempts: 5,
-            base_delay: Duration::from_millis(20),
-            max_delay: Duration::from_millis(200),
-        };
-        config.request_timeout = Duration::from_secs(30);
-        SynapseClient::new(config).unwrap()
+        SynapseClient::new(client_config(
+            &self.sim,
+            TOKEN,
+            5,
+            Duration::from_millis(200),
+        ))
+        .unwrap()
     }
 
     fn synapse_engine(&self, config: EngineConfig) -> SynapseEngine {
@@ -141,11 +134,6 @@ impl Env {
         }
     }
 
-    async fn bytes(&self, bucket: &str, key: &str) -> anyhow::Result<Vec<u8>> {
-        let object = self.s3.get_object().bucket(bucket).key(key).send().await?;
-        Ok(object.body.collect().await?.into_bytes().to_vec())
-    }
-
     /// Checks a finished copy: the handle Synapse holds is in the destination with the source's
     /// size and MD5, the object's bytes hash to that MD5, and the source object is unchanged.
     async fn check_copy(&self, request: &CopyRequest, returned: &FileHandle) -> anyhow::Result<()> {
@@ -165,22 +153,12 @@ impl Env {
             );
         }
         let md5 = request.source.content_md5.clone().context("source MD5")?;
-        let copied = self
-            .bytes(
-                stored.bucket_name.as_deref().context("bucket")?,
-                stored.key.as_deref().context("key")?,
-            )
-            .await?;
+        let copied = handle_bytes(&self.s3, &stored).await?;
         ensure!(
             hex::encode(Md5::digest(&copied)) == md5,
             "copied bytes differ"
         );
-        let source = self
-            .bytes(
-                request.source.bucket_name.as_deref().context("bucket")?,
-                request.source.key.as_deref().context("key")?,
-            )
-            .await?;
+        let source = handle_bytes(&self.s3, &request.source).await?;
         ensure!(
             hex::encode(Md5::digest(&source)) == md5,
             "the source changed"
@@ -200,13 +178,6 @@ impl Env {
     }
 }
 
-/// Runs a test body under [`TEST_TIMEOUT`].
-async fn bounded<F: Future<Output = anyhow::Result<()>>>(test: F) -> anyhow::Result<()> {
-    tokio::time::timeout(TEST_TIMEOUT, test)
-        .await
-        .context("the test timed out")?
-}
-
 /// start, copy every missing part, complete.
 async fn copy(engine: &dyn CopyEngine, request: &CopyRequest) -> anyhow::Result<FileHandle> {
     let started = engine.start(request, None).await?;
@@ -218,7 +189,7 @@ async fn copy(engine: &dyn CopyEngine, request: &CopyRequest) -> anyhow::Result<
 
 #[tokio::test]
 async fn synapse_engine_copies_one_part_and_multi_part_files() -> anyhow::Result<()> {
-    bounded(async {
+    bounded(TEST_TIMEOUT, async {
         let env = Env::start().await?;
         let engine = env.synapse_engine(EngineConfig::default());
         for (name, parts) in [("small.txt", 1), ("big.bin", 3)] {
@@ -232,11 +203,16 @@ async fn synapse_engine_copies_one_part_and_multi_part_files() -> anyhow::Result
                 .await?;
             let handle = engine.complete(&request, &started.state).await?;
             env.check_copy(&request, &handle).await?;
+            // The handle is Synapse's own, read back: the destination's bucket and key included.
+            assert_eq!(env.sim.file_handle(&handle.id).as_ref(), Some(&handle));
+            assert_eq!(handle.bucket_name.as_deref(), Some(DEST_BUCKET));
+            let key = handle.key.as_deref().unwrap_or_default();
+            assert!(key.starts_with("migrated/"), "{key}");
 
-            // Starting the same copy again finds it completed, with the same handle.
+            // Starting the same copy again finds it completed, with the same verified handle.
             let again = engine.start(&request, Some(&started.state)).await?;
             assert_eq!(again.state, started.state);
-            assert_eq!(again.completed.as_ref().map(|h| &h.id), Some(&handle.id));
+            assert_eq!(again.completed.as_ref(), Some(&handle));
             assert!(again.parts_missing().is_empty());
         }
         Ok(())
@@ -246,7 +222,7 @@ async fn synapse_engine_copies_one_part_and_multi_part_files() -> anyhow::Result
 
 #[tokio::test]
 async fn synapse_engine_resumes_after_a_crash() -> anyhow::Result<()> {
-    bounded(async {
+    bounded(TEST_TIMEOUT, async {
         let env = Env::start().await?;
         let request = env.request("big.bin", DEST);
         let saved = {
@@ -274,7 +250,7 @@ async fn synapse_engine_resumes_after_a_crash() -> anyhow::Result<()> {
 
 #[tokio::test]
 async fn synapse_engine_presigns_expired_urls_again() -> anyhow::Result<()> {
-    bounded(async {
+    bounded(TEST_TIMEOUT, async {
         let env = Env::start().await?;
         // Every URL expires a second after signing and every API request takes longer than that:
         // the URLs of a batch that wait behind another part's add call are expired when used.
@@ -313,7 +289,7 @@ async fn synapse_engine_presigns_expired_urls_again() -> anyhow::Result<()> {
 
 #[tokio::test]
 async fn synapse_engine_refusals_are_fatal_with_the_servers_reason() -> anyhow::Result<()> {
-    bounded(async {
+    bounded(TEST_TIMEOUT, async {
         let env = Env::start().await?;
         let engine = env.synapse_engine(EngineConfig::default());
         let cases = [
@@ -362,7 +338,7 @@ fn direct_config() -> EngineConfig {
 
 #[tokio::test]
 async fn direct_engine_copies_with_copy_object_and_multipart() -> anyhow::Result<()> {
-    bounded(async {
+    bounded(TEST_TIMEOUT, async {
         let env = Env::start().await?;
         let engine = env.direct_engine(direct_config());
         for (name, multipart, parts) in [("small.txt", false, 1), ("big.bin", true, 3)] {
@@ -401,7 +377,7 @@ async fn direct_engine_copies_with_copy_object_and_multipart() -> anyhow::Result
 /// its state records one part, and completing it must not hold that against the part plan.
 #[tokio::test]
 async fn direct_engine_copies_a_multi_part_sized_file_in_one_request() -> anyhow::Result<()> {
-    bounded(async {
+    bounded(TEST_TIMEOUT, async {
         let env = Env::start().await?;
         let engine = env.direct_engine(EngineConfig::default());
         let request = env.request("big.bin", DEST);
@@ -427,7 +403,7 @@ async fn direct_engine_copies_a_multi_part_sized_file_in_one_request() -> anyhow
 
 #[tokio::test]
 async fn direct_engine_resumes_after_a_crash() -> anyhow::Result<()> {
-    bounded(async {
+    bounded(TEST_TIMEOUT, async {
         let env = Env::start().await?;
         let request = env.request("big.bin", DEST);
         let saved = {
@@ -458,7 +434,7 @@ async fn direct_engine_resumes_after_a_crash() -> anyhow::Result<()> {
 
 #[tokio::test]
 async fn direct_engine_stops_and_aborts_when_the_source_changes() -> anyhow::Result<()> {
-    bounded(async {
+    bounded(TEST_TIMEOUT, async {
         let env = Env::start().await?;
         let engine = env.direct_engine(direct_config());
         let request = env.request("big.bin", DEST);
@@ -520,7 +496,7 @@ async fn direct_engine_stops_and_aborts_when_the_source_changes() -> anyhow::Res
 
 #[tokio::test]
 async fn auto_mode_takes_direct_only_where_it_can_work() -> anyhow::Result<()> {
-    bounded(async {
+    bounded(TEST_TIMEOUT, async {
         let env = Env::start().await?;
         let readable = env.request("small.txt", DEST);
         let mut unreadable = readable.clone();

@@ -5,18 +5,18 @@
 //! refusals carry readable reasons, throttling costs no file, a dry run copies nothing, and the
 //! project lock keeps a second run out.
 
+mod common;
+
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, ensure, Context};
+use common::{bounded, client_config, handle_bytes, object_bytes, start_sim};
 use md5::{Digest, Md5};
 use synapse_model::FileHandle;
-use synapse_sim::{
-    Content, EntitySnapshot, Fixture, RunningSim, SimConfig, Simulator, ThrottleConfig,
-};
+use synapse_sim::{Content, EntitySnapshot, Fixture, RunningSim, ThrottleConfig};
 use synmigrate::config::{FileVersionStrategy, MigrationOptions};
 use synmigrate::copy::{CopyMode, EngineConfig};
 use synmigrate::error::types;
@@ -27,7 +27,7 @@ use synmigrate::state::dynamo::{create_table, DynamoStore};
 use synmigrate::state::{
     CopyStatus, ItemRecord, ItemStatus, MigrationKey, RunStatus, StateStore, StatusName,
 };
-use synmigrate::synapse::{ClientConfig, RetryPolicy, SynapseClient, SynapseToken};
+use synmigrate::synapse::SynapseClient;
 use synmigrate_testkit::AwsStack;
 
 const TOKEN: &str = "migrator-token";
@@ -138,14 +138,10 @@ struct Env {
 
 impl Env {
     async fn start(many: usize, throttle: ThrottleConfig) -> anyhow::Result<Self> {
-        let stack = tokio::task::spawn_blocking(AwsStack::start).await??;
-        let sdk = stack.sdk_config().await;
-        let mut config = SimConfig::new(sdk.clone());
-        config.throttle = throttle;
-        let sim = Simulator::start(config, &fixture(many)).await?;
+        let (stack, sim) = start_sim(&fixture(many), throttle).await?;
         let s3 = stack.s3_client().await;
         s3.create_bucket().bucket(BUCKET).send().await?;
-        let dynamo = aws_sdk_dynamodb::Client::new(&sdk);
+        let dynamo = aws_sdk_dynamodb::Client::new(&stack.sdk_config().await);
         create_table(&dynamo, TABLE).await?;
         let project_id = sim.project_id(PROJECT).context("the project was seeded")?;
         Ok(Self {
@@ -163,17 +159,7 @@ impl Env {
 
     /// A client that does not pace itself unless `paced` (the simulator's throttle is off).
     fn client(&self, token: &str, paced: bool) -> SynapseClient {
-        let mut config = ClientConfig::new(
-            self.sim.repo_endpoint(),
-            self.sim.file_endpoint(),
-            SynapseToken::new(token).unwrap(),
-        );
-        config.retry = RetryPolicy {
-            max_attempts: 20,
-            base_delay: Duration::from_millis(20),
-            max_delay: Duration::from_millis(500),
-        };
-        config.request_timeout = Duration::from_secs(30);
+        let mut config = client_config(&self.sim, token, 20, Duration::from_millis(500));
         if !paced {
             config.requests_per_minute = 600_000;
             config.burst = 10_000;
@@ -246,14 +232,7 @@ impl Env {
     }
 
     async fn object_md5(&self, handle: &FileHandle) -> anyhow::Result<String> {
-        let object = self
-            .s3
-            .get_object()
-            .bucket(handle.bucket_name.clone().context("no bucket")?)
-            .key(handle.key.clone().context("no key")?)
-            .send()
-            .await?;
-        let bytes = object.body.collect().await?.into_bytes();
+        let bytes = handle_bytes(&self.s3, handle).await?;
         Ok(hex::encode(Md5::digest(&bytes)))
     }
 
@@ -272,16 +251,8 @@ impl Env {
     }
 
     async fn report_csv(&self, summary: &Summary) -> anyhow::Result<String> {
-        let object = self
-            .s3
-            .get_object()
-            .bucket(&summary.report_bucket)
-            .key(&summary.report_key)
-            .send()
-            .await?;
-        Ok(String::from_utf8(
-            object.body.collect().await?.into_bytes().to_vec(),
-        )?)
+        let bytes = object_bytes(&self.s3, &summary.report_bucket, &summary.report_key).await?;
+        Ok(String::from_utf8(bytes)?)
     }
 
     fn count(&self, endpoint: &str) -> usize {
@@ -306,12 +277,6 @@ impl Env {
         .map(|e| self.count(e))
         .sum()
     }
-}
-
-async fn bounded<F: Future<Output = anyhow::Result<()>>>(test: F) -> anyhow::Result<()> {
-    tokio::time::timeout(TEST_TIMEOUT, test)
-        .await
-        .context("the test timed out")?
 }
 
 fn options(strategy: FileVersionStrategy, mode: CopyMode) -> MigrationOptions {
@@ -596,55 +561,55 @@ async fn migrate_and_rerun(strategy: FileVersionStrategy, mode: CopyMode) -> any
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn synapse_engine_new_strategy() -> anyhow::Result<()> {
-    bounded(migrate_and_rerun(
-        FileVersionStrategy::New,
-        CopyMode::Synapse,
-    ))
+    bounded(
+        TEST_TIMEOUT,
+        migrate_and_rerun(FileVersionStrategy::New, CopyMode::Synapse),
+    )
     .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn synapse_engine_all_strategy() -> anyhow::Result<()> {
-    bounded(migrate_and_rerun(
-        FileVersionStrategy::All,
-        CopyMode::Synapse,
-    ))
+    bounded(
+        TEST_TIMEOUT,
+        migrate_and_rerun(FileVersionStrategy::All, CopyMode::Synapse),
+    )
     .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn synapse_engine_latest_strategy() -> anyhow::Result<()> {
-    bounded(migrate_and_rerun(
-        FileVersionStrategy::Latest,
-        CopyMode::Synapse,
-    ))
+    bounded(
+        TEST_TIMEOUT,
+        migrate_and_rerun(FileVersionStrategy::Latest, CopyMode::Synapse),
+    )
     .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn direct_engine_new_strategy() -> anyhow::Result<()> {
-    bounded(migrate_and_rerun(
-        FileVersionStrategy::New,
-        CopyMode::Direct,
-    ))
+    bounded(
+        TEST_TIMEOUT,
+        migrate_and_rerun(FileVersionStrategy::New, CopyMode::Direct),
+    )
     .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn direct_engine_all_strategy() -> anyhow::Result<()> {
-    bounded(migrate_and_rerun(
-        FileVersionStrategy::All,
-        CopyMode::Direct,
-    ))
+    bounded(
+        TEST_TIMEOUT,
+        migrate_and_rerun(FileVersionStrategy::All, CopyMode::Direct),
+    )
     .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn direct_engine_latest_strategy() -> anyhow::Result<()> {
-    bounded(migrate_and_rerun(
-        FileVersionStrategy::Latest,
-        CopyMode::Direct,
-    ))
+    bounded(
+        TEST_TIMEOUT,
+        migrate_and_rerun(FileVersionStrategy::Latest, CopyMode::Direct),
+    )
     .await
 }
 
@@ -711,17 +676,17 @@ async fn crash_after_update(strategy: FileVersionStrategy) -> anyhow::Result<()>
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn crash_between_update_and_state_write_new() -> anyhow::Result<()> {
-    bounded(crash_after_update(FileVersionStrategy::New)).await
+    bounded(TEST_TIMEOUT, crash_after_update(FileVersionStrategy::New)).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn crash_between_update_and_state_write_all() -> anyhow::Result<()> {
-    bounded(crash_after_update(FileVersionStrategy::All)).await
+    bounded(TEST_TIMEOUT, crash_after_update(FileVersionStrategy::All)).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn throttled_server_loses_no_file() -> anyhow::Result<()> {
-    bounded(async {
+    bounded(TEST_TIMEOUT, async {
         let env = Env::start(8, ThrottleConfig::default()).await?;
         env.sim.set_throttle(ThrottleConfig {
             enabled: true,
@@ -751,7 +716,7 @@ async fn throttled_server_loses_no_file() -> anyhow::Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn dry_run_indexes_and_copies_nothing() -> anyhow::Result<()> {
-    bounded(async {
+    bounded(TEST_TIMEOUT, async {
         let env = Env::start(MANY, ThrottleConfig::disabled()).await?;
         let before = env.snapshots();
         // A zero index budget makes every Index call take one page: the frontier carries on,
@@ -804,7 +769,7 @@ async fn dry_run_indexes_and_copies_nothing() -> anyhow::Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_lock_keeps_a_second_run_out_and_init_refuses_bad_input() -> anyhow::Result<()> {
-    bounded(async {
+    bounded(TEST_TIMEOUT, async {
         let env = Env::start(1, ThrottleConfig::disabled()).await?;
         let services = env.services();
         let opts = || options(FileVersionStrategy::New, CopyMode::Synapse);
@@ -846,7 +811,7 @@ async fn the_lock_keeps_a_second_run_out_and_init_refuses_bad_input() -> anyhow:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn without_continue_on_error_the_first_failure_stops_the_run() -> anyhow::Result<()> {
-    bounded(async {
+    bounded(TEST_TIMEOUT, async {
         let env = Env::start(2, ThrottleConfig::disabled()).await?;
         let mut services = env.services();
         // One file per unit: the `many` files come after the refused ones in unit order.
@@ -885,7 +850,7 @@ async fn a_file_changed_after_indexing_is_left_alone() -> anyhow::Result<()> {
         complete, copy_parts, index, plan, start_copy, CompleteInput, CopyPartsInput, IndexInput,
         PlanInput, UnitInput,
     };
-    bounded(async {
+    bounded(TEST_TIMEOUT, async {
         let env = Env::start(1, ThrottleConfig::disabled()).await?;
         let services = env.services();
         let run = stages::init(

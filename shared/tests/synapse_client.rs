@@ -2,12 +2,14 @@
 //! migration makes round-trips, retries recover from throttling and injected 5xx, a stale etag is
 //! handled, and a multi-part server-side copy keeps the bytes.
 
+mod common;
+
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
+use common::{bounded, client_config, handle_bytes, start_sim};
 use md5::{Digest, Md5};
 use synapse_model::{
     add_part_state, concrete, entity_type, upload_state, AnnotationValue, Annotations2,
@@ -15,12 +17,9 @@ use synapse_model::{
     FileHandleVersionUpdate, MultipartUploadCopyRequest, S3FileHandleCreate,
 };
 use synapse_sim::{
-    content_bytes, Burst, Content, FaultConfig, Fixture, RunningSim, SimConfig, Simulator,
-    ThrottleConfig,
+    content_bytes, Burst, Content, FaultConfig, Fixture, RunningSim, ThrottleConfig,
 };
-use synmigrate::synapse::{
-    ClientConfig, RateLimiter, RetryPolicy, SynapseClient, SynapseError, SynapseToken,
-};
+use synmigrate::synapse::{ClientConfig, RateLimiter, SynapseClient, SynapseError};
 use synmigrate_testkit::AwsStack;
 
 const TOKEN: &str = "migrator-token";
@@ -81,10 +80,7 @@ struct Env {
 
 impl Env {
     async fn start(throttle: ThrottleConfig) -> anyhow::Result<Self> {
-        let stack = tokio::task::spawn_blocking(AwsStack::start).await??;
-        let mut config = SimConfig::new(stack.sdk_config().await);
-        config.throttle = throttle;
-        let sim = Simulator::start(config, &fixture()).await?;
+        let (stack, sim) = start_sim(&fixture(), throttle).await?;
         let s3 = stack.s3_client().await;
         Ok(Self {
             sim,
@@ -100,19 +96,7 @@ impl Env {
     }
 
     fn config(&self, token: &str) -> ClientConfig {
-        let mut config = ClientConfig::new(
-            self.sim.repo_endpoint(),
-            self.sim.file_endpoint(),
-            SynapseToken::new(token).unwrap(),
-        );
-        // Fast retries keep the tests short; the policy is what is under test, not the delays.
-        config.retry = RetryPolicy {
-            max_attempts: 10,
-            base_delay: Duration::from_millis(20),
-            max_delay: Duration::from_millis(200),
-        };
-        config.request_timeout = Duration::from_secs(30);
-        config
+        client_config(&self.sim, token, 10, Duration::from_millis(200))
     }
 
     fn client(&self) -> SynapseClient {
@@ -120,22 +104,34 @@ impl Env {
     }
 
     async fn object(&self, handle: &FileHandle) -> anyhow::Result<Vec<u8>> {
-        let object = self
-            .s3
-            .get_object()
-            .bucket(handle.bucket_name.clone().context("no bucket")?)
-            .key(handle.key.clone().context("no key")?)
+        handle_bytes(&self.s3, handle).await
+    }
+
+    /// Puts `body` at `key` in the destination bucket; returns the request that registers it.
+    async fn put_destination_object(
+        &self,
+        key: &str,
+        body: &[u8],
+        content_type: Option<&str>,
+    ) -> anyhow::Result<S3FileHandleCreate> {
+        self.s3
+            .put_object()
+            .bucket("destination")
+            .key(key)
+            .body(body.to_vec().into())
             .send()
             .await?;
-        Ok(object.body.collect().await?.into_bytes().to_vec())
+        Ok(S3FileHandleCreate {
+            concrete_type: concrete::S3_FILE_HANDLE.into(),
+            bucket_name: "destination".into(),
+            key: key.into(),
+            storage_location_id: DEST,
+            content_md5: Some(hex::encode(Md5::digest(body))),
+            content_size: Some(body.len() as u64),
+            file_name: key.rsplit('/').next().map(str::to_owned),
+            content_type: content_type.map(str::to_owned),
+        })
     }
-}
-
-/// Runs a test body under [`TEST_TIMEOUT`].
-async fn bounded<F: Future<Output = anyhow::Result<()>>>(test: F) -> anyhow::Result<()> {
-    tokio::time::timeout(TEST_TIMEOUT, test)
-        .await
-        .context("the test timed out")?
 }
 
 fn latest_handle(sim: &RunningSim, id: &str) -> FileHandle {
@@ -201,7 +197,7 @@ async fn copy_file(
 
 #[tokio::test]
 async fn read_calls_round_trip() -> anyhow::Result<()> {
-    bounded(async {
+    bounded(TEST_TIMEOUT, async {
         let env = Env::start(ThrottleConfig::disabled()).await?;
         let client = env.client();
 
@@ -291,7 +287,7 @@ async fn read_calls_round_trip() -> anyhow::Result<()> {
 
 #[tokio::test]
 async fn errors_map_to_their_types_without_leaking_the_token() -> anyhow::Result<()> {
-    bounded(async {
+    bounded(TEST_TIMEOUT, async {
         let env = Env::start(ThrottleConfig::disabled()).await?;
         let client = env.client();
 
@@ -327,7 +323,7 @@ async fn errors_map_to_their_types_without_leaking_the_token() -> anyhow::Result
 
 #[tokio::test]
 async fn multi_part_copy_keeps_the_bytes_and_entity_updates_round_trip() -> anyhow::Result<()> {
-    bounded(async {
+    bounded(TEST_TIMEOUT, async {
         let env = Env::start(ThrottleConfig::disabled()).await?;
         let client = env.client();
         let big = env.id("data/big.bin");
@@ -336,6 +332,13 @@ async fn multi_part_copy_keeps_the_bytes_and_entity_updates_round_trip() -> anyh
         let new_id = copy_file(&client, &big, &source.id, 5 * MIB).await?;
         let copy = env.sim.file_handle(&new_id).context("new handle")?;
         assert_eq!(copy.storage_location_id, Some(DEST));
+        // Its creator reads the new handle back; nobody else may, and an unknown id is 404.
+        assert_eq!(client.get_file_handle(&new_id).await?, copy);
+        let other = SynapseClient::new(env.config(OTHER_TOKEN))?;
+        let err = other.get_file_handle(&new_id).await.unwrap_err();
+        assert_eq!(err.error_type(), "Fatal.Forbidden", "{err}");
+        let err = client.get_file_handle("999999999").await.unwrap_err();
+        assert_eq!(err.error_type(), "Fatal.NotFound", "{err}");
         assert_eq!(copy.content_md5, source.content_md5);
         let bytes = env.object(&copy).await?;
         assert_eq!(bytes.len() as u64, BIG.size());
@@ -412,31 +415,16 @@ async fn multi_part_copy_keeps_the_bytes_and_entity_updates_round_trip() -> anyh
 
 #[tokio::test]
 async fn registers_an_object_copied_directly_into_the_destination() -> anyhow::Result<()> {
-    bounded(async {
+    bounded(TEST_TIMEOUT, async {
         let env = Env::start(ThrottleConfig::disabled()).await?;
         let client = env.client();
-        let body = b"copied by the direct engine".to_vec();
-        let key = "migrated/direct/copied.txt";
-        env.s3
-            .put_object()
-            .bucket("destination")
-            .key(key)
-            .body(body.clone().into())
-            .send()
+        let body = b"copied by the direct engine";
+        let request = env
+            .put_destination_object("migrated/direct/copied.txt", body, Some("text/plain"))
             .await?;
-        let md5 = hex::encode(Md5::digest(&body));
-        let handle = client
-            .create_external_s3_file_handle(&S3FileHandleCreate {
-                concrete_type: concrete::S3_FILE_HANDLE.into(),
-                bucket_name: "destination".into(),
-                key: key.into(),
-                storage_location_id: DEST,
-                content_md5: Some(md5.clone()),
-                content_size: Some(body.len() as u64),
-                file_name: Some("copied.txt".into()),
-                content_type: Some("text/plain".into()),
-            })
-            .await?;
+        assert_eq!(request.file_name.as_deref(), Some("copied.txt"));
+        let md5 = hex::encode(Md5::digest(body));
+        let handle = client.create_external_s3_file_handle(&request).await?;
         assert!(handle.is_s3());
         assert_eq!(handle.storage_location_id, Some(DEST));
         assert_eq!(handle.content_md5.as_deref(), Some(md5.as_str()));
@@ -449,7 +437,7 @@ async fn registers_an_object_copied_directly_into_the_destination() -> anyhow::R
 #[tokio::test]
 async fn stale_etag_is_a_conflict_and_update_entity_with_reapplies_the_change() -> anyhow::Result<()>
 {
-    bounded(async {
+    bounded(TEST_TIMEOUT, async {
         let env = Env::start(ThrottleConfig::disabled()).await?;
         let client = env.client();
         let small = env.id("data/small.txt");
@@ -513,7 +501,7 @@ async fn stale_etag_is_a_conflict_and_update_entity_with_reapplies_the_change() 
 
 #[tokio::test]
 async fn throttling_and_injected_server_errors_are_retried() -> anyhow::Result<()> {
-    bounded(async {
+    bounded(TEST_TIMEOUT, async {
         let env = Env::start(ThrottleConfig::disabled()).await?;
         let client = env.client();
         let big = env.id("data/big.bin");
@@ -570,25 +558,13 @@ async fn register_concurrently(
     clients: &[SynapseClient],
     n: usize,
 ) -> anyhow::Result<()> {
-    let key = "migrated/concurrent/object.txt";
-    let body = b"registered many times".to_vec();
-    env.s3
-        .put_object()
-        .bucket("destination")
-        .key(key)
-        .body(body.clone().into())
-        .send()
+    let request = env
+        .put_destination_object(
+            "migrated/concurrent/object.txt",
+            b"registered many times",
+            None,
+        )
         .await?;
-    let request = S3FileHandleCreate {
-        concrete_type: concrete::S3_FILE_HANDLE.into(),
-        bucket_name: "destination".into(),
-        key: key.into(),
-        storage_location_id: DEST,
-        content_md5: Some(hex::encode(Md5::digest(&body))),
-        content_size: Some(body.len() as u64),
-        file_name: Some("object.txt".into()),
-        content_type: None,
-    };
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..n {
         let client = clients[i % clients.len()].clone();
@@ -604,7 +580,7 @@ async fn register_concurrently(
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_shared_limiter_keeps_concurrent_tasks_under_the_server_throttle() -> anyhow::Result<()>
 {
-    bounded(async {
+    bounded(TEST_TIMEOUT, async {
         // The server admits 3 concurrent requests per user.
         let env = Env::start(ThrottleConfig {
             enabled: true,
@@ -647,7 +623,7 @@ async fn the_shared_limiter_keeps_concurrent_tasks_under_the_server_throttle() -
 
 #[tokio::test]
 async fn an_expired_presigned_url_is_rejected_and_a_fresh_one_works() -> anyhow::Result<()> {
-    bounded(async {
+    bounded(TEST_TIMEOUT, async {
         let env = Env::start(ThrottleConfig::disabled()).await?;
         let client = env.client();
         let small = env.id("data/small.txt");
