@@ -8,17 +8,16 @@ mod common;
 use std::time::Duration;
 
 use anyhow::{ensure, Context};
-use common::{bounded, client_config, handle_bytes, start_sim};
+use common::{bounded, client_config, handle_bytes, SimEnv};
 use md5::{Digest, Md5};
 use synapse_model::{FileHandle, StorageLocationSetting};
-use synapse_sim::{Content, FaultConfig, Fixture, RunningSim, ThrottleConfig};
+use synapse_sim::{Content, FaultConfig, Fixture, ThrottleConfig};
 use synmigrate::copy::{
     choose, destination_key, sanitize_file_name, CopyEngine, CopyMode, CopyRequest, DirectEngine,
     EngineConfig, EngineKind, EngineState, SynapseEngine,
 };
 use synmigrate::plan::{PartPlan, MIB};
 use synmigrate::synapse::SynapseClient;
-use synmigrate_testkit::AwsStack;
 
 const TOKEN: &str = "migrator-token";
 const OTHER_TOKEN: &str = "other-token";
@@ -71,21 +70,11 @@ fn fixture() -> Fixture {
 }
 
 /// A moto stack and a simulator seeded with [`fixture`]; both stop when this is dropped.
-struct Env {
-    sim: RunningSim,
-    s3: aws_sdk_s3::Client,
-    _stack: AwsStack,
-}
+type Env = SimEnv;
 
 impl Env {
     async fn start() -> anyhow::Result<Self> {
-        let (stack, sim) = start_sim(&fixture(), ThrottleConfig::disabled()).await?;
-        let s3 = stack.s3_client().await;
-        Ok(Self {
-            sim,
-            s3,
-            _stack: stack,
-        })
+        Self::seeded(&fixture(), ThrottleConfig::disabled()).await
     }
 
     fn client(&self) -> SynapseClient {

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use common::{bounded, client_config, handle_bytes, start_sim};
+use common::{bounded, client_config, handle_bytes, SimEnv};
 use md5::{Digest, Md5};
 use synapse_model::{
     add_part_state, concrete, entity_type, upload_state, AnnotationValue, Annotations2,
@@ -20,7 +20,6 @@ use synapse_sim::{
     content_bytes, Burst, Content, FaultConfig, Fixture, RunningSim, ThrottleConfig,
 };
 use synmigrate::synapse::{ClientConfig, RateLimiter, SynapseClient, SynapseError};
-use synmigrate_testkit::AwsStack;
 
 const TOKEN: &str = "migrator-token";
 const OTHER_TOKEN: &str = "other-token";
@@ -72,21 +71,11 @@ fn fixture() -> Fixture {
 }
 
 /// A moto stack and a simulator seeded with [`fixture`]; both stop when this is dropped.
-struct Env {
-    sim: RunningSim,
-    s3: aws_sdk_s3::Client,
-    _stack: AwsStack,
-}
+type Env = SimEnv;
 
 impl Env {
     async fn start(throttle: ThrottleConfig) -> anyhow::Result<Self> {
-        let (stack, sim) = start_sim(&fixture(), throttle).await?;
-        let s3 = stack.s3_client().await;
-        Ok(Self {
-            sim,
-            s3,
-            _stack: stack,
-        })
+        Self::seeded(&fixture(), throttle).await
     }
 
     fn id(&self, path: &str) -> String {

@@ -1,5 +1,6 @@
 //! Shared by the integration tests that run against the simulator and moto: starting both, a
 //! client configuration with fast retries, a time bound per test, and reading objects back.
+#![allow(dead_code)] // each test binary uses a different subset
 
 use std::future::Future;
 use std::time::Duration;
@@ -21,6 +22,25 @@ pub async fn start_sim(
     config.throttle = throttle;
     let sim = Simulator::start(config, fixture).await?;
     Ok((stack, sim))
+}
+
+/// A simulator with an S3 client for the stack under it; both stop when this is dropped.
+pub struct SimEnv {
+    pub sim: RunningSim,
+    pub s3: aws_sdk_s3::Client,
+    _stack: AwsStack,
+}
+
+impl SimEnv {
+    pub async fn seeded(fixture: &Fixture, throttle: ThrottleConfig) -> anyhow::Result<Self> {
+        let (stack, sim) = start_sim(fixture, throttle).await?;
+        let s3 = stack.s3_client().await;
+        Ok(Self {
+            sim,
+            s3,
+            _stack: stack,
+        })
+    }
 }
 
 /// A client configuration for `token` against `sim`. Retries start at 20 ms: the tests check the
