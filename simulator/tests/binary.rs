@@ -68,6 +68,11 @@ fn stop(mut child: Child) {
     panic!("the simulator did not exit after stdin closed");
 }
 
+/// Sends `request` to the running binary and parses its JSON answer.
+async fn json_body(request: reqwest::RequestBuilder) -> serde_json::Value {
+    request.send().await.unwrap().json().await.unwrap()
+}
+
 /// Stops the binary off the async runtime, then removes the test's file.
 async fn stop_and_remove(child: Child, path: std::path::PathBuf) {
     tokio::task::spawn_blocking(move || stop(child))
@@ -100,15 +105,12 @@ async fn serves_a_fixture_and_exits_on_stdin_eof() {
         !lines.join("\n").contains("-token"),
         "tokens are never printed"
     );
-    let me: serde_json::Value = reqwest::Client::new()
-        .get(format!("{repo}/userProfile"))
-        .bearer_auth("alice-token")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let me = json_body(
+        reqwest::Client::new()
+            .get(format!("{repo}/userProfile"))
+            .bearer_auth("alice-token"),
+    )
+    .await;
     assert_eq!(me["userName"], "alice");
     stop_and_remove(child, path).await;
 }
@@ -139,16 +141,13 @@ async fn generates_a_project_and_writes_its_fixture() {
         .next()
         .unwrap()
         .to_owned();
-    let children: serde_json::Value = reqwest::Client::new()
-        .post(format!("{repo}/entity/children"))
-        .bearer_auth("migrator-token")
-        .json(&serde_json::json!({"parentId": project, "includeTypes": ["folder", "file"]}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let children = json_body(
+        reqwest::Client::new()
+            .post(format!("{repo}/entity/children"))
+            .bearer_auth("migrator-token")
+            .json(&serde_json::json!({"parentId": project, "includeTypes": ["folder", "file"]})),
+    )
+    .await;
     // 45 files at 40 per folder: two folders at the top.
     assert_eq!(children["page"].as_array().unwrap().len(), 2);
     stop_and_remove(child, path).await;

@@ -35,6 +35,11 @@ async fn register(
     .await
 }
 
+/// Registers `bytes` at `key` in alice's destination (7001, bucket `sim-dest`); returns the id.
+async fn in_destination(sim: &TestSim, api: &Api, key: &str, bytes: &[u8]) -> String {
+    registered_id(sim, api, "sim-dest", key, 7001, bytes).await
+}
+
 /// PUTs entity `id` as last read (`entity`) with its file handle replaced by `handle`.
 async fn put_with_handle(api: &Api, id: &str, entity: &Value, handle: &str) -> (StatusCode, Value) {
     let mut update = entity.clone();
@@ -76,15 +81,7 @@ async fn entity_put_checks_etag_permission_and_versions_by_md5() {
     );
 
     // Same MD5 as the latest version: swapped in place.
-    let same = registered_id(
-        &sim,
-        &alice,
-        "sim-dest",
-        "dest/t/same.txt",
-        7001,
-        b"three\n",
-    )
-    .await;
+    let same = in_destination(&sim, &alice, "dest/t/same.txt", b"three\n").await;
     let (status, swapped) = put_with_handle(&alice, &id, &entity, &same).await;
     assert_eq!(status, StatusCode::OK, "{swapped}");
     assert_eq!(swapped["versionNumber"], 3);
@@ -97,15 +94,7 @@ async fn entity_put_checks_etag_permission_and_versions_by_md5() {
     );
 
     // Different MD5 without newVersion: a new version anyway.
-    let other = registered_id(
-        &sim,
-        &alice,
-        "sim-dest",
-        "dest/t/other.txt",
-        7001,
-        b"four\n",
-    )
-    .await;
+    let other = in_destination(&sim, &alice, "dest/t/other.txt", b"four\n").await;
     let (status, v4) = put_with_handle(&alice, &id, &swapped, &other).await;
     assert_eq!(status, StatusCode::OK, "{v4}");
     assert_eq!(v4["versionNumber"], 4);
@@ -140,8 +129,8 @@ async fn version_handle_swap_enforces_old_handle_md5_and_ownership() {
     let id = sim.entity_id("P/multi.txt").unwrap();
     let (_, v1) = alice.get(&format!("/entity/{id}/version/1")).await;
     let old = v1["dataFileHandleId"].as_str().unwrap().to_owned();
-    let same = registered_id(&sim, &alice, "sim-dest", "dest/s/one.txt", 7001, b"one\n").await;
-    let differs = registered_id(&sim, &alice, "sim-dest", "dest/s/uno.txt", 7001, b"uno\n").await;
+    let same = in_destination(&sim, &alice, "dest/s/one.txt", b"one\n").await;
+    let differs = in_destination(&sim, &alice, "dest/s/uno.txt", b"uno\n").await;
     let url = format!("/entity/{id}/version/1/filehandle");
     let swap = |old: &str, new: &str| json!({"oldFileHandleId": old, "newFileHandleId": new});
 
