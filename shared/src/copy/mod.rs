@@ -1,8 +1,9 @@
 //! The two copy engines: how one source file handle becomes a file handle in the destination.
 //!
 //! - [`SynapseEngine`] (default) drives Synapse's multipart copy: start, presign part URLs in small
-//!   batches just before use, PUT each presigned UploadPartCopy URL, add the part, complete. It
-//!   works for every source the token may download, Synapse's own storage included.
+//!   batches just before use, PUT each presigned UploadPartCopy URL, add the part, complete, then
+//!   read the new handle back (`GET /fileHandle/{id}`) and check it against the source. It works
+//!   for every source the token may download, Synapse's own storage included.
 //! - [`DirectEngine`] copies with the deployment's own S3 permissions (CopyObject, or
 //!   UploadPartCopy parts pinned to the source's ETag) and then registers the object with one
 //!   `POST /externalFileHandle/s3`: two Synapse calls per file instead of five or more, which is

@@ -42,33 +42,32 @@ impl SynapseEngine {
         }
     }
 
-    /// The new handle. Synapse gives it the source's size, MD5 and content type and the name we
-    /// asked for, and S3 checks every part's ETag when the upload completes, so nothing needs
-    /// fetching: the Synapse request budget is what limits a migration.
-    fn result_handle(request: &CopyRequest, status: &MultipartUploadStatus) -> Result<FileHandle> {
-        let id = status.result_file_handle_id.clone().ok_or_else(|| {
+    /// The completed upload's new handle, read back from Synapse and checked against the source:
+    /// entities are only pointed at a verified copy.
+    async fn verified_result(
+        &self,
+        request: &CopyRequest,
+        status: &MultipartUploadStatus,
+    ) -> Result<FileHandle> {
+        let id = status.result_file_handle_id.as_deref().ok_or_else(|| {
             Error::Internal(format!(
                 "upload {} is {} without a resultFileHandleId",
                 status.upload_id, status.state
             ))
         })?;
-        Ok(FileHandle {
-            id,
-            concrete_type: concrete::S3_FILE_HANDLE.to_owned(),
-            etag: None,
-            created_by: status.started_by.clone(),
-            created_on: status.updated_on.clone(),
-            bucket_name: None,
-            key: None,
-            content_type: request.source.content_type.clone(),
-            content_md5: request.source.content_md5.clone(),
-            content_size: Some(request.source_size()?),
-            file_name: Some(request.target_file_name()?.to_owned()),
-            storage_location_id: Some(request.destination.storage_location_id),
-            external_url: None,
-            file_path: None,
-            status: None,
-        })
+        let copy = self.client.get_file_handle(id).await?;
+        if copy.id != id {
+            return Err(Error::Internal(format!(
+                "GET /fileHandle/{id} returned file handle {}",
+                copy.id
+            )));
+        }
+        verify_copy(
+            &request.source,
+            &copy,
+            request.destination.storage_location_id,
+        )?;
+        Ok(copy)
     }
 
     /// Presigned URLs for `parts`, in the order asked; every part must come back.
@@ -132,6 +131,44 @@ impl SynapseEngine {
     }
 }
 
+/// Checks that `copy` is an S3 handle in `destination_id` with the source's size and MD5 (when
+/// the source has one). The bytes themselves were checked by S3, part by part, on completion.
+pub fn verify_copy(source: &FileHandle, copy: &FileHandle, destination_id: i64) -> Result<()> {
+    let mismatch = |field: &str, found: &dyn std::fmt::Debug, expected: &dyn std::fmt::Debug| {
+        Err(Error::Verification(format!(
+            "file handle {} (copy of {}) has {field} {found:?}, expected {expected:?}",
+            copy.id, source.id
+        )))
+    };
+    if !copy.is_s3() {
+        return mismatch(
+            "concreteType",
+            &copy.concrete_type,
+            &concrete::S3_FILE_HANDLE,
+        );
+    }
+    if copy.storage_location_id != Some(destination_id) {
+        return mismatch(
+            "storageLocationId",
+            &copy.storage_location_id,
+            &destination_id,
+        );
+    }
+    if source.content_size.is_none() || copy.content_size != source.content_size {
+        return mismatch("contentSize", &copy.content_size, &source.content_size);
+    }
+    if let Some(md5) = &source.content_md5 {
+        if !copy
+            .content_md5
+            .as_deref()
+            .is_some_and(|found| found.eq_ignore_ascii_case(md5))
+        {
+            return mismatch("contentMd5", &copy.content_md5, md5);
+        }
+    }
+    Ok(())
+}
+
 /// Part numbers marked done (`1`) in a `partsState` string.
 fn parse_parts_state(upload_id: &str, parts_state: &str) -> Result<Vec<u32>> {
     parts_state
@@ -189,7 +226,7 @@ impl CopyEngine for SynapseEngine {
             })?;
         let parts_done = parse_parts_state(&status.upload_id, parts_state)?;
         let completed = if status.state == upload_state::COMPLETED {
-            Some(Self::result_handle(request, &status)?)
+            Some(self.verified_result(request, &status).await?)
         } else {
             None
         };
@@ -241,7 +278,7 @@ impl CopyEngine for SynapseEngine {
                 status.upload_id, status.state
             )));
         }
-        Self::result_handle(request, &status)
+        self.verified_result(request, &status).await
     }
 
     async fn abort(&self, state: &EngineState) -> Result<()> {
@@ -264,5 +301,44 @@ mod tests {
         assert_eq!(parse_parts_state("u", "111").unwrap(), [1, 2, 3]);
         let err = parse_parts_state("u", "01x").unwrap_err();
         assert_eq!(err.error_type(), "Fatal.Internal");
+    }
+
+    fn handle(id: &str, location: i64, size: u64, md5: Option<&str>) -> FileHandle {
+        serde_json::from_value(serde_json::json!({
+            "id": id, "concreteType": concrete::S3_FILE_HANDLE, "storageLocationId": location,
+            "contentSize": size, "contentMd5": md5, "bucketName": "b", "key": format!("k/{id}")
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn verify_copy_accepts_a_matching_copy() {
+        let source = handle("1", 1, 10, Some("abc"));
+        verify_copy(&source, &handle("2", 7, 10, Some("abc")), 7).unwrap();
+        verify_copy(&source, &handle("2", 7, 10, Some("ABC")), 7).unwrap();
+        // A source without an MD5 leaves nothing to compare it with.
+        verify_copy(&handle("1", 1, 10, None), &handle("2", 7, 10, Some("x")), 7).unwrap();
+    }
+
+    #[test]
+    fn verify_copy_names_the_handle_and_the_mismatched_field() {
+        let source = handle("1", 1, 10, Some("abc"));
+        let mut external = handle("2", 7, 10, Some("abc"));
+        external.concrete_type = concrete::EXTERNAL_FILE_HANDLE.to_owned();
+        for (copy, field) in [
+            (external, "concreteType"),
+            (handle("2", 8, 10, Some("abc")), "storageLocationId"),
+            (handle("2", 7, 11, Some("abc")), "contentSize"),
+            (handle("2", 7, 10, Some("abd")), "contentMd5"),
+            (handle("2", 7, 10, None), "contentMd5"),
+        ] {
+            let err = verify_copy(&source, &copy, 7).unwrap_err();
+            assert_eq!(err.error_type(), "Fatal.Verification", "{err}");
+            let message = err.to_string();
+            assert!(
+                message.contains("file handle 2 ") && message.contains(field),
+                "{message}"
+            );
+        }
     }
 }
