@@ -72,8 +72,6 @@ set -a
 # shellcheck source=/dev/null
 . "$state/env"
 set +a
-# The local endpoint is an IP address: S3 requests must be path-style.
-export SYNMIGRATE_S3_FORCE_PATH_STYLE=true
 project=$SYNAPSE_PROJECT
 destination=${SYNAPSE_DESTINATION:-7001}
 echo "Project $project, destination storage location $destination (settings in .stack/env)"

@@ -8,9 +8,9 @@ use synmigrate::copy::CopyMode;
 use crate::error::CliError;
 
 /// Environment variable naming the state machine (the stack's `StateMachineArn` output).
-pub const STATE_MACHINE_ARN_ENV: &str = "SYNMIGRATE_STATE_MACHINE_ARN";
+pub const STATE_MACHINE_ARN_ENV: &str = env::STATE_MACHINE_ARN;
 /// `true` makes S3 requests path-style, as a local endpoint given by IP address needs.
-pub const S3_FORCE_PATH_STYLE_ENV: &str = "SYNMIGRATE_S3_FORCE_PATH_STYLE";
+pub const S3_FORCE_PATH_STYLE_ENV: &str = env::S3_FORCE_PATH_STYLE;
 
 const EXIT_CODES: &str = "Exit codes: 0 done without failures; 1 the migration finished with \
 failures or its execution failed; 2 usage or configuration error; 3 an AWS request failed.";

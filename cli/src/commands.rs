@@ -72,10 +72,7 @@ impl Aws {
     fn s3(&self) -> aws_sdk_s3::Client {
         let path_style = std::env::var(S3_FORCE_PATH_STYLE_ENV)
             .is_ok_and(|value| value.trim().eq_ignore_ascii_case("true"));
-        let config = aws_sdk_s3::config::Builder::from(&self.config)
-            .force_path_style(path_style)
-            .build();
-        aws_sdk_s3::Client::from_conf(config)
+        synmigrate::config::s3_client(&self.config, path_style)
     }
 }
 

@@ -190,10 +190,10 @@ impl LocalDeployment {
                 (settings_env::BUCKET, BUCKET.to_owned()),
                 (settings_env::REPO_ENDPOINT, sim.repo_endpoint()),
                 (settings_env::FILE_ENDPOINT, sim.file_endpoint()),
-                ("SYNMIGRATE_FAILURE_QUEUE_URL", queue_url.clone()),
-                ("SYNMIGRATE_S3_FORCE_PATH_STYLE", "true".to_owned()),
+                (settings_env::FAILURE_QUEUE_URL, queue_url.clone()),
+                (settings_env::S3_FORCE_PATH_STYLE, "true".to_owned()),
                 (
-                    "SYNMIGRATE_MAX_SYNAPSE_RPM",
+                    settings_env::MAX_SYNAPSE_RPM,
                     options.max_synapse_rpm.to_string(),
                 ),
                 (synmigrate::synapse::TOKEN_ENV_VAR, options.token.clone()),
@@ -267,12 +267,14 @@ impl LocalDeployment {
         env.extend(
             [
                 (
-                    "SYNMIGRATE_STATE_MACHINE_ARN",
+                    settings_env::STATE_MACHINE_ARN,
                     self.state_machine_arn.clone(),
                 ),
                 (settings_env::TABLE, TABLE.to_owned()),
                 (settings_env::BUCKET, BUCKET.to_owned()),
-                ("SYNMIGRATE_FAILURE_QUEUE_URL", self.queue_url.clone()),
+                (settings_env::FAILURE_QUEUE_URL, self.queue_url.clone()),
+                // The CLI's S3 client needs it too: the local endpoint is an IP address.
+                (settings_env::S3_FORCE_PATH_STYLE, "true".to_owned()),
                 (settings_env::REPO_ENDPOINT, self.sim.repo_endpoint()),
                 (settings_env::FILE_ENDPOINT, self.sim.file_endpoint()),
             ]

@@ -51,6 +51,7 @@ fn up_announces_the_deployment_and_stops_on_stdin_eof() {
         "SYNMIGRATE_TABLE",
         "SYNMIGRATE_BUCKET",
         "SYNMIGRATE_FAILURE_QUEUE_URL",
+        "SYNMIGRATE_S3_FORCE_PATH_STYLE",
         "SYNAPSE_REPO_ENDPOINT",
         "SYNAPSE_FILE_ENDPOINT",
         "SYNAPSE_PROJECT",

@@ -179,6 +179,24 @@ pub mod env {
     pub const TOKEN_FILE: &str = "SYNMIGRATE_TOKEN_FILE";
     pub const REPO_ENDPOINT: &str = "SYNAPSE_REPO_ENDPOINT";
     pub const FILE_ENDPOINT: &str = "SYNAPSE_FILE_ENDPOINT";
+    /// The migration state machine (for the CLI).
+    pub const STATE_MACHINE_ARN: &str = "SYNMIGRATE_STATE_MACHINE_ARN";
+    /// The SQS queue RecordFailure reports failed units to.
+    pub const FAILURE_QUEUE_URL: &str = "SYNMIGRATE_FAILURE_QUEUE_URL";
+    /// Synapse requests per minute of one function instance.
+    pub const MAX_SYNAPSE_RPM: &str = "SYNMIGRATE_MAX_SYNAPSE_RPM";
+    /// `true` for S3 endpoints that are IP addresses (the local stack): see [`super::s3_client`].
+    pub const S3_FORCE_PATH_STYLE: &str = "SYNMIGRATE_S3_FORCE_PATH_STYLE";
+}
+
+/// The S3 client every component builds from its SDK configuration; `path_style` is needed where
+/// the endpoint is an IP address (the local stack), virtual-hosted style is S3's default.
+pub fn s3_client(sdk: &aws_config::SdkConfig, path_style: bool) -> aws_sdk_s3::Client {
+    aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(sdk)
+            .force_path_style(path_style)
+            .build(),
+    )
 }
 
 /// Deployment configuration shared by every Lambda and the CLI.

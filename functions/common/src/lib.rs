@@ -24,13 +24,9 @@ use synmigrate::synapse::{
 pub mod env {
     /// ARN of the Secrets Manager secret holding the Synapse token (plain, or `{"token": ...}`).
     pub const TOKEN_SECRET_ARN: &str = "SYNAPSE_TOKEN_SECRET_ARN";
-    /// Synapse requests per minute of one function instance. Synapse allows 600 per user; only a
-    /// local simulator without throttling is a reason to go higher.
-    pub const MAX_SYNAPSE_RPM: &str = "SYNMIGRATE_MAX_SYNAPSE_RPM";
-    /// `true` for S3 endpoints that are IP addresses (the local stack).
-    pub const S3_FORCE_PATH_STYLE: &str = "SYNMIGRATE_S3_FORCE_PATH_STYLE";
-    /// The SQS queue RecordFailure reports failed units to.
-    pub const FAILURE_QUEUE_URL: &str = "SYNMIGRATE_FAILURE_QUEUE_URL";
+    // Shared with the CLI and the local deployment. MAX_SYNAPSE_RPM: Synapse allows 600 per
+    // user; only a local simulator without throttling is a reason to go higher.
+    pub use synmigrate::config::env::{FAILURE_QUEUE_URL, MAX_SYNAPSE_RPM, S3_FORCE_PATH_STYLE};
     /// Seconds one Index invocation walks before handing back.
     pub const INDEX_SECONDS: &str = "SYNMIGRATE_INDEX_SECONDS";
     /// Most files in one work unit of small files.
@@ -122,11 +118,7 @@ pub async fn services(sdk: &SdkConfig) -> Result<Services, FunctionError> {
     }
     let synapse = SynapseClient::new(client).map_err(synmigrate::Error::from)?;
     let path_style = flag(&lookup, env::S3_FORCE_PATH_STYLE)?;
-    let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(sdk)
-            .force_path_style(path_style)
-            .build(),
-    );
+    let s3 = synmigrate::config::s3_client(sdk, path_style);
     let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk), settings.table);
     Ok(Services::new(
         synapse,
