@@ -24,6 +24,8 @@ const PROJECT: &str = "Fidelity";
 /// Two parts at the official client's copy part size (`max(100 MiB, size / 10000)`).
 const BIG_FILE_BYTES: u64 = 101 * 1024 * 1024;
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(600);
+/// Files the migration must leave as they are: one already in the destination, one not in S3.
+const UNTOUCHED: [&str; 2] = ["already.txt", "link.txt"];
 
 fn text(body: &str) -> Value {
     json!({ "content": { "text": body }, "contentType": "text/plain" })
@@ -172,6 +174,20 @@ impl World {
             .with_context(|| format!("no file handle {id}"))
     }
 
+    /// The version handles (oldest first) of every file at `paths`, by path.
+    fn handles_by_path<P: AsRef<str>>(
+        &self,
+        paths: &[P],
+    ) -> anyhow::Result<BTreeMap<String, Vec<FileHandle>>> {
+        paths
+            .iter()
+            .map(|p| {
+                let path = p.as_ref();
+                Ok((path.to_owned(), self.version_handles(&self.id(path)?)?))
+            })
+            .collect()
+    }
+
     /// The file handle of every version of an entity, oldest first.
     fn version_handles(&self, entity_id: &str) -> anyhow::Result<Vec<FileHandle>> {
         let snapshot = self.sim.entity(entity_id).context("entity")?;
@@ -222,7 +238,7 @@ impl World {
             .into_iter()
             .filter(|(_, id)| self.sim.entity(id).is_some_and(|e| e.entity.is_file()))
             .filter_map(|(path, _)| path.strip_prefix(&format!("{PROJECT}/")).map(str::to_owned))
-            .filter(|path| !matches!(path.as_str(), "already.txt" | "link.txt"))
+            .filter(|path| !UNTOUCHED.contains(&path.as_str()))
             .collect()
     }
 
@@ -378,15 +394,8 @@ async fn official_client_migrates_with_new_versions() -> anyhow::Result<()> {
     let world = World::start("new").await?;
     let sources_before = world.objects(SOURCE_BUCKET).await?;
     let paths = world.migratable_paths();
-    let before: BTreeMap<String, Vec<FileHandle>> = paths
-        .iter()
-        .map(|p| Ok((p.clone(), world.version_handles(&world.id(p)?)?)))
-        .collect::<anyhow::Result<_>>()?;
-    let mut untouched = BTreeMap::new();
-    for path in ["already.txt", "link.txt"] {
-        let id = world.id(path)?;
-        untouched.insert(id.clone(), world.version_handles(&id)?);
-    }
+    let before = world.handles_by_path(&paths)?;
+    let untouched = world.handles_by_path(&UNTOUCHED)?;
 
     ensure!(
         paths.len() > 60,
@@ -425,12 +434,10 @@ async fn official_client_migrates_with_new_versions() -> anyhow::Result<()> {
             status.get(&(id, String::new()))
         );
     }
-    for (id, handles) in &untouched {
-        ensure!(
-            &world.version_handles(id)? == handles,
-            "{id} must not change"
-        );
-    }
+    ensure!(
+        world.handles_by_path(&UNTOUCHED)? == untouched,
+        "{UNTOUCHED:?} must not change"
+    );
     let already = world.id("already.txt")?;
     ensure!(
         status
@@ -467,10 +474,7 @@ async fn official_client_migrates_with_new_versions() -> anyhow::Result<()> {
 
     // A second run, with a fresh index, finds everything migrated and writes nothing.
     world.sim.reset_requests();
-    let versions_after_first: Vec<_> = paths
-        .iter()
-        .map(|p| world.version_handles(&world.id(p)?))
-        .collect::<anyhow::Result<_>>()?;
+    let versions_after_first = world.handles_by_path(&paths)?;
     let second = world.migrate("new", "second")?;
     ensure!(
         multipart_starts(&world.sim) == 0,
@@ -480,10 +484,7 @@ async fn official_client_migrates_with_new_versions() -> anyhow::Result<()> {
         entity_writes(&world.sim) == 0,
         "the second run wrote an entity"
     );
-    let versions_after_second: Vec<_> = paths
-        .iter()
-        .map(|p| world.version_handles(&world.id(p)?))
-        .collect::<anyhow::Result<_>>()?;
+    let versions_after_second = world.handles_by_path(&paths)?;
     ensure!(
         versions_after_first == versions_after_second,
         "the second run changed versions"
@@ -501,10 +502,7 @@ async fn official_client_migrates_every_version_in_place() -> anyhow::Result<()>
     let world = World::start("all").await?;
     let sources_before = world.objects(SOURCE_BUCKET).await?;
     let paths = world.migratable_paths();
-    let before: BTreeMap<String, Vec<FileHandle>> = paths
-        .iter()
-        .map(|p| Ok((p.clone(), world.version_handles(&world.id(p)?)?)))
-        .collect::<anyhow::Result<_>>()?;
+    let before = world.handles_by_path(&paths)?;
 
     let rows = world.migrate("all", "first")?;
     let status = statuses(&rows);
