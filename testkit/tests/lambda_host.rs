@@ -1,5 +1,6 @@
-//! The Lambda host runs a real `lambda_runtime` binary: Step Functions in the local stack invokes it,
-//! parallel Map iterations get parallel processes, and a function error is caught by its type.
+//! The Lambda host runs a real `lambda_runtime` binary: Step Functions in the local stack invokes it
+//! and catches a function error by its type, and invocations that arrive together run in parallel
+//! processes up to the function's concurrency.
 
 use std::time::Duration;
 
@@ -93,5 +94,39 @@ async fn state_machine_runs_real_function_processes() -> anyhow::Result<()> {
         (1..=3).contains(&processes),
         "at most MaxConcurrency processes, got {processes}"
     );
+    Ok(())
+}
+
+/// Invocations that arrive together while every process is busy each get a process of their own,
+/// up to the function's concurrency: three slow invocations answer from three different processes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_invocations_run_in_parallel_processes() -> anyhow::Result<()> {
+    let host = LambdaHost::start(vec![echo_function(3)], Vec::new()).await?;
+    let url = format!(
+        "{}/2015-03-31/functions/echo_function/invocations",
+        host.invoke_url()
+    );
+    let http = reqwest::Client::new();
+    let calls = (1..=3).map(|n| {
+        let request = http
+            .post(&url)
+            .json(&json!({ "n": n, "sleepMs": 1500 }))
+            .timeout(Duration::from_secs(60));
+        async move { request.send().await?.json::<Value>().await }
+    });
+    let answers = futures::future::try_join_all(calls).await?;
+    let doubled: Vec<i64> = answers
+        .iter()
+        .map(|a| a["n"].as_i64().unwrap_or_default())
+        .collect();
+    assert_eq!(doubled, vec![2, 4, 6]);
+    let pids: std::collections::BTreeSet<u64> =
+        answers.iter().filter_map(|a| a["pid"].as_u64()).collect();
+    assert_eq!(
+        pids.len(),
+        3,
+        "one process per concurrent invocation: {answers:?}"
+    );
+    assert_eq!(host.running_instances("echo_function"), 3);
     Ok(())
 }
