@@ -27,7 +27,7 @@ use crate::index::{self, IndexCounts};
 use crate::plan::{
     self, BatchBudget, PartBatch, PartPlan, UnitItem, UnitKind, UnitLimits, WorkUnit,
 };
-use crate::report::{csv_row, ItemTotals, CSV_HEADER};
+use crate::report::{csv_row, orphaned_copy_row, ItemTotals, CSV_HEADER, ORPHANED_COPIES_HEADER};
 use crate::state::{
     CopyRecord, CopyStatus, EpochSeconds, ItemError, ItemKey, ItemRecord, ItemStatus, MigrationKey,
     RunCounters, RunStatus, StateError, StateStore, StatusName, Transition,
@@ -172,6 +172,10 @@ impl RunContext {
 
     pub fn report_key(&self) -> String {
         format!("runs/{}/report.csv", self.run_id)
+    }
+
+    pub fn orphaned_copies_key(&self) -> String {
+        format!("runs/{}/orphaned-copies.csv", self.run_id)
     }
 }
 
@@ -384,8 +388,8 @@ pub struct PlanOutput {
     pub total_bytes: u64,
 }
 
-/// Every item the copy should take on: INDEXED ones, retryable ERRORED ones under the attempt
-/// limit (rule 4), and COPYING/COPIED ones whose worker's lease ran out (a crash).
+/// Every item the copy should take on: INDEXED ones, ERRORED ones due for a retry (rule 4, see
+/// [`ItemRecord::due_for_retry`]), and COPYING/COPIED ones whose worker's lease ran out (a crash).
 async fn copy_candidates(services: &Services, run: &RunContext) -> Result<Vec<ItemRecord>> {
     let migration = run.migration()?;
     let at = now();
@@ -406,7 +410,7 @@ async fn copy_candidates(services: &Services, run: &RunContext) -> Result<Vec<It
             candidates.extend(page.items.into_iter().filter(|item| {
                 match &item.status {
                     ItemStatus::Indexed => true,
-                    ItemStatus::Errored(error) => error.retryable && item.attempts < max_attempts,
+                    ItemStatus::Errored(_) => item.due_for_retry(max_attempts),
                     ItemStatus::Copying | ItemStatus::Copied => item
                         .lease
                         .as_ref()
@@ -653,7 +657,10 @@ impl UnitCtx<'_> {
 
     /// Records an item as ERRORED (from whatever unfinished status it is in) and releases it.
     async fn fail_item(&self, key: &ItemKey, error: &Error) -> ItemOutcome {
-        let item_error = ItemError::from(error);
+        self.record_item_error(key, ItemError::from(error)).await
+    }
+
+    async fn record_item_error(&self, key: &ItemKey, item_error: ItemError) -> ItemOutcome {
         tracing::warn!(item = %key, class = %item_error.class, message = %item_error.message, "item failed");
         let current = self.services.store.get_item(&self.migration, key).await;
         if let Ok(Some(item)) = current {
@@ -1071,7 +1078,7 @@ async fn complete_source(
     if pending.is_empty() {
         return (outcomes, 0);
     }
-    let (destination, bytes) = match finish_copy(ctx, &source, jobs.get(&source)).await {
+    let copy = match finish_copy(ctx, &source, jobs.get(&source)).await {
         Ok(done) => done,
         Err(error) => {
             for item in &pending {
@@ -1081,22 +1088,66 @@ async fn complete_source(
         }
     };
     for item in pending {
-        let outcome = match migrate_item(ctx, &item, &destination).await {
+        let outcome = match migrate_item(ctx, &item, &copy.destination).await {
             Ok(outcome) => outcome,
-            Err(error) => ctx.fail_item(&item.key, &error).await,
+            Err(error) => {
+                ctx.record_item_error(&item.key, ItemError::of_update(&error))
+                    .await
+            }
         };
         outcomes.push(outcome);
     }
-    (outcomes, bytes)
+    note_copy_use(ctx, &source, copy.unused_reason.as_deref(), &outcomes).await;
+    (outcomes, copy.bytes)
+}
+
+/// Keeps the copy's "unused" mark true to its items: set (with the first failure) when none of
+/// the items that were to use the copy points at it, cleared once one does. A copy no entity
+/// uses is an orphan the report lists; the next run retries the updates or says why not.
+async fn note_copy_use(
+    ctx: &UnitCtx<'_>,
+    source: &str,
+    marked: Option<&str>,
+    outcomes: &[ItemOutcome],
+) {
+    let used = outcomes.iter().any(|o| o.status == StatusName::Migrated);
+    let reason = match outcomes
+        .iter()
+        .find_map(|o| Some((&o.key, o.error.as_ref()?)))
+    {
+        _ if used => None,
+        Some((key, error)) => Some(format!("{key}: {}: {}", error.class, error.message)),
+        None => return,
+    };
+    if reason.as_deref() == marked {
+        return;
+    }
+    if let Err(error) = ctx
+        .services
+        .store
+        .set_copy_unused(&ctx.migration, source, reason.as_deref(), now())
+        .await
+    {
+        tracing::warn!(source, %error, "could not record whether the copy is used");
+    }
+}
+
+/// A finished copy as Complete sees it.
+struct FinishedCopy {
+    destination: String,
+    /// Bytes this call copied (0 when the copy was finished before).
+    bytes: u64,
+    /// The copy's unused mark as stored (see [`note_copy_use`]).
+    unused_reason: Option<String>,
 }
 
 /// The destination handle of `source`: recorded already, or completed now and recorded before
-/// any entity is touched (rule 2). Returns it with the bytes copied by this call.
+/// any entity is touched (rule 2).
 async fn finish_copy(
     ctx: &UnitCtx<'_>,
     source: &str,
     job: Option<&CopyJob>,
-) -> Result<(String, u64)> {
+) -> Result<FinishedCopy> {
     let services = ctx.services;
     let copy = services
         .store
@@ -1107,7 +1158,11 @@ async fn finish_copy(
         let destination = copy.destination_file_handle_id.ok_or_else(|| {
             Error::Internal(format!("copy of {source} is COPIED without a destination"))
         })?;
-        return Ok((destination, 0));
+        return Ok(FinishedCopy {
+            destination,
+            bytes: 0,
+            unused_reason: copy.unused_reason,
+        });
     }
     let job = job.ok_or_else(|| {
         Error::InvalidInput(format!("Complete got no copy job for file handle {source}"))
@@ -1138,7 +1193,11 @@ async fn finish_copy(
         bytes_copied: i64::try_from(size).unwrap_or(i64::MAX),
     })
     .await;
-    Ok((handle.id, size))
+    Ok(FinishedCopy {
+        destination: handle.id,
+        bytes: size,
+        unused_reason: None,
+    })
 }
 
 /// Gives up an upload that cannot complete (rule 5) and forgets it, so a later run starts over.
@@ -1263,12 +1322,14 @@ pub async fn record_failure(
             .collect(),
     };
     let mut errored = 0;
+    let mut used: BTreeMap<&str, bool> = BTreeMap::new();
     for item in &unit.items {
         let key: ItemKey = item.key.parse()?;
         let Some(current) = services.store.get_item(&ctx.migration, &key).await? else {
             continue;
         };
         let from = current.status.name();
+        *used.entry(item.source.as_str()).or_default() |= from == StatusName::Migrated;
         if !matches!(
             from,
             StatusName::Indexed | StatusName::Copying | StatusName::Copied
@@ -1295,10 +1356,31 @@ pub async fn record_failure(
         })
         .await;
     }
+    let reason = format!("{}: {}", error.class, error.message);
+    for source in used.into_iter().filter(|(_, used)| !used).map(|(s, _)| s) {
+        if let Err(error) = mark_unused_copy(&ctx, source, &reason).await {
+            tracing::warn!(source, %error, "could not mark the copy unused");
+        }
+    }
     Ok(RecordFailureOutput {
         unit_id: unit.unit_id,
         errored,
     })
+}
+
+/// Marks the finished copy of `source` unused (if it is not marked already): the unit failed
+/// before any entity pointed at it.
+async fn mark_unused_copy(ctx: &UnitCtx<'_>, source: &str, reason: &str) -> Result<()> {
+    let store = &ctx.services.store;
+    match store.get_copy(&ctx.migration, source).await? {
+        Some(copy) if copy.status == CopyStatus::Copied && copy.unused_reason.is_none() => {
+            store
+                .set_copy_unused(&ctx.migration, source, Some(reason), now())
+                .await?;
+        }
+        _ => {}
+    }
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1328,6 +1410,12 @@ pub struct Summary {
     pub run_counters: RunCounters,
     pub report_bucket: String,
     pub report_key: String,
+    /// Finished copies no entity points at (their updates failed), over all runs so far.
+    pub orphaned_copies: u64,
+    /// The CSV listing them with the reason (`from_file_handle_id,to_file_handle_id,reason`);
+    /// absent when there are none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub orphaned_copies_key: Option<String>,
 }
 
 /// Writes the CSV report, finishes the run and releases the lock.
@@ -1354,6 +1442,7 @@ pub async fn report(services: &Services, input: ReportInput) -> Result<Summary> 
     }
     let key = run.report_key();
     put_object(services, &key, csv.into_bytes(), "text/csv").await?;
+    let (orphaned_copies, orphaned_copies_key) = report_orphaned_copies(services, run).await?;
     let counters = services
         .store
         .get_run(&migration, &run.run_id)
@@ -1388,7 +1477,45 @@ pub async fn report(services: &Services, input: ReportInput) -> Result<Summary> 
         run_counters: counters,
         report_bucket: services.bucket.clone(),
         report_key: key,
+        orphaned_copies,
+        orphaned_copies_key,
     })
+}
+
+/// Lists the finished copies no entity points at in their own CSV; returns their count and the
+/// CSV's key (none when there are none).
+async fn report_orphaned_copies(
+    services: &Services,
+    run: &RunContext,
+) -> Result<(u64, Option<String>)> {
+    let migration = run.migration()?;
+    let mut csv = String::from(ORPHANED_COPIES_HEADER);
+    csv.push('\n');
+    let mut count = 0;
+    let mut token: Option<String> = None;
+    loop {
+        let page = services
+            .store
+            .list_copies(&migration, LIST_PAGE, token.as_deref())
+            .await?;
+        for copy in &page.items {
+            if let Some(row) = orphaned_copy_row(copy) {
+                count += 1;
+                csv.push_str(&row);
+            }
+        }
+        match page.next_token {
+            Some(next) => token = Some(next),
+            None => break,
+        }
+    }
+    if count == 0 {
+        return Ok((0, None));
+    }
+    let key = run.orphaned_copies_key();
+    put_object(services, &key, csv.into_bytes(), "text/csv").await?;
+    tracing::warn!(count, %key, "finished copies that no entity points at");
+    Ok((count, Some(key)))
 }
 
 #[cfg(test)]

@@ -79,6 +79,7 @@ async fn new_version(client: &SynapseClient, update: EntityUpdate<'_>) -> Result
             if current.as_deref() == Some(source) {
                 seen = Seen::Source;
                 entity.data_file_handle_id = Some(destination.to_owned());
+                entity.version_label = next_version_label(entity.version_number);
                 true
             } else {
                 seen = Seen::Other(current);
@@ -94,6 +95,15 @@ async fn new_version(client: &SynapseClient, update: EntityUpdate<'_>) -> Result
             already_in_destination(client, update, current.as_deref(), None).await
         }
     }
+}
+
+/// The label of the version a `new` update creates: the official client's `str(versionNumber + 1)`
+/// (`Synapse._updateEntity`). The body must not repeat the current label: Synapse keeps labels
+/// unique per entity (`UNIQUE_REVISION_LABEL`) and refuses a used one with 400. The version
+/// comment and the annotations are kept: the comment travels in the body as read, and the server
+/// copies the current version's annotations to the new one (`JDORevisionUtils.makeCopyForNewVersion`).
+fn next_version_label(current: Option<i64>) -> Option<String> {
+    current.map(|n| (n + 1).to_string())
 }
 
 async fn swap_version(client: &SynapseClient, update: EntityUpdate<'_>) -> Result<UpdateOutcome> {

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement,
     KeyType, Projection, ProjectionType, ReturnValue, ScalarAttributeType, TableStatus,
@@ -45,6 +46,37 @@ impl fmt::Debug for DynamoStore {
             .field("table", &self.table)
             .finish_non_exhaustive()
     }
+}
+
+/// Narrows a query to the migration's records whose sort key starts with `prefix`, read
+/// strongly consistent (the base table allows it; the status index does not).
+fn with_prefix(
+    query: QueryFluentBuilder,
+    migration: &MigrationKey,
+    prefix: &str,
+) -> QueryFluentBuilder {
+    query
+        .consistent_read(true)
+        .key_condition_expression("#pk = :pk AND begins_with(#sk, :prefix)")
+        .expression_attribute_names("#pk", PK)
+        .expression_attribute_names("#sk", SK)
+        .expression_attribute_values(":pk", s(migration.pk()))
+        .expression_attribute_values(":prefix", s(prefix))
+}
+
+/// Sends the query and parses one page of records.
+async fn read_page<T>(
+    query: QueryFluentBuilder,
+    parse: impl Fn(&Attrs) -> Result<T, StateError>,
+) -> Result<Page<T>, StateError> {
+    let output = query.send().await.map_err(|e| service_error("Query", e))?;
+    let items = output
+        .items()
+        .iter()
+        .map(parse)
+        .collect::<Result<Vec<_>, _>>()?;
+    let next_token = output.last_evaluated_key().map(encode_token).transpose()?;
+    Ok(Page { items, next_token })
 }
 
 impl DynamoStore {
@@ -441,6 +473,7 @@ fn parse_copy(attrs: &Attrs) -> Result<CopyRecord, StateError> {
         status: reader.parsed("status", CopyStatus::parse)?,
         engine_state: reader.opt_json("engineState")?,
         destination_file_handle_id: reader.opt_s("destinationFileHandleId")?.map(str::to_owned),
+        unused_reason: reader.opt_s("unusedReason")?.map(str::to_owned),
         lease: reader.lease("leaseOwner", "leaseExpiresAt")?,
         updated_at: reader.n("updatedAt")?,
     })
@@ -528,6 +561,23 @@ impl DynamoStore {
                 Failure::Error(error) => Err(error),
             },
         }
+    }
+
+    /// A Query of at most `limit` records from `page_token` on.
+    fn page_query(
+        &self,
+        limit: u32,
+        page_token: Option<&str>,
+    ) -> Result<QueryFluentBuilder, StateError> {
+        if limit == 0 {
+            return Err(StateError::Invalid("page limit must be at least 1".into()));
+        }
+        Ok(self
+            .client
+            .query()
+            .table_name(&self.table)
+            .limit(i32::try_from(limit).unwrap_or(i32::MAX))
+            .set_exclusive_start_key(page_token.map(decode_token).transpose()?))
     }
 
     async fn get_lock_record(&self, migration: &MigrationKey) -> Result<Option<Lease>, StateError> {
@@ -876,35 +926,16 @@ impl StateStore for DynamoStore {
         if limit == 0 {
             return Err(StateError::Invalid("page limit must be at least 1".into()));
         }
-        let limit = i32::try_from(limit).unwrap_or(i32::MAX);
-        let query = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .limit(limit)
-            .set_exclusive_start_key(page_token.map(decode_token).transpose()?);
+        let query = self.page_query(limit, page_token)?;
         let query = match status {
             Some(status) => query
                 .index_name(STATUS_INDEX)
                 .key_condition_expression("#spk = :spk")
                 .expression_attribute_names("#spk", SPK)
                 .expression_attribute_values(":spk", s(status_pk(migration, status))),
-            None => query
-                .consistent_read(true)
-                .key_condition_expression("#pk = :pk AND begins_with(#sk, :prefix)")
-                .expression_attribute_names("#pk", PK)
-                .expression_attribute_names("#sk", SK)
-                .expression_attribute_values(":pk", s(migration.pk()))
-                .expression_attribute_values(":prefix", s(ITEM_PREFIX)),
+            None => with_prefix(query, migration, ITEM_PREFIX),
         };
-        let output = query.send().await.map_err(|e| service_error("Query", e))?;
-        let items = output
-            .items()
-            .iter()
-            .map(parse_item)
-            .collect::<Result<Vec<_>, _>>()?;
-        let next_token = output.last_evaluated_key().map(encode_token).transpose()?;
-        Ok(Page { items, next_token })
+        read_page(query, parse_item).await
     }
 
     async fn transition_item(
@@ -1066,6 +1097,43 @@ impl StateStore for DynamoStore {
             .await?
             .map(|attrs| parse_copy(&attrs))
             .transpose()
+    }
+
+    async fn set_copy_unused(
+        &self,
+        migration: &MigrationKey,
+        source_file_handle_id: &str,
+        reason: Option<&str>,
+        now: EpochSeconds,
+    ) -> Result<CopyRecord, StateError> {
+        let mut expr = Expr::default();
+        expr.set_or_remove("unusedReason", reason.map(s))
+            .set("updatedAt", n(now));
+        let status = expr.name("status");
+        let copied = expr.value("c_copied", s(CopyStatus::Copied.as_str()));
+        let condition = format!("{status} = {copied}");
+        let sk = copy_sk(source_file_handle_id);
+        match self
+            .update(migration.pk(), sk.clone(), expr, condition)
+            .await?
+        {
+            Some(attrs) => parse_copy(&attrs),
+            None => {
+                let current = self.get_copy(migration, source_file_handle_id).await?;
+                check_copy_finished(current.as_ref(), source_file_handle_id)?;
+                Err(raced(sk))
+            }
+        }
+    }
+
+    async fn list_copies(
+        &self,
+        migration: &MigrationKey,
+        limit: u32,
+        page_token: Option<&str>,
+    ) -> Result<Page<CopyRecord>, StateError> {
+        let query = self.page_query(limit, page_token)?;
+        read_page(with_prefix(query, migration, COPY_PREFIX), parse_copy).await
     }
 }
 

@@ -224,29 +224,15 @@ impl StateStore for MemoryStore {
         limit: u32,
         page_token: Option<&str>,
     ) -> Result<Page<ItemRecord>, StateError> {
-        if limit == 0 {
-            return Err(StateError::Invalid("page limit must be at least 1".into()));
-        }
-        let pk = migration.pk();
-        // The token is the sort key of the last item returned.
-        let after = page_token.unwrap_or(ITEM_PREFIX).to_owned();
         let tables = self.tables.lock().await;
-        let mut matching = tables
-            .items
-            .range((pk.clone(), after)..)
-            .take_while(|((p, sk), _)| *p == pk && sk.starts_with(ITEM_PREFIX))
-            .filter(|((_, sk), _)| Some(sk.as_str()) != page_token)
-            .filter(|(_, item)| status.is_none_or(|s| item.status.name() == s));
-        let items: Vec<ItemRecord> = matching
-            .by_ref()
-            .take(limit as usize)
-            .map(|(_, item)| item.clone())
-            .collect();
-        let next_token = match matching.next() {
-            Some(_) => items.last().map(|item| item.key.sk()),
-            None => None,
-        };
-        Ok(Page { items, next_token })
+        page_of(
+            &tables.items,
+            migration,
+            ITEM_PREFIX,
+            limit,
+            page_token,
+            |item| status.is_none_or(|s| item.status.name() == s),
+        )
     }
 
     async fn transition_item(
@@ -287,6 +273,7 @@ impl StateStore for MemoryStore {
             status: CopyStatus::Copying,
             engine_state: None,
             destination_file_handle_id: None,
+            unused_reason: None,
             lease: None,
             updated_at: now,
         });
@@ -354,4 +341,72 @@ impl StateStore for MemoryStore {
             .get(&(migration.pk(), copy_sk(source_file_handle_id)))
             .cloned())
     }
+
+    async fn set_copy_unused(
+        &self,
+        migration: &MigrationKey,
+        source_file_handle_id: &str,
+        reason: Option<&str>,
+        now: EpochSeconds,
+    ) -> Result<CopyRecord, StateError> {
+        let mut tables = self.tables.lock().await;
+        let slot = (migration.pk(), copy_sk(source_file_handle_id));
+        check_copy_finished(tables.copies.get(&slot), source_file_handle_id)?;
+        let copy = tables.copies.get_mut(&slot).expect("checked above");
+        copy.unused_reason = reason.map(str::to_owned);
+        copy.updated_at = now;
+        Ok(copy.clone())
+    }
+
+    async fn list_copies(
+        &self,
+        migration: &MigrationKey,
+        limit: u32,
+        page_token: Option<&str>,
+    ) -> Result<Page<CopyRecord>, StateError> {
+        let tables = self.tables.lock().await;
+        page_of(
+            &tables.copies,
+            migration,
+            COPY_PREFIX,
+            limit,
+            page_token,
+            |_| true,
+        )
+    }
+}
+
+/// One page of the migration's records whose sort key starts with `prefix`, in key order; the
+/// page token is the sort key of the last record returned, like DynamoDB's `LastEvaluatedKey`.
+fn page_of<T: Clone>(
+    records: &BTreeMap<(String, String), T>,
+    migration: &MigrationKey,
+    prefix: &str,
+    limit: u32,
+    page_token: Option<&str>,
+    keep: impl Fn(&T) -> bool,
+) -> Result<Page<T>, StateError> {
+    if limit == 0 {
+        return Err(StateError::Invalid("page limit must be at least 1".into()));
+    }
+    let pk = migration.pk();
+    let after = page_token.unwrap_or(prefix).to_owned();
+    let mut matching = records
+        .range((pk.clone(), after)..)
+        .take_while(|((p, sk), _)| *p == pk && sk.starts_with(prefix))
+        .filter(|((_, sk), _)| Some(sk.as_str()) != page_token)
+        .filter(|(_, record)| keep(record));
+    let page: Vec<(&String, &T)> = matching
+        .by_ref()
+        .take(limit as usize)
+        .map(|((_, sk), record)| (sk, record))
+        .collect();
+    let next_token = match matching.next() {
+        Some(_) => page.last().map(|(sk, _)| (*sk).clone()),
+        None => None,
+    };
+    Ok(Page {
+        items: page.into_iter().map(|(_, record)| record.clone()).collect(),
+        next_token,
+    })
 }

@@ -19,7 +19,8 @@
 //! `skipReason` or `errorClass`/`errorMessage`/`retryable`, `destinationFileHandleId`,
 //! `attempts`, `leaseOwner`/`leaseExpiresAt`, `updatedAt`, `runId`, `SPK`.
 //! Copy (`FH#`) attributes: `status` (COPYING, COPIED), `engineState` (JSON: upload id, engine),
-//! `destinationFileHandleId`, `leaseOwner`/`leaseExpiresAt`, `updatedAt`.
+//! `destinationFileHandleId`, `unusedReason` (why no entity points at the finished copy yet),
+//! `leaseOwner`/`leaseExpiresAt`, `updatedAt`.
 //!
 //! Item statuses move along INDEXED -> COPYING -> COPIED -> MIGRATED, or end in
 //! ALREADY_MIGRATED or SKIPPED; ERRORED is reachable from every unfinished status and leads back
@@ -167,6 +168,7 @@ impl MigrationKey {
 
 pub(crate) const LOCK_SK: &str = "LOCK";
 pub(crate) const ITEM_PREFIX: &str = "ITEM#";
+pub(crate) const COPY_PREFIX: &str = "FH#";
 
 pub(crate) fn run_sk(run_id: &str) -> String {
     format!("RUN#{run_id}")
@@ -177,7 +179,7 @@ pub(crate) fn frontier_sk(run_id: &str) -> String {
 }
 
 pub(crate) fn copy_sk(source_file_handle_id: &str) -> String {
-    format!("FH#{source_file_handle_id}")
+    format!("{COPY_PREFIX}{source_file_handle_id}")
 }
 
 /// Partition key of the `ByStatus` index for items of one status.
@@ -427,6 +429,25 @@ impl ItemStatus {
     }
 }
 
+impl ItemError {
+    /// The error of an entity update that failed after the item's copy was recorded. The copy is
+    /// kept, so the next run retries the update (under `maxAttempts`) unless the entity itself
+    /// rules it out (see [`ItemRecord::due_for_retry`]): a refusal that is not the entity's fault
+    /// must not leave the copy orphaned for ever.
+    pub fn of_update(error: &Error) -> Self {
+        let mut item_error = Self::from(error);
+        item_error.retryable |= update_retry_allowed(&item_error.class);
+        item_error
+    }
+}
+
+/// Entity update failures that a later run cannot fix: the entity or version is gone
+/// (`Fatal.NotFound`), or it points at another file now (`Fatal.Conflict`; a new file is indexed
+/// as its own item). Every other refusal (400, 403, ...) may pass once its cause is fixed.
+fn update_retry_allowed(class: &str) -> bool {
+    class != types::NOT_FOUND && class != types::CONFLICT
+}
+
 /// A time-limited claim on a record.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -463,6 +484,21 @@ pub struct ItemRecord {
     pub updated_at: EpochSeconds,
     /// The run that last indexed or changed the item.
     pub run_id: String,
+}
+
+impl ItemRecord {
+    /// Whether a new run takes this ERRORED item on again (rule 4): a retryable error under the
+    /// attempt limit, or an entity update refused after the copy was recorded for a reason that
+    /// is not the entity's fault. The second test also recovers items recorded before such
+    /// errors were marked retryable, whose copies would otherwise stay orphaned.
+    pub fn due_for_retry(&self, max_attempts: u32) -> bool {
+        let ItemStatus::Errored(error) = &self.status else {
+            return false;
+        };
+        let copy_awaits_update =
+            self.destination_file_handle_id.is_some() && update_retry_allowed(&error.class);
+        self.attempts < max_attempts && (error.retryable || copy_awaits_update)
+    }
 }
 
 /// Result of [`StateStore::put_item`].
@@ -598,6 +634,10 @@ pub struct CopyRecord {
     /// What the copy engine needs to resume or abort (upload id, engine, ...).
     pub engine_state: Option<serde_json::Value>,
     pub destination_file_handle_id: Option<String>,
+    /// Why no entity points at the finished copy yet: set when every entity update that was to
+    /// use it failed, cleared when one succeeds. Such copies are the report's orphaned copies.
+    #[serde(default)]
+    pub unused_reason: Option<String>,
     pub lease: Option<Lease>,
     pub updated_at: EpochSeconds,
 }
@@ -753,6 +793,24 @@ pub trait StateStore: Send + Sync {
         migration: &MigrationKey,
         source_file_handle_id: &str,
     ) -> Result<Option<CopyRecord>, StateError>;
+
+    /// Sets (`Some`) or clears (`None`) why no entity uses a finished copy yet. Not found if the
+    /// copy is not finished.
+    async fn set_copy_unused(
+        &self,
+        migration: &MigrationKey,
+        source_file_handle_id: &str,
+        reason: Option<&str>,
+        now: EpochSeconds,
+    ) -> Result<CopyRecord, StateError>;
+
+    /// Copy records in key order, at most `limit` per page.
+    async fn list_copies(
+        &self,
+        migration: &MigrationKey,
+        limit: u32,
+        page_token: Option<&str>,
+    ) -> Result<Page<CopyRecord>, StateError>;
 }
 
 /// Rejects JSON documents that would not fit in one record.
@@ -899,6 +957,22 @@ pub(crate) fn check_copy_state_save(
         None => Err(StateError::ConditionFailed {
             record: sk,
             detail: format!("{owner} does not hold the lease"),
+        }),
+    }
+}
+
+/// Whether the copy may get or lose an unused reason: it exists and is finished.
+pub(crate) fn check_copy_finished(
+    current: Option<&CopyRecord>,
+    source_file_handle_id: &str,
+) -> Result<(), StateError> {
+    let sk = copy_sk(source_file_handle_id);
+    match current {
+        None => Err(StateError::NotFound(sk)),
+        Some(copy) if copy.status == CopyStatus::Copied => Ok(()),
+        Some(_) => Err(StateError::ConditionFailed {
+            record: sk,
+            detail: "the copy is not finished".to_owned(),
         }),
     }
 }
