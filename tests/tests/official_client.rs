@@ -3,6 +3,8 @@
 //!
 //! If the simulator diverged from Synapse in a way the client notices (a field, a status code, a
 //! paging rule, a presigned URL it cannot use), these tests fail.
+//!
+//! Module `differential`: the same client and synmigrate on two identical projects, end states compared.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -15,6 +17,8 @@ use serde_json::{json, Value};
 use synapse_model::FileHandle;
 use synapse_sim::{Fixture, RunningSim, SimConfig, Simulator};
 use synmigrate_testkit::{python, AwsStack};
+
+mod differential;
 
 const MIGRATOR_TOKEN: &str = "fidelity-migrator-token";
 const DESTINATION: i64 = 7001;
