@@ -5,7 +5,12 @@
 //!
 //! [`LocalDeployment::start`] sets it all up the way `template.yaml` does on AWS (same function
 //! names, environment variables and definition substitutions), so the end-to-end test and
-//! `make demo` exercise what gets deployed. Everything stops when the deployment is dropped.
+//! `make demo` exercise what gets deployed. [`LocalDeployment::start_external`] does the same
+//! against a Synapse it does not start ([`ExternalSynapse`]: Synapse's staging stack, or any server
+//! speaking the API); no simulator runs then. [`LocalOptions::s3_endpoint`] sends the functions'
+//! S3 calls for the data (the direct engine's reads and copies) to another S3 than the stack's;
+//! the artifacts bucket stays in the stack, where Step Functions reads the manifests.
+//! Everything stops when the deployment is dropped.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -16,6 +21,7 @@ use aws_sdk_sfn::types::ExecutionStatus;
 use synapse_sim::{Fixture, LocationKind, RunningSim, SimConfig, Simulator, ThrottleConfig};
 use synmigrate::config::env as settings_env;
 use synmigrate::state::dynamo::create_table;
+use synmigrate::synapse::SynapseToken;
 use synmigrate_testkit::{workspace_root, AwsStack, FunctionSpec, LambdaHost, StackOptions};
 
 /// Where moto's Lambda ARNs point (moto's default account and the stack's region).
@@ -28,6 +34,9 @@ const QUEUE: &str = "synmigrate-failures";
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// How often [`LocalDeployment::wait_for_execution`] looks.
 const POLL: Duration = Duration::from_millis(250);
+/// The AWS SDK's service-specific endpoint variable for S3 (wins over `AWS_ENDPOINT_URL`), read by
+/// the functions' `aws_config` loader.
+pub const S3_ENDPOINT_ENV: &str = "AWS_ENDPOINT_URL_S3";
 
 /// The functions: the definition substitution naming each, and its binary (= function name).
 pub const FUNCTIONS: [(&str, &str); 5] = [
@@ -46,6 +55,9 @@ pub enum LocalError {
     Stack(String),
     #[error("simulator: {0}")]
     Simulator(#[from] synapse_sim::SimError),
+    /// An endpoint option is not a URL (the message never holds the token).
+    #[error("{0}")]
+    Endpoint(String),
     #[error("state table: {0}")]
     State(#[from] synmigrate::state::StateError),
     /// A call to the local AWS services failed.
@@ -78,10 +90,15 @@ fn aws<E: std::error::Error + 'static>(what: &str) -> impl FnOnce(E) -> LocalErr
 /// How to set the deployment up.
 #[derive(Debug, Clone)]
 pub struct LocalOptions {
-    /// The Synapse token the functions use (a fixture user's).
+    /// With the simulator: the Synapse token the functions use (a fixture user's, no secret).
+    /// [`ExternalSynapse`] brings its own.
     pub token: String,
     /// The simulator's per-user throttle (Synapse's limits by default).
     pub throttle: ThrottleConfig,
+    /// Where the functions send their S3 calls for the data (not for the artifacts bucket, which
+    /// stays in the stack); `None`: the stack's moto. Requests are path-style and signed with the
+    /// stack's test credentials. The simulator, when it runs, keeps its buckets there too.
+    pub s3_endpoint: Option<String>,
     /// Concurrent processes of each function at most (Lambda's reserved concurrency).
     pub max_instances: usize,
     /// `SYNMIGRATE_MAX_SYNAPSE_RPM` of each function process.
@@ -97,6 +114,7 @@ impl Default for LocalOptions {
         Self {
             token: "migrator-token".to_owned(),
             throttle: ThrottleConfig::default(),
+            s3_endpoint: None,
             max_instances: 4,
             max_synapse_rpm: 540,
             rust_log: "warn".to_owned(),
@@ -105,15 +123,58 @@ impl Default for LocalOptions {
     }
 }
 
+/// A Synapse server the deployment does not start: the functions use its endpoints and token.
+#[derive(Debug, Clone)]
+pub struct ExternalSynapse {
+    /// `https://repo-staging.prod.sagebase.org/repo/v1`, or a simulator's.
+    pub repo_endpoint: String,
+    /// `https://repo-staging.prod.sagebase.org/file/v1`, or a simulator's.
+    pub file_endpoint: String,
+    /// The token the functions send (redacted in `Debug`, never announced or logged).
+    pub token: SynapseToken,
+    /// The project to migrate, announced as `SYNAPSE_PROJECT` (the operator's word, not checked).
+    pub project_id: Option<String>,
+    /// The destination storage location, announced as `SYNAPSE_DESTINATION`.
+    pub destination_id: Option<i64>,
+}
+
+/// The Synapse a deployment talks to.
+enum Synapse {
+    Simulator(RunningSim),
+    External(ExternalSynapse),
+}
+
+impl Synapse {
+    fn repo_endpoint(&self) -> String {
+        match self {
+            Self::Simulator(sim) => sim.repo_endpoint(),
+            Self::External(external) => external.repo_endpoint.clone(),
+        }
+    }
+
+    fn file_endpoint(&self) -> String {
+        match self {
+            Self::Simulator(sim) => sim.file_endpoint(),
+            Self::External(external) => external.file_endpoint.clone(),
+        }
+    }
+}
+
+/// What [`LocalDeployment::start_with`] starts Synapse from.
+enum Target<'a> {
+    Simulator(&'a Fixture),
+    External(ExternalSynapse),
+}
+
 /// A running local deployment; see the crate docs. Dropping it stops everything.
 pub struct LocalDeployment {
-    sim: RunningSim,
+    synapse: Synapse,
     host: LambdaHost,
     stack: AwsStack,
     sdk: SdkConfig,
     state_machine_arn: String,
     queue_url: String,
-    project_id: String,
+    project_id: Option<String>,
     destination_id: Option<i64>,
 }
 
@@ -121,12 +182,39 @@ impl LocalDeployment {
     /// Starts the stack, the functions' host and the simulator (seeded with `fixture`), and
     /// creates the table, the bucket, the queue and the state machine.
     pub async fn start(fixture: &Fixture, options: LocalOptions) -> Result<Self, LocalError> {
-        let project = fixture
-            .projects
-            .first()
-            .ok_or_else(|| LocalError::Fixture("the fixture has no project".into()))?
-            .name
-            .clone();
+        Self::start_with(Target::Simulator(fixture), options).await
+    }
+
+    /// Like [`Self::start`], with the functions talking to `synapse` instead of a simulator
+    /// (`options.token` and `options.throttle` do not apply).
+    pub async fn start_external(
+        synapse: ExternalSynapse,
+        options: LocalOptions,
+    ) -> Result<Self, LocalError> {
+        for (name, value) in [
+            ("Synapse repository endpoint", &synapse.repo_endpoint),
+            ("Synapse file endpoint", &synapse.file_endpoint),
+        ] {
+            check_url(name, value)?;
+        }
+        Self::start_with(Target::External(synapse), options).await
+    }
+
+    async fn start_with(target: Target<'_>, options: LocalOptions) -> Result<Self, LocalError> {
+        if let Some(endpoint) = &options.s3_endpoint {
+            check_url("S3 endpoint", endpoint)?;
+        }
+        let project = match &target {
+            Target::Simulator(fixture) => Some(
+                fixture
+                    .projects
+                    .first()
+                    .ok_or_else(|| LocalError::Fixture("the fixture has no project".into()))?
+                    .name
+                    .clone(),
+            ),
+            Target::External(_) => None,
+        };
         let specs = FUNCTIONS
             .iter()
             .map(|(_, name)| FunctionSpec::workspace_binary(name, options.max_instances.max(1)))
@@ -144,12 +232,39 @@ impl LocalDeployment {
             .map_err(|e| LocalError::Stack(e.to_string()))?
             .map_err(|e| LocalError::Stack(format!("{e:#}")))?;
         let sdk = stack.sdk_config().await;
-        let mut sim_config = SimConfig::new(sdk.clone());
-        sim_config.throttle = options.throttle.clone();
-        let sim = Simulator::start(sim_config, fixture).await?;
-        let project_id = sim
-            .project_id(&project)
-            .ok_or_else(|| LocalError::Fixture(format!("project {project:?} was not seeded")))?;
+        let (synapse, token, project_id, destination_id) = match target {
+            Target::Simulator(fixture) => {
+                // The simulator's buckets are where the functions look for the data.
+                let sim_sdk = match &options.s3_endpoint {
+                    Some(endpoint) => sdk.to_builder().endpoint_url(endpoint).build(),
+                    None => sdk.clone(),
+                };
+                let mut sim_config = SimConfig::new(sim_sdk);
+                sim_config.throttle = options.throttle.clone();
+                let sim = Simulator::start(sim_config, fixture).await?;
+                let project = project.unwrap_or_default();
+                let project_id = sim.project_id(&project).ok_or_else(|| {
+                    LocalError::Fixture(format!("project {project:?} was not seeded"))
+                })?;
+                (
+                    Synapse::Simulator(sim),
+                    options.token.clone(),
+                    Some(project_id),
+                    destination(fixture, &options.token),
+                )
+            }
+            Target::External(external) => {
+                let token = external.token.expose().to_owned();
+                let (project_id, destination_id) =
+                    (external.project_id.clone(), external.destination_id);
+                (
+                    Synapse::External(external),
+                    token,
+                    project_id,
+                    destination_id,
+                )
+            }
+        };
 
         create_table(&aws_sdk_dynamodb::Client::new(&sdk), TABLE).await?;
         stack
@@ -188,44 +303,69 @@ impl LocalDeployment {
             [
                 (settings_env::TABLE, TABLE.to_owned()),
                 (settings_env::BUCKET, BUCKET.to_owned()),
-                (settings_env::REPO_ENDPOINT, sim.repo_endpoint()),
-                (settings_env::FILE_ENDPOINT, sim.file_endpoint()),
+                (settings_env::REPO_ENDPOINT, synapse.repo_endpoint()),
+                (settings_env::FILE_ENDPOINT, synapse.file_endpoint()),
                 (settings_env::FAILURE_QUEUE_URL, queue_url.clone()),
                 (settings_env::S3_FORCE_PATH_STYLE, "true".to_owned()),
                 (
                     settings_env::MAX_SYNAPSE_RPM,
                     options.max_synapse_rpm.to_string(),
                 ),
-                (synmigrate::synapse::TOKEN_ENV_VAR, options.token.clone()),
+                // The functions' environment is no file and no log line; nothing prints it.
+                (synmigrate::synapse::TOKEN_ENV_VAR, token),
                 ("RUST_LOG", options.rust_log.clone()),
             ]
             .into_iter()
             .map(|(k, v)| (k.to_owned(), v)),
         );
+        if let Some(endpoint) = &options.s3_endpoint {
+            env.extend([
+                (S3_ENDPOINT_ENV.to_owned(), endpoint.clone()),
+                (
+                    settings_env::ARTIFACTS_S3_ENDPOINT.to_owned(),
+                    stack.endpoint_url().to_owned(),
+                ),
+            ]);
+        }
         env.extend(options.function_env.iter().cloned());
         host.set_env(env);
 
         Ok(Self {
-            destination_id: destination(fixture, &options.token),
-            sim,
+            synapse,
             host,
             stack,
             sdk,
             state_machine_arn,
             queue_url,
             project_id,
+            destination_id,
         })
     }
 
+    /// The simulator.
+    ///
+    /// # Panics
+    ///
+    /// For a deployment against an external Synapse ([`Self::simulator`] is `None` then).
     pub fn sim(&self) -> &RunningSim {
-        &self.sim
+        self.simulator()
+            .expect("this deployment talks to an external Synapse, not the simulator")
+    }
+
+    /// The simulator, unless the deployment talks to an external Synapse.
+    pub fn simulator(&self) -> Option<&RunningSim> {
+        match &self.synapse {
+            Synapse::Simulator(sim) => Some(sim),
+            Synapse::External(_) => None,
+        }
     }
 
     pub fn sdk_config(&self) -> &SdkConfig {
         &self.sdk
     }
 
-    /// An S3 client for the stack (path-style: the endpoint is an IP address).
+    /// An S3 client for the stack (path-style: the endpoint is an IP address): the artifacts
+    /// bucket, and the data unless [`LocalOptions::s3_endpoint`] put them elsewhere.
     pub async fn s3_client(&self) -> aws_sdk_s3::Client {
         self.stack.s3_client().await
     }
@@ -246,12 +386,13 @@ impl LocalDeployment {
         &self.queue_url
     }
 
-    /// The seeded project (the fixture's first).
-    pub fn project_id(&self) -> &str {
-        &self.project_id
+    /// The seeded project (the fixture's first), or the one [`ExternalSynapse`] names.
+    pub fn project_id(&self) -> Option<&str> {
+        self.project_id.as_deref()
     }
 
-    /// The first external S3 location the token's user created: where a migration can go.
+    /// With the simulator, the first external S3 location the token's user created: where a
+    /// migration can go; or the one [`ExternalSynapse`] names.
     pub fn destination_id(&self) -> Option<i64> {
         self.destination_id
     }
@@ -275,12 +416,13 @@ impl LocalDeployment {
                 (settings_env::FAILURE_QUEUE_URL, self.queue_url.clone()),
                 // The CLI's S3 client needs it too: the local endpoint is an IP address.
                 (settings_env::S3_FORCE_PATH_STYLE, "true".to_owned()),
-                (settings_env::REPO_ENDPOINT, self.sim.repo_endpoint()),
-                (settings_env::FILE_ENDPOINT, self.sim.file_endpoint()),
+                (settings_env::REPO_ENDPOINT, self.synapse.repo_endpoint()),
+                (settings_env::FILE_ENDPOINT, self.synapse.file_endpoint()),
             ]
             .into_iter()
             .map(|(k, v)| (k.to_owned(), v)),
         );
+        // No S3 endpoint of the data: the CLI only reads the artifacts bucket, in the stack.
         env
     }
 
@@ -366,11 +508,16 @@ impl LocalDeployment {
     /// graceful shutdown open), then the simulator, then the stack.
     pub async fn shutdown(self) {
         let Self {
-            sim, host, stack, ..
+            synapse,
+            host,
+            stack,
+            ..
         } = self;
         drop(host);
-        // A connection that outlives its process's kill is cut when `sim` is dropped instead.
-        let _ = tokio::time::timeout(SHUTDOWN_GRACE, sim.shutdown()).await;
+        if let Synapse::Simulator(sim) = synapse {
+            // A connection that outlives its process's kill is cut when `sim` is dropped instead.
+            let _ = tokio::time::timeout(SHUTDOWN_GRACE, sim.shutdown()).await;
+        }
         drop(stack);
     }
 }
@@ -401,6 +548,13 @@ pub fn definition() -> Result<String, LocalError> {
         )));
     }
     Ok(text)
+}
+
+/// Refuses an endpoint that is not an absolute URL, naming the option.
+fn check_url(name: &str, value: &str) -> Result<(), LocalError> {
+    reqwest::Url::parse(value)
+        .map(drop)
+        .map_err(|e| LocalError::Endpoint(format!("the {name} {value:?} is not a URL: {e}")))
 }
 
 /// The first external S3 storage location created by the user holding `token`.

@@ -2,13 +2,18 @@
 //! library docs). Prints the settings a CLI needs as `KEY=VALUE` lines, then `SYNAPSE_PROJECT=`,
 //! `SYNAPSE_DESTINATION=` and `READY`; writes the same lines to `.stack/env`; serves until
 //! SIGINT, SIGTERM or EOF on standard input (the parent went away).
+//!
+//! `synmigrate-local up --synapse-repo-endpoint R --synapse-file-endpoint F` runs the same pipeline
+//! against that Synapse instead of the simulator (which is then not started), with the token from
+//! `--synapse-token-file` or `SYNAPSE_AUTH_TOKEN`; the token is never printed or written.
 
 use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use synapse_sim::{Fixture, ThrottleConfig};
-use synmigrate_local::{LocalDeployment, LocalOptions};
+use synmigrate::synapse::{TokenSource, TOKEN_ENV_VAR};
+use synmigrate_local::{ExternalSynapse, LocalDeployment, LocalOptions};
 
 #[derive(Parser)]
 #[command(version, about = "The synmigrate pipeline on the local stack")]
@@ -36,6 +41,33 @@ enum Command {
         /// Turn the simulator's Synapse throttle (600 requests/minute, 3 in flight) off.
         #[arg(long)]
         no_throttle: bool,
+        /// Run against this Synapse instead of the simulator (e.g.
+        /// https://repo-staging.prod.sagebase.org/repo/v1); needs --synapse-file-endpoint.
+        #[arg(
+            long,
+            value_name = "URL",
+            requires = "synapse_file_endpoint",
+            conflicts_with_all = ["fixture", "generate", "no_throttle"]
+        )]
+        synapse_repo_endpoint: Option<String>,
+        /// The file endpoint of that Synapse (e.g. https://repo-staging.prod.sagebase.org/file/v1).
+        #[arg(long, value_name = "URL", requires = "synapse_repo_endpoint")]
+        synapse_file_endpoint: Option<String>,
+        /// A file holding the token the functions use with that Synapse; default: the
+        /// SYNAPSE_AUTH_TOKEN environment variable.
+        #[arg(long, value_name = "PATH", requires = "synapse_repo_endpoint")]
+        synapse_token_file: Option<PathBuf>,
+        /// The project to migrate on that Synapse, announced as SYNAPSE_PROJECT.
+        #[arg(long, value_name = "SYN_ID", requires = "synapse_repo_endpoint")]
+        project: Option<String>,
+        /// The destination storage location there, announced as SYNAPSE_DESTINATION.
+        #[arg(long, value_name = "ID", requires = "synapse_repo_endpoint")]
+        destination: Option<i64>,
+        /// Send the functions' and the CLI's S3 calls (artifacts bucket, direct copies) here
+        /// instead of the local stack's S3; requests are path-style, signed with the stack's
+        /// test credentials.
+        #[arg(long, value_name = "URL")]
+        s3_endpoint: Option<String>,
     },
 }
 
@@ -47,30 +79,61 @@ async fn main() -> anyhow::Result<()> {
         seed,
         env_file,
         no_throttle,
+        synapse_repo_endpoint,
+        synapse_file_endpoint,
+        synapse_token_file,
+        project,
+        destination,
+        s3_endpoint,
     } = Cli::parse().command;
-    let fixture = match (fixture, generate) {
-        (_, Some(files)) => Fixture::generate(files, seed),
-        (Some(path), None) => Fixture::from_file(&path)
-            .with_context(|| format!("reading the fixture {}", path.display()))?,
-        (None, None) => {
-            let path = synmigrate_testkit::workspace_root().join("fixtures/sample-project.json");
-            Fixture::from_file(&path)
-                .with_context(|| format!("reading the fixture {}", path.display()))?
-        }
+    let mut options = LocalOptions {
+        s3_endpoint,
+        ..LocalOptions::default()
     };
-    let mut options = LocalOptions::default();
-    if no_throttle {
-        options.throttle = ThrottleConfig::disabled();
+    let deployment = match (synapse_repo_endpoint, synapse_file_endpoint) {
+        (Some(repo_endpoint), Some(file_endpoint)) => {
+            let source = match synapse_token_file {
+                Some(path) => TokenSource::File(path),
+                None => TokenSource::Env(TOKEN_ENV_VAR.to_owned()),
+            };
+            // The error names the file or the variable, never the token.
+            let token = source.load().context("reading the Synapse token")?;
+            let synapse = ExternalSynapse {
+                repo_endpoint,
+                file_endpoint,
+                token,
+                project_id: project,
+                destination_id: destination,
+            };
+            LocalDeployment::start_external(synapse, options).await
+        }
+        _ => {
+            let fixture = match (fixture, generate) {
+                (_, Some(files)) => Fixture::generate(files, seed),
+                (Some(path), None) => Fixture::from_file(&path)
+                    .with_context(|| format!("reading the fixture {}", path.display()))?,
+                (None, None) => {
+                    let path =
+                        synmigrate_testkit::workspace_root().join("fixtures/sample-project.json");
+                    Fixture::from_file(&path)
+                        .with_context(|| format!("reading the fixture {}", path.display()))?
+                }
+            };
+            if no_throttle {
+                options.throttle = ThrottleConfig::disabled();
+            }
+            LocalDeployment::start(&fixture, options).await
+        }
     }
-    let deployment = LocalDeployment::start(&fixture, options)
-        .await
-        .context("starting the local deployment")?;
+    .context("starting the local deployment")?;
     let mut lines: Vec<String> = deployment
         .env_vars()
         .into_iter()
         .map(|(key, value)| format!("{key}={value}"))
         .collect();
-    lines.push(format!("SYNAPSE_PROJECT={}", deployment.project_id()));
+    if let Some(project) = deployment.project_id() {
+        lines.push(format!("SYNAPSE_PROJECT={project}"));
+    }
     if let Some(destination) = deployment.destination_id() {
         lines.push(format!("SYNAPSE_DESTINATION={destination}"));
     }

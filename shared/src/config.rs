@@ -187,6 +187,11 @@ pub mod env {
     pub const MAX_SYNAPSE_RPM: &str = "SYNMIGRATE_MAX_SYNAPSE_RPM";
     /// `true` for S3 endpoints that are IP addresses (the local stack): see [`super::s3_client`].
     pub const S3_FORCE_PATH_STYLE: &str = "SYNMIGRATE_S3_FORCE_PATH_STYLE";
+    /// The S3 endpoint of the artifacts bucket ([`BUCKET`]) where it differs from the data's
+    /// (`AWS_ENDPOINT_URL_S3`): only the local deployment with a separate S3 for the data sets it,
+    /// since its Step Functions reads the manifests from the stack's own S3. See
+    /// [`super::s3_client_routing`].
+    pub const ARTIFACTS_S3_ENDPOINT: &str = "SYNMIGRATE_ARTIFACTS_S3_ENDPOINT";
 }
 
 /// The S3 client every component builds from its SDK configuration; `path_style` is needed where
@@ -197,6 +202,72 @@ pub fn s3_client(sdk: &aws_config::SdkConfig, path_style: bool) -> aws_sdk_s3::C
             .force_path_style(path_style)
             .build(),
     )
+}
+
+/// [`s3_client`], except that requests for `bucket` go to `endpoint` (see
+/// [`env::ARTIFACTS_S3_ENDPOINT`]); every other bucket's go where the SDK configuration says.
+pub fn s3_client_routing(
+    sdk: &aws_config::SdkConfig,
+    path_style: bool,
+    bucket: &str,
+    endpoint: &str,
+) -> aws_sdk_s3::Client {
+    aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(sdk)
+            .force_path_style(path_style)
+            .endpoint_resolver(BucketEndpoint {
+                bucket: bucket.to_owned(),
+                endpoint: endpoint.to_owned(),
+                default: aws_sdk_s3::config::endpoint::DefaultResolver::new(),
+            })
+            .build(),
+    )
+}
+
+/// S3's own endpoint rules, with the endpoint of one bucket replaced.
+#[derive(Debug)]
+struct BucketEndpoint {
+    bucket: String,
+    endpoint: String,
+    default: aws_sdk_s3::config::endpoint::DefaultResolver,
+}
+
+impl aws_sdk_s3::config::endpoint::ResolveEndpoint for BucketEndpoint {
+    fn resolve_endpoint<'a>(
+        &'a self,
+        params: &'a aws_sdk_s3::config::endpoint::Params,
+    ) -> aws_sdk_s3::config::endpoint::EndpointFuture<'a> {
+        use aws_sdk_s3::config::endpoint::{EndpointFuture, Params, ResolveEndpoint};
+        if params.bucket() != Some(self.bucket.as_str()) {
+            return ResolveEndpoint::resolve_endpoint(&self.default, params);
+        }
+        let p = params;
+        let routed = Params::builder()
+            .set_bucket(p.bucket().map(str::to_owned))
+            .set_region(p.region().map(str::to_owned))
+            .set_use_fips(p.use_fips())
+            .set_use_dual_stack(p.use_dual_stack())
+            .set_endpoint(Some(self.endpoint.clone()))
+            .set_force_path_style(p.force_path_style())
+            .set_accelerate(p.accelerate())
+            .set_use_global_endpoint(p.use_global_endpoint())
+            .set_use_object_lambda_endpoint(p.use_object_lambda_endpoint())
+            .set_key(p.key().map(str::to_owned))
+            .set_prefix(p.prefix().map(str::to_owned))
+            .set_copy_source(p.copy_source().map(str::to_owned))
+            .set_disable_access_points(p.disable_access_points())
+            .set_disable_multi_region_access_points(p.disable_multi_region_access_points())
+            .set_use_arn_region(p.use_arn_region())
+            .set_use_s3_express_control_endpoint(p.use_s3_express_control_endpoint())
+            .set_disable_s3_express_session_auth(p.disable_s3_express_session_auth())
+            .build();
+        EndpointFuture::new(async move {
+            match routed {
+                Ok(routed) => ResolveEndpoint::resolve_endpoint(&self.default, &routed).await,
+                Err(error) => Err(error.into()),
+            }
+        })
+    }
 }
 
 /// Deployment configuration shared by every Lambda and the CLI.
@@ -363,6 +434,30 @@ mod tests {
         assert_eq!(config.requests_per_minute, 100);
         MigrationOptions::default().limit_client(&mut config);
         assert_eq!(config.requests_per_minute, 100);
+    }
+
+    #[tokio::test]
+    async fn one_bucket_can_live_at_another_endpoint() {
+        use aws_sdk_s3::config::endpoint::{Params, ResolveEndpoint};
+        let resolver = BucketEndpoint {
+            bucket: "artifacts".to_owned(),
+            endpoint: "http://127.0.0.1:2".to_owned(),
+            default: aws_sdk_s3::config::endpoint::DefaultResolver::new(),
+        };
+        for (bucket, expected) in [
+            ("artifacts", "http://127.0.0.1:2/artifacts"),
+            ("data", "http://127.0.0.1:1/data"),
+        ] {
+            let params = Params::builder()
+                .bucket(bucket)
+                .region("us-east-1")
+                .endpoint("http://127.0.0.1:1")
+                .force_path_style(true)
+                .build()
+                .unwrap();
+            let endpoint = resolver.resolve_endpoint(&params).await.unwrap();
+            assert_eq!(endpoint.url(), expected);
+        }
     }
 
     #[test]

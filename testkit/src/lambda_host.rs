@@ -47,12 +47,9 @@ pub struct FunctionSpec {
 impl FunctionSpec {
     /// A binary of this workspace's target directory (`CARGO_TARGET_DIR` or `target/`, debug profile).
     pub fn workspace_binary(name: &str, max_instances: usize) -> Self {
-        let target = std::env::var_os("CARGO_TARGET_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| crate::workspace_root().join("target"));
         Self {
             name: name.to_owned(),
-            binary: target.join("debug").join(name),
+            binary: crate::workspace_binary(name),
             max_instances,
         }
     }

@@ -31,6 +31,16 @@ pub fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
+/// A binary of this workspace's target directory (`CARGO_TARGET_DIR` or `target/`, debug profile),
+/// where `cargo build --workspace --bins` leaves it.
+pub fn workspace_binary(name: &str) -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"))
+        .join("debug")
+        .join(name)
+}
+
 /// The project's Python, from `SYNMIGRATE_PYTHON` or the virtual environment `scripts/venv.sh` makes.
 pub fn python() -> anyhow::Result<PathBuf> {
     if let Some(explicit) = std::env::var_os("SYNMIGRATE_PYTHON") {

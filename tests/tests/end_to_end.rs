@@ -225,7 +225,7 @@ async fn items(deployment: &LocalDeployment) -> anyhow::Result<BTreeMap<String, 
         aws_sdk_dynamodb::Client::new(deployment.sdk_config()),
         deployment.table(),
     );
-    let migration = MigrationKey::new(deployment.project_id(), DEST)?;
+    let migration = MigrationKey::new(deployment.project_id().context("the project")?, DEST)?;
     let mut items = BTreeMap::new();
     let mut token: Option<String> = None;
     loop {
@@ -551,7 +551,7 @@ async fn failures_are_recorded_and_stop_the_run() -> anyhow::Result<()> {
                                               "source": i.source_file_handle_id})).collect::<Vec<_>>()
         });
         let run_context = RunContext {
-            project_id: deployment.project_id().to_owned(),
+            project_id: deployment.project_id().context("the project")?.to_owned(),
             destination_storage_location_id: DEST,
             run_id: "e2e-dry".to_owned(),
             options: MigrationOptions::default(),

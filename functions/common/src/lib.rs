@@ -26,7 +26,9 @@ pub mod env {
     pub const TOKEN_SECRET_ARN: &str = "SYNAPSE_TOKEN_SECRET_ARN";
     // Shared with the CLI and the local deployment. MAX_SYNAPSE_RPM: Synapse allows 600 per
     // user; only a local simulator without throttling is a reason to go higher.
-    pub use synmigrate::config::env::{FAILURE_QUEUE_URL, MAX_SYNAPSE_RPM, S3_FORCE_PATH_STYLE};
+    pub use synmigrate::config::env::{
+        ARTIFACTS_S3_ENDPOINT, FAILURE_QUEUE_URL, MAX_SYNAPSE_RPM, S3_FORCE_PATH_STYLE,
+    };
     /// Seconds one Index invocation walks before handing back.
     pub const INDEX_SECONDS: &str = "SYNMIGRATE_INDEX_SECONDS";
     /// Most files in one work unit of small files.
@@ -118,7 +120,12 @@ pub async fn services(sdk: &SdkConfig) -> Result<Services, FunctionError> {
     }
     let synapse = SynapseClient::new(client).map_err(synmigrate::Error::from)?;
     let path_style = flag(&lookup, env::S3_FORCE_PATH_STYLE)?;
-    let s3 = synmigrate::config::s3_client(sdk, path_style);
+    let s3 = match lookup(env::ARTIFACTS_S3_ENDPOINT).filter(|v| !v.trim().is_empty()) {
+        Some(endpoint) => {
+            synmigrate::config::s3_client_routing(sdk, path_style, &settings.bucket, &endpoint)
+        }
+        None => synmigrate::config::s3_client(sdk, path_style),
+    };
     let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk), settings.table);
     Ok(Services::new(
         synapse,
