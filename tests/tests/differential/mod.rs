@@ -119,6 +119,8 @@ fn project(twin: &Twin) -> Value {
             {"type": "file", "name": "shared-two.txt", "versions": [{"handle": shared}]},
             {"type": "file", "name": "relabelled.bin",
              "versions": [{"content": {"size": 4096, "seed": 3}}]},
+            {"type": "file", "name": "numbered.txt",
+             "versions": [{"content": {"text": "labelled ahead\n"}, "contentType": "text/plain"}]},
             {"type": "file", "name": "already.txt", "versions": [
                 {"content": {"text": "already there"}, "storageLocationId": twin.destination,
                  "createdBy": "migrator"}
@@ -270,7 +272,8 @@ fn entity_id(deployment: &LocalDeployment, path: &str) -> anyhow::Result<String>
 /// - `versions.txt`: v1 `1` (stage raw), v2 `draft-2` "second draft" (stage reviewed, a
 ///   reviewer), v3 `final` "final cut" (stage final, a LONG), each with its own bytes;
 /// - `relabelled.bin` and `resume.txt`: a second version on the same handle, relabelled and
-///   commented (so two versions of one entity share a handle).
+///   commented (so two versions of one entity share a handle);
+/// - `numbered.txt`: the same, labelled `3`, the label a `new` migration would give version 3.
 async fn prepare(owner: &Rest, deployment: &LocalDeployment, twin: &Twin) -> anyhow::Result<()> {
     let id = |path: &str| entity_id(deployment, &format!("{}/{path}", twin.project));
     let donor_handle = |version| -> anyhow::Result<String> {
@@ -311,6 +314,11 @@ async fn prepare(owner: &Rest, deployment: &LocalDeployment, twin: &Twin) -> any
         .await?;
     owner
         .new_version(&id(RENAMED)?, None, "cv-2024", "updated CV")
+        .await?;
+    // The label `new` gives the next version (str(versionNumber + 1)) is already taken: Synapse
+    // refuses that version (labels are unique per entity), for both tools alike.
+    owner
+        .new_version(&id("numbered.txt")?, None, "3", "labelled ahead")
         .await?;
     Ok(())
 }
