@@ -46,7 +46,9 @@ const BIG: Content = Content::Generated {
     size: 12 * MIB + 4321,
     seed: 7,
 };
+/// A file name the copy's name rule refuses, on an entity with a valid name.
 const ODD_NAME: &str = "données #1.txt";
+const ODD_ENTITY: &str = "donnees 1.txt";
 /// More than one children page (50).
 const MANY: usize = 51;
 const TEST_TIMEOUT: Duration = Duration::from_secs(300);
@@ -96,7 +98,8 @@ fn fixture(many: usize) -> Fixture {
                     {"type": "file", "name": "shared-a.txt", "versions": [{"handle": "shared"}]},
                     {"type": "file", "name": "big.bin",
                      "versions": [{"content": BIG, "contentType": "application/octet-stream"}]},
-                    {"type": "file", "name": ODD_NAME, "versions": [{"content": {"text": "odd"}}]}
+                    {"type": "file", "name": ODD_ENTITY,
+                     "versions": [{"content": {"text": "odd"}, "fileName": ODD_NAME}]}
                 ]},
                 {"type": "folder", "name": "other", "children": [
                     {"type": "file", "name": "shared-b.txt", "versions": [{"handle": "shared"}]}
@@ -369,7 +372,7 @@ async fn check_first_run(
                     let why = match path {
                         "special/readonly.txt" => "read-only",
                         "special/hidden.txt" => "(403)",
-                        _ => "different regions",
+                        _ => "stored in a different region than the destination",
                     };
                     ensure!(error.message.contains(why), "{path}: {}", error.message);
                 }
@@ -471,7 +474,7 @@ async fn check_first_run(
     // The odd name was sanitised and the rename reported.
     let odd = items
         .values()
-        .find(|i| i.key.entity_id == env.id(&format!("data/{ODD_NAME}")))
+        .find(|i| i.key.entity_id == env.id(&format!("data/{ODD_ENTITY}")))
         .context("odd item")?;
     let renamed = odd
         .destination_file_name

@@ -38,7 +38,7 @@ impl SimConfig {
     }
 }
 
-/// The server's per-user limits: requests in a sliding 60 s window and concurrent requests.
+/// The server's per-caller limits: requests per fixed 60 s block and concurrent requests.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ThrottleConfig {
     pub enabled: bool,

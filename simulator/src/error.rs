@@ -1,4 +1,6 @@
-//! Errors: [`ApiError`] is what a request answers (JSON `{"reason"}` with Synapse's status codes);
+//! Errors: [`ApiError`] is what a request answers (the server's `ErrorResponse` JSON,
+//! `{"concreteType":"org.sagebionetworks.repo.model.ErrorResponse","reason":...}`, with its status
+//! codes: `BaseControllerExceptionHandlerAdvice`);
 //! [`SimError`] is what setting the simulator up (fixture, seeding, binding) can fail with.
 
 use axum::http::StatusCode;
@@ -16,6 +18,9 @@ pub enum ApiError {
     Forbidden(String),
     #[error("{0}")]
     NotFound(String),
+    /// `NameConflictException`: a sibling already has the name (409).
+    #[error("{0}")]
+    NameConflict(String),
     /// Synapse's "conflicting update": stale etags and handle-swap conflicts.
     #[error("{0}")]
     Conflict(String),
@@ -36,6 +41,7 @@ impl ApiError {
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::NameConflict(_) => StatusCode::CONFLICT,
             Self::Conflict(_) => StatusCode::PRECONDITION_FAILED,
             Self::Throttled(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::BadGateway(_) => StatusCode::BAD_GATEWAY,
@@ -45,16 +51,25 @@ impl ApiError {
     }
 }
 
+impl ApiError {
+    /// `ValidateArgument.required(value, name)`: 400 `<name> is required.`
+    pub fn required(name: &str) -> Self {
+        Self::BadRequest(format!("{name} is required."))
+    }
+
+    /// `ValidateArgument.requiredNotEmpty(value, name)`: 400 `<name> is required and must not be
+    /// the empty string.`
+    pub fn required_not_empty(name: &str) -> Self {
+        Self::BadRequest(format!(
+            "{name} is required and must not be the empty string."
+        ))
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
-        (
-            status,
-            Json(ErrorResponse {
-                reason: self.to_string(),
-            }),
-        )
-            .into_response()
+        (status, Json(ErrorResponse::new(self.to_string()))).into_response()
     }
 }
 

@@ -106,11 +106,29 @@ pub enum NodeSpec {
         name: String,
         /// Oldest first; the last one is the latest version.
         versions: Vec<VersionSpec>,
+        /// String annotations of every version (Synapse copies them into each new version).
         #[serde(default)]
         annotations: BTreeMap<String, Vec<String>>,
+        /// Label, comment and annotations of each version, in the order of `versions`
+        /// (missing entries: label = the version number, no comment, `annotations`).
+        #[serde(default)]
+        version_meta: Vec<VersionMeta>,
         #[serde(default)]
         acl: Option<AclSpec>,
     },
+}
+
+/// What a file version carries besides its handle.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct VersionMeta {
+    #[serde(default)]
+    pub label: Option<String>,
+    #[serde(default)]
+    pub comment: Option<String>,
+    /// Replaces the file's `annotations` on this version.
+    #[serde(default)]
+    pub annotations: Option<BTreeMap<String, Vec<String>>>,
 }
 
 /// A file version points either at a named shared handle or at its own.
@@ -220,6 +238,7 @@ impl Fixture {
                         ..HandleSpec::default()
                     })],
                     annotations: BTreeMap::new(),
+                    version_meta: Vec::new(),
                     acl: None,
                 }
             })

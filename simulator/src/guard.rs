@@ -1,11 +1,13 @@
 //! Everything in front of the API handlers: bearer-token auth, the per-user throttle, injected
 //! faults and the request log. Tokens are only ever used as lookup keys; the log records user ids.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::extract::{MatchedPath, Request, State};
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, MatchedPath, Request, State};
 use axum::http::HeaderMap;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -19,6 +21,8 @@ use crate::server::App;
 use crate::store::User;
 
 const WINDOW: Duration = Duration::from_secs(60);
+/// The cookie the server sets on a request that came without one (`SessionIdCookieSetterFilter`).
+const SESSION_COOKIE: &str = "sessionID";
 
 /// One handled API request. `route` is the template without the `/repo/v1` or `/file/v1` prefix.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -87,84 +91,129 @@ pub fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// One caller's counters: requests admitted in the current time block and requests in flight.
 #[derive(Default)]
 struct Window {
-    admitted: VecDeque<Instant>,
+    block_start: Option<Instant>,
+    admitted: usize,
     in_flight: usize,
 }
 
-/// Synapse's per-user limits: a sliding 60 s window and a cap on concurrent requests.
+/// Synapse's per-caller limits (`UserConcurrentConnectionThrottler`,
+/// `UserRequestFrequencyThrottler` with `MemoryTimeBlockCountingSemaphoreImpl`): at most
+/// `in_flight` concurrent requests, and at most `per_minute` requests in a fixed 60 s block that
+/// starts with the block's first request (a refused request is not counted). The caller is
+/// `userId|sessionId|ip` (`HttpRequestIdentifier.getUserMachineIdentifierString`).
 pub struct Throttle {
     config: Mutex<ThrottleConfig>,
-    users: Mutex<HashMap<String, Window>>,
+    callers: Mutex<HashMap<String, Window>>,
 }
 
 /// Holds one in-flight slot until dropped.
 pub struct Admission {
     app: Arc<App>,
-    user: Option<String>,
+    caller: Option<String>,
 }
 
 impl Drop for Admission {
     fn drop(&mut self) {
-        if let Some(user) = &self.user {
-            if let Some(w) = lock(&self.app.throttle.users).get_mut(user) {
+        if let Some(caller) = &self.caller {
+            if let Some(w) = lock(&self.app.throttle.callers).get_mut(caller) {
                 w.in_flight = w.in_flight.saturating_sub(1);
             }
         }
     }
 }
 
+/// A 429 as the throttle filter writes it (`ThrottleUtils.setResponseError`): a bare
+/// `{"reason"}` body, no `concreteType`, no `Retry-After`.
+fn throttled(reason: String) -> Response {
+    (
+        axum::http::StatusCode::TOO_MANY_REQUESTS,
+        axum::Json(serde_json::json!({ "reason": reason })),
+    )
+        .into_response()
+}
+
 impl Throttle {
     pub fn new(config: ThrottleConfig) -> Self {
         Self {
             config: Mutex::new(config),
-            users: Mutex::new(HashMap::new()),
+            callers: Mutex::new(HashMap::new()),
         }
     }
 
     pub fn set_config(&self, config: ThrottleConfig) {
         *lock(&self.config) = config;
-        lock(&self.users).clear();
+        lock(&self.callers).clear();
     }
 
-    fn admit(app: &Arc<App>, user: &str) -> Result<Admission, ApiError> {
+    /// An in-flight slot for `caller`, or the reason of the 429.
+    fn admit(app: &Arc<App>, caller: &str) -> Result<Admission, String> {
         let config = lock(&app.throttle.config).clone();
         if !config.enabled {
             return Ok(Admission {
                 app: app.clone(),
-                user: None,
+                caller: None,
             });
         }
-        let mut users = lock(&app.throttle.users);
-        let window = users.entry(user.to_owned()).or_default();
-        let now = Instant::now();
-        while window
-            .admitted
-            .front()
-            .is_some_and(|t| now.duration_since(*t) >= WINDOW)
-        {
-            window.admitted.pop_front();
-        }
+        let mut callers = lock(&app.throttle.callers);
+        let window = callers.entry(caller.to_owned()).or_default();
         if window.in_flight >= config.in_flight {
-            return Err(ApiError::Throttled(format!(
-                "Too many concurrent requests: at most {} at a time are allowed",
+            return Err(format!(
+                "Too many concurrent requests. Allowed {} concurrent connections at any time.",
                 config.in_flight
-            )));
+            ));
         }
-        if window.admitted.len() >= config.per_minute {
-            return Err(ApiError::Throttled(format!(
-                "Request rate exceeded: at most {} requests per minute are allowed",
-                config.per_minute
-            )));
+        let now = Instant::now();
+        if window
+            .block_start
+            .is_none_or(|start| now.duration_since(start) >= WINDOW)
+        {
+            window.block_start = Some(now);
+            window.admitted = 0;
         }
-        window.admitted.push_back(now);
+        if window.admitted >= config.per_minute {
+            return Err(format!(
+                "Requests are too frequent. Allowed {} requests every {} seconds.",
+                config.per_minute,
+                WINDOW.as_secs()
+            ));
+        }
+        window.admitted += 1;
         window.in_flight += 1;
         Ok(Admission {
             app: app.clone(),
-            user: Some(user.to_owned()),
+            caller: Some(caller.to_owned()),
         })
     }
+}
+
+/// The `sessionID` cookie of the request (`HttpRequestIdentifierUtils.getSessionId`).
+fn session_id(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(axum::http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|pair| {
+            let (name, value) = pair.trim().split_once('=')?;
+            (name == SESSION_COOKIE).then(|| value.to_owned())
+        })
+}
+
+/// The caller's address: `X-Forwarded-For` when present, else the peer (`IpAddressUtil`).
+fn ip_address(req: &Request) -> String {
+    req.headers()
+        .get("X-Forwarded-For")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .or_else(|| {
+            req.extensions()
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|c| c.0.ip().to_string())
+        })
+        .unwrap_or_else(|| "null".to_owned())
 }
 
 /// Seeded fault injection. Each route has its own RNG stream, so one endpoint's decisions do not
@@ -293,12 +342,23 @@ pub async fn api_guard(State(app): State<Arc<App>>, mut req: Request, next: Next
     let route = route_of(&req);
     let user = authenticate(&app, req.headers());
     let user_id = user.as_ref().ok().map(|u| u.id.clone());
-    let response = match user {
+    let session = session_id(req.headers());
+    let caller = format!(
+        "{}|{}|{}",
+        user_id.as_deref().unwrap_or("null"),
+        session.as_deref().unwrap_or("null"),
+        ip_address(&req)
+    );
+    let mut response = match user {
         Err(e) => e.into_response(),
         Ok(user) => {
             let (latency, fault) = app.faults.roll(&format!("{method} {route}"));
-            match fault.map_or_else(|| Throttle::admit(&app, &user.id), Err) {
-                Err(e) => e.into_response(),
+            let admission = match fault {
+                Some(e) => Err(e.into_response()),
+                None => Throttle::admit(&app, &caller).map_err(throttled),
+            };
+            match admission {
+                Err(refusal) => refusal,
                 Ok(admission) => {
                     // Inside the admission: a slow request holds its in-flight slot, as on the server.
                     if !latency.is_zero() {
@@ -312,6 +372,14 @@ pub async fn api_guard(State(app): State<Arc<App>>, mut req: Request, next: Next
             }
         }
     };
+    if session.is_none() {
+        let cookie = format!("{SESSION_COOKIE}={}; HttpOnly", uuid::Uuid::new_v4());
+        if let Ok(value) = axum::http::HeaderValue::from_str(&cookie) {
+            response
+                .headers_mut()
+                .append(axum::http::header::SET_COOKIE, value);
+        }
+    }
     tracing::debug!(%method, %route, status = response.status().as_u16(), user = ?user_id, "request");
     app.log.push(RequestRecord {
         method,

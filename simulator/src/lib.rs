@@ -69,6 +69,7 @@ mod config;
 mod error;
 mod fixture;
 mod guard;
+mod names;
 mod presign;
 mod seed;
 mod server;
@@ -79,7 +80,7 @@ pub use config::{Burst, FaultConfig, SimConfig, ThrottleConfig};
 pub use error::{ApiError, SimError};
 pub use fixture::{
     AclSpec, Content, Fixture, HandleKind, HandleSpec, LocationKind, NodeSpec, Permission,
-    ProjectSpec, StorageLocationSpec, UserSpec, VersionSpec,
+    ProjectSpec, StorageLocationSpec, UserSpec, VersionMeta, VersionSpec,
 };
 pub use guard::{RequestCounts, RequestRecord};
 pub use seed::{content_bytes, ContentStream};

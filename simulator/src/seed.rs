@@ -112,7 +112,7 @@ pub async fn seed(
             owner.id.clone(),
             [Permission::Read, Permission::Download, Permission::Update].into(),
         );
-        let id = seeder.entity(EntityKind::Project, &project.name, None, &owner, Some(acl));
+        let id = seeder.entity(EntityKind::Project, &project.name, None, &owner, Some(acl))?;
         seeder.nodes(&project.children, id, &project.name, &owner)?;
     }
     let buckets: BTreeSet<String> = seeder
@@ -210,7 +210,20 @@ impl Seeder<'_> {
         parent: Option<u64>,
         creator: &User,
         acl: Option<Acl>,
-    ) -> u64 {
+    ) -> Result<u64, SimError> {
+        // Synapse never holds an entity whose name breaks its rule, nor two siblings of one name.
+        crate::names::validate_name(name)
+            .map_err(|e| SimError::Fixture(format!("entity name {name:?}: {e}")))?;
+        if self
+            .store
+            .entities
+            .values()
+            .any(|e| e.parent == parent && e.name == name)
+        {
+            return Err(SimError::Fixture(format!(
+                "two entities named {name:?} under one parent"
+            )));
+        }
         self.store.next_entity_id += 1;
         let id = self.store.next_entity_id;
         let now = iso_now();
@@ -231,7 +244,7 @@ impl Seeder<'_> {
                 acl,
             },
         );
-        id
+        Ok(id)
     }
 
     fn nodes(
@@ -249,7 +262,7 @@ impl Seeder<'_> {
                     children,
                 } => {
                     let acl = self.override_acl(acl.as_ref(), owner)?;
-                    let id = self.entity(EntityKind::Folder, name, Some(parent), owner, acl);
+                    let id = self.entity(EntityKind::Folder, name, Some(parent), owner, acl)?;
                     let path = format!("{parent_path}/{name}");
                     self.store.paths.insert(path.clone(), format!("syn{id}"));
                     self.nodes(children, id, &path, owner)?;
@@ -258,10 +271,11 @@ impl Seeder<'_> {
                     name,
                     versions,
                     annotations,
+                    version_meta,
                     acl,
                 } => {
                     let acl = self.override_acl(acl.as_ref(), owner)?;
-                    let id = self.entity(EntityKind::File, name, Some(parent), owner, acl);
+                    let id = self.entity(EntityKind::File, name, Some(parent), owner, acl)?;
                     self.store
                         .paths
                         .insert(format!("{parent_path}/{name}"), format!("syn{id}"));
@@ -276,11 +290,21 @@ impl Seeder<'_> {
                             VersionSpec::Own(spec) => self.handle(spec, name, &owner.user_name)?,
                         };
                         let number = index as i64 + 1;
+                        let meta = version_meta.get(index).cloned().unwrap_or_default();
+                        let label = meta.label.unwrap_or_else(|| number.to_string());
+                        if recs.iter().any(|v: &VersionRec| v.label == label) {
+                            return Err(SimError::Fixture(format!(
+                                "file {name} uses the version label {label} twice"
+                            )));
+                        }
                         recs.push(VersionRec {
                             number,
-                            label: number.to_string(),
-                            comment: None,
+                            label,
+                            comment: meta.comment,
                             file_handle_id: Some(handle_id),
+                            annotations: string_annotations(
+                                meta.annotations.as_ref().unwrap_or(annotations),
+                            ),
                             modified_on: iso_now(),
                             modified_by: owner.id.clone(),
                         });
@@ -290,18 +314,6 @@ impl Seeder<'_> {
                     }
                     let rec = self.store.entities.get_mut(&id).expect("just inserted");
                     rec.versions = recs;
-                    rec.annotations = annotations
-                        .iter()
-                        .map(|(k, v)| {
-                            (
-                                k.clone(),
-                                AnnotationValue {
-                                    kind: "STRING".into(),
-                                    value: v.clone(),
-                                },
-                            )
-                        })
-                        .collect();
                 }
             }
         }
@@ -516,6 +528,22 @@ async fn put_content(s3: &aws_sdk_s3::Client, job: &UploadJob) -> Result<String,
         .await
         .map_err(|e| SimError::s3(context(), sdk_message(&e)))?;
     Ok(hex::encode(md5.finalize()))
+}
+
+/// Fixture annotations as Synapse's typed values.
+fn string_annotations(
+    annotations: &BTreeMap<String, Vec<String>>,
+) -> BTreeMap<String, AnnotationValue> {
+    annotations
+        .iter()
+        .map(|(key, values)| {
+            let value = AnnotationValue {
+                kind: "STRING".into(),
+                value: values.clone(),
+            };
+            (key.clone(), value)
+        })
+        .collect()
 }
 
 #[cfg(test)]

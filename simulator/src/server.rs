@@ -114,6 +114,7 @@ impl Simulator {
         let (stop, stopped) = oneshot::channel::<()>();
         let router = crate::api::router(app.clone());
         let task = tokio::spawn(async move {
+            let router = router.into_make_service_with_connect_info::<SocketAddr>();
             let _ = axum::serve(listener, router)
                 .with_graceful_shutdown(async {
                     let _ = stopped.await;

@@ -49,15 +49,21 @@ impl EntityKind {
     }
 }
 
+/// One revision of a file. Synapse keeps the user annotations per revision
+/// (`NODE_REVISION.USER_ANNOTATIONS`) and copies them into each new version.
 #[derive(Clone, Debug)]
 pub struct VersionRec {
     pub number: i64,
     pub label: String,
     pub comment: Option<String>,
     pub file_handle_id: Option<String>,
+    pub annotations: BTreeMap<String, AnnotationValue>,
     pub modified_on: String,
     pub modified_by: String,
 }
+
+/// The etag of a version's annotations (`NodeConstants.ZERO_E_TAG`): old versions cannot change.
+pub const ZERO_ETAG: &str = "00000000-0000-0000-0000-000000000000";
 
 /// userId -> permissions.
 pub type Acl = BTreeMap<String, BTreeSet<Permission>>;
@@ -75,6 +81,7 @@ pub struct EntityRec {
     pub modified_by: String,
     /// Oldest first; empty for containers.
     pub versions: Vec<VersionRec>,
+    /// A container's annotations; a file's live on its versions.
     pub annotations: BTreeMap<String, AnnotationValue>,
     /// Present on projects and on entities with their own ACL (they are their own benefactor).
     pub acl: Option<Acl>,
@@ -128,19 +135,45 @@ impl EntityRec {
         }
     }
 
+    /// The current annotations (the latest version's, for a file) with the entity's etag.
     pub fn annotations2(&self) -> Annotations2 {
         Annotations2 {
             id: self.syn_id(),
             etag: self.etag.clone(),
-            annotations: self.annotations.clone(),
+            annotations: self
+                .latest()
+                .map_or(&self.annotations, |v| &v.annotations)
+                .clone(),
         }
     }
 
-    /// Records a change: new etag and modification stamp.
+    /// The annotations of one version, with the zero etag (`NodeDAOImpl.getUserAnnotationsForVersion`).
+    pub fn version_annotations2(&self, version: &VersionRec) -> Annotations2 {
+        Annotations2 {
+            id: self.syn_id(),
+            etag: ZERO_ETAG.to_owned(),
+            annotations: version.annotations.clone(),
+        }
+    }
+
+    /// Replaces the current annotations (the latest version's, for a file).
+    pub fn set_annotations(&mut self, annotations: BTreeMap<String, AnnotationValue>) {
+        match self.versions.last_mut() {
+            Some(latest) => latest.annotations = annotations,
+            None => self.annotations = annotations,
+        }
+    }
+
+    /// Records a change (`NodeDAOImpl.touch`): a new etag, and the modification stamp of the
+    /// entity and of its latest version.
     pub fn touch(&mut self, user: &User) {
         self.etag = new_etag();
         self.modified_on = iso_now();
         self.modified_by = user.id.clone();
+        if let Some(latest) = self.versions.last_mut() {
+            latest.modified_on = self.modified_on.clone();
+            latest.modified_by = user.id.clone();
+        }
     }
 }
 
@@ -212,16 +245,18 @@ pub fn parse_syn_id(id: &str) -> Option<u64> {
 }
 
 impl Store {
+    /// The entity, or the 404 of Synapse's access check on a missing entity
+    /// (`EntityDeciderFunctions.DENY_IF_DOES_NOT_EXIST`).
     pub fn entity(&self, id: &str) -> Result<&EntityRec, ApiError> {
         parse_syn_id(id)
             .and_then(|n| self.entities.get(&n))
-            .ok_or_else(|| ApiError::NotFound(format!("Entity {id} does not exist")))
+            .ok_or_else(|| ApiError::NotFound(format!("Resource: '{id}' does not exist")))
     }
 
     pub fn entity_mut(&mut self, id: &str) -> Result<&mut EntityRec, ApiError> {
         parse_syn_id(id)
             .and_then(|n| self.entities.get_mut(&n))
-            .ok_or_else(|| ApiError::NotFound(format!("Entity {id} does not exist")))
+            .ok_or_else(|| ApiError::NotFound(format!("Resource: '{id}' does not exist")))
     }
 
     pub fn handle(&self, id: &str) -> Option<&FileHandle> {
@@ -263,11 +298,32 @@ impl Store {
         if self.allowed(user, entity, permission) {
             Ok(())
         } else {
+            // EntityDeciderFunctions: ERR_MSG_YOU_LACK_ACCESS_TO_REQUESTED_ENTITY_TEMPLATE.
             Err(ApiError::Forbidden(format!(
-                "You lack {permission} permission for the requested entity, {}",
-                entity.syn_id()
+                "You lack {permission} access to the requested entity."
             )))
         }
+    }
+
+    /// 404 unless handle `handle_id` exists, 403 unless `user` created it: Synapse lets only the
+    /// creator use a handle by its id (`AuthorizationUtils.canAccessRawFileHandleByCreator`).
+    pub fn require_own_handle(&self, user: &User, handle_id: &str) -> Result<(), ApiError> {
+        let handle = self.handle(handle_id).ok_or_else(|| {
+            ApiError::NotFound(format!("The FileHandle does not exist: {handle_id}"))
+        })?;
+        if handle.created_by.as_deref() != Some(user.id.as_str()) {
+            return Err(ApiError::Forbidden(format!(
+                "Only the creator of a FileHandle can access it directly by its ID.  FileHandleId = '{handle_id}', UserId = '{}'",
+                user.id
+            )));
+        }
+        Ok(())
+    }
+
+    /// Synapse's `isMatchingMD5`: both handles exist and carry the same non-null MD5.
+    pub fn matching_md5(&self, a: &str, b: &str) -> bool {
+        let md5 = |id| self.handle(id).and_then(|h| h.content_md5.as_deref());
+        md5(a).is_some() && md5(a) == md5(b)
     }
 
     /// True when some version of `entity` points at handle `handle_id` (the file handle association).

@@ -1,39 +1,11 @@
-//! Entity PUT (etags, permissions, new-version rules), the version handle swap, annotations, and
-//! registering caller-copied objects with /externalFileHandle/s3.
+//! Entity PUT (etags, permissions, new-version rules), the version handle swap and annotations
+//! (the file-service endpoints are tested in `api_basics.rs`).
 
 mod common;
 
-use common::{small_fixture, start, Api, TestSim};
-use md5::{Digest, Md5};
+use common::{assert_refused, register, small_fixture, start, Api, TestSim};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-
-/// Puts `bytes` in S3 and registers them with /externalFileHandle/s3; returns (status, body).
-async fn register(
-    sim: &TestSim,
-    api: &Api,
-    bucket: &str,
-    key: &str,
-    location: i64,
-    bytes: &[u8],
-) -> (StatusCode, Value) {
-    let s3 = sim.stack().s3_client().await;
-    s3.put_object()
-        .bucket(bucket)
-        .key(key)
-        .body(bytes.to_vec().into())
-        .send()
-        .await
-        .expect("put object");
-    api.file_post(
-        "/externalFileHandle/s3",
-        json!({"concreteType": "org.sagebionetworks.repo.model.file.S3FileHandle",
-               "bucketName": bucket, "key": key, "storageLocationId": location,
-               "contentMd5": hex::encode(Md5::digest(bytes)), "contentSize": bytes.len(),
-               "fileName": "registered.txt", "contentType": "text/plain"}),
-    )
-    .await
-}
 
 /// Registers `bytes` at `key` in alice's destination (7001, bucket `sim-dest`); returns the id.
 async fn in_destination(sim: &TestSim, api: &Api, key: &str, bytes: &[u8]) -> String {
@@ -56,7 +28,7 @@ async fn registered_id(
     bytes: &[u8],
 ) -> String {
     let (status, handle) = register(sim, api, bucket, key, location, bytes).await;
-    assert_eq!(status, StatusCode::CREATED, "{handle}");
+    assert_eq!(status, StatusCode::OK, "{handle}");
     handle["id"].as_str().unwrap().to_owned()
 }
 
@@ -100,9 +72,11 @@ async fn entity_put_checks_etag_permission_and_versions_by_md5() {
     assert_eq!(v4["versionNumber"], 4);
     assert_eq!(v4["versionLabel"], "4");
 
-    // newVersion=true always makes one.
+    // newVersion=true always makes one (with a label no version has: "4" is taken).
+    let mut next = v4.clone();
+    next["versionLabel"] = json!("5");
     let (status, v5) = alice
-        .put(&format!("/entity/{id}?newVersion=true"), v4.clone())
+        .put(&format!("/entity/{id}?newVersion=true"), next)
         .await;
     assert_eq!(status, StatusCode::OK, "{v5}");
     assert_eq!(v5["versionNumber"], 5);
@@ -212,110 +186,430 @@ async fn annotations_update_needs_the_current_etag() {
     sim.shutdown().await;
 }
 
+/// Asserts a refusal whose reason contains `part` (for texts that quote a database error).
+fn assert_refused_containing(answer: &(StatusCode, Value), status: StatusCode, part: &str) {
+    let (actual, body) = answer;
+    assert_eq!(*actual, status, "{body}");
+    let reason = body["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains(part), "{part:?} not in {body}");
+}
+
+/// Every refusal of `PUT /entity/{id}`, in the server's order: a request that breaks two rules
+/// gets the earlier one's answer (every 400/403/404 before the 412 of a stale etag).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn external_s3_registration_checks_location_key_and_object() {
+async fn entity_put_refusals_follow_the_server_rules_and_order() {
     let sim = start(&small_fixture()).await;
     let alice = Api::new(&sim, Some("alice-token"));
-    let (status, handle) = register(
-        &sim,
-        &alice,
-        "sim-dest",
-        "dest/ok/file.txt",
-        7001,
-        b"hello\n",
-    )
-    .await;
-    assert_eq!(status, StatusCode::CREATED, "{handle}");
-    assert_eq!(
-        handle["concreteType"],
-        "org.sagebionetworks.repo.model.file.S3FileHandle"
+    let bob = Api::new(&sim, Some("bob-token"));
+    let carol = Api::new(&sim, Some("carol-token"));
+    let id = sim.entity_id("P/multi.txt").unwrap();
+    let (_, entity) = alice.get(&format!("/entity/{id}")).await;
+    let url = format!("/entity/{id}");
+    let with = |field: &str, value: Value| {
+        let mut body = entity.clone();
+        body[field] = value;
+        body
+    };
+    let stale = |mut body: Value| {
+        body["etag"] = json!("stale");
+        body
+    };
+    let without = |field: &str| {
+        let mut body = entity.clone();
+        body.as_object_mut().unwrap().remove(field);
+        body
+    };
+    let object = format!(
+        "Object: {id} was updated since you last fetched it, retrieve it again and re-apply the update"
     );
-    assert_eq!(handle["createdBy"], "101");
-    assert_eq!(handle["contentSize"], 6);
-    assert_eq!(handle["storageLocationId"], 7001);
-    let stored = sim.file_handle(handle["id"].as_str().unwrap()).unwrap();
-    assert_eq!(
-        stored.content_md5.as_deref(),
-        Some(hex::encode(Md5::digest(b"hello\n")).as_str())
-    );
-
-    // Outside the base key, into Synapse storage, into someone else's location, into a bucket
-    // not the location's.
-    for (bucket, key, location, expected) in [
-        ("sim-dest", "elsewhere/f.txt", 7001, StatusCode::BAD_REQUEST),
-        ("sim-synapse", "101/f.txt", 1, StatusCode::BAD_REQUEST),
-        ("sim-bob", "f.txt", 7002, StatusCode::FORBIDDEN),
-        ("sim-bob", "dest/f.txt", 7001, StatusCode::BAD_REQUEST),
-    ] {
-        let (status, body) = register(&sim, &alice, bucket, key, location, b"x").await;
-        assert_eq!(status, expected, "{bucket}/{key} into {location}: {body}");
+    let cases: Vec<(&str, &Api, Value, StatusCode, String)> = vec![
+        ("no id", &alice, without("id"), StatusCode::BAD_REQUEST,
+         "Updated Entity cannot have a null id".into()),
+        ("name over 256", &carol, stale(with("name", json!("a".repeat(257)))),
+         StatusCode::BAD_REQUEST, "Name must be 256 characters or less".into()),
+        ("no parent", &carol, without("parentId"), StatusCode::BAD_REQUEST,
+         "Entity type: org.sagebionetworks.repo.model.FileEntity cannot have a parent of type: null".into()),
+        ("unknown entity", &alice, with("id", json!("syn999999")), StatusCode::NOT_FOUND,
+         "Entity syn999999 does not exist".into()),
+        ("no file handle", &carol, without("dataFileHandleId"), StatusCode::BAD_REQUEST,
+         "FileEntity.dataFileHandleId cannot be null".into()),
+        ("no READ", &carol, stale(entity.clone()), StatusCode::FORBIDDEN,
+         "You lack READ access to the requested entity.".into()),
+        ("blank name", &bob, stale(with("name", json!("   "))), StatusCode::BAD_REQUEST,
+         "Name cannot be only whitespace or empty string".into()),
+        ("invalid name", &bob, stale(with("name", json!("a#b.txt"))), StatusCode::BAD_REQUEST,
+         "Invalid Name: 'a#b.txt'. Names may only contain: letters, numbers, spaces, \
+          underscores, hyphens, periods, plus signs, apostrophes, and parentheses".into()),
+        ("no etag", &bob, without("etag"), StatusCode::BAD_REQUEST,
+         "The eTag of the node is required.".into()),
+        ("no UPDATE", &bob, stale(entity.clone()), StatusCode::FORBIDDEN,
+         "You lack UPDATE access to the requested entity.".into()),
+        ("unknown handle", &alice, stale(with("dataFileHandleId", json!("999999"))),
+         StatusCode::NOT_FOUND, "The FileHandle does not exist: 999999".into()),
+        ("stale etag", &alice, stale(entity.clone()), StatusCode::PRECONDITION_FAILED, object),
+    ];
+    for (case, api, body, status, reason) in cases {
+        let answer = api.put(&url, body).await;
+        assert_eq!(answer.0, status, "{case}: {}", answer.1);
+        assert_eq!(answer.1["reason"], reason.as_str(), "{case}");
     }
-    let body = |key: &str, size: u64| {
-        json!({"concreteType": "org.sagebionetworks.repo.model.file.S3FileHandle",
-               "bucketName": "sim-dest", "key": key, "storageLocationId": 7001,
-               "contentMd5": "00000000000000000000000000000000", "contentSize": size})
-    };
-    // Missing object; wrong size.
-    let (status, _) = alice
-        .file_post("/externalFileHandle/s3", body("dest/missing.txt", 1))
+    // A handle another user created: 403, also before the etag check.
+    let bobs = registered_id(&sim, &bob, "sim-bob", "b/x.txt", 7002, b"x\n").await;
+    let answer = alice
+        .put(&url, stale(with("dataFileHandleId", json!(bobs))))
         .await;
-    assert_eq!(status, StatusCode::BAD_REQUEST);
-    let (status, _) = alice
-        .file_post("/externalFileHandle/s3", body("dest/ok/file.txt", 99))
-        .await;
-    assert_eq!(status, StatusCode::BAD_REQUEST);
-    sim.shutdown().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn file_handle_get_is_for_its_creator_only() {
-    let sim = start(&small_fixture()).await;
-    let alice = Api::new(&sim, Some("alice-token"));
-    let id = sim.entity_id("P/multi.txt").unwrap();
-    let bundled = alice.bundle(&id).await["fileHandles"][0].clone();
-    let handle = bundled["id"].as_str().unwrap().to_owned();
-    let (status, fetched) = alice.file_get(&format!("/fileHandle/{handle}")).await;
-    assert_eq!(status, StatusCode::OK, "{fetched}");
-    assert_eq!(fetched, bundled);
-    assert_eq!(fetched["createdBy"], "101");
-    // Bob can read the entity, but not the handle directly.
-    let (status, body) = Api::new(&sim, Some("bob-token"))
-        .file_get(&format!("/fileHandle/{handle}"))
-        .await;
-    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
-    assert!(body["reason"].is_string(), "{body}");
-    let (status, body) = alice.file_get("/fileHandle/999999").await;
-    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
-    sim.shutdown().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn file_handle_batch_checks_association_and_size() {
-    let sim = start(&small_fixture()).await;
-    let alice = Api::new(&sim, Some("alice-token"));
-    let id = sim.entity_id("P/multi.txt").unwrap();
-    let handle = alice.bundle(&id).await["entity"]["dataFileHandleId"].clone();
-    let assoc = |h: &Value, e: &str| {
-        json!({"fileHandleId": h, "associateObjectId": e,
-                                            "associateObjectType": "FileEntity"})
-    };
-    let request = json!({"requestedFiles": [assoc(&handle, &id), assoc(&json!("999999"), &id)],
-                         "includeFileHandles": true, "includePreSignedURLs": false});
-    let (status, result) = alice.file_post("/fileHandle/batch", request.clone()).await;
-    assert_eq!(status, StatusCode::CREATED, "{result}");
-    assert_eq!(result["requestedFiles"][0]["fileHandle"]["id"], handle);
-    assert_eq!(result["requestedFiles"][1]["failureCode"], "NOT_FOUND");
-    let (_, bobs) = Api::new(&sim, Some("bob-token"))
-        .file_post("/fileHandle/batch", request)
-        .await;
-    assert_eq!(bobs["requestedFiles"][0]["failureCode"], "UNAUTHORIZED");
-    let too_many: Vec<Value> = (0..101).map(|_| assoc(&handle, &id)).collect();
-    let (status, _) = alice
-        .file_post(
-            "/fileHandle/batch",
-            json!({"requestedFiles": too_many, "includeFileHandles": true}),
+    assert_refused(
+        &answer,
+        StatusCode::FORBIDDEN,
+        &format!(
+            "Only the creator of a FileHandle can access it directly by its ID.  \
+             FileHandleId = '{bobs}', UserId = '101'"
+        ),
+    );
+    // After the etag: the type cannot change, a sibling's name is taken, comments are short.
+    let answer = alice
+        .put(
+            &url,
+            with(
+                "concreteType",
+                json!("org.sagebionetworks.repo.model.Folder"),
+            ),
         )
         .await;
-    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_refused_containing(
+        &answer,
+        StatusCode::BAD_REQUEST,
+        "cannot be changed to entityType",
+    );
+    let answer = alice.put(&url, with("name", json!("big.bin"))).await;
+    assert_refused_containing(
+        &answer,
+        StatusCode::CONFLICT,
+        "An entity with the name: big.bin already exists",
+    );
+    let answer = alice
+        .put(&url, with("versionComment", json!("c".repeat(257))))
+        .await;
+    assert_refused(
+        &answer,
+        StatusCode::BAD_REQUEST,
+        "Version comment length exceeds 256.",
+    );
+    // None of the refused requests wrote anything.
+    assert_eq!(
+        Some(sim.entity(&id).unwrap().entity.etag),
+        entity["etag"].as_str().map(|e| Some(e.to_owned()))
+    );
+    sim.shutdown().await;
+}
+
+/// Version labels are unique per entity (`UNIQUE_REVISION_LABEL`): a new version may not reuse
+/// any version's label (400), an in-place update neither (500, the unwrapped database error).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn version_labels_are_unique_per_entity() {
+    let sim = start(&small_fixture()).await;
+    let alice = Api::new(&sim, Some("alice-token"));
+    let id = sim.entity_id("P/multi.txt").unwrap();
+    let (_, entity) = alice.get(&format!("/entity/{id}")).await;
+    let new_version = format!("/entity/{id}?newVersion=true");
+    // The label as read is the current version's: refused, as is an older version's.
+    for used in ["3", "1"] {
+        let mut body = entity.clone();
+        body["versionLabel"] = json!(used);
+        let answer = alice.put(&new_version, body).await;
+        assert_refused_containing(&answer, StatusCode::BAD_REQUEST, "UNIQUE_REVISION_LABEL");
+        assert_refused_containing(&answer, StatusCode::BAD_REQUEST, &format!("-{used}'"));
+    }
+    // In place (no new version), a label another version has is a server error; no label at
+    // all means "1", which version 1 has.
+    let mut body = entity.clone();
+    body["versionLabel"] = json!("2");
+    let answer = alice.put(&format!("/entity/{id}"), body).await;
+    assert_refused_containing(
+        &answer,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "UNIQUE_REVISION_LABEL",
+    );
+    let mut body = entity.clone();
+    body.as_object_mut().unwrap().remove("versionLabel");
+    let answer = alice.put(&format!("/entity/{id}"), body).await;
+    assert_refused_containing(&answer, StatusCode::INTERNAL_SERVER_ERROR, "-1'");
+    assert_eq!(sim.entity(&id).unwrap().versions.len(), 3);
+    sim.shutdown().await;
+}
+
+/// What the server writes: a new version copies the current one's annotations and takes the
+/// body's label and comment; auto-versioning resets both; annotations live per version.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_versions_take_label_comment_and_annotations_like_the_server() {
+    let sim = start(&small_fixture()).await;
+    let alice = Api::new(&sim, Some("alice-token"));
+    let id = sim.entity_id("P/multi.txt").unwrap();
+    let (_, entity) = alice.get(&format!("/entity/{id}")).await;
+
+    // The official client's new version: label "4", a comment, newVersion in any case.
+    let mut body = entity.clone();
+    body["versionLabel"] = json!("4");
+    body["versionComment"] = json!("moved");
+    let (status, v4) = alice
+        .put(&format!("/entity/{id}?newVersion=TRUE"), body)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v4}");
+    assert_eq!(
+        (&v4["versionNumber"], &v4["versionLabel"]),
+        (&json!(4), &json!("4"))
+    );
+    assert_eq!(v4["versionComment"], "moved");
+    let (_, annotations) = alice
+        .get(&format!("/entity/{id}/version/4/annotations2"))
+        .await;
+    assert_eq!(annotations["annotations"]["k"]["value"], json!(["v"]));
+    assert_eq!(annotations["etag"], "00000000-0000-0000-0000-000000000000");
+
+    // No label: the version number. Annotations changed now belong to the latest version only.
+    let mut body = v4.clone();
+    body.as_object_mut().unwrap().remove("versionLabel");
+    let (status, v5) = alice
+        .put(&format!("/entity/{id}?newVersion=true"), body)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v5}");
+    assert_eq!(v5["versionLabel"], "5");
+    let (_, mut current) = alice.get(&format!("/entity/{id}/annotations2")).await;
+    current["annotations"] = json!({"k": {"type": "STRING", "value": ["w"]}});
+    let (status, _) = alice
+        .put(&format!("/entity/{id}/annotations2"), current)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    for (version, value) in [(1, "v"), (4, "v"), (5, "w")] {
+        let (_, a) = alice
+            .get(&format!("/entity/{id}/version/{version}/annotations2"))
+            .await;
+        assert_eq!(
+            a["annotations"]["k"]["value"],
+            json!([value]),
+            "version {version}"
+        );
+    }
+
+    // A handle with another MD5 and no newVersion: a new version anyway, label and comment reset.
+    let (_, latest) = alice.get(&format!("/entity/{id}")).await;
+    let other = in_destination(&sim, &alice, "dest/l/other.txt", b"other\n").await;
+    let mut body = latest.clone();
+    body["dataFileHandleId"] = json!(other);
+    body["versionLabel"] = json!("mine");
+    body["versionComment"] = json!("mine");
+    let (status, v6) = alice.put(&format!("/entity/{id}"), body).await;
+    assert_eq!(status, StatusCode::OK, "{v6}");
+    assert_eq!(
+        (&v6["versionNumber"], &v6["versionLabel"]),
+        (&json!(6), &json!("6"))
+    );
+    assert!(v6.get("versionComment").is_none(), "{v6}");
+    sim.shutdown().await;
+}
+
+/// The handle swap's refusals in the server's order, and the no-op of swapping to the handle
+/// already there (no etag change).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn version_handle_swap_refusals_follow_the_server() {
+    let sim = start(&small_fixture()).await;
+    let alice = Api::new(&sim, Some("alice-token"));
+    let bob = Api::new(&sim, Some("bob-token"));
+    let id = sim.entity_id("P/multi.txt").unwrap();
+    let (_, v1) = alice.get(&format!("/entity/{id}/version/1")).await;
+    let old = v1["dataFileHandleId"].as_str().unwrap().to_owned();
+    let differs = in_destination(&sim, &alice, "dest/w/uno.txt", b"uno\n").await;
+    let bobs = registered_id(&sim, &bob, "sim-bob", "b/w.txt", 7002, b"one\n").await;
+    let url = format!("/entity/{id}/version/1/filehandle");
+    let swap = |old: &str, new: &str| json!({"oldFileHandleId": old, "newFileHandleId": new});
+
+    assert_refused(
+        &alice.put(&url, json!({"newFileHandleId": differs})).await,
+        StatusCode::BAD_REQUEST,
+        "The updateRequest.oldFileHandleId is required.",
+    );
+    assert_refused(
+        &alice
+            .put(
+                &format!("/entity/{id}/version/9/filehandle"),
+                swap(&old, &differs),
+            )
+            .await,
+        StatusCode::NOT_FOUND,
+        &format!("A file entity with id {id} and revision 9 does not exist."),
+    );
+    assert_refused(
+        &bob.put(&url, swap("424242", &differs)).await,
+        StatusCode::FORBIDDEN,
+        "You lack UPDATE access to the requested entity.",
+    );
+    // Someone else's new handle is refused before the old handle is compared.
+    assert_refused(
+        &alice.put(&url, swap("424242", &bobs)).await,
+        StatusCode::FORBIDDEN,
+        &format!(
+            "Only the creator of a FileHandle can access it directly by its ID.  \
+             FileHandleId = '{bobs}', UserId = '101'"
+        ),
+    );
+    assert_refused(
+        &alice.put(&url, swap("424242", &differs)).await,
+        StatusCode::PRECONDITION_FAILED,
+        "The id of the provided file handle id (request.oldFileHandleId: 424242) does not match \
+         the current file handle id.",
+    );
+    assert_refused(
+        &alice.put(&url, swap(&old, &differs)).await,
+        StatusCode::PRECONDITION_FAILED,
+        "The MD5 of the new file handle does not match the MD5 of the current file handle, a new \
+         version must be created.",
+    );
+    let etag = sim.entity(&id).unwrap().entity.etag;
+    // The seeded handle is alice's own: swapping it for itself is a no-op.
+    let (status, _) = alice.put(&url, swap(&old, &old)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(sim.entity(&id).unwrap().entity.etag, etag);
+    sim.shutdown().await;
+}
+
+/// Annotations need an id and a non-empty etag (400) and UPDATE (403).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn annotation_updates_need_id_etag_and_update() {
+    let sim = start(&small_fixture()).await;
+    let alice = Api::new(&sim, Some("alice-token"));
+    let id = sim.entity_id("P/multi.txt").unwrap();
+    let url = format!("/entity/{id}/annotations2");
+    let (_, current) = alice.get(&url).await;
+    let mut no_id = current.clone();
+    no_id.as_object_mut().unwrap().remove("id");
+    assert_refused(
+        &alice.put(&url, no_id).await,
+        StatusCode::BAD_REQUEST,
+        "Annotations must have a non-null id",
+    );
+    let mut empty = current.clone();
+    empty["etag"] = json!("");
+    assert_refused(
+        &alice.put(&url, empty).await,
+        StatusCode::BAD_REQUEST,
+        "etag is required and must not be the empty string.",
+    );
+    assert_refused(
+        &Api::new(&sim, Some("bob-token")).put(&url, current).await,
+        StatusCode::FORBIDDEN,
+        "You lack UPDATE access to the requested entity.",
+    );
+    sim.shutdown().await;
+}
+
+/// Children: `includeTypes` required and not empty, the token's limit honoured up to 50, its
+/// format checked, entities the caller cannot read left out, no parent = the projects.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn children_paging_follows_the_server() {
+    let sim = start(&small_fixture()).await;
+    let alice = Api::new(&sim, Some("alice-token"));
+    let many = sim.entity_id("P/many").unwrap();
+    let (_, folder) = alice.get(&format!("/entity/{many}")).await;
+    let project = folder["parentId"].as_str().unwrap().to_owned();
+    let list = |parent: &str, extra: Value| {
+        let mut body = json!({"parentId": parent, "includeTypes": ["file", "folder"]});
+        let fields = extra.as_object().unwrap().clone();
+        body.as_object_mut().unwrap().extend(fields);
+        body
+    };
+    assert_refused(
+        &alice
+            .post("/entity/children", json!({"parentId": project}))
+            .await,
+        StatusCode::BAD_REQUEST,
+        "EntityChildrenRequest.includeTypes is required.",
+    );
+    assert_refused(
+        &alice
+            .post(
+                "/entity/children",
+                list(&project, json!({"includeTypes": []})),
+            )
+            .await,
+        StatusCode::BAD_REQUEST,
+        "EntityChildrenRequest.includeTypes must include at least one type",
+    );
+    for (token, reason) in [
+        ("51a0", "Limit must not exceed: 50"),
+        ("10", "Unknow token format: 10"),
+        ("xa0", "For input string: \"x\""),
+    ] {
+        let answer = alice
+            .post(
+                "/entity/children",
+                list(&many, json!({"nextPageToken": token})),
+            )
+            .await;
+        assert_refused(&answer, StatusCode::BAD_REQUEST, reason);
+    }
+    let (status, page) = alice
+        .post(
+            "/entity/children",
+            list(&many, json!({"nextPageToken": "10a20"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert_eq!(page["page"].as_array().unwrap().len(), 10);
+    assert_eq!(page["page"][0]["name"], "f20.txt");
+    assert_eq!(page["nextPageToken"], "10a30");
+    // No parent: the projects the caller can read (carol: none).
+    let (_, projects) = alice.post("/entity/children", json!({})).await;
+    assert_eq!(projects["page"][0]["id"], project.as_str(), "{projects}");
+    let (_, projects) = Api::new(&sim, Some("carol-token"))
+        .post("/entity/children", json!({}))
+        .await;
+    assert_eq!(projects["page"], json!([]), "{projects}");
+    sim.shutdown().await;
+}
+
+/// Version listing: offset and limit bounds, the total as the server estimates it; version
+/// bundles: the 404 of a missing version, handles only with DOWNLOAD, a version's annotations
+/// with the zero etag.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn version_listing_and_bundles_follow_the_server() {
+    let sim = start(&small_fixture()).await;
+    let alice = Api::new(&sim, Some("alice-token"));
+    let id = sim.entity_id("P/multi.txt").unwrap();
+    for (query, reason) in [
+        ("offset=-1", "pagination offset must be 0 or greater"),
+        ("limit=0", "pagination limit must be 1 or greater"),
+    ] {
+        let answer = alice.get(&format!("/entity/{id}/version?{query}")).await;
+        assert_refused(&answer, StatusCode::BAD_REQUEST, reason);
+    }
+    // A full page says "at least one more"; a short one gives the exact count.
+    for (query, total) in [("limit=2", 3), ("limit=3", 4), ("offset=2&limit=2", 3)] {
+        let (_, page) = alice.get(&format!("/entity/{id}/version?{query}")).await;
+        assert_eq!(page["totalNumberOfResults"], total, "{query}: {page}");
+    }
+    let request = json!({"includeEntity": true, "includeAnnotations": true,
+                         "includeFileHandles": true});
+    assert_refused(
+        &alice
+            .post(&format!("/entity/{id}/version/9/bundle2"), request.clone())
+            .await,
+        StatusCode::NOT_FOUND,
+        &format!("Cannot find a node with id {id} and version 9"),
+    );
+    let (_, v1) = alice
+        .post(&format!("/entity/{id}/version/1/bundle2"), request.clone())
+        .await;
+    assert_eq!(v1["entity"]["versionNumber"], 1);
+    assert_eq!(
+        v1["annotations"]["etag"],
+        "00000000-0000-0000-0000-000000000000"
+    );
+    assert_eq!(v1["fileHandles"].as_array().unwrap().len(), 1);
+    // Bob may read P but not download: no handles in his bundle.
+    let (status, bobs) = Api::new(&sim, Some("bob-token"))
+        .post(&format!("/entity/{id}/bundle2"), request)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{bobs}");
+    assert_eq!(bobs["fileHandles"], json!([]));
     sim.shutdown().await;
 }

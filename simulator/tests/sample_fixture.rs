@@ -80,7 +80,10 @@ async fn sample_project_seeds_and_its_big_file_copies_in_two_parts() {
         .bundle(&sim.entity_id("Sample Project/empty.txt").unwrap())
         .await;
     assert_eq!(empty["fileHandles"][0]["contentSize"], 0);
-    assert!(sim.entity_id("Sample Project/résumé #1.txt").is_some());
+    let odd = api
+        .bundle(&sim.entity_id("Sample Project/resume 1.txt").unwrap())
+        .await;
+    assert_eq!(odd["fileHandles"][0]["fileName"], "résumé #1.txt");
     let (status, location) = api.get("/storageLocation/7001").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(location["createdBy"], 3350001);

@@ -44,7 +44,60 @@ async fn concurrency_above_the_limit_is_throttled() {
         .find(|(s, _)| *s == StatusCode::TOO_MANY_REQUESTS)
         .unwrap()
         .1;
-    assert!(reason["reason"].as_str().unwrap().contains("concurrent"));
+    // The throttle filter's own body: no concreteType.
+    assert_eq!(
+        reason,
+        &serde_json::json!({"reason":
+            "Too many concurrent requests. Allowed 3 concurrent connections at any time."})
+    );
+    sim.shutdown().await;
+}
+
+/// Synapse counts per caller, `userId|sessionId|ip` (`HttpRequestIdentifier`): the `sessionID`
+/// cookie it hands out and the `X-Forwarded-For` address each make another caller.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_caller_is_user_session_and_address() {
+    let sim = start(&small_fixture()).await;
+    sim.set_throttle(ThrottleConfig {
+        enabled: true,
+        per_minute: 2,
+        in_flight: 3,
+    });
+    let http = reqwest::Client::new();
+    let profile = format!("{}/userProfile", sim.repo_endpoint());
+    let call = |headers: &[(&str, &str)]| {
+        let mut request = http.get(&profile).bearer_auth("alice-token");
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        request.send()
+    };
+    let first = call(&[]).await.unwrap();
+    let cookie = first
+        .headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .expect("a sessionID cookie for a request without one")
+        .to_owned();
+    assert!(cookie.starts_with("sessionID="), "{cookie}");
+    assert_eq!(call(&[]).await.unwrap().status(), StatusCode::OK);
+    let refused = call(&[]).await.unwrap();
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(
+        refused.json::<serde_json::Value>().await.unwrap(),
+        serde_json::json!({"reason": "Requests are too frequent. Allowed 2 requests every 60 seconds."})
+    );
+    // Same user, another session; same user, another address: each its own count.
+    let session = call(&[("Cookie", cookie.as_str())]).await.unwrap();
+    assert_eq!(session.status(), StatusCode::OK);
+    assert!(session.headers().get("set-cookie").is_none());
+    let forwarded = call(&[("X-Forwarded-For", "127.0.0.2")]).await.unwrap();
+    assert_eq!(forwarded.status(), StatusCode::OK);
+    assert_eq!(
+        call(&[]).await.unwrap().status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
     sim.shutdown().await;
 }
 

@@ -6,21 +6,45 @@ use std::sync::Arc;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::{Extension, Json};
+use serde::Deserialize;
 use synapse_model::{
     Annotations2, Entity, EntityBundle, EntityBundleRequest, EntityChildrenRequest,
-    EntityChildrenResponse, EntityHeader, FileHandleVersionUpdate, PaginatedResults,
-    StorageLocationSetting, UserProfile, VersionInfo,
+    EntityChildrenResponse, EntityHeader, PaginatedResults, StorageLocationSetting, UserProfile,
+    VersionInfo,
 };
 
 use super::{parse, parse_number};
 use crate::error::ApiError;
 use crate::fixture::Permission;
 use crate::guard::lock;
+use crate::names::{validate_name, MAX_NAME_LENGTH};
 use crate::server::App;
 use crate::store::{EntityKind, EntityRec, Store, User, VersionRec};
 use crate::util::iso_now;
 
+/// `NextPageToken.MAX_LIMIT` (also the default) of a children page.
 const CHILDREN_PAGE: usize = 50;
+/// `EntityManagerImpl.MAX_NUMBER_OF_REVISIONS`.
+const MAX_VERSIONS: usize = 15_000;
+/// Longest version comment (`NodeUtils`).
+const MAX_COMMENT_LENGTH: usize = 256;
+/// The label of a revision written without one (`NodeConstants.DEFAULT_VERSION_LABEL`).
+const DEFAULT_LABEL: &str = "1";
+/// Entity types `includeTypes` accepts (`EntityType`, lower case).
+const ENTITY_TYPES: &[&str] = &[
+    "project",
+    "folder",
+    "file",
+    "table",
+    "link",
+    "entityview",
+    "dockerrepo",
+    "submissionview",
+    "dataset",
+    "datasetcollection",
+    "materializedview",
+    "virtualtable",
+];
 
 pub async fn user_profile(Extension(user): Extension<User>) -> Json<UserProfile> {
     Json(UserProfile {
@@ -65,7 +89,10 @@ fn readable<'a>(
         Some(v) => {
             let number: i64 = parse_number("version number", v)?;
             Some(rec.version(number).ok_or_else(|| {
-                ApiError::NotFound(format!("Version {number} of {id} does not exist"))
+                // NodeDAOImpl: CANNOT_FIND_A_NODE_WITH_ID_AND_VERSION.
+                ApiError::NotFound(format!(
+                    "Cannot find a node with id {id} and version {number}"
+                ))
             })?)
         }
     };
@@ -92,6 +119,9 @@ pub async fn get_entity_version(
     Ok(Json(rec.to_entity(version)))
 }
 
+/// A bundle of the latest or one version. File handles need DOWNLOAD: without it (or without a
+/// handle) the list is empty, as `EntityBundleServiceImpl` swallows the refusal. A version's
+/// annotations come with the zero etag.
 fn bundle_of(
     app: &App,
     user: &User,
@@ -101,17 +131,24 @@ fn bundle_of(
 ) -> Result<Json<EntityBundle>, ApiError> {
     let request: EntityBundleRequest = parse(body)?;
     let store = lock(&app.store);
-    let (rec, version) = readable(&store, user, id, version)?;
-    let handles = version
+    let (rec, at) = readable(&store, user, id, version)?;
+    let handles = at
+        .filter(|_| store.allowed(user, rec, Permission::Download))
         .and_then(|v| v.file_handle_id.as_deref())
         .and_then(|h| store.handle(h))
         .cloned()
         .into_iter()
         .collect();
+    let annotations = match (version, at) {
+        (Some(_), Some(v)) => rec.version_annotations2(v),
+        _ => rec.annotations2(),
+    };
     Ok(Json(EntityBundle {
-        entity: request.include_entity.then(|| rec.to_entity(version)),
-        entity_type: Some(rec.kind.type_name().to_owned()),
-        annotations: request.include_annotations.then(|| rec.annotations2()),
+        entity: request.include_entity.then(|| rec.to_entity(at)),
+        entity_type: request
+            .include_entity
+            .then(|| rec.kind.type_name().to_owned()),
+        annotations: request.include_annotations.then_some(annotations),
         file_handles: request.include_file_handles.then_some(handles),
         restriction_information: request.include_restriction_information.then(|| {
             serde_json::json!({
@@ -141,38 +178,64 @@ pub async fn bundle_version(
     bundle_of(&app, &user, &id, Some(&version), &body)
 }
 
-/// `{limit}a{offset}`, the server's token format.
-fn parse_token(token: &str) -> Result<usize, ApiError> {
-    token
-        .split_once('a')
-        .and_then(|(_, offset)| offset.parse().ok())
-        .ok_or_else(|| ApiError::BadRequest(format!("Invalid nextPageToken: {token}")))
+/// `NextPageToken`: `{limit}a{offset}`; the limit is honoured up to 50.
+fn parse_token(token: &str) -> Result<(usize, usize), ApiError> {
+    let parts: Vec<&str> = token.split('a').collect();
+    let [limit, offset] = parts[..] else {
+        return Err(ApiError::BadRequest(format!(
+            "Unknow token format: {token}"
+        )));
+    };
+    let number = |text: &str| {
+        text.parse::<usize>()
+            .map_err(|_| ApiError::BadRequest(format!("For input string: \"{text}\"")))
+    };
+    let (limit, offset) = (number(limit)?, number(offset)?);
+    if limit > CHILDREN_PAGE {
+        return Err(ApiError::BadRequest(format!(
+            "Limit must not exceed: {CHILDREN_PAGE}"
+        )));
+    }
+    Ok((limit, offset))
 }
 
+/// `EntityManagerImpl.getChildren`: `includeTypes` is required and not empty; no `parentId`
+/// lists the projects; children the caller cannot read are left out.
 pub async fn children(
     State(app): State<Arc<App>>,
     Extension(user): Extension<User>,
     body: Bytes,
 ) -> Result<Json<EntityChildrenResponse>, ApiError> {
     let request: EntityChildrenRequest = parse(&body)?;
-    let parent_id = request
-        .parent_id
-        .ok_or_else(|| ApiError::BadRequest("parentId is required".into()))?;
     let store = lock(&app.store);
-    let parent = store.entity(&parent_id)?;
-    store.require(&user, parent, Permission::Read)?;
-    let types: Option<Vec<String>> = request
-        .include_types
-        .map(|t| t.iter().map(|s| s.to_lowercase()).collect());
+    let (parent, types) = match &request.parent_id {
+        None => (None, vec![EntityKind::Project.type_name().to_owned()]),
+        Some(parent_id) => {
+            let parent = store.entity(parent_id)?;
+            store.require(&user, parent, Permission::Read)?;
+            let types = request
+                .include_types
+                .clone()
+                .ok_or_else(|| ApiError::required("EntityChildrenRequest.includeTypes"))?;
+            (Some(parent.id), types)
+        }
+    };
+    if types.is_empty() {
+        return Err(ApiError::BadRequest(
+            "EntityChildrenRequest.includeTypes must include at least one type".into(),
+        ));
+    }
+    if let Some(unknown) = types.iter().find(|t| !ENTITY_TYPES.contains(&t.as_str())) {
+        return Err(ApiError::BadRequest(format!(
+            "Invalid JSON: unknown entity type {unknown}"
+        )));
+    }
     let mut kids: Vec<&EntityRec> = store
         .entities
         .values()
-        .filter(|e| e.parent == Some(parent.id))
-        .filter(|e| {
-            types
-                .as_ref()
-                .is_none_or(|t| t.iter().any(|n| n == e.kind.type_name()))
-        })
+        .filter(|e| e.parent == parent)
+        .filter(|e| types.iter().any(|t| t == e.kind.type_name()))
+        .filter(|e| store.allowed(&user, e, Permission::Read))
         .collect();
     match request.sort_by.as_deref().unwrap_or("NAME") {
         "NAME" => kids.sort_by(|a, b| a.name.cmp(&b.name)),
@@ -188,16 +251,16 @@ pub async fn children(
             )))
         }
     }
-    let offset = request
+    let (limit, offset) = request
         .next_page_token
         .as_deref()
         .map(parse_token)
         .transpose()?
-        .unwrap_or(0);
+        .unwrap_or((CHILDREN_PAGE, 0));
     let page: Vec<EntityHeader> = kids
         .iter()
         .skip(offset)
-        .take(CHILDREN_PAGE)
+        .take(limit)
         .map(|e| EntityHeader {
             id: e.syn_id(),
             name: e.name.clone(),
@@ -207,33 +270,45 @@ pub async fn children(
             is_latest_version: e.latest().map(|_| true),
         })
         .collect();
-    let next = offset + CHILDREN_PAGE;
+    let next = offset + limit;
     Ok(Json(EntityChildrenResponse {
         page,
-        next_page_token: (next < kids.len()).then(|| format!("{CHILDREN_PAGE}a{next}")),
+        next_page_token: (next < kids.len()).then(|| format!("{limit}a{next}")),
     }))
 }
 
+/// `ServiceConstants.validatePaginationParams` and `PaginatedResults.createWithLimitAndOffset`:
+/// the total is an estimate (one more than seen when the page is full), so a client pages until
+/// a short page.
 pub async fn versions(
     State(app): State<Arc<App>>,
     Extension(user): Extension<User>,
     Path(id): Path<String>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Json<PaginatedResults<VersionInfo>>, ApiError> {
-    let offset: usize = query
-        .get("offset")
-        .map(|v| parse_number("offset", v))
-        .transpose()?
-        .unwrap_or(0);
-    let limit: usize = query
-        .get("limit")
-        .map(|v| parse_number("limit", v))
-        .transpose()?
-        .unwrap_or(10);
+    let param = |name: &str, default: i64| -> Result<i64, ApiError> {
+        query
+            .get(name)
+            .map(|v| parse_number(name, v))
+            .transpose()
+            .map(|v| v.unwrap_or(default))
+    };
+    let (offset, limit) = (param("offset", 0)?, param("limit", 10)?);
+    if offset < 0 {
+        return Err(ApiError::BadRequest(
+            "pagination offset must be 0 or greater".into(),
+        ));
+    }
+    if limit < 1 {
+        return Err(ApiError::BadRequest(
+            "pagination limit must be 1 or greater".into(),
+        ));
+    }
+    let (offset, limit) = (offset as usize, limit as usize);
     let store = lock(&app.store);
     let (rec, _) = readable(&store, &user, &id, None)?;
     let latest = rec.latest().map(|v| v.number);
-    let results = rec
+    let results: Vec<VersionInfo> = rec
         .versions
         .iter()
         .rev()
@@ -242,7 +317,7 @@ pub async fn versions(
         .map(|v| {
             let handle = v.file_handle_id.as_deref().and_then(|h| store.handle(h));
             VersionInfo {
-                id: rec.syn_id(),
+                id: id.clone(),
                 version_number: v.number,
                 version_label: Some(v.label.clone()),
                 version_comment: v.comment.clone(),
@@ -254,9 +329,15 @@ pub async fn versions(
             }
         })
         .collect();
+    let seen = (offset + results.len()) as u64;
+    let total = if results.len() >= limit {
+        seen + 1
+    } else {
+        seen
+    };
     Ok(Json(PaginatedResults {
         results,
-        total_number_of_results: Some(rec.versions.len() as u64),
+        total_number_of_results: Some(total),
     }))
 }
 
@@ -266,137 +347,268 @@ fn stale(id: &str) -> ApiError {
     ))
 }
 
-/// 403 unless `user` created handle `handle_id` (Synapse lets only the creator attach a handle).
-fn require_owned_handle(store: &Store, user: &User, handle_id: &str) -> Result<(), ApiError> {
-    let handle = store
-        .handle(handle_id)
-        .ok_or_else(|| ApiError::NotFound(format!("File handle {handle_id} does not exist")))?;
-    if handle.created_by.as_deref() != Some(user.id.as_str()) {
-        return Err(ApiError::Forbidden(format!(
-            "Only the creator of a file handle can assign it to an entity (file handle {handle_id})"
-        )));
-    }
-    Ok(())
+/// What a PUT does to the versions of a file.
+enum VersionChange {
+    /// `NodeDAOImpl.createNewVersion`: a copy of the current revision (annotations included)
+    /// numbered max + 1, with the body's label (its number when none) and comment.
+    New {
+        label: Option<String>,
+        comment: Option<String>,
+    },
+    /// `NodeDAOImpl.updateNode`: the body's label (`"1"` when none) and comment are written onto
+    /// the current revision.
+    InPlace {
+        label: Option<String>,
+        comment: Option<String>,
+    },
 }
 
-fn md5_of(store: &Store, handle_id: Option<&str>) -> Option<String> {
-    handle_id
-        .and_then(|h| store.handle(h))
-        .and_then(|h| h.content_md5.clone())
-}
-
+/// `PUT /entity/{id}` (`EntityServiceImpl.updateEntity` -> `EntityManagerImpl.updateEntity` ->
+/// `NodeManagerImpl.update`): the body's id picks the entity; the checks run in the server's
+/// order, every 400/403/404 before the 412 of a stale etag.
 pub async fn put_entity(
     State(app): State<Arc<App>>,
     Extension(user): Extension<User>,
-    Path(id): Path<String>,
     Query(query): Query<HashMap<String, String>>,
     body: Bytes,
 ) -> Result<Json<Entity>, ApiError> {
-    let new_version_requested = query.get("newVersion").is_some_and(|v| v == "true");
+    // `Boolean.parseBoolean`.
+    let mut new_version = query
+        .get("newVersion")
+        .is_some_and(|v| v.eq_ignore_ascii_case("true"));
     let body: Entity = parse(&body)?;
+    let id = body
+        .id
+        .clone()
+        .ok_or_else(|| ApiError::BadRequest("Updated Entity cannot have a null id".into()))?;
+    if body.name.chars().count() > MAX_NAME_LENGTH {
+        return Err(ApiError::BadRequest(format!(
+            "Name must be {MAX_NAME_LENGTH} characters or less"
+        )));
+    }
+    // AllTypesValidatorImpl: only a project may be without a parent.
+    if body.parent_id.is_none() && body.concrete_type != EntityKind::Project.concrete_type() {
+        return Err(ApiError::BadRequest(format!(
+            "Entity type: {} cannot have a parent of type: null",
+            body.concrete_type
+        )));
+    }
     let mut store = lock(&app.store);
-    let rec = store.entity(&id)?;
-    store.require(&user, rec, Permission::Update)?;
-    if body.id.as_deref().is_some_and(|b| b != rec.syn_id()) {
+    let rec = store
+        .entity(&id)
+        .map_err(|_| ApiError::NotFound(format!("Entity {id} does not exist")))?;
+    let is_file = rec.kind == EntityKind::File;
+    if is_file && body.data_file_handle_id.is_none() {
         return Err(ApiError::BadRequest(
-            "The entity id does not match the URL".into(),
+            "FileEntity.dataFileHandleId cannot be null".into(),
         ));
     }
+    store.require(&user, rec, Permission::Read)?;
+    let mut comment = body
+        .extra
+        .get("versionComment")
+        .and_then(|c| c.as_str())
+        .map(str::to_owned);
+    let mut label = body.version_label.clone();
+    let current_handle = rec.latest().and_then(|v| v.file_handle_id.clone());
+    if is_file && !new_version {
+        let new_handle = body.data_file_handle_id.as_deref().unwrap_or_default();
+        if current_handle.as_deref() != Some(new_handle)
+            && !store.matching_md5(current_handle.as_deref().unwrap_or_default(), new_handle)
+        {
+            // Auto-versioning (PLFM-1744, PLFM-6429): label and comment are reset.
+            new_version = true;
+            label = None;
+            comment = None;
+        }
+    }
+    if new_version && rec.versions.len() + 1 > MAX_VERSIONS {
+        return Err(ApiError::BadRequest(format!(
+            "Exceeded the maximum number of {MAX_VERSIONS} versions for a single Entity"
+        )));
+    }
+    let name = validate_name(&body.name)?.to_owned();
+    if body.etag.is_none() {
+        return Err(ApiError::required("The eTag of the node"));
+    }
+    store.require(&user, rec, Permission::Update)?;
+    if let Some(new_handle) = body.data_file_handle_id.as_deref() {
+        if current_handle.as_deref() != Some(new_handle) {
+            store.require_own_handle(&user, new_handle)?;
+        }
+    }
     if body.etag.as_deref() != Some(rec.etag.as_str()) {
-        return Err(stale(&rec.syn_id()));
+        return Err(stale(&id));
     }
-    if body.name.trim().is_empty() {
-        return Err(ApiError::BadRequest("Entity name cannot be empty".into()));
+    check_unchanged(rec, &id, &body)?;
+    if store
+        .entities
+        .values()
+        .any(|e| e.parent == rec.parent && e.id != rec.id && e.name == name)
+    {
+        return Err(ApiError::NameConflict(format!(
+            "An entity with the name: {name} already exists with a parentId: {}",
+            body.parent_id.as_deref().unwrap_or_default()
+        )));
     }
-    let mut new_version = None;
-    if rec.kind == EntityKind::File {
-        let new_handle = body
-            .data_file_handle_id
-            .clone()
-            .ok_or_else(|| ApiError::BadRequest("dataFileHandleId is required".into()))?;
-        let latest = rec.latest().expect("files have a version");
-        let changed = latest.file_handle_id.as_deref() != Some(new_handle.as_str());
-        if changed {
-            require_owned_handle(&store, &user, &new_handle)?;
-        }
-        let old_md5 = md5_of(&store, latest.file_handle_id.as_deref());
-        let new_md5 = md5_of(&store, Some(&new_handle));
-        let md5_differs = old_md5.is_none() || old_md5 != new_md5;
-        if new_version_requested || (changed && md5_differs) {
-            let number = latest.number + 1;
-            let label = body
-                .version_label
-                .clone()
-                .filter(|l| *l != latest.label)
-                .unwrap_or_else(|| number.to_string());
-            new_version = Some((number, label, new_handle));
-        } else if changed {
-            new_version = Some((latest.number, latest.label.clone(), new_handle));
-        }
+    if comment
+        .as_ref()
+        .is_some_and(|c| c.chars().count() > MAX_COMMENT_LENGTH)
+    {
+        return Err(ApiError::BadRequest(format!(
+            "Version comment length exceeds {MAX_COMMENT_LENGTH}."
+        )));
     }
+    let change = if new_version {
+        VersionChange::New { label, comment }
+    } else {
+        VersionChange::InPlace { label, comment }
+    };
     let rec = store.entity_mut(&id)?;
-    rec.name = body.name.clone();
-    if let Some((number, label, handle)) = new_version {
-        let version = VersionRec {
-            number,
-            label,
-            comment: body
-                .extra
-                .get("versionComment")
-                .and_then(|c| c.as_str())
-                .map(str::to_owned),
-            file_handle_id: Some(handle),
-            modified_on: iso_now(),
-            modified_by: user.id.clone(),
-        };
-        match rec.versions.last_mut() {
-            Some(last) if last.number == number => {
-                last.file_handle_id = version.file_handle_id;
-                last.modified_on = version.modified_on;
-                last.modified_by = version.modified_by;
-            }
-            _ => rec.versions.push(version),
-        }
+    if is_file {
+        apply_version_change(rec, &id, change, body.data_file_handle_id, &user)?;
     }
+    rec.name = name;
     rec.touch(&user);
     Ok(Json(rec.to_entity(None)))
 }
 
+/// Fields a PUT cannot change: the type (`EntityManagerImpl.validateType`, 400) and the parent
+/// (moves are not simulated; refused rather than ignored).
+fn check_unchanged(rec: &EntityRec, id: &str, body: &Entity) -> Result<(), ApiError> {
+    if body.concrete_type != rec.kind.concrete_type() {
+        return Err(ApiError::BadRequest(format!(
+            "The Entity: syn{id} has an entityType={} and cannot be changed to entityType={}",
+            rec.kind.concrete_type(),
+            body.concrete_type
+        )));
+    }
+    let parent = rec.parent.map(|p| format!("syn{p}"));
+    if rec.kind != EntityKind::Project && body.parent_id != parent {
+        return Err(ApiError::BadRequest(
+            "Moving an entity to another parent is not supported by this simulator".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Applies a PUT's version change to a file. A label another version has violates
+/// `UNIQUE_REVISION_LABEL (OWNER_NODE_ID, LABEL)`: `DBOBasicDaoImpl.insert` turns that into a 400
+/// for a new version; the unwrapped `DuplicateKeyException` of an in-place update is a 500.
+fn apply_version_change(
+    rec: &mut EntityRec,
+    id: &str,
+    change: VersionChange,
+    handle: Option<String>,
+    user: &User,
+) -> Result<(), ApiError> {
+    let latest = rec.latest().expect("files have a version").clone();
+    let used = |label: &str, except: Option<i64>| {
+        rec.versions
+            .iter()
+            .any(|v| v.label == label && Some(v.number) != except)
+    };
+    let duplicate = |label: &str| {
+        format!(
+            "org.springframework.dao.DuplicateKeyException: PreparedStatementCallback; Duplicate \
+             entry '{}-{label}' for key 'JDOREVISION.UNIQUE_REVISION_LABEL'",
+            rec.id
+        )
+    };
+    match change {
+        VersionChange::New { label, comment } => {
+            let number = latest.number + 1;
+            let label = label.unwrap_or_else(|| number.to_string());
+            if used(&label, None) {
+                return Err(ApiError::BadRequest(format!(
+                    "java.lang.IllegalArgumentException: {}",
+                    duplicate(&label)
+                )));
+            }
+            rec.versions.push(VersionRec {
+                number,
+                label,
+                comment,
+                file_handle_id: handle,
+                annotations: latest.annotations,
+                modified_on: iso_now(),
+                modified_by: user.id.clone(),
+            });
+        }
+        VersionChange::InPlace { label, comment } => {
+            let label = label.unwrap_or_else(|| DEFAULT_LABEL.to_owned());
+            if used(&label, Some(latest.number)) {
+                tracing::debug!(%id, %label, "in-place label collision");
+                return Err(ApiError::Internal(duplicate(&label)));
+            }
+            let current = rec.versions.last_mut().expect("files have a version");
+            current.label = label;
+            current.comment = comment;
+            current.file_handle_id = handle;
+        }
+    }
+    Ok(())
+}
+
+/// Body of the handle swap; both ids are required (`ValidateArgument.required`).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct HandleSwap {
+    old_file_handle_id: Option<String>,
+    new_file_handle_id: Option<String>,
+}
+
+/// `PUT /entity/{id}/version/{v}/filehandle` (`NodeManagerImpl.updateNodeFileHandle`), checks in
+/// the server's order; swapping to the handle already there is a no-op that keeps the etag.
 pub async fn swap_handle(
     State(app): State<Arc<App>>,
     Extension(user): Extension<User>,
     Path((id, version)): Path<(String, String)>,
     body: Bytes,
 ) -> Result<(), ApiError> {
-    let update: FileHandleVersionUpdate = parse(&body)?;
+    let swap: HandleSwap = parse(&body)?;
+    let old = swap
+        .old_file_handle_id
+        .ok_or_else(|| ApiError::required("The updateRequest.oldFileHandleId"))?;
+    let new = swap
+        .new_file_handle_id
+        .ok_or_else(|| ApiError::required("The updateRequest.newFileHandleId"))?;
     let number: i64 = parse_number("version number", &version)?;
     let mut store = lock(&app.store);
     let rec = store.entity(&id)?;
-    store.require(&user, rec, Permission::Update)?;
+    store.require(&user, rec, Permission::Read)?;
     let current = rec
         .version(number)
-        .ok_or_else(|| ApiError::NotFound(format!("Version {number} of {id} does not exist")))?;
-    if current.file_handle_id.as_deref() != Some(update.old_file_handle_id.as_str()) {
+        .filter(|_| rec.kind == EntityKind::File)
+        .and_then(|v| v.file_handle_id.clone())
+        .ok_or_else(|| {
+            ApiError::NotFound(format!(
+                "A file entity with id {id} and revision {number} does not exist."
+            ))
+        })?;
+    store.require(&user, rec, Permission::Update)?;
+    store.require_own_handle(&user, &new)?;
+    if current != old {
         return Err(ApiError::Conflict(format!(
-            "The old file handle {} is not the current file handle of version {number} of {id}",
-            update.old_file_handle_id
+            "The id of the provided file handle id (request.oldFileHandleId: {old}) does not \
+             match the current file handle id."
         )));
     }
-    require_owned_handle(&store, &user, &update.new_file_handle_id)?;
-    let old_md5 = md5_of(&store, Some(&update.old_file_handle_id));
-    if old_md5.is_none() || old_md5 != md5_of(&store, Some(&update.new_file_handle_id)) {
+    if new == current {
+        return Ok(());
+    }
+    if !store.matching_md5(&current, &new) {
         return Err(ApiError::Conflict(
-            "The MD5 of the new file handle does not match the MD5 of the current file handle"
+            "The MD5 of the new file handle does not match the MD5 of the current file handle, \
+             a new version must be created."
                 .into(),
         ));
     }
     let rec = store.entity_mut(&id)?;
-    if let Some(v) = rec.versions.iter_mut().find(|v| v.number == number) {
-        v.file_handle_id = Some(update.new_file_handle_id);
-        v.modified_on = iso_now();
-        v.modified_by = user.id.clone();
-    }
     rec.touch(&user);
+    if let Some(v) = rec.versions.iter_mut().find(|v| v.number == number) {
+        v.file_handle_id = Some(new);
+    }
     Ok(())
 }
 
@@ -410,21 +622,55 @@ pub async fn get_annotations(
     Ok(Json(rec.annotations2()))
 }
 
+/// `GET /entity/{id}/version/{v}/annotations2`: that version's annotations, zero etag.
+pub async fn get_version_annotations(
+    State(app): State<Arc<App>>,
+    Extension(user): Extension<User>,
+    Path((id, version)): Path<(String, String)>,
+) -> Result<Json<Annotations2>, ApiError> {
+    let store = lock(&app.store);
+    let (rec, at) = readable(&store, &user, &id, Some(&version))?;
+    Ok(Json(match at {
+        Some(v) => rec.version_annotations2(v),
+        None => rec.annotations2(),
+    }))
+}
+
+/// Body of `PUT /entity/{id}/annotations2` with the fields the server checks itself.
+#[derive(Deserialize)]
+struct AnnotationsUpdate {
+    id: Option<String>,
+    etag: Option<String>,
+    #[serde(default)]
+    annotations: std::collections::BTreeMap<String, synapse_model::AnnotationValue>,
+}
+
+/// `PUT /entity/{id}/annotations2` (`NodeManagerImpl.updateUserAnnotations`): onto the current
+/// version, with a new etag.
 pub async fn put_annotations(
     State(app): State<Arc<App>>,
     Extension(user): Extension<User>,
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<Json<Annotations2>, ApiError> {
-    let annotations: Annotations2 = parse(&body)?;
+    let update: AnnotationsUpdate = parse(&body)?;
+    if update.id.is_none() {
+        return Err(ApiError::BadRequest(
+            "Annotations must have a non-null id".into(),
+        ));
+    }
+    let etag = update
+        .etag
+        .filter(|e| !e.is_empty())
+        .ok_or_else(|| ApiError::required_not_empty("etag"))?;
     let mut store = lock(&app.store);
     let rec = store.entity(&id)?;
     store.require(&user, rec, Permission::Update)?;
-    if annotations.etag != rec.etag {
-        return Err(stale(&rec.syn_id()));
+    if etag != rec.etag {
+        return Err(stale(&id));
     }
     let rec = store.entity_mut(&id)?;
-    rec.annotations = annotations.annotations;
+    rec.set_annotations(update.annotations);
     rec.touch(&user);
     Ok(Json(rec.annotations2()))
 }

@@ -51,6 +51,10 @@ pub fn router(app: Arc<App>) -> Router {
             put(entity::swap_handle),
         )
         .route(
+            &format!("{REPO}/entity/{{id}}/version/{{version}}/annotations2"),
+            get(entity::get_version_annotations),
+        )
+        .route(
             &format!("{REPO}/entity/{{id}}/annotations2"),
             get(entity::get_annotations).put(entity::put_annotations),
         )
