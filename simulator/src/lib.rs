@@ -63,6 +63,14 @@
 //! and a request log of every `/repo/v1` and `/file/v1` request (method, route template, status,
 //! user id) readable through [`RunningSim`] and `GET /admin/requests` (`POST /admin/requests/reset`).
 //! `GET /admin/entities/{id}` and `GET /admin/fileHandles/{id}` show state without auth.
+//!
+//! # Strict where Synapse is strict
+//! Every rule below is traced to the server source and proven by a test that the simulator
+//! refuses what the server refuses, with its status and reason; the official client's migration
+//! (`tests/python_client.rs`) proves the other direction.
+//!
+#![doc = include_str!("../rules/repo-service.md")]
+#![doc = include_str!("../rules/file-service.md")]
 
 mod api;
 mod config;
