@@ -76,6 +76,8 @@ pub mod concrete {
 
     pub const MULTIPART_UPLOAD_COPY_REQUEST: &str =
         "org.sagebionetworks.repo.model.file.MultipartUploadCopyRequest";
+
+    pub const ERROR_RESPONSE: &str = "org.sagebionetworks.repo.model.ErrorResponse";
 }
 
 /// Lower-case entity type names used by `includeTypes` in a children request.
@@ -521,10 +523,24 @@ pub struct BatchFileResult {
     pub requested_files: Vec<FileResult>,
 }
 
-/// The server's error body.
+/// The server's error body: `{"concreteType":"org.sagebionetworks.repo.model.ErrorResponse",
+/// "reason":"..."}`. Clients only need `reason`; `concreteType` is kept when present.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct ErrorResponse {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concrete_type: Option<String>,
     pub reason: String,
+}
+
+impl ErrorResponse {
+    /// The body the server sends for `reason`.
+    pub fn new(reason: impl Into<String>) -> Self {
+        Self {
+            concrete_type: Some(concrete::ERROR_RESPONSE.to_owned()),
+            reason: reason.into(),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -148,6 +148,10 @@ fn storage_location_and_profile_round_trip() {
     assert_eq!(me.owner_id, "3350000");
     let err: ErrorResponse = round_trip(json!({"reason": "Invalid Name"}));
     assert_eq!(err.reason, "Invalid Name");
+    let err: ErrorResponse = round_trip(json!({
+        "concreteType": "org.sagebionetworks.repo.model.ErrorResponse", "reason": "bad request"
+    }));
+    assert_eq!(err, ErrorResponse::new("bad request"));
     let swap: FileHandleVersionUpdate =
         round_trip(json!({"oldFileHandleId": "1", "newFileHandleId": "2"}));
     assert_eq!(swap.new_file_handle_id, "2");

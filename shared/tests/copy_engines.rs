@@ -282,13 +282,23 @@ async fn synapse_engine_refusals_are_fatal_with_the_servers_reason() -> anyhow::
         let env = Env::start().await?;
         let engine = env.synapse_engine(EngineConfig::default());
         let cases = [
-            ("small.txt", FOREIGN, "Fatal.Forbidden", "creator"),
-            ("empty.txt", DEST, "Fatal.InvalidInput", "empty"),
+            (
+                "small.txt",
+                FOREIGN,
+                "Fatal.Forbidden",
+                "does not own the destination",
+            ),
+            (
+                "empty.txt",
+                DEST,
+                "Fatal.InvalidInput",
+                "File size must be at least one byte",
+            ),
             (
                 "already.txt",
                 DEST,
                 "Fatal.InvalidInput",
-                "already in the destination",
+                "already in the given destination",
             ),
         ];
         for (name, destination, error_type, reason) in cases {

@@ -71,8 +71,10 @@ impl Presigner {
             "x-amz-copy-source-if-match".to_owned(),
             upload.source_etag.clone(),
         );
-        if let Some(content_type) = content_type {
-            headers.insert("content-type".to_owned(), content_type.to_owned());
+        // Signed and listed only when given (`StringUtils.isNotEmpty`), named as Java's
+        // `HttpHeaders.CONTENT_TYPE`.
+        if let Some(content_type) = content_type.filter(|t| !t.is_empty()) {
+            headers.insert("Content-Type".to_owned(), content_type.to_owned());
         }
         let base = format!(
             "{}/{}/{}?partNumber={part}&uploadId={}",

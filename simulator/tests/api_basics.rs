@@ -1,10 +1,13 @@
-//! Auth, profiles, storage locations, bundles, children paging and version listing.
+//! Auth, profiles, storage locations, bundles, children paging and version listing; the
+//! file-service reads and registrations (/externalFileHandle/s3, /fileHandle/{id},
+//! /fileHandle/batch) and the error body.
 
 mod common;
 
-use common::{small_fixture, start, Api};
+use common::{assert_refused, register, small_fixture, start, Api};
+use md5::{Digest, Md5};
 use reqwest::StatusCode;
-use serde_json::json;
+use serde_json::{json, Value};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn auth_is_required_and_profiles_match_tokens() {
@@ -211,6 +214,302 @@ async fn unknown_routes_and_the_repo_external_handle_path_are_json_404s() {
     assert!(body["reason"].is_string());
     let (status, body) = alice.post("/entity/children", json!("not an object")).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
+    // Every error is the server's ErrorResponse.
+    assert_eq!(
+        body["concreteType"],
+        "org.sagebionetworks.repo.model.ErrorResponse"
+    );
     assert!(body["reason"].is_string());
+    sim.shutdown().await;
+}
+
+/// A registration body for `key` in alice's destination 7001 (bucket `sim-dest`).
+fn registration(key: &str) -> Value {
+    json!({"concreteType": "org.sagebionetworks.repo.model.file.S3FileHandle",
+           "bucketName": "sim-dest", "key": key, "storageLocationId": 7001,
+           "contentMd5": hex::encode(Md5::digest(b"hello\n"))})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn external_s3_registration_answers_200_and_keeps_what_it_is_given() {
+    let sim = start(&small_fixture()).await;
+    let alice = Api::new(&sim, Some("alice-token"));
+    let (status, handle) = register(
+        &sim,
+        &alice,
+        "sim-dest",
+        "dest/ok/file.txt",
+        7001,
+        b"hello\n",
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{handle}");
+    assert_eq!(
+        handle["concreteType"],
+        "org.sagebionetworks.repo.model.file.S3FileHandle"
+    );
+    assert_eq!(handle["createdBy"], "101");
+    assert_eq!(handle["contentSize"], 6);
+    assert_eq!(handle["storageLocationId"], 7001);
+    assert_eq!(handle["fileName"], "registered.txt");
+    let stored = sim.file_handle(handle["id"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        stored.content_md5.as_deref(),
+        Some(hex::encode(Md5::digest(b"hello\n")).as_str())
+    );
+    // No name or type: "NOT_SET"; no size: the object's. The base key of a location without
+    // STS binds nothing.
+    let (status, bare) = register(
+        &sim,
+        &alice,
+        "sim-dest",
+        "elsewhere/f.txt",
+        7001,
+        b"hello\n",
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{bare}");
+    let mut body = registration("elsewhere/f.txt");
+    let (status, bare) = alice
+        .file_post("/externalFileHandle/s3", body.clone())
+        .await;
+    assert_eq!(status, StatusCode::OK, "{bare}");
+    assert_eq!(bare["fileName"], "NOT_SET");
+    assert_eq!(bare["contentType"], "NOT_SET");
+    assert_eq!(bare["contentSize"], 6);
+    // A given size is kept, not compared with the object; the MD5 is taken as given.
+    body["contentSize"] = json!(99);
+    body["contentMd5"] = json!("0123456789ABCDEF0123456789abcdef");
+    let (status, sized) = alice.file_post("/externalFileHandle/s3", body).await;
+    assert_eq!(status, StatusCode::OK, "{sized}");
+    assert_eq!(sized["contentSize"], 99);
+    assert_eq!(sized["contentMd5"], "0123456789ABCDEF0123456789abcdef");
+    // An STS-enabled location takes keys under its base key, as a plain prefix.
+    for key in ["sts/f.txt", "stsfile.txt"] {
+        let (status, body) = register(&sim, &alice, "sim-sts", key, 7004, b"x").await;
+        assert_eq!(status, StatusCode::OK, "{key}: {body}");
+    }
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn external_s3_refusals_come_in_the_servers_order_with_its_texts() {
+    let sim = start(&small_fixture()).await;
+    let alice = Api::new(&sim, Some("alice-token"));
+    register(
+        &sim,
+        &alice,
+        "sim-dest",
+        "dest/ok/file.txt",
+        7001,
+        b"hello\n",
+    )
+    .await;
+    let with = |changes: Value| {
+        let mut body = registration("dest/ok/file.txt");
+        for (field, value) in changes.as_object().unwrap() {
+            if value.is_null() {
+                body.as_object_mut().unwrap().remove(field);
+            } else {
+                body[field] = value.clone();
+            }
+        }
+        body
+    };
+    let bad = StatusCode::BAD_REQUEST;
+    let expected_type = "org.sagebionetworks.repo.model.project.ExternalS3StorageLocationSetting";
+    let cases = [
+        (
+            json!({"storageLocationId": null}),
+            bad,
+            "FileHandle.storageLocationId is required.".to_owned(),
+        ),
+        (
+            json!({"bucketName": ""}),
+            bad,
+            "FileHandle.bucket is required and must not be the empty string.".into(),
+        ),
+        (
+            json!({"key": null}),
+            bad,
+            "FileHandle.key is required and must not be the empty string.".into(),
+        ),
+        (
+            json!({"contentMd5": null}),
+            bad,
+            "FileHandle.contentMd5 is required and must not be the empty string.".into(),
+        ),
+        (
+            json!({"contentMd5": "not-hex-0123456789abcdef01234567"}),
+            bad,
+            "The content MD5 digest must be a valid hexadecimal string of length 32.".into(),
+        ),
+        (
+            json!({"storageLocationId": 999}),
+            StatusCode::NOT_FOUND,
+            "Storage location setting: '999' does not exist".into(),
+        ),
+        (
+            json!({"storageLocationId": 1, "bucketName": "sim-synapse"}),
+            bad,
+            format!("StorageLocationSetting.id=1 was not of the expected type: {expected_type}"),
+        ),
+        (
+            json!({"bucketName": "sim-bob"}),
+            bad,
+            "The bucket for ExternalS3StorageLocationSetting.id=7001 does not match the provided \
+             bucket: sim-bob"
+                .into(),
+        ),
+        // The bucket is checked before the creator.
+        (
+            json!({"storageLocationId": 7002}),
+            bad,
+            "The bucket for ExternalS3StorageLocationSetting.id=7002 does not match the provided \
+             bucket: sim-dest"
+                .into(),
+        ),
+        (
+            json!({"storageLocationId": 7002, "bucketName": "sim-bob"}),
+            StatusCode::FORBIDDEN,
+            "Only the creator of ExternalS3StorageLocationSetting.id=7002 can create an external \
+             S3FileHandle with storageLocationId = 7002"
+                .into(),
+        ),
+        (
+            json!({"storageLocationId": 7004, "bucketName": "sim-sts", "key": "elsewhere/f.txt"}),
+            bad,
+            "The baseKey for ExternalS3StorageLocationSetting.id=7004 does not match the provided \
+             key: elsewhere/f.txt"
+                .into(),
+        ),
+        (
+            json!({"key": "dest/missing.txt"}),
+            bad,
+            "Unable to access the file at bucket: sim-dest key: dest/missing.txt.".into(),
+        ),
+    ];
+    for (changes, status, reason) in cases {
+        let answer = alice
+            .file_post("/externalFileHandle/s3", with(changes))
+            .await;
+        assert_refused(&answer, status, &reason);
+    }
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn file_handle_get_is_for_its_creator_only() {
+    let sim = start(&small_fixture()).await;
+    let alice = Api::new(&sim, Some("alice-token"));
+    let id = sim.entity_id("P/multi.txt").unwrap();
+    let bundled = alice.bundle(&id).await["fileHandles"][0].clone();
+    let handle = bundled["id"].as_str().unwrap().to_owned();
+    let (status, fetched) = alice.file_get(&format!("/fileHandle/{handle}")).await;
+    assert_eq!(status, StatusCode::OK, "{fetched}");
+    assert_eq!(fetched, bundled);
+    assert_eq!(fetched["createdBy"], "101");
+    // Bob can read the entity, but not the handle directly.
+    let answer = Api::new(&sim, Some("bob-token"))
+        .file_get(&format!("/fileHandle/{handle}"))
+        .await;
+    assert_refused(
+        &answer,
+        StatusCode::FORBIDDEN,
+        &format!(
+            "Only the creator of a FileHandle can access it directly by its ID.  FileHandleId = \
+             '{handle}', UserId = '102'"
+        ),
+    );
+    assert_refused(
+        &alice.file_get("/fileHandle/999999").await,
+        StatusCode::NOT_FOUND,
+        "FileHandle: '999999' cannot be found",
+    );
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn file_handle_batch_authorises_per_file_and_validates_the_request() {
+    let sim = start(&small_fixture()).await;
+    let alice = Api::new(&sim, Some("alice-token"));
+    let bob = Api::new(&sim, Some("bob-token"));
+    let multi = sim.entity_id("P/multi.txt").unwrap();
+    let handle = alice.bundle(&multi).await["entity"]["dataFileHandleId"].clone();
+    let bobs_file = sim.entity_id("P/bob-can-copy.txt").unwrap();
+    let bobs_handle = alice.bundle(&bobs_file).await["entity"]["dataFileHandleId"].clone();
+    let assoc = |h: &Value, e: &str| json!({"fileHandleId": h, "associateObjectId": e, "associateObjectType": "FileEntity"});
+    let batch = |files: Vec<Value>| json!({"requestedFiles": files, "includeFileHandles": true});
+    let codes = |result: &Value| -> Vec<Value> {
+        result["requestedFiles"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["failureCode"].clone())
+            .collect()
+    };
+    // The creator of a handle may always have it, through any object, even a missing one; an
+    // unknown handle is not associated, so unauthorised.
+    let request = batch(vec![
+        assoc(&handle, &multi),
+        assoc(&handle, "syn999999"),
+        assoc(&json!("999999"), &multi),
+    ]);
+    let (status, result) = alice.file_post("/fileHandle/batch", request.clone()).await;
+    assert_eq!(status, StatusCode::CREATED, "{result}");
+    assert_eq!(result["requestedFiles"][0]["fileHandle"]["id"], handle);
+    assert_eq!(result["requestedFiles"][1]["fileHandle"]["id"], handle);
+    assert_eq!(
+        codes(&result),
+        [Value::Null, Value::Null, json!("UNAUTHORIZED")]
+    );
+    // Anyone else needs DOWNLOAD on an entity the handle belongs to.
+    let request = batch(vec![
+        assoc(&handle, &multi),
+        assoc(&bobs_handle, &bobs_file),
+        assoc(&bobs_handle, "syn999999"),
+        assoc(&bobs_handle, &multi),
+    ]);
+    let (status, result) = bob.file_post("/fileHandle/batch", request).await;
+    assert_eq!(status, StatusCode::CREATED, "{result}");
+    assert_eq!(result["requestedFiles"][1]["fileHandle"]["id"], bobs_handle);
+    assert_eq!(
+        codes(&result),
+        [
+            json!("UNAUTHORIZED"),
+            Value::Null,
+            json!("UNAUTHORIZED"),
+            json!("UNAUTHORIZED")
+        ]
+    );
+
+    let too_many: Vec<Value> = (0..101).map(|_| assoc(&handle, &multi)).collect();
+    let must_include =
+        "Must include either FileHandles or pre-signed URLs or preview pre-signed URLs";
+    let cases = [
+        (
+            json!({"includeFileHandles": true}),
+            "requestedFiles is required.",
+        ),
+        (
+            json!({"requestedFiles": [assoc(&handle, &multi)], "includeFileHandles": false,
+                   "includePreSignedURLs": false}),
+            must_include,
+        ),
+        // The flags are checked before the size.
+        (json!({"requestedFiles": too_many.clone()}), must_include),
+        (
+            batch(too_many),
+            "Request exceeds the maximum number of objects per request: 100",
+        ),
+        (
+            batch(vec![]),
+            "FileHandleAssociations is empty.  Must include at least one FileHandleAssociation",
+        ),
+    ];
+    for (request, reason) in cases {
+        let answer = alice.file_post("/fileHandle/batch", request).await;
+        assert_refused(&answer, StatusCode::BAD_REQUEST, reason);
+    }
     sim.shutdown().await;
 }

@@ -184,7 +184,7 @@ fn transport_error(endpoint: &str, err: reqwest::Error) -> SynapseError {
 
 /// The server's `reason`, or a bounded piece of whatever else it sent.
 fn error_reason(status: StatusCode, body: &[u8]) -> String {
-    if let Ok(ErrorResponse { reason }) = serde_json::from_slice(body) {
+    if let Ok(ErrorResponse { reason, .. }) = serde_json::from_slice(body) {
         return reason;
     }
     let text = String::from_utf8_lossy(body);

@@ -1,5 +1,7 @@
 //! File-service endpoints besides the multipart copy: registering an object the caller copied into
 //! its own bucket, and reading file handles (one by its creator, or in batch through entities).
+//! Each rule, its order and its text follow the server (`FileHandleManagerImpl`,
+//! `AuthorizationManagerImpl`); `simulator/rules/file-service.md` lists them with their tests.
 
 use std::sync::Arc;
 
@@ -7,65 +9,138 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::{Extension, Json};
+use serde_json::Value;
 use synapse_model::{
-    concrete, BatchFileRequest, BatchFileResult, FileHandle, FileResult, S3FileHandleCreate,
+    concrete, BatchFileRequest, BatchFileResult, FileHandle, FileHandleAssociation, FileResult,
+    S3FileHandleCreate,
 };
 
 use super::parse;
-use crate::error::{sdk_message, ApiError};
+use crate::error::ApiError;
 use crate::fixture::Permission;
 use crate::guard::lock;
 use crate::server::App;
-use crate::store::{parse_syn_id, User};
+use crate::store::{parse_syn_id, Store, User};
 use crate::util::{iso_now, new_etag};
 
+/// `FileHandleManagerImpl.MAX_REQUESTS_PER_CALL`.
 const MAX_BATCH: usize = 100;
+/// `FileHandleManagerImpl.NOT_SET`: the name and content type of a registration that gave none.
+const NOT_SET: &str = "NOT_SET";
+/// The association type of a file entity's handle (`FileHandleAssociateType.FileEntity`).
+const FILE_ENTITY_ASSOCIATION: &str = "FileEntity";
 
+/// `DBOStorageLocationDAOImpl.get`: 404 for an unknown storage location.
+pub(super) fn no_storage_location(id: i64) -> ApiError {
+    ApiError::NotFound(format!("Storage location setting: '{id}' does not exist"))
+}
+
+/// `DBOFileHandleDaoImpl.get`: 404 for an unknown file handle.
+pub(super) fn no_file_handle(id: &str) -> ApiError {
+    ApiError::NotFound(format!("FileHandle: '{id}' cannot be found"))
+}
+
+/// `AuthorizationManagerImpl.canDownloadFile` for one association: the handle's creator always
+/// may; anyone else needs DOWNLOAD on the associated object and the handle must be associated with
+/// it. A missing entity, a handle not associated and a missing permission are all the same "no".
+/// The simulator has file entities only, so other association types are never associated.
+pub(super) fn can_download(
+    store: &Store,
+    user: &User,
+    association: &FileHandleAssociation,
+) -> bool {
+    let handle_id = &association.file_handle_id;
+    if store
+        .handle(handle_id)
+        .is_some_and(|h| h.created_by.as_deref() == Some(user.id.as_str()))
+    {
+        return true;
+    }
+    association.associate_object_type == FILE_ENTITY_ASSOCIATION
+        && parse_syn_id(&association.associate_object_id)
+            .and_then(|id| store.entities.get(&id))
+            .is_some_and(|entity| {
+                store.is_associated(entity, handle_id)
+                    && store.allowed(user, entity, Permission::Download)
+            })
+}
+
+/// The non-empty string `field` of a JSON object, or `requiredNotEmpty`'s 400 naming it `name`.
+fn required_text<'a>(body: &'a Value, field: &str, name: &str) -> Result<&'a str, ApiError> {
+    body.get(field)
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| ApiError::required_not_empty(name))
+}
+
+/// `MD5ChecksumHelper.isValidMd5Digest`: `^[0-9a-fA-F]{32}$`.
+fn valid_md5(md5: &str) -> bool {
+    md5.len() == 32 && md5.chars().all(|c| c.is_ascii_hexdigit())
+}
+
+/// `POST /externalFileHandle/s3` (`FileHandleManagerImpl.createExternalS3FileHandle`), 200.
 pub async fn external_s3(
     State(app): State<Arc<App>>,
     Extension(user): Extension<User>,
     body: Bytes,
-) -> Result<(StatusCode, Json<FileHandle>), ApiError> {
-    let request: S3FileHandleCreate = parse(&body)?;
-    if request.concrete_type != concrete::S3_FILE_HANDLE {
-        return Err(ApiError::BadRequest(format!(
-            "Expected concreteType {}",
-            concrete::S3_FILE_HANDLE
-        )));
+) -> Result<Json<FileHandle>, ApiError> {
+    let mut value: Value = parse(&body)?;
+    if value.get("storageLocationId").is_none_or(Value::is_null) {
+        return Err(ApiError::required("FileHandle.storageLocationId"));
     }
+    required_text(&value, "bucketName", "FileHandle.bucket")?;
+    required_text(&value, "key", "FileHandle.key")?;
+    let md5 = required_text(&value, "contentMd5", "FileHandle.contentMd5")?;
+    if !valid_md5(md5) {
+        return Err(ApiError::BadRequest(
+            "The content MD5 digest must be a valid hexadecimal string of length 32.".into(),
+        ));
+    }
+    // The body is bound to S3FileHandle whatever it says; the manager never reads concreteType.
+    if let Some(object) = value.as_object_mut() {
+        object.insert("concreteType".into(), concrete::S3_FILE_HANDLE.into());
+    }
+    let request: S3FileHandleCreate = serde_json::from_value(value)
+        .map_err(|e| ApiError::BadRequest(format!("Invalid JSON: {e}")))?;
+    let id = request.storage_location_id;
     {
         let store = lock(&app.store);
-        let location = store
+        let setting = &store
             .locations
-            .get(&request.storage_location_id)
-            .ok_or_else(|| {
-                ApiError::NotFound(format!(
-                    "Storage location {} does not exist",
-                    request.storage_location_id
-                ))
-            })?;
-        if !location.setting.is_external_s3() {
-            return Err(ApiError::BadRequest(
-                "Only external S3 storage locations accept caller-registered objects".into(),
-            ));
-        }
-        if location.setting.created_by.map(|c| c.to_string()) != Some(user.id.clone()) {
-            return Err(ApiError::Forbidden(
-                "Only the creator of the storage location can register files in it".into(),
-            ));
-        }
-        if location.setting.bucket.as_deref() != Some(request.bucket_name.as_str()) {
+            .get(&id)
+            .ok_or_else(|| no_storage_location(id))?
+            .setting;
+        if !setting.is_external_s3() {
             return Err(ApiError::BadRequest(format!(
-                "The bucket {} is not the bucket of storage location {}",
-                request.bucket_name, request.storage_location_id
+                "StorageLocationSetting.id={id} was not of the expected type: {}",
+                concrete::EXTERNAL_S3_STORAGE_LOCATION
             )));
         }
-        if let Some(base) = location.setting.base_key.as_deref() {
-            if !request.key.starts_with(&format!("{base}/")) {
-                return Err(ApiError::BadRequest(format!(
-                    "The key must start with the base key {base}/"
-                )));
-            }
+        if setting.bucket.as_deref() != Some(request.bucket_name.as_str()) {
+            return Err(ApiError::BadRequest(format!(
+                "The bucket for ExternalS3StorageLocationSetting.id={id} does not match the \
+                 provided bucket: {}",
+                request.bucket_name
+            )));
+        }
+        // The base key binds only STS-enabled locations, as a plain prefix.
+        if setting.sts_enabled == Some(true)
+            && setting
+                .base_key
+                .as_deref()
+                .is_some_and(|base| !request.key.starts_with(base))
+        {
+            return Err(ApiError::BadRequest(format!(
+                "The baseKey for ExternalS3StorageLocationSetting.id={id} does not match the \
+                 provided key: {}",
+                request.key
+            )));
+        }
+        if setting.created_by.map(|c| c.to_string()) != Some(user.id.clone()) {
+            return Err(ApiError::Forbidden(format!(
+                "Only the creator of ExternalS3StorageLocationSetting.id={id} can create an \
+                 external S3FileHandle with storageLocationId = {id}"
+            )));
         }
     }
     let head = app
@@ -75,28 +150,16 @@ pub async fn external_s3(
         .key(&request.key)
         .send()
         .await
-        .map_err(|e| {
+        .map_err(|_| {
             ApiError::BadRequest(format!(
-                "The object s3://{}/{} cannot be read: {}",
-                request.bucket_name,
-                request.key,
-                sdk_message(&e)
+                "Unable to access the file at bucket: {} key: {}.",
+                request.bucket_name, request.key
             ))
         })?;
-    let actual = head.content_length().unwrap_or_default() as u64;
-    if request.content_size.is_some_and(|s| s != actual) {
-        return Err(ApiError::BadRequest(format!(
-            "contentSize does not match the object's size {actual}"
-        )));
-    }
-    let file_name = request.file_name.clone().unwrap_or_else(|| {
-        request
-            .key
-            .rsplit('/')
-            .next()
-            .unwrap_or_default()
-            .to_owned()
-    });
+    // A given size is kept as given; only a missing one comes from S3.
+    let content_size = request
+        .content_size
+        .unwrap_or(head.content_length().unwrap_or_default() as u64);
     let handle = lock(&app.store).add_handle(FileHandle {
         id: String::new(),
         concrete_type: concrete::S3_FILE_HANDLE.into(),
@@ -105,68 +168,87 @@ pub async fn external_s3(
         created_on: Some(iso_now()),
         bucket_name: Some(request.bucket_name),
         key: Some(request.key),
-        content_type: request.content_type,
+        content_type: Some(request.content_type.unwrap_or_else(|| NOT_SET.into())),
         content_md5: request.content_md5,
-        content_size: Some(actual),
-        file_name: Some(file_name),
-        storage_location_id: Some(request.storage_location_id),
+        content_size: Some(content_size),
+        file_name: Some(request.file_name.unwrap_or_else(|| NOT_SET.into())),
+        storage_location_id: Some(id),
         external_url: None,
         file_path: None,
         status: Some("AVAILABLE".into()),
     });
-    Ok((StatusCode::CREATED, Json(handle)))
+    Ok(Json(handle))
 }
 
-/// `GET /fileHandle/{id}`: like Synapse, only the handle's creator may read it this way; others
-/// go through an entity (`/fileHandle/batch`).
+/// `GET /fileHandle/{id}` (`FileHandleManagerImpl.getRawFileHandle`): only the handle's creator
+/// may read it this way; others go through an entity (`/fileHandle/batch`).
 pub async fn get_handle(
     State(app): State<Arc<App>>,
     Extension(user): Extension<User>,
     Path(id): Path<String>,
 ) -> Result<Json<FileHandle>, ApiError> {
     let store = lock(&app.store);
-    let handle = store
-        .handle(&id)
-        .ok_or_else(|| ApiError::NotFound(format!("FileHandle {id} does not exist")))?;
+    let handle = store.handle(&id).ok_or_else(|| no_file_handle(&id))?;
     if handle.created_by.as_deref() != Some(user.id.as_str()) {
         return Err(ApiError::Forbidden(format!(
-            "Only the creator of FileHandle {id} can read it"
+            "Only the creator of a FileHandle can access it directly by its ID.  FileHandleId = \
+             '{id}', UserId = '{}'",
+            user.id
         )));
     }
     Ok(Json(handle.clone()))
 }
 
+/// `POST /fileHandle/batch` (`FileHandleManagerImpl.getFileHandleAndUrlBatch`), 201. A file the
+/// caller may not download is `UNAUTHORIZED` in the answer, never an HTTP error; `NOT_FOUND` is
+/// for an authorised file whose handle is gone. Presigned URLs are not produced.
 pub async fn batch(
     State(app): State<Arc<App>>,
     Extension(user): Extension<User>,
     body: Bytes,
 ) -> Result<(StatusCode, Json<BatchFileResult>), ApiError> {
-    let request: BatchFileRequest = parse(&body)?;
+    let value: Value = parse(&body)?;
+    if value.get("requestedFiles").is_none_or(Value::is_null) {
+        return Err(ApiError::required("requestedFiles"));
+    }
+    let request: BatchFileRequest = serde_json::from_value(value)
+        .map_err(|e| ApiError::BadRequest(format!("Invalid JSON: {e}")))?;
+    if !request.include_file_handles
+        && !request.include_pre_signed_urls
+        && !request.include_preview_pre_signed_urls
+    {
+        return Err(ApiError::BadRequest(
+            "Must include either FileHandles or pre-signed URLs or preview pre-signed URLs".into(),
+        ));
+    }
     if request.requested_files.len() > MAX_BATCH {
         return Err(ApiError::BadRequest(format!(
-            "At most {MAX_BATCH} files can be requested at once"
+            "Request exceeds the maximum number of objects per request: {MAX_BATCH}"
         )));
+    }
+    if request.requested_files.is_empty() {
+        return Err(ApiError::BadRequest(
+            "FileHandleAssociations is empty.  Must include at least one FileHandleAssociation"
+                .into(),
+        ));
     }
     let store = lock(&app.store);
     let results = request
         .requested_files
         .iter()
-        .map(|assoc| {
+        .map(|association| {
             let mut result = FileResult {
-                file_handle_id: assoc.file_handle_id.clone(),
+                file_handle_id: association.file_handle_id.clone(),
                 file_handle: None,
                 pre_signed_url: None,
                 failure_code: None,
             };
-            let entity = parse_syn_id(&assoc.associate_object_id)
-                .and_then(|id| store.entities.get(&id))
-                .filter(|e| store.is_associated(e, &assoc.file_handle_id));
-            match (entity, store.handle(&assoc.file_handle_id)) {
-                (Some(e), Some(h)) if store.allowed(&user, e, Permission::Download) => {
-                    result.file_handle = request.include_file_handles.then(|| h.clone());
-                }
-                (Some(_), Some(_)) => result.failure_code = Some("UNAUTHORIZED".into()),
-                _ => result.failure_code = Some("NOT_FOUND".into()),
+            if !can_download(&store, &user, association) {
+                result.failure_code = Some("UNAUTHORIZED".into());
+            } else if let Some(handle) = store.handle(&association.file_handle_id) {
+                result.file_handle = request.include_file_handles.then(|| handle.clone());
+            } else {
+                result.failure_code = Some("NOT_FOUND".into());
             }
             result
         })
@@ -177,4 +259,17 @@ pub async fn batch(
             requested_files: results,
         }),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::valid_md5;
+
+    #[test]
+    fn md5_digests_are_32_hex_characters() {
+        assert!(valid_md5("0123456789abcdefABCDEF0123456789"));
+        assert!(!valid_md5("0123456789abcdef0123456789abcde"));
+        assert!(!valid_md5("0123456789abcdef0123456789abcdeg"));
+        assert!(!valid_md5(""));
+    }
 }

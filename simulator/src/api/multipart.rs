@@ -1,4 +1,7 @@
 //! The multipart copy: start (idempotent per user and request), presign part URLs, add parts, complete.
+//! Each rule, its order and its text follow the server (`MultipartManagerV2Impl`,
+//! `MultipartUploadCopyRequestHandler`, `S3MultipartUploadDAOImpl`, `PartUtils`, `NameValidation`);
+//! `simulator/rules/file-service.md` lists them with their tests.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -8,44 +11,130 @@ use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::{Extension, Json};
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 use synapse_model::{
     add_part_state, concrete, AddPartResponse, BatchPresignedUploadUrlRequest,
     BatchPresignedUploadUrlResponse, FileHandle, MultipartUploadCopyRequest, MultipartUploadStatus,
 };
 
+use super::files::{can_download, no_file_handle, no_storage_location};
 use super::{parse, parse_number};
 use crate::error::{sdk_message, ApiError};
-use crate::fixture::Permission;
 use crate::guard::lock;
+use crate::names::validate_name;
 use crate::server::App;
 use crate::store::{Store, Upload, User};
 use crate::util::{iso_now, new_etag};
 
-const MIN_PART: u64 = 5 * 1024 * 1024;
-const MAX_PART: u64 = 5 * 1024 * 1024 * 1024;
+/// `PartUtils`: part size bounds, the part count limit and the largest file.
+const MIB: u64 = 1024 * 1024;
+const MIN_PART: u64 = 5 * MIB;
+const MAX_PART: u64 = 5 * 1024 * MIB;
 const MAX_PARTS: u64 = 10_000;
+const MAX_FILE: u64 = 5 * 1024 * 1024 * MIB;
 
 type Created<T> = (StatusCode, Json<T>);
 
-/// Synapse's file name rule for copies: `^[a-zA-Z0-9,_. \-+()']+$`.
-pub fn valid_file_name(name: &str) -> bool {
-    !name.is_empty()
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || ",_. -+()'".contains(c))
+/// `StringUtils.isBlank`: what the copy treats as "no name given".
+fn is_blank(name: Option<&str>) -> bool {
+    name.is_none_or(|n| n.trim().is_empty())
 }
 
-/// What start needs from the store, gathered under the lock before any S3 call.
+/// `PartUtils.validatePartSize`.
+fn validate_part_size(part_size: u64) -> Result<(), ApiError> {
+    if part_size < MIN_PART {
+        return Err(ApiError::BadRequest(format!(
+            "The part size must be at least {MIN_PART} bytes."
+        )));
+    }
+    if part_size > MAX_PART {
+        return Err(ApiError::BadRequest(format!(
+            "The part size must not exceed {MAX_PART} bytes."
+        )));
+    }
+    Ok(())
+}
+
+/// `PartUtils.calculateNumberOfParts` (file size, then part count).
+fn number_of_parts(size: u64, part_size: u64) -> Result<u64, ApiError> {
+    if size < 1 {
+        return Err(ApiError::BadRequest(
+            "File size must be at least one byte".into(),
+        ));
+    }
+    if size > MAX_FILE {
+        return Err(ApiError::BadRequest("The maximum file size is 5 TB".into()));
+    }
+    let parts = size.div_ceil(part_size);
+    if parts > MAX_PARTS {
+        return Err(ApiError::BadRequest(format!(
+            "File Upload would require {parts} parts, which exceeds the maximum number of allowed \
+             parts of: {MAX_PARTS}. Please choose a larger part size."
+        )));
+    }
+    Ok(parts)
+}
+
+/// A JSON number, or a string holding one (as the server's Jackson reads it).
+fn number_in(value: &Value) -> Option<u64> {
+    value
+        .as_u64()
+        .or_else(|| value.as_str().and_then(|s| s.trim().parse().ok()))
+}
+
+/// `MultipartManagerV2Impl.validateMultipartRequest` then
+/// `MultipartUploadCopyRequestHandler.validateRequest`, in their order, on the raw body; then the
+/// typed request.
+fn validate_copy_request(body: Value) -> Result<MultipartUploadCopyRequest, ApiError> {
+    const REQUEST: &str = "MultipartUploadCopyRequest";
+    let absent = |v: Option<&Value>| v.is_none_or(Value::is_null);
+    if absent(body.get("partSizeBytes")) {
+        return Err(ApiError::required(&format!("{REQUEST}.partSizeBytes")));
+    }
+    if let Some(part_size) = body.get("partSizeBytes").and_then(number_in) {
+        validate_part_size(part_size)?;
+    }
+    if absent(body.get("storageLocationId")) {
+        return Err(ApiError::required(&format!("{REQUEST}.storageLocationId")));
+    }
+    let association = body.get("sourceFileHandleAssociation");
+    if absent(association) {
+        return Err(ApiError::required(&format!(
+            "{REQUEST}.sourceFileHandleAssociation"
+        )));
+    }
+    for field in ["fileHandleId", "associateObjectId", "associateObjectType"] {
+        if absent(association.and_then(|a| a.get(field))) {
+            return Err(ApiError::required(&format!(
+                "{REQUEST}.sourceFileHandleAssociation.{field}"
+            )));
+        }
+    }
+    let request: MultipartUploadCopyRequest = serde_json::from_value(body)
+        .map_err(|e| ApiError::BadRequest(format!("Invalid JSON: {e}")))?;
+    if !is_blank(request.file_name.as_deref()) {
+        validate_name(request.file_name.as_deref().unwrap_or_default())?;
+    }
+    Ok(request)
+}
+
+/// What start needs from the store, gathered under the lock before any S3 call: the checks of
+/// `MultipartUploadCopyRequestHandler.initiateRequest` up to the source object's ETag.
 struct CopyPlan {
     hash: String,
     size: u64,
     part_size: u64,
+    source_is_s3: bool,
     source_bucket: String,
     source_key: String,
+    source_file_name: Option<String>,
+    /// Region of the source's storage location, when known.
+    source_region: Option<String>,
+    dest_region: String,
     dest_bucket: String,
-    dest_key: String,
-    file_name: String,
+    dest_base_key: Option<String>,
+    request_file_name: Option<String>,
     content_type: Option<String>,
     content_md5: String,
     storage_location_id: i64,
@@ -57,112 +146,110 @@ fn plan_copy(
     request: &MultipartUploadCopyRequest,
     hash: String,
 ) -> Result<CopyPlan, ApiError> {
-    if request.part_size_bytes < MIN_PART || request.part_size_bytes > MAX_PART {
-        return Err(ApiError::BadRequest(format!(
-            "partSizeBytes must be between {MIN_PART} and {MAX_PART}"
-        )));
-    }
     let destination = store
         .locations
         .get(&request.storage_location_id)
-        .ok_or_else(|| {
-            ApiError::NotFound(format!(
-                "Storage location {} does not exist",
-                request.storage_location_id
-            ))
-        })?;
-    if destination.setting.is_external_s3()
-        && destination.setting.created_by.map(|c| c.to_string()) != Some(user.id.clone())
-    {
-        return Err(ApiError::Forbidden(
-            "Only the creator of the destination storage location can copy into it".into(),
-        ));
-    }
+        .ok_or_else(|| no_storage_location(request.storage_location_id))?;
     let association = &request.source_file_handle_association;
-    if association.associate_object_type != "FileEntity" {
-        return Err(ApiError::BadRequest(
-            "Only FileEntity associations can be copied".into(),
+    if !can_download(store, user, association) {
+        return Err(ApiError::Forbidden(
+            "The user is not authorized to access the source file.".into(),
         ));
     }
-    let entity = store.entity(&association.associate_object_id)?;
-    if !store.is_associated(entity, &association.file_handle_id) {
-        return Err(ApiError::NotFound(format!(
-            "File handle {} is not associated with {}",
-            association.file_handle_id, association.associate_object_id
-        )));
-    }
-    store.require(user, entity, Permission::Download)?;
-    let source = store.handle(&association.file_handle_id).ok_or_else(|| {
-        ApiError::NotFound(format!(
-            "File handle {} does not exist",
-            association.file_handle_id
-        ))
-    })?;
-    if !source.is_s3() {
-        return Err(ApiError::BadRequest(format!(
-            "Only S3 file handles can be copied, the source is a {}",
-            source.concrete_type
-        )));
-    }
-    if source.storage_location_id == Some(request.storage_location_id) {
-        return Err(ApiError::BadRequest(
-            "The source file handle is already in the destination storage location".into(),
+    // Every kind of destination, Synapse's own storage included (the simulator has no admins).
+    if destination.setting.created_by.map(|c| c.to_string()) != Some(user.id.clone()) {
+        return Err(ApiError::Forbidden(
+            "The user does not own the destination storage location.".into(),
         ));
     }
-    let source_region = source
-        .storage_location_id
-        .and_then(|id| store.locations.get(&id))
-        .map(|l| l.region.as_str());
-    if source_region.is_some_and(|r| r != destination.region) {
+    let source = store
+        .handle(&association.file_handle_id)
+        .ok_or_else(|| no_file_handle(&association.file_handle_id))?;
+    let Some(size) = source.content_size else {
         return Err(ApiError::BadRequest(
-            "The source and destination storage locations are in different regions".into(),
-        ));
-    }
-    let (Some(content_md5), Some(size)) = (source.content_md5.clone(), source.content_size) else {
-        return Err(ApiError::BadRequest(
-            "The source file handle lacks contentMd5 or contentSize".into(),
+            "The source file handle does not define its size.".into(),
         ));
     };
-    if size == 0 {
+    let Some(content_md5) = source.content_md5.clone() else {
         return Err(ApiError::BadRequest(
-            "The source file is empty, the minimum size is 1 byte".into(),
+            "The source file handle does not define its content MD5.".into(),
+        ));
+    };
+    if source.storage_location_id == Some(request.storage_location_id) {
+        return Err(ApiError::BadRequest(
+            "The source file handle is already in the given destination storage location.".into(),
         ));
     }
-    if size.div_ceil(request.part_size_bytes) > MAX_PARTS {
-        return Err(ApiError::BadRequest(format!(
-            "The part size {} gives more than {MAX_PARTS} parts",
-            request.part_size_bytes
-        )));
+    if !(source.is_s3() || source.concrete_type == concrete::GOOGLE_CLOUD_FILE_HANDLE) {
+        return Err(ApiError::BadRequest(
+            "The source file must be stored in a cloud bucket accessible by Synapse.".into(),
+        ));
     }
-    let file_name = request
-        .file_name
-        .clone()
-        .or_else(|| source.file_name.clone())
-        .unwrap_or_default();
-    if !valid_file_name(&file_name) {
-        return Err(ApiError::BadRequest(format!("Invalid Name: '{file_name}'")));
-    }
-    let prefix = destination
-        .setting
-        .base_key
-        .as_ref()
-        .map(|b| format!("{b}/"))
-        .unwrap_or_default();
     Ok(CopyPlan {
         hash,
         size,
         part_size: request.part_size_bytes,
+        source_is_s3: source.is_s3(),
         source_bucket: source.bucket_name.clone().unwrap_or_default(),
         source_key: source.key.clone().unwrap_or_default(),
+        source_file_name: source.file_name.clone(),
+        source_region: source
+            .storage_location_id
+            .and_then(|id| store.locations.get(&id))
+            .map(|l| l.region.clone()),
+        dest_region: destination.region.clone(),
         dest_bucket: destination.setting.bucket.clone().unwrap_or_default(),
-        dest_key: format!("{prefix}{}/{}/{file_name}", user.id, uuid::Uuid::new_v4()),
-        file_name,
+        dest_base_key: destination.setting.base_key.clone(),
+        request_file_name: request.file_name.clone(),
         content_type: source.content_type.clone(),
         content_md5,
         storage_location_id: request.storage_location_id,
     })
 }
 
+/// The checks `initiateRequest` makes after reading the source's ETag, in its order: the name
+/// (`MultipartUtils.createNewKey`), S3 source and region (`S3MultipartUploadDAOImpl
+/// .initiateMultipartUploadCopy`), then size and part count (`PartUtils.calculateNumberOfParts`,
+/// which the server runs after creating the S3 upload; here before, so no upload is left behind).
+/// Returns the file name, the destination key and the part count.
+fn name_and_key(plan: &CopyPlan, user: &User) -> Result<(String, String, u64), ApiError> {
+    let file_name = if is_blank(plan.request_file_name.as_deref()) {
+        plan.source_file_name.clone().unwrap_or_default()
+    } else {
+        plan.request_file_name.clone().unwrap_or_default()
+    };
+    validate_name(&file_name)?;
+    if !plan.source_is_s3 {
+        return Err(ApiError::BadRequest(
+            "The file handle must point to an S3 location.".into(),
+        ));
+    }
+    if plan.source_bucket != plan.dest_bucket
+        && plan
+            .source_region
+            .as_ref()
+            .is_some_and(|r| *r != plan.dest_region)
+    {
+        return Err(ApiError::BadRequest(
+            "Copying a file that is stored in a different region than the destination is not \
+             supported."
+                .into(),
+        ));
+    }
+    let parts = number_of_parts(plan.size, plan.part_size)?;
+    let prefix = plan
+        .dest_base_key
+        .as_deref()
+        .filter(|b| !b.is_empty())
+        .map(|b| format!("{b}/"))
+        .unwrap_or_default();
+    let key = format!("{prefix}{}/{}/{file_name}", user.id, uuid::Uuid::new_v4());
+    Ok((file_name, key, parts))
+}
+
+/// `POST /file/multipart` (`MultipartManagerV2Impl.startOrResumeMultipartRequest`), 201. The
+/// request is validated, then an upload with the same user and request resumes without any other
+/// check; otherwise (or with `forceRestart`) a new one is created.
 pub async fn start(
     State(app): State<Arc<App>>,
     Extension(user): Extension<User>,
@@ -170,8 +257,7 @@ pub async fn start(
     body: Bytes,
 ) -> Result<Created<MultipartUploadStatus>, ApiError> {
     let force_restart = query.get("forceRestart").is_some_and(|v| v == "true");
-    // Canonical JSON (sorted keys) so formatting differences do not defeat idempotency.
-    let value: serde_json::Value = parse(&body)?;
+    let value: Value = parse(&body)?;
     if value.get("concreteType").and_then(|c| c.as_str())
         != Some(concrete::MULTIPART_UPLOAD_COPY_REQUEST)
     {
@@ -179,26 +265,40 @@ pub async fn start(
             "The simulator only supports MultipartUploadCopyRequest".into(),
         ));
     }
-    let hash = hex::encode(Sha256::digest(format!("{}\n{value}", user.id)));
-    let request: MultipartUploadCopyRequest = parse(&body)?;
+    let request = validate_copy_request(value)?;
+    // Keyed on the user and the request as the server reads it (MultipartRequestUtils
+    // .calculateMD5AsHex): formatting, unknown fields and numbers sent as strings do not count.
+    let canonical = serde_json::to_string(&request)
+        .map_err(|e| ApiError::Internal(format!("request JSON: {e}")))?;
+    let hash = hex::encode(Sha256::digest(format!("{}\n{canonical}", user.id)));
+    let cached = {
+        let store = lock(&app.store);
+        let existing = store.uploads_by_hash.get(&hash).cloned();
+        existing
+            .and_then(|id| store.uploads.get(&id))
+            .filter(|_| !force_restart)
+            .cloned()
+    };
+    if let Some(upload) = cached {
+        // getCachedUpload: a completed upload whose object is gone starts over.
+        if !upload.completed || object_exists(&app, &upload.dest_bucket, &upload.dest_key).await {
+            return Ok((StatusCode::CREATED, Json(upload.status())));
+        }
+    }
     let (plan, stale_upload) = {
         let mut store = lock(&app.store);
+        // A refusal rolls the server's transaction back, so the old upload stays keyed.
         let plan = plan_copy(&store, &user, &request, hash)?;
-        let existing = store.uploads_by_hash.get(&plan.hash).cloned();
-        match existing.and_then(|id| store.uploads.get(&id)) {
-            Some(upload) if !force_restart => {
-                return Ok((StatusCode::CREATED, Json(upload.status())));
-            }
-            Some(upload) if !upload.completed => {
-                let stale = upload.clone();
-                store.uploads_by_hash.remove(&plan.hash);
-                (plan, Some(stale))
-            }
-            _ => (plan, None),
-        }
+        let stale = store
+            .uploads_by_hash
+            .remove(&plan.hash)
+            .and_then(|id| store.uploads.get(&id))
+            .filter(|u| !u.completed)
+            .cloned();
+        (plan, stale)
     };
     if let Some(stale) = stale_upload {
-        // Best effort: the lifecycle of a real bucket would clean it up anyway.
+        // The server leaves the old upload to a garbage-collecting worker; best effort here.
         let _ = app
             .s3
             .abort_multipart_upload()
@@ -223,13 +323,24 @@ pub async fn start(
                 sdk_message(&e)
             ))
         })?;
-    let source_etag = head.e_tag().unwrap_or_default().to_owned();
+    // The Java SDK's ObjectMetadata.getETag() strips the quotes.
+    let source_etag = head
+        .e_tag()
+        .unwrap_or_default()
+        .trim_matches('"')
+        .to_owned();
+    let (file_name, dest_key, parts) = name_and_key(&plan, &user)?;
     let created = app
         .s3
         .create_multipart_upload()
         .bucket(&plan.dest_bucket)
-        .key(&plan.dest_key)
-        .set_content_type(plan.content_type.clone())
+        .key(&dest_key)
+        .content_type(
+            plan.content_type
+                .clone()
+                .filter(|t| !t.is_empty())
+                .unwrap_or_else(|| "application/octet-stream".into()),
+        )
         .send()
         .await
         .map_err(|e| {
@@ -246,16 +357,16 @@ pub async fn start(
         id: store.next_upload_id.to_string(),
         started_by: user.id.clone(),
         completed: false,
-        parts: vec![None; plan.size.div_ceil(plan.part_size) as usize],
+        parts: vec![None; parts as usize],
         part_size: plan.part_size,
         size: plan.size,
         source_bucket: plan.source_bucket,
         source_key: plan.source_key,
         source_etag,
         dest_bucket: plan.dest_bucket,
-        dest_key: plan.dest_key,
+        dest_key,
         s3_upload_id: created.upload_id().unwrap_or_default().to_owned(),
-        file_name: plan.file_name,
+        file_name,
         content_type: plan.content_type,
         content_md5: plan.content_md5,
         storage_location_id: plan.storage_location_id,
@@ -269,51 +380,91 @@ pub async fn start(
     Ok((StatusCode::CREATED, Json(status)))
 }
 
-/// The upload, if `user` started it (only the starter may touch it).
-fn own_upload<'a>(store: &'a Store, user: &User, id: &str) -> Result<&'a Upload, ApiError> {
-    let upload = store
-        .uploads
-        .get(id)
-        .ok_or_else(|| ApiError::NotFound(format!("Upload {id} does not exist")))?;
-    if upload.started_by != user.id {
-        return Err(ApiError::Forbidden(
-            "Only the user that started a multipart upload can use it".into(),
-        ));
-    }
-    Ok(upload)
+/// `doesObjectExist` on a completed upload's object.
+async fn object_exists(app: &App, bucket: &str, key: &str) -> bool {
+    app.s3
+        .head_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .is_ok()
 }
 
+/// `MultipartUploadDAOImpl.getUploadStatus`: 400 for an id that is not a number, 404 for an
+/// unknown one.
+fn upload<'a>(store: &'a Store, id: &str) -> Result<&'a Upload, ApiError> {
+    if id.parse::<i64>().is_err() {
+        return Err(ApiError::BadRequest("Invalid UploadId.".into()));
+    }
+    store.uploads.get(id).ok_or_else(|| {
+        ApiError::NotFound(format!(
+            "MultipartUploadStatus cannot be found for id: {id}"
+        ))
+    })
+}
+
+/// `MultipartManagerV2Impl.validateStartedBy`: only the starter may use the upload (the server
+/// gives the presign text for every call).
+fn check_started_by(upload: &Upload, user: &User) -> Result<(), ApiError> {
+    if upload.started_by != user.id {
+        return Err(ApiError::Forbidden(
+            "Only the user that started a multipart upload can get part upload pre-signed URLs \
+             for that file upload."
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
+/// `MultipartManagerV2Impl.validatePartNumber`.
 fn check_part(upload: &Upload, part: u32) -> Result<(), ApiError> {
-    if part == 0 || part as usize > upload.parts.len() {
+    if part < 1 {
+        return Err(ApiError::BadRequest(
+            "Part numbers cannot be less than one.".into(),
+        ));
+    }
+    let parts = upload.parts.len();
+    if part as usize > parts {
         return Err(ApiError::BadRequest(format!(
-            "Part number {part} is out of range 1..{}",
-            upload.parts.len()
+            "Part number cannot be larger than number of parts. Number of parts: {parts}, \
+             provided part number: {part}"
         )));
     }
     Ok(())
 }
 
+/// `POST /file/multipart/{uploadId}/presigned/url/batch` (`UploadController
+/// .getPresignedUrlBatch` sets the body's uploadId to the path's, then `MultipartManagerV2Impl
+/// .getBatchPresignedUploadUrls`), 201. A completed upload still gets URLs.
 pub async fn presign(
     State(app): State<Arc<App>>,
     Extension(user): Extension<User>,
     Path(upload_id): Path<String>,
     body: Bytes,
 ) -> Result<Created<BatchPresignedUploadUrlResponse>, ApiError> {
-    let request: BatchPresignedUploadUrlRequest = parse(&body)?;
-    if request.upload_id != upload_id {
-        return Err(ApiError::BadRequest(
-            "The uploadId in the body does not match the URL".into(),
+    let mut value: Value = parse(&body)?;
+    if let Some(object) = value.as_object_mut() {
+        object.insert("uploadId".into(), upload_id.clone().into());
+    }
+    if value.get("partNumbers").is_none_or(Value::is_null) {
+        return Err(ApiError::required(
+            "BatchPresignedUploadUrlRequest.partNumbers",
         ));
     }
+    let request: BatchPresignedUploadUrlRequest = serde_json::from_value(value)
+        .map_err(|e| ApiError::BadRequest(format!("Invalid JSON: {e}")))?;
     if request.part_numbers.is_empty() {
-        return Err(ApiError::BadRequest("partNumbers cannot be empty".into()));
+        return Err(ApiError::BadRequest(
+            "BatchPresignedUploadUrlRequest.partNumbers must contain at least one value".into(),
+        ));
     }
-    let upload = own_upload(&lock(&app.store), &user, &upload_id)?.clone();
-    if upload.completed {
-        return Err(ApiError::BadRequest(format!(
-            "Upload {upload_id} is already complete"
-        )));
-    }
+    let upload = {
+        let store = lock(&app.store);
+        let upload = upload(&store, &upload_id)?;
+        check_started_by(upload, &user)?;
+        upload.clone()
+    };
     let normal = app.presign_expiry();
     let urls = request
         .part_numbers
@@ -336,6 +487,8 @@ pub async fn presign(
     ))
 }
 
+/// `PUT /file/multipart/{uploadId}/add/{partNumber}?partMD5Hex=` (`MultipartManagerV2Impl
+/// .addMultipartPart`), 201. Order: the upload, not completed, the part number, the starter.
 pub async fn add_part(
     State(app): State<Arc<App>>,
     Extension(user): Extension<User>,
@@ -345,43 +498,59 @@ pub async fn add_part(
     let part: u32 = parse_number("part number", &part)?;
     let md5 = query
         .get("partMD5Hex")
-        .filter(|m| !m.is_empty())
-        .ok_or_else(|| ApiError::BadRequest("partMD5Hex is required".into()))?
+        .ok_or_else(|| {
+            ApiError::BadRequest(
+                "Required request parameter 'partMD5Hex' for method parameter type String is not \
+                 present"
+                    .into(),
+            )
+        })?
         .trim_matches('"')
         .to_owned();
     let mut store = lock(&app.store);
-    let upload = own_upload(&store, &user, &upload_id)?;
-    check_part(upload, part)?;
-    let mut response = AddPartResponse {
-        upload_id: Some(upload_id.clone()),
-        part_number: Some(part),
-        add_part_state: add_part_state::ADD_SUCCESS.into(),
-        error_message: None,
-    };
+    let upload = upload(&store, &upload_id)?;
     if upload.completed {
-        response.add_part_state = add_part_state::ADD_FAILED.into();
-        response.error_message = Some(format!("Upload {upload_id} is already complete"));
-        return Ok((StatusCode::CREATED, Json(response)));
+        return Err(ApiError::BadRequest(
+            "Cannot add parts to completed file upload.".into(),
+        ));
     }
+    check_part(upload, part)?;
+    check_started_by(upload, &user)?;
     let upload = store.uploads.get_mut(&upload_id).expect("checked above");
     upload.parts[part as usize - 1] = Some(md5);
     upload.updated_on = iso_now();
-    Ok((StatusCode::CREATED, Json(response)))
+    Ok((
+        StatusCode::CREATED,
+        Json(AddPartResponse {
+            upload_id: Some(upload_id),
+            part_number: Some(part),
+            add_part_state: add_part_state::ADD_SUCCESS.into(),
+            error_message: None,
+        }),
+    ))
 }
 
+/// `PUT /file/multipart/{uploadId}/complete` (`MultipartManagerV2Impl.completeMultipartUpload`),
+/// 201. Order: the upload, the starter, already completed (answered again), every part added.
 pub async fn complete(
     State(app): State<Arc<App>>,
     Extension(user): Extension<User>,
     Path(upload_id): Path<String>,
 ) -> Result<Created<MultipartUploadStatus>, ApiError> {
-    let upload = own_upload(&lock(&app.store), &user, &upload_id)?.clone();
+    let upload = {
+        let store = lock(&app.store);
+        let upload = upload(&store, &upload_id)?;
+        check_started_by(upload, &user)?;
+        upload.clone()
+    };
     if upload.completed {
         return Ok((StatusCode::CREATED, Json(upload.status())));
     }
     let missing = upload.parts.iter().filter(|p| p.is_none()).count();
     if missing > 0 {
         return Err(ApiError::BadRequest(format!(
-            "Missing {missing} part(s): all parts must be added before completing"
+            "Missing {missing} part(s).  All parts must be successfully added before a file \
+             upload can be completed."
         )));
     }
     let parts = upload
@@ -440,15 +609,37 @@ pub async fn complete(
 
 #[cfg(test)]
 mod tests {
-    use super::valid_file_name;
+    use super::{number_of_parts, validate_part_size, MIB};
+
+    fn reason(result: Result<impl std::fmt::Debug, crate::error::ApiError>) -> String {
+        result.expect_err("refused").to_string()
+    }
 
     #[test]
-    fn file_name_rule_matches_synapse() {
-        assert!(valid_file_name("data (1) final,v2+x-y_z.'csv'"));
-        assert!(!valid_file_name("résumé.txt"));
-        assert!(!valid_file_name("a#b"));
-        assert!(!valid_file_name("a&b"));
-        assert!(!valid_file_name("[x]"));
-        assert!(!valid_file_name(""));
+    fn part_sizes_and_counts_follow_part_utils() {
+        assert!(validate_part_size(5 * MIB).is_ok());
+        assert_eq!(
+            reason(validate_part_size(5 * MIB - 1)),
+            "The part size must be at least 5242880 bytes."
+        );
+        assert_eq!(
+            reason(validate_part_size(5 * 1024 * MIB + 1)),
+            "The part size must not exceed 5368709120 bytes."
+        );
+        assert_eq!(number_of_parts(1, 5 * MIB).unwrap(), 1);
+        assert_eq!(number_of_parts(10_000 * 5 * MIB, 5 * MIB).unwrap(), 10_000);
+        assert_eq!(
+            reason(number_of_parts(10_000 * 5 * MIB + 1, 5 * MIB)),
+            "File Upload would require 10001 parts, which exceeds the maximum number of allowed \
+             parts of: 10000. Please choose a larger part size."
+        );
+        assert_eq!(
+            reason(number_of_parts(0, 5 * MIB)),
+            "File size must be at least one byte"
+        );
+        assert_eq!(
+            reason(number_of_parts(5 * 1024 * 1024 * MIB + 1, 5 * 1024 * MIB)),
+            "The maximum file size is 5 TB"
+        );
     }
 }

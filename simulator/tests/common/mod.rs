@@ -87,7 +87,8 @@ pub async fn start_with(fixture: &Fixture, tweak: impl FnOnce(&mut SimConfig)) -
 
 /// Users: alice (owner, id 101), bob (READ on the project, id 102), carol (nothing, id 103).
 /// Locations: 1 Synapse storage; 7001 alice's destination (base key `dest`); 7002 bob's;
-/// 7003 alice's in another region. Files cover every copy refusal.
+/// 7003 alice's in another region; 7004 alice's, STS-enabled (base key `sts`). Files cover every
+/// copy refusal.
 pub fn small_fixture() -> Fixture {
     let batch: Vec<Value> = (0..60)
         .map(|i| {
@@ -109,7 +110,9 @@ pub fn small_fixture() -> Fixture {
                 {"storageLocationId": 7002, "kind": "externalS3", "bucket": "sim-bob",
                  "createdBy": "bob"},
                 {"storageLocationId": 7003, "kind": "externalS3", "bucket": "sim-eu",
-                 "createdBy": "alice", "region": "eu-west-1"}
+                 "createdBy": "alice", "region": "eu-west-1"},
+                {"storageLocationId": 7004, "kind": "externalS3", "bucket": "sim-sts",
+                 "baseKey": "sts", "stsEnabled": true, "createdBy": "alice"}
             ],
             "fileHandles": {"same": {"content": {"text": "identical bytes\n"}, "createdBy": "alice"}},
             "projects": [{
@@ -145,20 +148,62 @@ pub fn small_fixture() -> Fixture {
                     {"type": "file", "name": "huge.bin", "versions": [
                         {"content": {"text": "claims 60 GiB"}, "declaredSize": 60u64 * 1024 * MIB}
                     ]},
-                    {"type": "file", "name": "bad#name&[1].txt", "versions": [
-                        {"content": {"text": "bad name\n"}}
+                    {"type": "file", "name": "bad name 1.txt", "versions": [
+                        {"content": {"text": "bad name\n"}, "fileName": "bad#name&[1].txt"}
                     ]},
                     {"type": "file", "name": "locked.txt", "versions": [{"content": {"text": "l\n"}}],
                      "acl": {"bob": ["READ"]}},
                     {"type": "file", "name": "bob-can-copy.txt",
                      "versions": [{"content": {"text": "b\n"}}],
-                     "acl": {"bob": ["READ", "DOWNLOAD", "UPDATE"]}}
+                     "acl": {"bob": ["READ", "DOWNLOAD", "UPDATE"]}},
+                    {"type": "file", "name": "sized-link.txt", "versions": [
+                        {"kind": "external", "externalUrl": "https://example.org/y",
+                         "content": {"text": "has a size and an MD5\n"}}
+                    ]}
                 ]
             }]
         })
         .to_string(),
     )
     .expect("small fixture parses")
+}
+
+/// Asserts a refusal: its status and the server's error body with exactly `reason`.
+pub fn assert_refused(answer: &(StatusCode, Value), status: StatusCode, reason: &str) {
+    let (actual, body) = answer;
+    assert_eq!(*actual, status, "{body}");
+    assert_eq!(
+        body["concreteType"], "org.sagebionetworks.repo.model.ErrorResponse",
+        "{body}"
+    );
+    assert_eq!(body["reason"], reason, "{body}");
+}
+
+/// Puts `bytes` in S3 and registers them with /externalFileHandle/s3; returns (status, body).
+pub async fn register(
+    sim: &TestSim,
+    api: &Api,
+    bucket: &str,
+    key: &str,
+    location: i64,
+    bytes: &[u8],
+) -> (StatusCode, Value) {
+    let s3 = sim.stack().s3_client().await;
+    s3.put_object()
+        .bucket(bucket)
+        .key(key)
+        .body(bytes.to_vec().into())
+        .send()
+        .await
+        .expect("put object");
+    api.file_post(
+        "/externalFileHandle/s3",
+        json!({"concreteType": "org.sagebionetworks.repo.model.file.S3FileHandle",
+               "bucketName": bucket, "key": key, "storageLocationId": location,
+               "contentMd5": hex::encode(Md5::digest(bytes)), "contentSize": bytes.len(),
+               "fileName": "registered.txt", "contentType": "text/plain"}),
+    )
+    .await
 }
 
 /// A bearer-token JSON client for one user.
