@@ -352,8 +352,17 @@ async fn multi_part_copy_keeps_the_bytes_and_entity_updates_round_trip() -> anyh
         // Point the entity at the copy as a new version.
         let mut entity = client.get_entity(&big).await?;
         entity.data_file_handle_id = Some(new_id.clone());
+        // The label as read is version 2's: Synapse refuses it for a new version.
+        let refused = client.put_entity(&big, &entity, true).await;
+        assert!(
+            matches!(&refused, Err(SynapseError::InvalidRequest { status: 400, reason })
+                if reason.contains("UNIQUE_REVISION_LABEL")),
+            "{refused:?}"
+        );
+        entity.version_label = Some("3".into());
         let updated = client.put_entity(&big, &entity, true).await?;
         assert_eq!(updated.version_number, Some(3));
+        assert_eq!(updated.version_label.as_deref(), Some("3"));
         assert_eq!(
             updated.data_file_handle_id.as_deref(),
             Some(new_id.as_str())
