@@ -15,7 +15,7 @@ use synmigrate::plan::WorkUnit;
 use synmigrate::report::{csv_row, ItemTotals, CSV_HEADER};
 use synmigrate::stages::now;
 use synmigrate::state::dynamo::DynamoStore;
-use synmigrate::state::{ItemRecord, MigrationKey, RunRecord, StateStore};
+use synmigrate::state::{orphaned_copies, ItemRecord, MigrationKey, RunRecord, StateStore};
 
 use crate::args::{
     Command, Deployment, Format, MigrationArgs, ReportArgs, StartArgs, WatchArgs,
@@ -544,6 +544,7 @@ async fn report(
         destination_storage_location_id: args.migration.destination,
         run,
         totals,
+        orphaned_copies: orphaned_copies(&store, &migration).await?,
     };
     match args.format {
         Format::Table => out.write_all(render::report_table(&report, &rows).as_bytes())?,

@@ -8,7 +8,8 @@ use indicatif::{BinaryBytes, HumanDuration};
 use serde::Serialize;
 use synmigrate::report::ItemTotals;
 use synmigrate::state::{
-    EpochSeconds, ItemRecord, ItemStatus, Lease, RunCounters, RunRecord, RunStatus, StatusName,
+    CopyRecord, EpochSeconds, ItemRecord, ItemStatus, Lease, RunCounters, RunRecord, RunStatus,
+    StatusName,
 };
 
 use crate::naming::rfc3339;
@@ -118,6 +119,8 @@ pub struct RunReport {
     pub run: RunRecord,
     /// Every item of the migration (all runs so far).
     pub totals: ItemTotals,
+    /// Finished copies no entity points at, with why.
+    pub orphaned_copies: Vec<CopyRecord>,
 }
 
 /// Every status with its count, zeros included, so `jq .counts.MIGRATED` never meets `null`.
@@ -148,6 +151,8 @@ struct ReportLine<'a> {
     totals: BTreeMap<StatusName, u64>,
     items: u64,
     migrated_bytes: u64,
+    /// Finished copies no entity points at (`report --format table` lists them).
+    orphaned_copies: usize,
 }
 
 pub fn report_json(report: &RunReport) -> String {
@@ -164,6 +169,7 @@ pub fn report_json(report: &RunReport) -> String {
         totals: all_statuses(|s| report.totals.by_status.get(&s).copied()),
         items: report.totals.items,
         migrated_bytes: report.totals.migrated_bytes,
+        orphaned_copies: report.orphaned_copies.len(),
     };
     let mut text = serde_json::to_string(&line).unwrap_or_else(|e| {
         // Only maps with string keys and plain values: encoding cannot fail.
@@ -253,6 +259,28 @@ pub fn report_table(report: &RunReport, items: &[ItemRecord]) -> String {
         ],
         &rows,
     ));
+    if !report.orphaned_copies.is_empty() {
+        out.push_str(&format!(
+            "\nCopies no entity points at ({}; the next run retries their updates or they stay \
+             for the reason given):\n",
+            report.orphaned_copies.len()
+        ));
+        let rows: Vec<Vec<String>> = report
+            .orphaned_copies
+            .iter()
+            .map(|copy| {
+                vec![
+                    copy.source_file_handle_id.clone(),
+                    copy.destination_file_handle_id.clone().unwrap_or_default(),
+                    copy.unused_reason
+                        .clone()
+                        .unwrap_or_default()
+                        .replace(['\n', '\r'], " "),
+                ]
+            })
+            .collect();
+        out.push_str(&table(&["FROM HANDLE", "TO HANDLE", "WHY"], &rows));
+    }
     out
 }
 

@@ -10,8 +10,8 @@ use synmigrate::copy::CopyMode;
 use synmigrate::report::ItemTotals;
 use synmigrate::stages::RunContext;
 use synmigrate::state::{
-    ItemError, ItemKey, ItemRecord, ItemStatus, Lease, RunCounters, RunRecord, RunStatus,
-    SkipReason, StatusName,
+    CopyRecord, CopyStatus, ItemError, ItemKey, ItemRecord, ItemStatus, Lease, RunCounters,
+    RunRecord, RunStatus, SkipReason, StatusName,
 };
 use synmigrate_cli::args::{Command, StartArgs};
 use synmigrate_cli::commands::{execution_input, manifest_key};
@@ -312,6 +312,15 @@ fn sample_report(items: &[ItemRecord]) -> RunReport {
             RunStatus::Failed,
         ),
         totals,
+        orphaned_copies: vec![CopyRecord {
+            source_file_handle_id: "100".into(),
+            status: CopyStatus::Copied,
+            engine_state: None,
+            destination_file_handle_id: Some("201".into()),
+            unused_reason: Some("syn12.1: Fatal.Forbidden: no access,\nreally".into()),
+            lease: None,
+            updated_at: 0,
+        }],
     }
 }
 
@@ -340,6 +349,7 @@ fn report_json_is_one_line_of_counts() {
     assert_eq!(totals["SKIPPED"], 1);
     assert_eq!(json["items"], 3);
     assert_eq!(json["migratedBytes"], 2048);
+    assert_eq!(json["orphanedCopies"], 1);
     assert!(render::run_failed(&report.run));
 }
 
@@ -378,7 +388,17 @@ fn report_table() {
         lines[9],
         "syn12.1  ERRORED   2048   100                     Fatal.Forbidden: no access, really"
     );
-    assert_eq!(lines.len(), 10);
+    // The copy no entity points at, with why, after the items.
+    assert!(
+        lines[11].starts_with("Copies no entity points at (1;"),
+        "{table}"
+    );
+    assert_eq!(lines[12], "FROM HANDLE  TO HANDLE  WHY");
+    assert_eq!(
+        lines[14],
+        "100          201        syn12.1: Fatal.Forbidden: no access, really"
+    );
+    assert_eq!(lines.len(), 15);
 }
 
 #[test]

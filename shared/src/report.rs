@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::state::{CopyRecord, CopyStatus, ItemRecord, ItemStatus, StatusName};
+use crate::state::{CopyRecord, ItemRecord, ItemStatus, StatusName};
 
 /// The header row.
 pub const CSV_HEADER: &str = "id,type,version,row_id,col_name,from_storage_location_id,\
@@ -75,18 +75,18 @@ pub fn csv_row(item: &ItemRecord) -> String {
 /// The header of the orphaned copies' CSV.
 pub const ORPHANED_COPIES_HEADER: &str = "from_file_handle_id,to_file_handle_id,reason";
 
-/// The CSV row of a finished copy that no entity points at; `None` for any other copy.
-pub fn orphaned_copy_row(copy: &CopyRecord) -> Option<String> {
-    let reason = copy.unused_reason.as_deref()?;
-    let destination = copy.destination_file_handle_id.as_deref()?;
-    (copy.status == CopyStatus::Copied).then(|| {
-        format!(
-            "{},{},{}\n",
-            escape(&copy.source_file_handle_id),
-            escape(destination),
-            escape(reason)
-        )
-    })
+/// The CSV row of an orphaned copy (see [`CopyRecord::is_orphaned`]).
+pub fn orphaned_copy_row(copy: &CopyRecord) -> String {
+    format!(
+        "{},{},{}\n",
+        escape(&copy.source_file_handle_id),
+        escape(
+            copy.destination_file_handle_id
+                .as_deref()
+                .unwrap_or_default()
+        ),
+        escape(copy.unused_reason.as_deref().unwrap_or_default())
+    )
 }
 
 /// RFC 4180 quoting: fields with a comma, quote or line break are quoted, quotes doubled.

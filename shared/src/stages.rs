@@ -29,8 +29,9 @@ use crate::plan::{
 };
 use crate::report::{csv_row, orphaned_copy_row, ItemTotals, CSV_HEADER, ORPHANED_COPIES_HEADER};
 use crate::state::{
-    CopyRecord, CopyStatus, EpochSeconds, ItemError, ItemKey, ItemRecord, ItemStatus, MigrationKey,
-    RunCounters, RunStatus, StateError, StateStore, StatusName, Transition,
+    orphaned_copies, CopyRecord, CopyStatus, EpochSeconds, ItemError, ItemKey, ItemRecord,
+    ItemStatus, MigrationKey, RunCounters, RunStatus, StateError, StateStore, StatusName,
+    Transition,
 };
 use crate::synapse::{SynapseClient, SynapseError};
 use crate::update::{update_entity, EntityUpdate};
@@ -1488,34 +1489,18 @@ async fn report_orphaned_copies(
     services: &Services,
     run: &RunContext,
 ) -> Result<(u64, Option<String>)> {
-    let migration = run.migration()?;
-    let mut csv = String::from(ORPHANED_COPIES_HEADER);
-    csv.push('\n');
-    let mut count = 0;
-    let mut token: Option<String> = None;
-    loop {
-        let page = services
-            .store
-            .list_copies(&migration, LIST_PAGE, token.as_deref())
-            .await?;
-        for copy in &page.items {
-            if let Some(row) = orphaned_copy_row(copy) {
-                count += 1;
-                csv.push_str(&row);
-            }
-        }
-        match page.next_token {
-            Some(next) => token = Some(next),
-            None => break,
-        }
-    }
-    if count == 0 {
+    let orphans = orphaned_copies(services.store.as_ref(), &run.migration()?).await?;
+    if orphans.is_empty() {
         return Ok((0, None));
+    }
+    let mut csv = format!("{ORPHANED_COPIES_HEADER}\n");
+    for copy in &orphans {
+        csv.push_str(&orphaned_copy_row(copy));
     }
     let key = run.orphaned_copies_key();
     put_object(services, &key, csv.into_bytes(), "text/csv").await?;
-    tracing::warn!(count, %key, "finished copies that no entity points at");
-    Ok((count, Some(key)))
+    tracing::warn!(count = orphans.len(), %key, "finished copies that no entity points at");
+    Ok((orphans.len() as u64, Some(key)))
 }
 
 #[cfg(test)]

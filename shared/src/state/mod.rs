@@ -642,6 +642,33 @@ pub struct CopyRecord {
     pub updated_at: EpochSeconds,
 }
 
+impl CopyRecord {
+    /// A finished copy that no entity points at (see `unused_reason`).
+    pub fn is_orphaned(&self) -> bool {
+        self.status == CopyStatus::Copied
+            && self.destination_file_handle_id.is_some()
+            && self.unused_reason.is_some()
+    }
+}
+
+/// Every orphaned copy of a migration, page by page (there are few: each is a failed update).
+pub async fn orphaned_copies(
+    store: &dyn StateStore,
+    migration: &MigrationKey,
+) -> Result<Vec<CopyRecord>, StateError> {
+    const PAGE: u32 = 500;
+    let mut orphans = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let page = store.list_copies(migration, PAGE, token.as_deref()).await?;
+        orphans.extend(page.items.into_iter().filter(CopyRecord::is_orphaned));
+        match page.next_token {
+            Some(next) => token = Some(next),
+            None => return Ok(orphans),
+        }
+    }
+}
+
 /// One page of a listing; `next_token` is opaque and `None` after the last page.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Page<T> {
