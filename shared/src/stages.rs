@@ -1652,6 +1652,18 @@ mod tests {
             ],
         )
         .await;
+        let migration = run().migration().unwrap();
+        // syn21's and syn22's copies are finished; only syn22's entity points at its copy.
+        for source in ["fh-syn21", "fh-syn22"] {
+            store
+                .claim_copy(&migration, source, "w", now() + 60, now())
+                .await
+                .unwrap();
+            store
+                .complete_copy(&migration, source, "w", &format!("{source}-copy"), now())
+                .await
+                .unwrap();
+        }
         let services = services(store.clone());
         let unit = plan::group_units(
             ["syn20", "syn21", "syn22"].map(|e| UnitItem {
@@ -1678,7 +1690,16 @@ mod tests {
         .await
         .unwrap();
         assert_eq!(output.errored, 2);
-        let migration = run().migration().unwrap();
+        // The copy no entity points at is marked with the unit's failure; the used one is not.
+        let orphans = crate::state::orphaned_copies(store.as_ref(), &migration)
+            .await
+            .unwrap();
+        assert_eq!(orphans.len(), 1);
+        assert_eq!(orphans[0].source_file_handle_id, "fh-syn21");
+        assert_eq!(
+            orphans[0].unused_reason.as_deref(),
+            Some("Retryable.Throttled: Lambda throttled")
+        );
         for (entity, expected) in [
             ("syn20", StatusName::Errored),
             ("syn21", StatusName::Errored),

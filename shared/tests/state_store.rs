@@ -10,8 +10,9 @@ use synmigrate::error::types;
 use synmigrate::state::dynamo::{create_table, DynamoStore};
 use synmigrate::state::memory::MemoryStore;
 use synmigrate::state::{
-    CopyStatus, ItemError, ItemKey, ItemRecord, ItemStatus, MigrationKey, PutOutcome, RunCounters,
-    RunStatus, SkipReason, StateError, StateStore, StatusName, Transition, MAX_DOCUMENT_BYTES,
+    orphaned_copies, CopyStatus, ItemError, ItemKey, ItemRecord, ItemStatus, MigrationKey,
+    PutOutcome, RunCounters, RunStatus, SkipReason, StateError, StateStore, StatusName, Transition,
+    MAX_DOCUMENT_BYTES,
 };
 use synmigrate_testkit::AwsStack;
 
@@ -552,6 +553,59 @@ async fn one_copy_per_source_handle<S: StateStore>(store: &S) {
     assert_eq!(store.get_copy(&m, "fh-1").await.unwrap(), Some(done));
 }
 
+/// A finished copy can be marked unused (an orphan) and cleared; copies list in pages, and only
+/// the marked finished ones are orphans.
+async fn unused_copies_are_marked_listed_and_cleared<S: StateStore>(store: &S) {
+    let m = migration("synorphan");
+    for source in ["fh-a", "fh-b", "fh-c"] {
+        store.claim_copy(&m, source, "a", 200, 100).await.unwrap();
+    }
+    // Unfinished: nothing to mark.
+    assert!(matches!(
+        store.set_copy_unused(&m, "fh-a", Some("why"), 110).await,
+        Err(StateError::ConditionFailed { .. })
+    ));
+    assert!(matches!(
+        store.set_copy_unused(&m, "fh-none", Some("why"), 110).await,
+        Err(StateError::NotFound(_))
+    ));
+    for source in ["fh-a", "fh-b"] {
+        store
+            .complete_copy(&m, source, "a", &format!("{source}-new"), 120)
+            .await
+            .unwrap();
+    }
+    let marked = store
+        .set_copy_unused(&m, "fh-a", Some("syn1.1: Fatal.Forbidden: read-only"), 130)
+        .await
+        .unwrap();
+    assert_eq!(
+        marked.unused_reason.as_deref(),
+        Some("syn1.1: Fatal.Forbidden: read-only")
+    );
+    assert!(marked.is_orphaned());
+    let mut listed = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let page = store.list_copies(&m, 2, token.as_deref()).await.unwrap();
+        listed.extend(page.items.into_iter().map(|c| c.source_file_handle_id));
+        match page.next_token {
+            Some(next) => token = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(listed, ["fh-a", "fh-b", "fh-c"]);
+    let orphans = orphaned_copies(store, &m).await.unwrap();
+    assert_eq!(orphans.len(), 1);
+    assert_eq!(
+        orphans[0].destination_file_handle_id.as_deref(),
+        Some("fh-a-new")
+    );
+    let cleared = store.set_copy_unused(&m, "fh-a", None, 140).await.unwrap();
+    assert_eq!(cleared.unused_reason, None);
+    assert!(orphaned_copies(store, &m).await.unwrap().is_empty());
+}
+
 async fn items_list_by_status_in_pages<S: StateStore>(store: &S) {
     let m = migration("synlist");
     let other = migration("synlistother");
@@ -661,6 +715,7 @@ async fn conformance<S: StateStore>(store: &S) {
         transitions_are_conditional_and_leases_expire(store).await;
         concurrent_claims_have_one_winner(store).await;
         one_copy_per_source_handle(store).await;
+        unused_copies_are_marked_listed_and_cleared(store).await;
         items_list_by_status_in_pages(store).await;
     };
     tokio::time::timeout(SUITE_TIMEOUT, suite)

@@ -1156,6 +1156,46 @@ mod tests {
     }
 
     #[test]
+    fn refused_updates_after_a_copy_are_retried_unless_the_entity_rules_it_out() {
+        // At write time: a 400 or 403 of the update is retryable, a 404 or 412 is final.
+        for (error, retryable) in [
+            (Error::InvalidInput("label used".into()), true),
+            (Error::Forbidden("read-only".into()), true),
+            (Error::NotFound("deleted".into()), false),
+            (Error::Conflict("changed".into()), false),
+            (Error::Transient("timeout".into()), true),
+        ] {
+            assert_eq!(ItemError::of_update(&error).retryable, retryable, "{error}");
+        }
+        // At read time: an item recorded before that rule (not retryable, a copy recorded) is
+        // retried all the same, under the attempt limit; without a copy it is not.
+        let old_record = |class: &str, destination: Option<&str>, attempts| ItemRecord {
+            key: ItemKey::new("syn1", 1).unwrap(),
+            source_file_handle_id: "7".into(),
+            size: 1,
+            content_md5: None,
+            source_storage_location_id: None,
+            file_name: "f".into(),
+            destination_file_name: None,
+            status: ItemStatus::Errored(ItemError {
+                class: class.into(),
+                message: "refused".into(),
+                retryable: false,
+            }),
+            destination_file_handle_id: destination.map(str::to_owned),
+            attempts,
+            lease: None,
+            updated_at: 0,
+            run_id: "r".into(),
+        };
+        assert!(old_record(types::INVALID_INPUT, Some("9"), 1).due_for_retry(3));
+        assert!(!old_record(types::INVALID_INPUT, Some("9"), 3).due_for_retry(3));
+        assert!(!old_record(types::INVALID_INPUT, None, 1).due_for_retry(3));
+        assert!(!old_record(types::CONFLICT, Some("9"), 1).due_for_retry(3));
+        assert!(!old_record(types::NOT_FOUND, Some("9"), 1).due_for_retry(3));
+    }
+
+    #[test]
     fn item_errors_carry_the_error_type() {
         let error = Error::Throttled("slow down".into());
         let item_error = ItemError::from(&error);
