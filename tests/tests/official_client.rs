@@ -135,40 +135,18 @@ impl World {
     /// Runs `synapse migrate` as a user would; returns the CSV log's rows.
     fn migrate(&self, strategy: &str, run: &str) -> anyhow::Result<Vec<BTreeMap<String, String>>> {
         let project = self.sim.project_id(PROJECT).context("project")?;
-        let synapse = python()?.with_file_name("synapse");
         let csv = self.workdir.join(format!("{run}.csv"));
-        let mut command = Command::new(synapse);
-        command
-            .current_dir(&self.workdir)
-            .env("HOME", &self.workdir)
-            .env("SYNAPSE_CACHE", self.workdir.join("cache"))
-            .envs(self.stack.env_vars())
-            .arg("-s")
-            .arg("-c")
-            .arg(self.workdir.join("synapseConfig"))
-            .args([
-                "-p",
-                MIGRATOR_TOKEN,
-                "migrate",
-                &project,
-                &DESTINATION.to_string(),
-            ])
-            .arg(self.workdir.join(format!("{run}.db")))
-            .args([
-                "--force",
-                "--file_version_strategy",
-                strategy,
-                "--csv_log_path",
-            ])
-            .arg(&csv);
-        let output = run_with_timeout(command, CLIENT_TIMEOUT)?;
-        ensure!(
-            output.status.success(),
-            "synapse migrate failed ({}):\n{}\n{}",
-            output.status,
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
+        synapse_migrate(&SynapseMigrate {
+            workdir: &self.workdir,
+            env: self.stack.env_vars(),
+            token: MIGRATOR_TOKEN,
+            project: &project,
+            destination: DESTINATION,
+            db: &self.workdir.join(format!("{run}.db")),
+            options: &["--file_version_strategy", strategy],
+            csv: &csv,
+            timeout: CLIENT_TIMEOUT,
+        })?;
         read_csv(&csv)
     }
 
@@ -276,6 +254,50 @@ impl World {
         );
         Ok(())
     }
+}
+
+/// One `synapse migrate` of the pinned official client, as a user runs it: the config file
+/// `synapseConfig` in `workdir` (pointing at the simulator), a token, `--force`.
+pub(crate) struct SynapseMigrate<'a> {
+    pub workdir: &'a Path,
+    pub env: Vec<(String, String)>,
+    pub token: &'a str,
+    pub project: &'a str,
+    pub destination: i64,
+    pub db: &'a Path,
+    /// More options (`--file_version_strategy new`, `--continue_on_error`, ...).
+    pub options: &'a [&'a str],
+    pub csv: &'a Path,
+    pub timeout: Duration,
+}
+
+/// Runs it; fails with the client's output unless it exits 0.
+pub(crate) fn synapse_migrate(call: &SynapseMigrate) -> anyhow::Result<()> {
+    let mut command = Command::new(python()?.with_file_name("synapse"));
+    command
+        .current_dir(call.workdir)
+        .env("HOME", call.workdir)
+        .env("SYNAPSE_CACHE", call.workdir.join("cache"))
+        .envs(call.env.iter().cloned())
+        .arg("-s")
+        .arg("-c")
+        .arg(call.workdir.join("synapseConfig"))
+        .args(["-p", call.token, "migrate", call.project])
+        .arg(call.destination.to_string())
+        .arg(call.db)
+        .arg("--force")
+        .args(call.options)
+        .arg("--csv_log_path")
+        .arg(call.csv);
+    let output = run_with_timeout(command, call.timeout)?;
+    ensure!(
+        output.status.success(),
+        "synapse migrate failed ({}):\n{}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Ok(())
 }
 
 fn run_with_timeout(mut command: Command, limit: Duration) -> anyhow::Result<std::process::Output> {

@@ -563,6 +563,30 @@ impl DynamoStore {
         }
     }
 
+    /// A conditional update of a copy record; when the condition fails, `explain` names the rule
+    /// the record as it stands breaks (or the write raced another).
+    async fn update_copy(
+        &self,
+        migration: &MigrationKey,
+        source_file_handle_id: &str,
+        expr: Expr,
+        condition: String,
+        explain: impl FnOnce(Option<&CopyRecord>) -> Result<(), StateError>,
+    ) -> Result<CopyRecord, StateError> {
+        let sk = copy_sk(source_file_handle_id);
+        match self
+            .update(migration.pk(), sk.clone(), expr, condition)
+            .await?
+        {
+            Some(attrs) => parse_copy(&attrs),
+            None => {
+                let current = self.get_copy(migration, source_file_handle_id).await?;
+                explain(current.as_ref())?;
+                Err(raced(sk))
+            }
+        }
+    }
+
     /// A Query of at most `limit` records from `page_token` on.
     fn page_query(
         &self,
@@ -1033,18 +1057,14 @@ impl StateStore for DynamoStore {
         let copying = expr.value("c_copying", s(CopyStatus::Copying.as_str()));
         let me = expr.value("c_owner", s(owner));
         let condition = format!("{status} = {copying} AND {lease_owner} = {me}");
-        let sk = copy_sk(source_file_handle_id);
-        match self
-            .update(migration.pk(), sk.clone(), expr, condition)
-            .await?
-        {
-            Some(attrs) => parse_copy(&attrs),
-            None => {
-                let current = self.get_copy(migration, source_file_handle_id).await?;
-                check_copy_state_save(current.as_ref(), source_file_handle_id, owner)?;
-                Err(raced(sk))
-            }
-        }
+        self.update_copy(
+            migration,
+            source_file_handle_id,
+            expr,
+            condition,
+            |current| check_copy_state_save(current, source_file_handle_id, owner),
+        )
+        .await
     }
 
     async fn complete_copy(
@@ -1112,18 +1132,14 @@ impl StateStore for DynamoStore {
         let status = expr.name("status");
         let copied = expr.value("c_copied", s(CopyStatus::Copied.as_str()));
         let condition = format!("{status} = {copied}");
-        let sk = copy_sk(source_file_handle_id);
-        match self
-            .update(migration.pk(), sk.clone(), expr, condition)
-            .await?
-        {
-            Some(attrs) => parse_copy(&attrs),
-            None => {
-                let current = self.get_copy(migration, source_file_handle_id).await?;
-                check_copy_finished(current.as_ref(), source_file_handle_id)?;
-                Err(raced(sk))
-            }
-        }
+        self.update_copy(
+            migration,
+            source_file_handle_id,
+            expr,
+            condition,
+            |current| check_copy_finished(current, source_file_handle_id),
+        )
+        .await
     }
 
     async fn list_copies(

@@ -18,7 +18,6 @@
 //! The function binaries must be built first (`cargo build --workspace --bins`; `make test` does).
 
 use std::collections::BTreeMap;
-use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{ensure, Context};
@@ -27,9 +26,8 @@ use md5::{Digest, Md5};
 use serde_json::{json, Value};
 use synapse_sim::{Fixture, ThrottleConfig};
 use synmigrate_local::{LocalDeployment, LocalOptions};
-use synmigrate_testkit::python;
 
-use super::run_with_timeout;
+use super::{synapse_migrate, SynapseMigrate};
 
 const OWNER_TOKEN: &str = "twin-owner-token";
 /// The migrating user of both tools: the functions' token and the official client's.
@@ -748,39 +746,21 @@ impl OfficialRun {
         let config = workdir.join("synapseConfig");
         std::fs::write(&config, &self.client_config)?;
         let csv = workdir.join("migration.csv");
-        let mut command = Command::new(python()?.with_file_name("synapse"));
-        command
-            .current_dir(workdir)
-            .env("HOME", workdir)
-            .env("SYNAPSE_CACHE", workdir.join("cache"))
-            .envs(self.env.iter().cloned())
-            .arg("-s")
-            .arg("-c")
-            .arg(&config)
-            .args([
-                "-p",
-                MIGRATOR_TOKEN,
-                "migrate",
-                &self.project,
-                &OFFICIAL.destination.to_string(),
-            ])
-            .arg(workdir.join("index.db"))
-            .args([
-                "--force",
+        synapse_migrate(&SynapseMigrate {
+            workdir,
+            env: self.env.clone(),
+            token: MIGRATOR_TOKEN,
+            project: &self.project,
+            destination: OFFICIAL.destination,
+            db: &workdir.join("index.db"),
+            options: &[
                 "--continue_on_error",
                 "--file_version_strategy",
                 &self.strategy,
-                "--csv_log_path",
-            ])
-            .arg(&csv);
-        let output = run_with_timeout(command, CLIENT_TIMEOUT)?;
-        ensure!(
-            output.status.success(),
-            "synapse migrate failed ({}):\n{}\n{}",
-            output.status,
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
+            ],
+            csv: &csv,
+            timeout: CLIENT_TIMEOUT,
+        })?;
         Ok(std::fs::read_to_string(&csv)?)
     }
 }
