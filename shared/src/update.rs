@@ -68,7 +68,32 @@ enum Seen {
     Other(Option<String>),
 }
 
+/// Creates the new version with the official client's label; when the entity already has a
+/// version with that label (Synapse refuses it with 400 `UNIQUE_REVISION_LABEL`, and the official
+/// client gives up there), once more with [`fallback_version_label`].
 async fn new_version(client: &SynapseClient, update: EntityUpdate<'_>) -> Result<UpdateOutcome> {
+    match put_new_version(client, update, next_version_label).await {
+        Err(Error::Synapse(SynapseError::InvalidRequest { reason, .. }))
+            if reason.contains(USED_LABEL) =>
+        {
+            tracing::warn!(
+                entity = %update.item.key.entity_id,
+                "the next version label is taken; labelling the new version as migrated"
+            );
+            put_new_version(client, update, fallback_version_label).await
+        }
+        result => result,
+    }
+}
+
+/// The key Synapse names when a version label is already used (`Revision-ddl.sql`).
+const USED_LABEL: &str = "UNIQUE_REVISION_LABEL";
+
+async fn put_new_version(
+    client: &SynapseClient,
+    update: EntityUpdate<'_>,
+    label: fn(Option<i64>) -> Option<String>,
+) -> Result<UpdateOutcome> {
     let item = update.item;
     let source = item.source_file_handle_id.as_str();
     let destination = update.destination_file_handle_id;
@@ -79,7 +104,7 @@ async fn new_version(client: &SynapseClient, update: EntityUpdate<'_>) -> Result
             if current.as_deref() == Some(source) {
                 seen = Seen::Source;
                 entity.data_file_handle_id = Some(destination.to_owned());
-                entity.version_label = next_version_label(entity.version_number);
+                entity.version_label = label(entity.version_number);
                 true
             } else {
                 seen = Seen::Other(current);
@@ -104,6 +129,12 @@ async fn new_version(client: &SynapseClient, update: EntityUpdate<'_>) -> Result
 /// copies the current version's annotations to the new one (`JDORevisionUtils.makeCopyForNewVersion`).
 fn next_version_label(current: Option<i64>) -> Option<String> {
     current.map(|n| (n + 1).to_string())
+}
+
+/// The label when the official one is taken (a user labelled an earlier version with it):
+/// `{versionNumber + 1}-migrated`.
+fn fallback_version_label(current: Option<i64>) -> Option<String> {
+    current.map(|n| format!("{}-migrated", n + 1))
 }
 
 async fn swap_version(client: &SynapseClient, update: EntityUpdate<'_>) -> Result<UpdateOutcome> {

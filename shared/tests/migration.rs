@@ -49,6 +49,8 @@ const BIG: Content = Content::Generated {
 /// A file name the copy's name rule refuses, on an entity with a valid name.
 const ODD_NAME: &str = "données #1.txt";
 const ODD_ENTITY: &str = "donnees 1.txt";
+/// The label the `new` strategy would give labelled.txt's next version, taken by its first.
+const LABELLED_AHEAD: &str = "2";
 /// A file the migrator may not even read.
 const HIDDEN: &str = "special/hidden.txt";
 /// More than one children page (50).
@@ -112,6 +114,9 @@ fn fixture(many: usize) -> Fixture {
                                    "createdBy": "migrator"}]},
                     {"type": "file", "name": "link.txt",
                      "versions": [{"kind": "external", "externalUrl": "https://example.org/x"}]},
+                    {"type": "file", "name": "labelled.txt",
+                     "versions": [{"content": {"text": "labelled ahead"}}],
+                     "versionMeta": [{"label": LABELLED_AHEAD}]},
                     {"type": "file", "name": "gcs.txt",
                      "versions": [{"kind": "googleCloud", "content": {"text": "gcs"}}]},
                     {"type": "file", "name": "proxy.txt", "versions": [{"kind": "proxy"}]},
@@ -448,6 +453,19 @@ async fn check_first_run(
                     ensure!(
                         handles(&now)[..old.versions.len()] == handles(old)[..],
                         "{path}: new leaves earlier versions alone"
+                    );
+                    // The official client's label, str(n + 1); when a version has it already,
+                    // `{n + 1}-migrated` (Synapse refuses a used label).
+                    let next = (version + 1).to_string();
+                    let label = if next == LABELLED_AHEAD && path == "special/labelled.txt" {
+                        format!("{next}-migrated")
+                    } else {
+                        next
+                    };
+                    ensure!(
+                        now.entity.version_label.as_deref() == Some(label.as_str()),
+                        "{path}: labelled {:?}, expected {label}",
+                        now.entity.version_label
                     );
                 }
                 FileVersionStrategy::All | FileVersionStrategy::Latest => {

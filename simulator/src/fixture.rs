@@ -111,7 +111,7 @@ pub enum NodeSpec {
         annotations: BTreeMap<String, Vec<String>>,
         /// Label, comment and annotations of each version, in the order of `versions`
         /// (missing entries: label = the version number, no comment, `annotations`).
-        #[serde(default)]
+        #[serde(default, rename = "versionMeta")]
         version_meta: Vec<VersionMeta>,
         #[serde(default)]
         acl: Option<AclSpec>,

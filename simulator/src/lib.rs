@@ -31,6 +31,8 @@
 //!          "versions": [{"content": {"size": 1048576, "seed": 1}},
 //!                       {"content": {"text": "v2"}, "contentType": "text/plain"}],
 //!          "annotations": {"tissue": ["liver"]},
+//!          "versionMeta": [{"label": "raw", "comment": "as delivered"},
+//!                          {"annotations": {"tissue": ["liver"], "qc": ["passed"]}}],
 //!          "acl": {"other": ["READ", "DOWNLOAD"]}},
 //!         {"type": "file", "name": "b.txt", "versions": [{"handle": "shared"}]}
 //!       ]}
@@ -44,6 +46,9 @@
 //!   or `externalS3` (an `ExternalS3StorageLocationSetting`); `createdBy` is a userName (only the
 //!   creator may read it, copy into it or register objects in it); `region` defaults to the
 //!   simulator's. Every bucket is created at seeding.
+//! - `versionMeta`: per version (in the order of `versions`) its `label` (default: its number;
+//!   unique per entity), `comment` and `annotations` (default: the file's `annotations`, which
+//!   every version carries, as Synapse copies them into each new version).
 //! - `fileHandles`: named handles that several versions share (`{"handle": "name"}` in `versions`).
 //! - `projects`: the owner gets READ, DOWNLOAD and UPDATE; `acl` grants others (by userName).
 //!   Folders and files may carry an `acl` that replaces the inherited one for their subtree (the

@@ -111,3 +111,71 @@ async fn sample_project_seeds_and_its_big_file_copies_in_two_parts() {
     assert_eq!(Some(copied.as_str()), handle["contentMd5"].as_str());
     sim.shutdown().await;
 }
+
+/// Seeding holds what Synapse holds: per-version labels, comments and annotations as given, and
+/// a clear refusal of what the server never stores (an invalid name, two siblings of one name,
+/// a label twice on one entity).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seeding_keeps_version_metadata_and_refuses_what_synapse_never_holds() {
+    let fixture = |file: serde_json::Value| {
+        Fixture::from_json(
+            &json!({
+                "users": [{"userName": "u", "ownerId": "1", "token": "t"}],
+                "storageLocations": [{"storageLocationId": 1, "kind": "synapse", "bucket": "seed-rules"}],
+                "projects": [{"name": "P", "owner": "u", "children": [file]}]
+            })
+            .to_string(),
+        )
+        .unwrap()
+    };
+    let text = |t: &str| json!({"content": {"text": t}});
+    let sim = start(&fixture(json!({
+        "type": "file", "name": "f.txt", "annotations": {"k": ["all"]},
+        "versions": [text("one"), text("two")],
+        "versionMeta": [{"label": "raw", "comment": "first"}, {"annotations": {"k": ["own"]}}]
+    })))
+    .await;
+    let api = Api::new(&sim, Some("t"));
+    let id = sim.entity_id("P/f.txt").unwrap();
+    let (_, v1) = api.get(&format!("/entity/{id}/version/1")).await;
+    assert_eq!(
+        (&v1["versionLabel"], &v1["versionComment"]),
+        (&json!("raw"), &json!("first"))
+    );
+    let (_, v2) = api.get(&format!("/entity/{id}")).await;
+    assert_eq!(v2["versionLabel"], "2");
+    for (version, value) in [(1, "all"), (2, "own")] {
+        let (_, a) = api
+            .get(&format!("/entity/{id}/version/{version}/annotations2"))
+            .await;
+        assert_eq!(a["annotations"]["k"]["value"], json!([value]), "v{version}");
+    }
+    sim.shutdown().await;
+
+    let stack = common::stack().await;
+    for (file, refusal) in [
+        (
+            json!({"type": "file", "name": "a#b.txt", "versions": [text("x")]}),
+            "Invalid Name",
+        ),
+        (
+            json!({"type": "folder", "name": "d", "children": [
+                {"type": "file", "name": "x", "versions": [text("1")]},
+                {"type": "file", "name": "x", "versions": [text("2")]}]}),
+            "two entities named \"x\"",
+        ),
+        (
+            json!({"type": "file", "name": "l.txt", "versions": [text("1"), text("2")],
+                   "versionMeta": [{"label": "2"}]}),
+            "uses the version label 2 twice",
+        ),
+    ] {
+        let config = synapse_sim::SimConfig::new(stack.sdk_config().await);
+        let error = synapse_sim::Simulator::start(config, &fixture(file))
+            .await
+            .err()
+            .expect("seeding refuses the fixture");
+        assert!(error.to_string().contains(refusal), "{error}");
+    }
+    drop(stack);
+}

@@ -616,9 +616,14 @@ const RENAME_REASON: &str = "the file name of resume.txt's handle is one Synapse
     was; synmigrate copies it under a sanitised name (each refused character becomes `_`) and \
     lists the rename in its report";
 
+const LABEL_REASON: &str = "numbered.txt's version 2 is labelled `3`, the label `new` gives the \
+    next version (str(versionNumber + 1)); Synapse refuses a label used twice (400, \
+    UNIQUE_REVISION_LABEL): the official client records the file ERRORED and leaves the entity as \
+    it was (its copy unused); synmigrate labels the new version `3-migrated` instead";
+
 /// The differences synmigrate must make, and only these, computed from the state before the
-/// migrations (`before`): the official side must show the renamed file as it was. All of them
-/// come from the invalid name.
+/// migrations (`before`): the official side must show those files as they were. They come from
+/// the invalid name and, for `new`, the taken label.
 fn expected_differences(strategy: &str, before: &BTreeMap<String, String>) -> Vec<Expected> {
     let fact = |key: &str| before.get(key).cloned();
     let differ = |key: String, official: Option<String>, synmigrate: &str| Expected {
@@ -671,6 +676,14 @@ fn expected_differences(strategy: &str, before: &BTreeMap<String, String>) -> Ve
             for (field, value) in new_version {
                 expected.push(differ(format!("{RENAMED} v{next} {field}"), None, &value));
             }
+            expected.extend(
+                labelled_ahead_differences(before)
+                    .into_iter()
+                    .map(|difference| Expected {
+                        difference,
+                        reason: LABEL_REASON,
+                    }),
+            );
         }
         "all" | "latest" => {
             let versions = if strategy == "all" {
@@ -705,6 +718,46 @@ fn expected_differences(strategy: &str, before: &BTreeMap<String, String>) -> Ve
         other => panic!("unknown strategy {other}"),
     }
     expected
+}
+
+/// `numbered.txt` under `new`: synmigrate adds version 3, labelled `3-migrated`, with version 2's
+/// comment, annotations and a copy of its handle in the destination (the official client's copy
+/// exists too, in its own destination, unused: the objects are equal on both sides).
+fn labelled_ahead_differences(before: &BTreeMap<String, String>) -> Vec<Difference> {
+    const FILE: &str = "numbered.txt";
+    let fact = |key: &str| before.get(key).cloned();
+    let source = |field: &str| fact(&format!("{FILE} v2 {field}")).unwrap_or_default();
+    let mut differences = vec![
+        Difference {
+            key: format!("{FILE}: etag changed"),
+            official: fact(&format!("{FILE}: etag changed")),
+            synmigrate: Some("true".to_owned()),
+        },
+        Difference {
+            key: format!("{FILE}: versions"),
+            official: fact(&format!("{FILE}: versions")),
+            synmigrate: Some("3".to_owned()),
+        },
+    ];
+    let new_version: [(&str, String); 11] = [
+        ("label", "3-migrated".to_owned()),
+        ("comment", source("comment")),
+        ("annotations", source("annotations")),
+        ("handle", "new version".to_owned()),
+        ("handle.sharedWith", format!("{FILE} v3")),
+        ("handle.type", source("handle.type")),
+        ("handle.storageLocation", "destination".to_owned()),
+        ("handle.contentSize", source("handle.contentSize")),
+        ("handle.contentMd5", source("handle.contentMd5")),
+        ("handle.fileName", source("handle.fileName")),
+        ("handle.contentType", source("handle.contentType")),
+    ];
+    differences.extend(new_version.map(|(field, value)| Difference {
+        key: format!("{FILE} v3 {field}"),
+        official: None,
+        synmigrate: Some(value),
+    }));
+    differences
 }
 
 /// What running `synapse migrate` on the official twin needs, owned (it runs on a blocking thread).
