@@ -63,8 +63,10 @@
 //!   `{baseKey/}{ownerId}/{uuid}/{fileName}`. [`RunningSim::entity_id`] maps `Project/dir/name` to ids.
 //!
 //! # Behaviour
-//! Bearer-token auth (401), per-entity ACL checks (403), `{"reason"}` JSON errors with Synapse's
-//! status codes, per-user throttling ([`ThrottleConfig`]), seeded fault injection ([`FaultConfig`])
+//! Bearer-token auth (401), per-entity ACL checks (403), the server's `ErrorResponse` JSON
+//! (`{"concreteType": "org.sagebionetworks.repo.model.ErrorResponse", "reason": ...}`) with its
+//! status codes, per-caller throttling ([`ThrottleConfig`]; its 429s carry only `reason`, as the
+//! server's throttle filter writes them), seeded fault injection ([`FaultConfig`])
 //! and a request log of every `/repo/v1` and `/file/v1` request (method, route template, status,
 //! user id) readable through [`RunningSim`] and `GET /admin/requests` (`POST /admin/requests/reset`).
 //! `GET /admin/entities/{id}` and `GET /admin/fileHandles/{id}` show state without auth.
