@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-/// Everything [`crate::Simulator::start`] needs besides the fixture.
+/// Everything `Simulator::start` needs besides the fixture.
 #[derive(Clone, Debug)]
 pub struct SimConfig {
     /// The local S3 (moto) the simulator stores bytes in; its endpoint is also the host of presigned URLs.

@@ -80,23 +80,28 @@
 #![doc = include_str!("../rules/file-service.md")]
 
 mod api;
+mod app;
 mod config;
 mod error;
+mod faults;
 mod fixture;
 mod guard;
 mod names;
 mod presign;
+mod request_log;
 mod seed;
 mod server;
 mod store;
+mod throttle;
 mod util;
 
+pub use app::EntitySnapshot;
 pub use config::{Burst, FaultConfig, SimConfig, ThrottleConfig};
 pub use error::{ApiError, SimError};
 pub use fixture::{
     AclSpec, Content, Fixture, HandleKind, HandleSpec, LocationKind, NodeSpec, Permission,
     ProjectSpec, StorageLocationSpec, UserSpec, VersionMeta, VersionSpec,
 };
-pub use guard::{RequestCounts, RequestRecord};
+pub use request_log::{RequestCounts, RequestRecord};
 pub use seed::{content_bytes, ContentStream};
-pub use server::{EntitySnapshot, RunningSim, Simulator};
+pub use server::{RunningSim, Simulator};

@@ -1,72 +1,20 @@
 //! Starting, observing and stopping a simulator.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use serde::Serialize;
-use synapse_model::{Annotations2, Entity, FileHandle, StorageLocationSetting};
+use synapse_model::{FileHandle, StorageLocationSetting};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+use crate::app::{App, EntitySnapshot};
 use crate::config::{FaultConfig, SimConfig, ThrottleConfig};
 use crate::error::SimError;
 use crate::fixture::Fixture;
-use crate::guard::{lock, Faults, RequestCounts, RequestLog, RequestRecord, Throttle};
-use crate::presign::Presigner;
+use crate::request_log::{RequestCounts, RequestRecord};
 use crate::store::Store;
-
-/// Shared state of one running simulator.
-pub struct App {
-    pub store: Mutex<Store>,
-    pub s3: aws_sdk_s3::Client,
-    pub presigner: Presigner,
-    pub throttle: Throttle,
-    pub faults: Faults,
-    pub log: RequestLog,
-    presign_expiry: Mutex<Duration>,
-}
-
-impl App {
-    pub fn presign_expiry(&self) -> Duration {
-        *lock(&self.presign_expiry)
-    }
-
-    pub fn snapshot(&self, id: &str) -> Option<EntitySnapshot> {
-        let store = lock(&self.store);
-        let rec = store.entity(id).ok()?;
-        let mut handle_ids: Vec<&str> = rec
-            .versions
-            .iter()
-            .filter_map(|v| v.file_handle_id.as_deref())
-            .collect();
-        handle_ids.sort_unstable();
-        handle_ids.dedup();
-        Some(EntitySnapshot {
-            entity: rec.to_entity(None),
-            versions: rec
-                .versions
-                .iter()
-                .map(|v| rec.to_entity(Some(v)))
-                .collect(),
-            annotations: rec.annotations2(),
-            file_handles: handle_ids
-                .into_iter()
-                .filter_map(|h| store.handle(h).cloned())
-                .collect(),
-        })
-    }
-}
-
-/// An entity as the admin API shows it: latest, every version (oldest first), its handles.
-#[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct EntitySnapshot {
-    pub entity: Entity,
-    pub versions: Vec<Entity>,
-    pub annotations: Annotations2,
-    pub file_handles: Vec<FileHandle>,
-}
+use crate::util::lock;
 
 pub struct Simulator;
 
@@ -95,20 +43,7 @@ impl Simulator {
             .to_owned();
         let mut store = Store::default();
         crate::seed::seed(&mut store, &s3, fixture, &config.region).await?;
-        let app = Arc::new(App {
-            store: Mutex::new(store),
-            s3,
-            presigner: Presigner {
-                endpoint,
-                region: config.region.clone(),
-                access_key: config.presign_access_key.clone(),
-                secret_key: config.presign_secret_key.clone(),
-            },
-            throttle: Throttle::new(config.throttle.clone()),
-            faults: Faults::new(config.faults.clone()),
-            log: RequestLog::default(),
-            presign_expiry: Mutex::new(config.presign_expiry),
-        });
+        let app = Arc::new(App::new(store, s3, endpoint, &config));
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let local = listener.local_addr()?;
         let (stop, stopped) = oneshot::channel::<()>();
@@ -230,7 +165,7 @@ impl RunningSim {
     }
 
     pub fn set_presign_expiry(&self, expiry: Duration) {
-        *lock(&self.app.presign_expiry) = expiry;
+        self.app.set_presign_expiry(expiry);
     }
 
     /// Stops accepting requests and waits for in-flight ones to finish.

@@ -1,5 +1,7 @@
-//! Small helpers: ISO-8601 timestamps (without a date crate) and etags.
+//! Small helpers: ISO-8601 timestamps (without a date crate), etags and a lock that shrugs off
+//! poisoning.
 
+use std::sync::{Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Now as `2024-01-02T03:04:05.678Z`, the format Synapse uses.
@@ -35,6 +37,11 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
 
 pub fn new_etag() -> String {
     uuid::Uuid::new_v4().to_string()
+}
+
+/// A poisoned lock only means another request panicked; the data is still usable for a simulator.
+pub fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 #[cfg(test)]

@@ -1,17 +1,24 @@
-//! What every synmigrate Lambda shares: JSON tracing, the [`Services`] built once per container
-//! (cold start), and the mapping of errors to the stable error names the state machine's
-//! `Retry`/`Catch` blocks match on.
+//! What every synmigrate Lambda shares: [`run`], which starts a function's runtime around its
+//! handler; JSON tracing; the [`Services`] built once per container (cold start); and the mapping
+//! of errors to the stable error names the state machine's `Retry`/`Catch` blocks match on.
+//!
+//! A function is a library holding its handler, `async fn(&State, Event) -> Result<Reply,
+//! FunctionError>` with its unit tests beside it, and a `main.rs` that hands the handler to
+//! [`run`]. `State` is [`Services`] or the function's own [`ColdStart`] type.
 //!
 //! Configuration comes from the environment (see [`env`] and `synmigrate::config::env`); a missing
 //! or malformed variable fails the cold start with a message naming it. The Synapse token comes
 //! from Secrets Manager when `SYNAPSE_TOKEN_SECRET_ARN` is set (deployed), else from the token
 //! variable or file `Settings` reads (local runs). The token never appears in a log line or error.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use aws_config::{BehaviorVersion, SdkConfig};
-use lambda_runtime::Diagnostic;
+use lambda_runtime::{service_fn, Diagnostic, LambdaEvent};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 use synmigrate::config::Settings;
 use synmigrate::error::types;
 use synmigrate::stages::{Services, Tuning};
@@ -74,6 +81,49 @@ impl From<FunctionError> for Diagnostic {
             error_message: error.to_string(),
         }
     }
+}
+
+/// What a function builds once per container (cold start), before its first event.
+pub trait ColdStart: Sized {
+    /// Builds the state from the AWS configuration and the environment; an error ends the cold
+    /// start.
+    fn cold_start(sdk: &SdkConfig) -> impl Future<Output = Result<Self, FunctionError>>;
+}
+
+impl ColdStart for Services {
+    async fn cold_start(sdk: &SdkConfig) -> Result<Self, FunctionError> {
+        services(sdk).await
+    }
+}
+
+/// Runs a function: JSON tracing, its state built once per container ([`ColdStart`]), then
+/// `handler` for every event, its errors reported under their stable names ([`FunctionError`]).
+/// Returns when the runtime stops, or at once with the cold start's error.
+pub async fn run<S, E, R, H>(handler: H) -> Result<(), lambda_runtime::Error>
+where
+    S: ColdStart,
+    E: DeserializeOwned,
+    R: Serialize,
+    H: AsyncFn(&S, E) -> Result<R, FunctionError>,
+{
+    init_tracing();
+    let sdk = sdk_config().await;
+    let state = &S::cold_start(&sdk).await?;
+    let handler = &handler;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<E>| async move {
+        handler(state, event.payload).await
+    }))
+    .await
+}
+
+/// Parses `json` as the event `handler` takes, as [`run`] does with each invocation's payload:
+/// lets a function's tests check its sample events without a runtime.
+pub fn parse_event<S, E, R, H>(_handler: H, json: &str) -> serde_json::Result<E>
+where
+    E: DeserializeOwned,
+    H: AsyncFn(&S, E) -> Result<R, FunctionError>,
+{
+    serde_json::from_str(json)
 }
 
 /// JSON log lines filtered by `RUST_LOG` (default `info`), as CloudWatch Logs reads them best.

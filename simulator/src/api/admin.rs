@@ -7,9 +7,10 @@ use axum::extract::{Path, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 
+use crate::app::{App, EntitySnapshot};
 use crate::error::ApiError;
-use crate::guard::{lock, RequestCounts, RequestRecord};
-use crate::server::{App, EntitySnapshot};
+use crate::request_log::{RequestCounts, RequestRecord};
+use crate::util::lock;
 use synapse_model::FileHandle;
 
 pub fn router() -> Router<Arc<App>> {

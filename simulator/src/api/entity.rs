@@ -14,13 +14,13 @@ use synapse_model::{
 };
 
 use super::{parse, parse_number};
+use crate::app::App;
 use crate::error::ApiError;
 use crate::fixture::Permission;
-use crate::guard::lock;
 use crate::names::{validate_name, MAX_NAME_LENGTH};
-use crate::server::App;
 use crate::store::{EntityKind, EntityRec, Store, User, VersionRec};
 use crate::util::iso_now;
+use crate::util::lock;
 
 /// `NextPageToken.MAX_LIMIT` (also the default) of a children page.
 const CHILDREN_PAGE: usize = 50;

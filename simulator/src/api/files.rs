@@ -16,11 +16,11 @@ use synapse_model::{
 };
 
 use super::parse;
+use crate::app::App;
 use crate::error::ApiError;
 use crate::fixture::Permission;
-use crate::guard::lock;
-use crate::server::App;
 use crate::store::{parse_syn_id, Store, User};
+use crate::util::lock;
 use crate::util::{iso_now, new_etag};
 
 /// `FileHandleManagerImpl.MAX_REQUESTS_PER_CALL`.

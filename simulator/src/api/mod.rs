@@ -11,9 +11,9 @@ use axum::routing::{get, post, put};
 use axum::Router;
 use serde::de::DeserializeOwned;
 
+use crate::app::App;
 use crate::error::ApiError;
 use crate::guard::api_guard;
-use crate::server::App;
 
 const REPO: &str = "/repo/v1";
 const FILE: &str = "/file/v1";

@@ -20,11 +20,11 @@ use synapse_model::{
 
 use super::files::{can_download, no_file_handle, no_storage_location};
 use super::{parse, parse_number};
+use crate::app::App;
 use crate::error::{sdk_message, ApiError};
-use crate::guard::lock;
 use crate::names::validate_name;
-use crate::server::App;
 use crate::store::{Store, Upload, User};
+use crate::util::lock;
 use crate::util::{iso_now, new_etag};
 
 /// `PartUtils`: part size bounds, the part count limit and the largest file.
