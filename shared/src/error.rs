@@ -5,25 +5,13 @@
 //! report `error_type()` as the error name; the template retries exactly the `Retryable.*` ones.
 
 use crate::plan::PlanError;
-use crate::state::StateError;
+use crate::state::{update_retry_allowed, ItemError, StateError, MAX_ERROR_MESSAGE_CHARS};
 use crate::synapse::SynapseError;
 
 /// Error type names. Kept in one place so the template, the handlers and the tests agree.
+/// (Defined in a leaf module that the state store and the Synapse client use directly.)
 pub mod types {
-    pub const THROTTLED: &str = "Retryable.Throttled";
-    pub const TRANSIENT: &str = "Retryable.Transient";
-    pub const LEASE_HELD: &str = "Retryable.LeaseHeld";
-    pub const INVALID_INPUT: &str = "Fatal.InvalidInput";
-    pub const NOT_FOUND: &str = "Fatal.NotFound";
-    pub const UNAUTHORIZED: &str = "Fatal.Unauthorized";
-    pub const FORBIDDEN: &str = "Fatal.Forbidden";
-    pub const CONFLICT: &str = "Fatal.Conflict";
-    pub const VERIFICATION: &str = "Fatal.Verification";
-    pub const ALREADY_RUNNING: &str = "Fatal.AlreadyRunning";
-    pub const INTERNAL: &str = "Fatal.Internal";
-
-    /// Prefix shared by every error the state machine may retry.
-    pub const RETRYABLE_PREFIX: &str = "Retryable.";
+    pub use crate::error_types::*;
 }
 
 /// Errors of the migration core. Variants carry a human-readable message; the class is the variant.
@@ -95,9 +83,36 @@ impl Error {
 /// Convenience alias for the library's results.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+impl From<&Error> for ItemError {
+    fn from(error: &Error) -> Self {
+        Self {
+            class: error.error_type().to_owned(),
+            message: error
+                .to_string()
+                .chars()
+                .take(MAX_ERROR_MESSAGE_CHARS)
+                .collect(),
+            retryable: error.is_retryable(),
+        }
+    }
+}
+
+impl ItemError {
+    /// The error of an entity update that failed after the item's copy was recorded. The copy is
+    /// kept, so the next run retries the update (under `maxAttempts`) unless the entity itself
+    /// rules it out (see [`crate::state::ItemRecord::due_for_retry`]): a refusal that is not the
+    /// entity's fault must not leave the copy orphaned for ever.
+    pub fn of_update(error: &Error) -> Self {
+        let mut item_error = Self::from(error);
+        item_error.retryable |= update_retry_allowed(&item_error.class);
+        item_error
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::state::{ItemKey, ItemRecord, ItemStatus};
 
     #[test]
     fn retryable_follows_the_type_name() {
@@ -140,5 +155,56 @@ mod tests {
         let plan: Error = PlanError::EmptyFile.into();
         assert_eq!(plan.error_type(), types::INVALID_INPUT);
         assert!(!plan.is_retryable());
+    }
+
+    #[test]
+    fn refused_updates_after_a_copy_are_retried_unless_the_entity_rules_it_out() {
+        // At write time: a 400 or 403 of the update is retryable, a 404 or 412 is final.
+        for (error, retryable) in [
+            (Error::InvalidInput("label used".into()), true),
+            (Error::Forbidden("read-only".into()), true),
+            (Error::NotFound("deleted".into()), false),
+            (Error::Conflict("changed".into()), false),
+            (Error::Transient("timeout".into()), true),
+        ] {
+            assert_eq!(ItemError::of_update(&error).retryable, retryable, "{error}");
+        }
+        // At read time: an item recorded before that rule (not retryable, a copy recorded) is
+        // retried all the same, under the attempt limit; without a copy it is not.
+        let old_record = |class: &str, destination: Option<&str>, attempts| ItemRecord {
+            key: ItemKey::new("syn1", 1).unwrap(),
+            source_file_handle_id: "7".into(),
+            size: 1,
+            content_md5: None,
+            source_storage_location_id: None,
+            file_name: "f".into(),
+            destination_file_name: None,
+            status: ItemStatus::Errored(ItemError {
+                class: class.into(),
+                message: "refused".into(),
+                retryable: false,
+            }),
+            destination_file_handle_id: destination.map(str::to_owned),
+            attempts,
+            lease: None,
+            updated_at: 0,
+            run_id: "r".into(),
+        };
+        assert!(old_record(types::INVALID_INPUT, Some("9"), 1).due_for_retry(3));
+        assert!(!old_record(types::INVALID_INPUT, Some("9"), 3).due_for_retry(3));
+        assert!(!old_record(types::INVALID_INPUT, None, 1).due_for_retry(3));
+        assert!(!old_record(types::CONFLICT, Some("9"), 1).due_for_retry(3));
+        assert!(!old_record(types::NOT_FOUND, Some("9"), 1).due_for_retry(3));
+    }
+
+    #[test]
+    fn item_errors_carry_the_error_type() {
+        let error = Error::Throttled("slow down".into());
+        let item_error = ItemError::from(&error);
+        assert_eq!(item_error.class, types::THROTTLED);
+        assert!(item_error.retryable);
+        assert!(item_error.message.contains("slow down"));
+        let long = ItemError::from(&Error::Internal("é".repeat(5_000)));
+        assert_eq!(long.message.chars().count(), MAX_ERROR_MESSAGE_CHARS);
     }
 }

@@ -58,6 +58,7 @@
 pub mod config;
 pub mod copy;
 pub mod error;
+mod error_types;
 pub mod index;
 pub mod plan;
 pub mod report;

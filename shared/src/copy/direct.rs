@@ -17,8 +17,6 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use futures::{stream, StreamExt, TryStreamExt};
-use md5::{Digest, Md5};
-use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use synapse_model::{concrete, FileHandle, S3FileHandleCreate};
 
 use super::s3error::{is_no_such_upload, s3_error};
@@ -27,16 +25,13 @@ use crate::error::{Error, Result};
 use crate::plan::{PartPlan, GIB};
 use crate::synapse::SynapseClient;
 
+mod keys;
+
+pub use keys::destination_key;
+use keys::{bare, copy_source, etag_is_md5, multipart_etag, source_location};
+
 /// S3's largest CopyObject.
 pub const MAX_COPY_OBJECT_SIZE: u64 = 5 * GIB;
-
-/// Characters of a key that stay literal in `x-amz-copy-source`: unreserved ones and `/`.
-const COPY_SOURCE_KEY: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'.')
-    .remove(b'_')
-    .remove(b'~')
-    .remove(b'/');
 
 /// ListParts page size (S3's maximum).
 const LIST_PARTS_PAGE: i32 = 1000;
@@ -54,79 +49,6 @@ pub struct DirectEngine {
 pub(super) struct SourceObject {
     pub size: u64,
     pub etag: String,
-}
-
-/// The destination key of a direct copy: `{baseKey/}synmigrate/{sourceFileHandleId}/{fileName}`.
-///
-/// Deterministic, so a retried or resumed copy overwrites its own earlier attempt instead of
-/// leaving an orphan; keyed on the source handle, so two sources with the same name never
-/// collide, and a source handle is copied once per migration (one `FH#` record); under the
-/// location's base key, because Synapse registers only keys below it.
-pub fn destination_key(request: &CopyRequest) -> Result<(String, String)> {
-    let bucket = request.destination.bucket.clone().ok_or_else(|| {
-        Error::InvalidInput(format!(
-            "storage location {} has no bucket",
-            request.destination.storage_location_id
-        ))
-    })?;
-    let base = request
-        .destination
-        .base_key
-        .as_deref()
-        .map(|b| b.trim_matches('/'))
-        .filter(|b| !b.is_empty())
-        .map(|b| format!("{b}/"))
-        .unwrap_or_default();
-    let key = format!(
-        "{base}synmigrate/{}/{}",
-        request.source.id,
-        request.target_file_name()?
-    );
-    Ok((bucket, key))
-}
-
-/// The source object's bucket and key.
-fn source_location(request: &CopyRequest) -> Result<(&str, &str)> {
-    match (&request.source.bucket_name, &request.source.key) {
-        (Some(bucket), Some(key)) if request.source.is_s3() => Ok((bucket, key)),
-        _ => Err(Error::InvalidInput(format!(
-            "file handle {} is not an S3 object",
-            request.source.id
-        ))),
-    }
-}
-
-/// `x-amz-copy-source` for the source: bucket and URL-encoded key.
-fn copy_source(request: &CopyRequest) -> Result<String> {
-    let (bucket, key) = source_location(request)?;
-    Ok(format!(
-        "{bucket}/{}",
-        utf8_percent_encode(key, COPY_SOURCE_KEY)
-    ))
-}
-
-/// An ETag without its quotes.
-fn bare(etag: &str) -> &str {
-    etag.trim_matches('"')
-}
-
-/// The ETag is the object's MD5 only for objects uploaded in one piece (no `-N` suffix) without
-/// KMS; then it can be compared with Synapse's `contentMd5`.
-fn etag_is_md5(etag: &str) -> bool {
-    let etag = bare(etag);
-    etag.len() == 32 && etag.bytes().all(|b| b.is_ascii_hexdigit())
-}
-
-/// S3's ETag of a multipart object: MD5 of the concatenated part MD5s, `-` part count.
-fn multipart_etag<'a>(part_etags: impl ExactSizeIterator<Item = &'a str>) -> Result<String> {
-    let count = part_etags.len();
-    let mut digest = Md5::new();
-    for etag in part_etags {
-        let bytes = hex::decode(bare(etag))
-            .map_err(|_| Error::Internal(format!("part ETag {etag} is not hex")))?;
-        digest.update(bytes);
-    }
-    Ok(format!("{}-{count}", hex::encode(digest.finalize())))
 }
 
 /// HeadObject of the source, checked against its file handle: the same size, and the same MD5
@@ -622,87 +544,4 @@ impl CopyEngine for DirectEngine {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use synapse_model::{concrete, StorageLocationSetting};
-
-    fn request(base_key: Option<&str>, key: &str, file_name: Option<&str>) -> CopyRequest {
-        CopyRequest {
-            entity_id: "syn1".into(),
-            version: Some(1),
-            source: FileHandle {
-                id: "987".into(),
-                concrete_type: concrete::S3_FILE_HANDLE.into(),
-                etag: None,
-                created_by: None,
-                created_on: None,
-                bucket_name: Some("source".into()),
-                key: Some(key.into()),
-                content_type: None,
-                content_md5: None,
-                content_size: Some(10),
-                file_name: Some("data.csv".into()),
-                storage_location_id: Some(1),
-                external_url: None,
-                file_path: None,
-                status: None,
-            },
-            destination: StorageLocationSetting {
-                concrete_type: concrete::EXTERNAL_S3_STORAGE_LOCATION.into(),
-                storage_location_id: 7001,
-                upload_type: None,
-                bucket: Some("dest".into()),
-                base_key: base_key.map(str::to_owned),
-                sts_enabled: None,
-                endpoint_url: None,
-                banner: None,
-                description: None,
-                etag: None,
-                created_on: None,
-                created_by: None,
-            },
-            part_size: 5 << 20,
-            file_name: file_name.map(str::to_owned),
-        }
-    }
-
-    #[test]
-    fn destination_keys_are_deterministic_and_under_the_base_key() {
-        let key = |base, name| destination_key(&request(base, "k", name)).unwrap();
-        assert_eq!(
-            key(Some("migrated"), None),
-            ("dest".into(), "migrated/synmigrate/987/data.csv".into())
-        );
-        assert_eq!(key(Some("/a/b/"), None).1, "a/b/synmigrate/987/data.csv");
-        assert_eq!(key(None, Some("r_sum_.pdf")).1, "synmigrate/987/r_sum_.pdf");
-        assert_eq!(key(Some(""), None).1, "synmigrate/987/data.csv");
-    }
-
-    #[test]
-    fn copy_source_encodes_the_key_but_not_its_slashes() {
-        let source = copy_source(&request(None, "dir/my file#1+é.txt", None)).unwrap();
-        assert_eq!(source, "source/dir/my%20file%231%2B%C3%A9.txt");
-    }
-
-    #[test]
-    fn multipart_etag_matches_s3s_rule() {
-        // Two parts whose MD5s are those of "a" and "b".
-        let a = hex::encode(Md5::digest(b"a"));
-        let b = format!("\"{}\"", hex::encode(Md5::digest(b"b")));
-        let mut both = Md5::digest(b"a").to_vec();
-        both.extend_from_slice(&Md5::digest(b"b"));
-        let expected = format!("{}-2", hex::encode(Md5::digest(&both)));
-        assert_eq!(
-            multipart_etag([a.as_str(), b.as_str()].into_iter()).unwrap(),
-            expected
-        );
-        assert!(multipart_etag(["zz"].into_iter()).is_err());
-    }
-
-    #[test]
-    fn only_single_part_etags_are_md5s() {
-        assert!(etag_is_md5("\"9b2cf535f27731c974343645a3985328\""));
-        assert!(!etag_is_md5("\"9b2cf535f27731c974343645a3985328-3\""));
-        assert!(!etag_is_md5("abc"));
-    }
-}
+mod tests;

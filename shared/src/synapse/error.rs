@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::error::types;
+use crate::error_types as types;
 
 /// Everything a Synapse (or presigned S3) call can fail with. Messages carry the server's
 /// `reason`, never the token or a presigned URL (those carry credentials).

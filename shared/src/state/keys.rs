@@ -1,0 +1,130 @@
+//! Keys: the migration's partition key, the sort keys of its records, and item keys.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use super::{StateError, StatusName};
+
+/// Identifies one migration: a project into one destination storage location.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct MigrationKey {
+    project_id: String,
+    destination_storage_location_id: i64,
+}
+
+/// Ids become parts of `#`-separated keys, so they may not contain `#` or be empty.
+pub(super) fn check_id(what: &str, id: &str) -> Result<(), StateError> {
+    if id.is_empty() || id.contains('#') {
+        return Err(StateError::Invalid(format!(
+            "{what} must be non-empty and free of '#': {id:?}"
+        )));
+    }
+    Ok(())
+}
+
+impl MigrationKey {
+    pub fn new(
+        project_id: impl Into<String>,
+        destination_storage_location_id: i64,
+    ) -> Result<Self, StateError> {
+        let project_id = project_id.into();
+        check_id("project id", &project_id)?;
+        Ok(Self {
+            project_id,
+            destination_storage_location_id,
+        })
+    }
+
+    pub fn project_id(&self) -> &str {
+        &self.project_id
+    }
+
+    pub fn destination_storage_location_id(&self) -> i64 {
+        self.destination_storage_location_id
+    }
+
+    /// The partition key shared by every record of this migration.
+    pub fn pk(&self) -> String {
+        format!(
+            "MIG#{}#{}",
+            self.project_id, self.destination_storage_location_id
+        )
+    }
+}
+
+pub(crate) const LOCK_SK: &str = "LOCK";
+pub(crate) const ITEM_PREFIX: &str = "ITEM#";
+pub(crate) const COPY_PREFIX: &str = "FH#";
+
+pub(crate) fn run_sk(run_id: &str) -> String {
+    format!("RUN#{run_id}")
+}
+
+pub(crate) fn frontier_sk(run_id: &str) -> String {
+    format!("FRONTIER#{run_id}")
+}
+
+pub(crate) fn copy_sk(source_file_handle_id: &str) -> String {
+    format!("{COPY_PREFIX}{source_file_handle_id}")
+}
+
+/// Partition key of the `ByStatus` index for items of one status.
+pub(crate) fn status_pk(migration: &MigrationKey, status: StatusName) -> String {
+    format!("{}#{}", migration.pk(), status.as_str())
+}
+
+/// One file version: `syn123.4` in text (Synapse's own notation), `ITEM#syn123#4` as a sort key.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ItemKey {
+    pub entity_id: String,
+    pub version: u64,
+}
+
+impl ItemKey {
+    pub fn new(entity_id: impl Into<String>, version: u64) -> Result<Self, StateError> {
+        let entity_id = entity_id.into();
+        check_id("entity id", &entity_id)?;
+        if entity_id.contains('.') {
+            return Err(StateError::Invalid(format!(
+                "entity id may not contain '.': {entity_id:?}"
+            )));
+        }
+        Ok(Self { entity_id, version })
+    }
+
+    pub fn sk(&self) -> String {
+        format!("{ITEM_PREFIX}{}#{}", self.entity_id, self.version)
+    }
+}
+
+impl fmt::Display for ItemKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.entity_id, self.version)
+    }
+}
+
+impl FromStr for ItemKey {
+    type Err = StateError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let invalid = || StateError::Invalid(format!("item key must look like syn123.4: {s:?}"));
+        let (entity_id, version) = s.rsplit_once('.').ok_or_else(invalid)?;
+        let version = version.parse().map_err(|_| invalid())?;
+        ItemKey::new(entity_id, version)
+    }
+}
+
+impl Serialize for ItemKey {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for ItemKey {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}

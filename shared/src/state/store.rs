@@ -1,0 +1,187 @@
+//! The store interface the stages use, and listings built on it.
+
+use async_trait::async_trait;
+
+use super::*;
+
+/// Every orphaned copy of a migration, page by page (there are few: each is a failed update).
+pub async fn orphaned_copies(
+    store: &dyn StateStore,
+    migration: &MigrationKey,
+) -> Result<Vec<CopyRecord>, StateError> {
+    const PAGE: u32 = 500;
+    let mut orphans = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let page = store.list_copies(migration, PAGE, token.as_deref()).await?;
+        orphans.extend(page.items.into_iter().filter(CopyRecord::is_orphaned));
+        match page.next_token {
+            Some(next) => token = Some(next),
+            None => return Ok(orphans),
+        }
+    }
+}
+
+/// The operations the pipeline's stages need. Every write is conditional, so concurrent and
+/// repeated invocations are safe.
+#[async_trait]
+pub trait StateStore: Send + Sync {
+    /// Takes the migration lock if it is absent, expired, or already ours (then it is extended).
+    async fn acquire_lock(
+        &self,
+        migration: &MigrationKey,
+        owner: &str,
+        expires_at: EpochSeconds,
+        now: EpochSeconds,
+    ) -> Result<Lease, StateError>;
+
+    /// Extends our lock; fails with `LeaseHeld` if another owner took it, `NotFound` if gone.
+    async fn renew_lock(
+        &self,
+        migration: &MigrationKey,
+        owner: &str,
+        expires_at: EpochSeconds,
+    ) -> Result<Lease, StateError>;
+
+    /// Releases our lock. Releasing an absent lock succeeds; another owner's fails with `LeaseHeld`.
+    async fn release_lock(&self, migration: &MigrationKey, owner: &str) -> Result<(), StateError>;
+
+    async fn get_lock(&self, migration: &MigrationKey) -> Result<Option<Lease>, StateError>;
+
+    /// Opens a run. Idempotent: if the run exists it is returned unchanged.
+    async fn create_run(
+        &self,
+        migration: &MigrationKey,
+        run_id: &str,
+        settings: &serde_json::Value,
+        now: EpochSeconds,
+    ) -> Result<RunRecord, StateError>;
+
+    async fn get_run(
+        &self,
+        migration: &MigrationKey,
+        run_id: &str,
+    ) -> Result<Option<RunRecord>, StateError>;
+
+    /// Atomically adds `delta` to the run's counters (`NotFound` if the run does not exist).
+    async fn add_to_counters(
+        &self,
+        migration: &MigrationKey,
+        run_id: &str,
+        delta: &RunCounters,
+    ) -> Result<(), StateError>;
+
+    /// Records the run's final status and end time.
+    async fn finish_run(
+        &self,
+        migration: &MigrationKey,
+        run_id: &str,
+        status: RunStatus,
+        now: EpochSeconds,
+    ) -> Result<RunRecord, StateError>;
+
+    /// Stores the index frontier (at most [`MAX_DOCUMENT_BYTES`] of JSON) until `expires_at`.
+    async fn save_frontier(
+        &self,
+        migration: &MigrationKey,
+        run_id: &str,
+        frontier: &serde_json::Value,
+        expires_at: EpochSeconds,
+    ) -> Result<(), StateError>;
+
+    async fn load_frontier(
+        &self,
+        migration: &MigrationKey,
+        run_id: &str,
+    ) -> Result<Option<serde_json::Value>, StateError>;
+
+    /// Writes an item if it is absent or re-indexable (rule 1), keeping its attempt count and
+    /// dropping any lease. The new status may not be COPYING or COPIED.
+    async fn put_item(
+        &self,
+        migration: &MigrationKey,
+        item: &ItemRecord,
+        max_attempts: u32,
+    ) -> Result<PutOutcome, StateError>;
+
+    async fn get_item(
+        &self,
+        migration: &MigrationKey,
+        key: &ItemKey,
+    ) -> Result<Option<ItemRecord>, StateError>;
+
+    /// Items of one status (or all), in key order, at most `limit` per page.
+    async fn list_items(
+        &self,
+        migration: &MigrationKey,
+        status: Option<StatusName>,
+        limit: u32,
+        page_token: Option<&str>,
+    ) -> Result<Page<ItemRecord>, StateError>;
+
+    /// Changes an item's status if it is in `transition.from` and its lease is free, expired or
+    /// the caller's. Returns the item as written.
+    async fn transition_item(
+        &self,
+        migration: &MigrationKey,
+        key: &ItemKey,
+        transition: &Transition,
+    ) -> Result<ItemRecord, StateError>;
+
+    /// Claims the copy of a source handle: creates it (COPYING, leased to `owner`), or takes the
+    /// lease of an unfinished copy when free, expired or ours. A finished copy is returned as it
+    /// is, without a lease: its destination handle is all the caller needs.
+    async fn claim_copy(
+        &self,
+        migration: &MigrationKey,
+        source_file_handle_id: &str,
+        owner: &str,
+        lease_until: EpochSeconds,
+        now: EpochSeconds,
+    ) -> Result<CopyRecord, StateError>;
+
+    /// Saves the engine state of an unfinished copy whose lease the caller holds.
+    async fn save_copy_state(
+        &self,
+        migration: &MigrationKey,
+        source_file_handle_id: &str,
+        owner: &str,
+        engine_state: &serde_json::Value,
+        now: EpochSeconds,
+    ) -> Result<CopyRecord, StateError>;
+
+    /// Records the finished copy and releases the lease. Repeating it with the same destination
+    /// handle succeeds; a different one is a `ConditionFailed`.
+    async fn complete_copy(
+        &self,
+        migration: &MigrationKey,
+        source_file_handle_id: &str,
+        owner: &str,
+        destination_file_handle_id: &str,
+        now: EpochSeconds,
+    ) -> Result<CopyRecord, StateError>;
+
+    async fn get_copy(
+        &self,
+        migration: &MigrationKey,
+        source_file_handle_id: &str,
+    ) -> Result<Option<CopyRecord>, StateError>;
+
+    /// Sets (`Some`) or clears (`None`) why no entity uses a finished copy yet. Not found if the
+    /// copy is not finished.
+    async fn set_copy_unused(
+        &self,
+        migration: &MigrationKey,
+        source_file_handle_id: &str,
+        reason: Option<&str>,
+        now: EpochSeconds,
+    ) -> Result<CopyRecord, StateError>;
+
+    /// Copy records in key order, at most `limit` per page.
+    async fn list_copies(
+        &self,
+        migration: &MigrationKey,
+        limit: u32,
+        page_token: Option<&str>,
+    ) -> Result<Page<CopyRecord>, StateError>;
+}
