@@ -8,8 +8,8 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use crate::copy::parts::{MAX_PART_SIZE, MIB, MIN_PART_SIZE};
 use crate::copy::CopyMode;
-use crate::plan::{MAX_PART_SIZE, MIB, MIN_PART_SIZE};
 use crate::synapse::{ClientConfig, TokenSource};
 
 /// Errors of configuration: always the caller's to fix, never retried.

@@ -5,16 +5,17 @@
 //!
 //! # Stages
 //! The pipeline is a Step Functions state machine with one Lambda per stage; each stage is one
-//! async function in [`stages`] taking the shared [`stages::Services`] and a small camelCase
-//! JSON input (payloads are capped at 256 KiB, so stages pass keys and read state from the store):
+//! async function in [`stages`], one file (or folder) per stage, taking the shared
+//! [`context::Services`] and a small camelCase JSON input (payloads are capped at 256 KiB, so
+//! stages pass keys and read state from the store):
 //!
 //! 1. **init**: validates the input, reads the destination storage location (only its creator
 //!    may), takes the project lock (a live holder ends the run with `Fatal.AlreadyRunning`) and
 //!    opens the run.
 //! 2. **index**, repeated until `done`: walks the project depth-first within a time budget,
 //!    saving its frontier after every children page, and writes one item per file version the
-//!    strategy selects ([`index`]): INDEXED, ALREADY_MIGRATED, or SKIPPED with a reason.
-//! 3. **plan**: groups the items to copy into work units ([`plan::group_units`]: many small
+//!    strategy selects ([`stages::index::walk`]): INDEXED, ALREADY_MIGRATED, or SKIPPED with a reason.
+//! 3. **plan**: groups the items to copy into work units ([`stages::plan::units::group_units`]: many small
 //!    files per unit, one big file per unit, items sharing a source handle together) and writes
 //!    the manifest the Distributed Map reads.
 //! 4. **start_copy** (per unit): leases the items and each source's copy record, starts or
@@ -22,13 +23,27 @@
 //!    the part batches of big ones.
 //! 5. **copy_parts** (per batch): copies one batch of parts with bounded concurrency.
 //! 6. **complete** (per unit): finishes each copy, records it, updates each entity
-//!    ([`update`]) and records the item MIGRATED; a failing item is recorded ERRORED and the
+//!    ([`stages::complete::update`]) and records the item MIGRATED; a failing item is recorded ERRORED and the
 //!    others go on.
 //! 7. **record_failure**: the Catch target; marks a failed unit's unfinished items ERRORED.
-//! 8. **report**: counts per status, a CSV report in S3 ([`report`]), finishes the run and
+//! 8. **report**: counts per status, a CSV report in S3 ([`stages::report::csv`]), finishes the run and
 //!    releases the lock.
 //!
 //! [`runner::run_migration`] calls the same functions in the same order in one process.
+//!
+//! | stage | file (in `stages/`) | reads | writes | Synapse calls | S3 calls |
+//! |---|---|---|---|---|---|
+//! | init | `init.rs` | input | lock, run | storage location, entity | - |
+//! | index | `index/mod.rs`, `index/walk.rs` | frontier, items | lock, frontier, items, counters | entity bundles, children pages, version pages | - |
+//! | plan | `plan/mod.rs`, `plan/units.rs` | items (INDEXED, ERRORED, COPYING, COPIED) | lock, manifest | - | PutObject (manifest) |
+//! | start_copy | `start_copy.rs` | items, copy records | items (COPYING/COPIED), copy records and engine state, lock | file handle batch; Synapse engine: start multipart copy, presign parts, add part | HeadObject (auto mode); direct engine: CreateMultipartUpload, UploadPartCopy/CopyObject, ListParts |
+//! | copy_parts | `copy_parts.rs` | copy record | copy lease | Synapse engine: presign parts, add part | direct engine: UploadPartCopy |
+//! | complete | `complete/mod.rs`, `complete/update.rs` | items, copy records | copy records (COPIED, unused mark), items (MIGRATED/ERRORED), counters | complete multipart copy or create external S3 handle, entity bundle, file handle batch, entity/version update | direct engine: CompleteMultipartUpload, AbortMultipartUpload |
+//! | record_failure | `record_failure.rs` | items, copy records | items (ERRORED), copy unused mark, counters | - | - |
+//! | report | `report/mod.rs`, `report/csv.rs` | items, copy records, run counters | run (finished), lock released | - | PutObject (report, orphaned copies) |
+//!
+//! The copy stages share their view of a unit (`stages/unit.rs`); every stage shares
+//! [`context`] (services, tuning, run context, the clock), which imports no stage.
 //!
 //! # State
 //! One DynamoDB table ([`state`]) holds, per migration (project and destination): the lock, the
@@ -56,6 +71,7 @@
 //! state machine and by the next run, `Fatal.*` ones are recorded with a readable message.
 
 pub mod config;
+pub mod context;
 pub mod copy;
 pub mod error;
 mod error_types;

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use futures::stream::{self, StreamExt, TryStreamExt};
 
-use crate::plan::WorkUnit;
+use crate::stages::plan::units::WorkUnit;
 use crate::stages::{
     self, complete, copy_parts, index, init, plan, read_manifest, record_failure, report,
     start_copy, CompleteInput, CopyPartsInput, IndexInput, InitInput, ItemOutcome, PlanInput,

@@ -19,10 +19,10 @@ use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use futures::{stream, StreamExt, TryStreamExt};
 use synapse_model::{concrete, FileHandle, S3FileHandleCreate};
 
+use super::parts::{PartPlan, GIB};
 use super::s3error::{is_no_such_upload, s3_error};
 use super::{CopyEngine, CopyRequest, EngineConfig, EngineKind, EngineState, Started};
 use crate::error::{Error, Result};
-use crate::plan::{PartPlan, GIB};
 use crate::synapse::SynapseClient;
 
 mod keys;

@@ -24,6 +24,7 @@
 
 mod direct;
 mod names;
+pub mod parts;
 mod s3error;
 mod synapse;
 
@@ -32,7 +33,7 @@ use serde::{Deserialize, Serialize};
 use synapse_model::{FileHandle, FileHandleAssociation, StorageLocationSetting};
 
 use crate::error::{Error, Result};
-use crate::plan::GIB;
+use parts::GIB;
 
 pub use direct::{destination_key, DirectEngine, MAX_COPY_OBJECT_SIZE};
 pub use names::{is_valid_file_name, sanitize_file_name};
@@ -50,7 +51,7 @@ pub struct CopyRequest {
     /// The source S3 file handle, as the index read it.
     pub source: FileHandle,
     pub destination: StorageLocationSetting,
-    /// Part size from [`crate::plan::PartPlan::part_size`].
+    /// Part size from [`parts::PartPlan::part_size`].
     pub part_size: u64,
     /// The sanitised name to give the copy when the source's fails Synapse's rule; `None` keeps it.
     pub file_name: Option<String>,

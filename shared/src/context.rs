@@ -1,0 +1,192 @@
+//! The vocabulary every stage shares: the [`Services`] a stage runs with, its [`Tuning`], the
+//! [`RunContext`] passed from stage to stage, and the state store's clock [`now`]. A leaf:
+//! imports no stage, so the stages and their helpers (the tree walk, the copy engines) can all
+//! use it.
+
+#[cfg(feature = "fault-injection")]
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use synapse_model::StorageLocationSetting;
+
+use crate::config::MigrationOptions;
+use crate::copy::parts::BatchBudget;
+use crate::copy::{DirectEngine, EngineConfig, Engines, SynapseEngine};
+use crate::stages::plan::units::UnitLimits;
+use crate::state::{EpochSeconds, MigrationKey, StateStore};
+use crate::synapse::SynapseClient;
+use crate::{Error, Result};
+
+/// Items listed per state store page.
+pub(crate) const LIST_PAGE: u32 = 500;
+
+/// Seconds since the epoch, the state store's clock.
+pub fn now() -> EpochSeconds {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as EpochSeconds)
+        .unwrap_or_default()
+}
+
+pub(crate) fn seconds(duration: Duration) -> EpochSeconds {
+    EpochSeconds::try_from(duration.as_secs()).unwrap_or(EpochSeconds::MAX / 2)
+}
+
+/// Limits and durations of the stages; the defaults suit 15-minute Lambdas.
+#[derive(Debug, Clone)]
+pub struct Tuning {
+    /// How long one Index invocation walks before handing back.
+    pub index_time_budget: Duration,
+    /// The project lock's lifetime; renewed by Index and Plan.
+    pub lock_ttl: Duration,
+    /// Lifetime of item and copy leases; a crashed worker's claims are free again after it.
+    pub lease_ttl: Duration,
+    pub unit_limits: UnitLimits,
+    pub batch_budget: BatchBudget,
+    /// Sources of one unit copied (or completed) at the same time.
+    pub unit_concurrency: usize,
+    /// Part batches of one big file copied at the same time by the in-process runner.
+    pub batch_concurrency: usize,
+    pub engine: EngineConfig,
+}
+
+impl Default for Tuning {
+    fn default() -> Self {
+        Self {
+            index_time_budget: Duration::from_secs(600),
+            lock_ttl: Duration::from_secs(6 * 3600),
+            lease_ttl: Duration::from_secs(20 * 60),
+            unit_limits: UnitLimits::default(),
+            batch_budget: BatchBudget::default(),
+            unit_concurrency: 4,
+            batch_concurrency: 4,
+            engine: EngineConfig::default(),
+        }
+    }
+}
+
+#[cfg(feature = "fault-injection")]
+/// Switches that make a stage fail at a chosen point, so tests can prove the crash rules.
+#[derive(Debug, Default)]
+pub struct FaultHooks {
+    /// Entity updates that fail right after the entity was written and before the item is
+    /// recorded MIGRATED (a crash at the worst moment). Counts down to zero.
+    pub fail_after_entity_update: AtomicU32,
+}
+
+#[cfg(feature = "fault-injection")]
+impl FaultHooks {
+    /// Whether the next entity update should fail (and counts it).
+    pub(crate) fn fire_after_entity_update(&self) -> bool {
+        self.fail_after_entity_update
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+    }
+}
+
+/// Everything a stage needs; built once per Lambda container (or per CLI run).
+pub struct Services {
+    pub synapse: SynapseClient,
+    pub store: Arc<dyn StateStore>,
+    /// For manifests and reports, and the direct engine's copies.
+    pub s3: aws_sdk_s3::Client,
+    /// The bucket for manifests and reports.
+    pub bucket: String,
+    pub engines: Engines,
+    pub tuning: Tuning,
+    /// Test-only switches (the `fault-injection` feature).
+    #[cfg(feature = "fault-injection")]
+    pub faults: FaultHooks,
+}
+
+impl Services {
+    pub fn new(
+        synapse: SynapseClient,
+        store: Arc<dyn StateStore>,
+        s3: aws_sdk_s3::Client,
+        bucket: impl Into<String>,
+        tuning: Tuning,
+    ) -> Self {
+        let engines = Engines {
+            synapse: SynapseEngine::new(synapse.clone(), tuning.engine.clone()),
+            direct: DirectEngine::new(s3.clone(), synapse.clone(), tuning.engine.clone()),
+        };
+        Self {
+            synapse,
+            store,
+            s3,
+            bucket: bucket.into(),
+            engines,
+            tuning,
+            #[cfg(feature = "fault-injection")]
+            faults: FaultHooks::default(),
+        }
+    }
+}
+
+/// What every stage after Init gets: which migration, which run, and its options.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunContext {
+    pub project_id: String,
+    pub destination_storage_location_id: i64,
+    /// The execution name: owner of the lock and id of the run.
+    pub run_id: String,
+    pub options: MigrationOptions,
+    /// The destination as Synapse described it at Init (the engines need bucket and base key).
+    pub destination: StorageLocationSetting,
+}
+
+impl RunContext {
+    pub fn migration(&self) -> Result<MigrationKey> {
+        Ok(MigrationKey::new(
+            &self.project_id,
+            self.destination_storage_location_id,
+        )?)
+    }
+
+    /// Owner of a unit's leases: the same on every retry of the unit in this run.
+    pub(crate) fn unit_owner(&self, unit_id: &str) -> String {
+        format!("{}/{unit_id}", self.run_id)
+    }
+
+    pub fn manifest_key(&self) -> String {
+        format!("runs/{}/manifest.json", self.run_id)
+    }
+
+    pub fn report_key(&self) -> String {
+        format!("runs/{}/report.csv", self.run_id)
+    }
+
+    pub fn orphaned_copies_key(&self) -> String {
+        format!("runs/{}/orphaned-copies.csv", self.run_id)
+    }
+}
+
+/// Writes one object to the manifests-and-reports bucket.
+pub(crate) async fn put_object(
+    services: &Services,
+    key: &str,
+    body: Vec<u8>,
+    content_type: &str,
+) -> Result<()> {
+    services
+        .s3
+        .put_object()
+        .bucket(&services.bucket)
+        .key(key)
+        .content_type(content_type)
+        .body(body.into())
+        .send()
+        .await
+        .map(drop)
+        .map_err(|e| {
+            Error::Transient(format!(
+                "cannot write s3://{}/{key}: {}",
+                services.bucket,
+                aws_sdk_s3::error::DisplayErrorContext(&e)
+            ))
+        })
+}

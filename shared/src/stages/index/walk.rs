@@ -1,0 +1,518 @@
+//! The Index stage's walk: lists the project depth-first, page by page, within a time budget,
+//! and turns every selected file version into an item (INDEXED, ALREADY_MIGRATED or SKIPPED).
+//!
+//! Progress lives in a [`Frontier`] saved after every children page, so the next invocation
+//! continues where this one stopped and a crash repeats at most one page. Repeating a page is
+//! harmless: `put_item` never overwrites an item in a later state (rule 1).
+//!
+//! The frontier is a stack of containers with their page tokens. A page's sub-folders are pushed
+//! above their parent, so they are walked before the parent's next page: the stack holds at most
+//! one page of folders per level, whatever the project's width.
+
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+use synapse_model::{
+    concrete, entity_type, EntityBundleRequest, EntityChildrenRequest, FileHandle,
+};
+
+use crate::config::FileVersionStrategy;
+use crate::context::{now, RunContext, Services};
+use crate::error::types;
+use crate::state::{
+    ItemError, ItemKey, ItemRecord, ItemStatus, PutOutcome, RunCounters, SkipReason, StatusName,
+};
+use crate::{Error, Result};
+
+/// Versions asked for per page of `GET /entity/{id}/version`.
+const VERSIONS_PAGE: u64 = 100;
+/// How long a frontier outlives its last save (the table's TTL removes it afterwards).
+const FRONTIER_TTL_SECONDS: i64 = 30 * 24 * 3600;
+
+/// A container still to list, and where its listing continues.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Cursor {
+    pub parent_id: String,
+    pub next_page_token: Option<String>,
+}
+
+/// Progress of the walk of one run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Frontier {
+    /// Containers to list; the last one is listed next.
+    pub stack: Vec<Cursor>,
+    pub done: bool,
+}
+
+impl Frontier {
+    /// The start of a walk of `project_id`.
+    pub fn start(project_id: &str) -> Self {
+        Self {
+            stack: vec![Cursor {
+                parent_id: project_id.to_owned(),
+                next_page_token: None,
+            }],
+            done: false,
+        }
+    }
+}
+
+/// Items written by one Index invocation, by what happened to them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IndexCounts {
+    pub indexed: u64,
+    pub already_migrated: u64,
+    pub skipped: u64,
+    pub errored: u64,
+    /// Items found in a later state (migrated by an earlier run, in flight) and left alone.
+    pub unchanged: u64,
+    pub pages: u64,
+}
+
+impl IndexCounts {
+    pub fn add(&mut self, other: &IndexCounts) {
+        self.indexed += other.indexed;
+        self.already_migrated += other.already_migrated;
+        self.skipped += other.skipped;
+        self.errored += other.errored;
+        self.unchanged += other.unchanged;
+        self.pages += other.pages;
+    }
+
+    fn count(&mut self, status: StatusName) {
+        match status {
+            StatusName::AlreadyMigrated => self.already_migrated += 1,
+            StatusName::Skipped => self.skipped += 1,
+            StatusName::Errored => self.errored += 1,
+            _ => self.indexed += 1,
+        }
+    }
+}
+
+/// Walks until the budget is spent (always at least one page) or the project is done.
+pub async fn walk(
+    services: &Services,
+    run: &RunContext,
+    deadline: Instant,
+) -> Result<IndexOutcome> {
+    let migration = run.migration()?;
+    let store = &services.store;
+    let mut frontier = match store.load_frontier(&migration, &run.run_id).await? {
+        Some(json) => serde_json::from_value(json)
+            .map_err(|e| Error::Internal(format!("stored index frontier does not parse: {e}")))?,
+        None => Frontier::start(&run.project_id),
+    };
+    let mut counts = IndexCounts::default();
+    let mut delta = RunCounters::default();
+    while !frontier.done && (counts.pages == 0 || Instant::now() < deadline) {
+        let Some(cursor) = frontier.stack.pop() else {
+            frontier.done = true;
+            break;
+        };
+        let page = services
+            .synapse
+            .children_page(&EntityChildrenRequest {
+                parent_id: Some(cursor.parent_id.clone()),
+                include_types: Some(vec![
+                    entity_type::FOLDER.to_owned(),
+                    entity_type::FILE.to_owned(),
+                ]),
+                sort_by: Some("NAME".into()),
+                sort_direction: Some("ASC".into()),
+                next_page_token: cursor.next_page_token.clone(),
+            })
+            .await?;
+        let mut folders = Vec::new();
+        for child in &page.page {
+            if child.kind == concrete::FOLDER {
+                folders.push(child.id.clone());
+            } else if child.kind == concrete::FILE_ENTITY {
+                let items = match file_items(services, run, &child.id).await {
+                    Ok(items) => items,
+                    // One unreadable file must not stop the walk: it is reported instead.
+                    Err(error) if !error.is_retryable() => {
+                        let version = child.version_number.unwrap_or(1);
+                        vec![unreadable(run, &child.id, &child.name, version, &error)?]
+                    }
+                    Err(error) => return Err(error),
+                };
+                for item in items {
+                    let status = item.status.name();
+                    match store
+                        .put_item(&migration, &item, run.options.max_attempts)
+                        .await?
+                    {
+                        PutOutcome::Kept { .. } => counts.unchanged += 1,
+                        PutOutcome::Created | PutOutcome::Replaced { .. } => {
+                            counts.count(status);
+                            *delta.by_status.entry(status).or_default() += 1;
+                        }
+                    }
+                }
+            }
+        }
+        if let Some(token) = page.next_page_token {
+            frontier.stack.push(Cursor {
+                parent_id: cursor.parent_id,
+                next_page_token: Some(token),
+            });
+        }
+        // Reversed so that the first folder by name is walked first.
+        frontier
+            .stack
+            .extend(folders.into_iter().rev().map(|parent_id| Cursor {
+                parent_id,
+                next_page_token: None,
+            }));
+        frontier.done = frontier.stack.is_empty();
+        counts.pages += 1;
+        let json = serde_json::to_value(&frontier)
+            .map_err(|e| Error::Internal(format!("cannot encode the index frontier: {e}")))?;
+        store
+            .save_frontier(&migration, &run.run_id, &json, now() + FRONTIER_TTL_SECONDS)
+            .await?;
+    }
+    if !delta.by_status.is_empty() {
+        store
+            .add_to_counters(&migration, &run.run_id, &delta)
+            .await?;
+    }
+    Ok(IndexOutcome {
+        done: frontier.done,
+        counts,
+    })
+}
+
+/// What one walk did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexOutcome {
+    pub done: bool,
+    pub counts: IndexCounts,
+}
+
+/// The items for one file entity under the run's version strategy.
+async fn file_items(
+    services: &Services,
+    run: &RunContext,
+    entity_id: &str,
+) -> Result<Vec<ItemRecord>> {
+    let request = EntityBundleRequest {
+        include_entity: true,
+        include_file_handles: true,
+        ..EntityBundleRequest::default()
+    };
+    let versions: Vec<Option<i64>> = match run.options.file_version_strategy {
+        FileVersionStrategy::New | FileVersionStrategy::Latest => vec![None],
+        FileVersionStrategy::All => all_versions(services, entity_id)
+            .await?
+            .into_iter()
+            .map(Some)
+            .collect(),
+    };
+    let mut items = Vec::with_capacity(versions.len());
+    for version in versions {
+        let bundle = services
+            .synapse
+            .entity_bundle(entity_id, version, &request)
+            .await?;
+        let entity = bundle.entity.ok_or_else(|| {
+            Error::Internal(format!("the bundle of {entity_id} carries no entity"))
+        })?;
+        let number = entity.version_number.ok_or_else(|| {
+            Error::Internal(format!(
+                "the bundle of {entity_id} carries no version number"
+            ))
+        })?;
+        let key = ItemKey::new(entity_id, u64::try_from(number).unwrap_or_default())?;
+        let handle = entity.data_file_handle_id.as_deref().and_then(|id| {
+            bundle
+                .file_handles
+                .as_deref()
+                .unwrap_or_default()
+                .iter()
+                .find(|h| h.id == id)
+        });
+        let item = classify(
+            run,
+            key,
+            &entity.name,
+            entity.data_file_handle_id.as_deref(),
+            handle,
+        );
+        if item.status == ItemStatus::AlreadyMigrated
+            && migrated_by_us(services, run, &item).await?
+        {
+            continue;
+        }
+        items.push(item);
+    }
+    Ok(items)
+}
+
+/// Whether a file version found in the destination got there through an item of ours, which
+/// then stands for it: with `new` the item of the version before (the migration created this
+/// one), with `all`/`latest` the item of this very version (its handle was swapped). Such an
+/// item is left to finish (say, after a crash between update and state write) instead of being
+/// overwritten as ALREADY_MIGRATED.
+async fn migrated_by_us(services: &Services, run: &RunContext, found: &ItemRecord) -> Result<bool> {
+    let key = &found.key;
+    let ours = match run.options.file_version_strategy {
+        FileVersionStrategy::New if key.version <= 1 => return Ok(false),
+        FileVersionStrategy::New => ItemKey::new(key.entity_id.clone(), key.version - 1)?,
+        FileVersionStrategy::All | FileVersionStrategy::Latest => key.clone(),
+    };
+    let existing = services.store.get_item(&run.migration()?, &ours).await?;
+    Ok(existing.is_some_and(|item| {
+        item.status.name() != StatusName::Skipped
+            && item.source_file_handle_id != found.source_file_handle_id
+    }))
+}
+
+/// The item that reports a file the walk could not read.
+fn unreadable(
+    run: &RunContext,
+    entity_id: &str,
+    name: &str,
+    version: i64,
+    error: &Error,
+) -> Result<ItemRecord> {
+    let key = ItemKey::new(entity_id, u64::try_from(version).unwrap_or(1))?;
+    let mut item = classify(run, key, name, None, None);
+    item.status = ItemStatus::Errored(ItemError::from(error));
+    Ok(item)
+}
+
+/// Every version number of an entity, newest first.
+async fn all_versions(services: &Services, entity_id: &str) -> Result<Vec<i64>> {
+    let mut versions = Vec::new();
+    loop {
+        let page = services
+            .synapse
+            .versions_page(entity_id, versions.len() as u64, VERSIONS_PAGE)
+            .await?;
+        if page.results.is_empty() {
+            return Ok(versions);
+        }
+        versions.extend(page.results.iter().map(|v| v.version_number));
+    }
+}
+
+/// Decides what to do with one file version. Pure, so every rule is unit-tested.
+pub fn classify(
+    run: &RunContext,
+    key: ItemKey,
+    entity_name: &str,
+    handle_id: Option<&str>,
+    handle: Option<&FileHandle>,
+) -> ItemRecord {
+    let options = &run.options;
+    let file_name = handle
+        .and_then(|h| h.file_name.clone())
+        .unwrap_or_else(|| entity_name.to_owned());
+    let mut item = ItemRecord {
+        key,
+        source_file_handle_id: handle_id.unwrap_or_default().to_owned(),
+        size: handle.and_then(|h| h.content_size).unwrap_or_default(),
+        content_md5: handle.and_then(|h| h.content_md5.clone()),
+        source_storage_location_id: handle.and_then(|h| h.storage_location_id),
+        file_name,
+        destination_file_name: None,
+        status: ItemStatus::Indexed,
+        destination_file_handle_id: None,
+        attempts: 0,
+        lease: None,
+        updated_at: now(),
+        run_id: run.run_id.clone(),
+    };
+    let skip = |reason| ItemStatus::Skipped { reason };
+    item.status = match handle {
+        None => ItemStatus::Errored(ItemError {
+            class: types::NOT_FOUND.to_owned(),
+            message: format!(
+                "file handle {} of {} is not readable",
+                handle_id.unwrap_or("(none)"),
+                item.key
+            ),
+            retryable: false,
+        }),
+        Some(h) if h.concrete_type == concrete::EXTERNAL_FILE_HANDLE => {
+            skip(SkipReason::ExternalLink)
+        }
+        Some(h) if !h.is_s3() => skip(SkipReason::NotS3),
+        Some(h) if h.storage_location_id == Some(run.destination_storage_location_id) => {
+            item.destination_file_handle_id = Some(h.id.clone());
+            ItemStatus::AlreadyMigrated
+        }
+        Some(h) if !options.selects_source(h.storage_location_id) => skip(SkipReason::FilteredOut),
+        Some(_) if item.size == 0 => skip(SkipReason::EmptyFile),
+        Some(_) => match crate::copy::sanitize_file_name(&item.file_name) {
+            Some(_) if !options.sanitize_file_names => skip(SkipReason::InvalidFileName),
+            renamed => {
+                item.destination_file_name = renamed;
+                ItemStatus::Indexed
+            }
+        },
+    };
+    item
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::MigrationOptions;
+    use synapse_model::StorageLocationSetting;
+
+    fn run(options: MigrationOptions) -> RunContext {
+        RunContext {
+            project_id: "syn1".into(),
+            destination_storage_location_id: 7001,
+            run_id: "run-1".into(),
+            options,
+            destination: StorageLocationSetting {
+                concrete_type: concrete::EXTERNAL_S3_STORAGE_LOCATION.into(),
+                storage_location_id: 7001,
+                upload_type: None,
+                bucket: Some("dest".into()),
+                base_key: None,
+                sts_enabled: None,
+                endpoint_url: None,
+                banner: None,
+                description: None,
+                etag: None,
+                created_on: None,
+                created_by: None,
+            },
+        }
+    }
+
+    fn handle(kind: &str, location: i64, size: u64, name: &str) -> FileHandle {
+        serde_json::from_value(serde_json::json!({
+            "id": "55", "concreteType": kind, "storageLocationId": location,
+            "contentSize": size, "contentMd5": "abc", "fileName": name
+        }))
+        .unwrap()
+    }
+
+    fn status(options: MigrationOptions, h: &FileHandle) -> ItemRecord {
+        let key = ItemKey::new("syn9", 2).unwrap();
+        classify(&run(options), key, "entity name", Some(&h.id), Some(h))
+    }
+
+    #[test]
+    fn s3_files_outside_the_destination_are_indexed() {
+        let item = status(
+            MigrationOptions::default(),
+            &handle(concrete::S3_FILE_HANDLE, 1, 10, "a.txt"),
+        );
+        assert_eq!(item.status, ItemStatus::Indexed);
+        assert_eq!(item.source_file_handle_id, "55");
+        assert_eq!(item.size, 10);
+        assert_eq!(item.file_name, "a.txt");
+        assert_eq!(item.destination_file_name, None);
+    }
+
+    #[test]
+    fn skips_carry_their_reason() {
+        let defaults = MigrationOptions::default;
+        let cases = [
+            (
+                defaults(),
+                handle(concrete::EXTERNAL_FILE_HANDLE, 1, 10, "a"),
+                SkipReason::ExternalLink,
+            ),
+            (
+                defaults(),
+                handle(concrete::GOOGLE_CLOUD_FILE_HANDLE, 1, 10, "a"),
+                SkipReason::NotS3,
+            ),
+            (
+                defaults(),
+                handle(concrete::PROXY_FILE_HANDLE, 1, 10, "a"),
+                SkipReason::NotS3,
+            ),
+            (
+                defaults(),
+                handle(concrete::S3_FILE_HANDLE, 1, 0, "a"),
+                SkipReason::EmptyFile,
+            ),
+            (
+                MigrationOptions {
+                    source_storage_location_ids: vec![2],
+                    ..defaults()
+                },
+                handle(concrete::S3_FILE_HANDLE, 1, 10, "a"),
+                SkipReason::FilteredOut,
+            ),
+            (
+                MigrationOptions {
+                    sanitize_file_names: false,
+                    ..defaults()
+                },
+                handle(concrete::S3_FILE_HANDLE, 1, 10, "données#1.csv"),
+                SkipReason::InvalidFileName,
+            ),
+        ];
+        for (options, h, reason) in cases {
+            assert_eq!(
+                status(options, &h).status,
+                ItemStatus::Skipped { reason },
+                "{h:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn files_in_the_destination_are_already_migrated() {
+        let item = status(
+            MigrationOptions::default(),
+            &handle(concrete::S3_FILE_HANDLE, 7001, 10, "a"),
+        );
+        assert_eq!(item.status, ItemStatus::AlreadyMigrated);
+        assert_eq!(item.destination_file_handle_id.as_deref(), Some("55"));
+    }
+
+    #[test]
+    fn invalid_names_are_sanitised_by_default() {
+        let item = status(
+            MigrationOptions::default(),
+            &handle(concrete::S3_FILE_HANDLE, 1, 10, "données#1.csv"),
+        );
+        assert_eq!(item.status, ItemStatus::Indexed);
+        let renamed = item.destination_file_name.expect("a sanitised name");
+        assert!(
+            crate::copy::sanitize_file_name(&renamed).is_none(),
+            "{renamed}"
+        );
+    }
+
+    #[test]
+    fn unreadable_handles_are_errors_that_are_not_retried() {
+        let key = ItemKey::new("syn9", 1).unwrap();
+        let item = classify(
+            &run(MigrationOptions::default()),
+            key,
+            "x",
+            Some("77"),
+            None,
+        );
+        match item.status {
+            ItemStatus::Errored(error) => {
+                assert_eq!(error.class, types::NOT_FOUND);
+                assert!(!error.retryable);
+                assert!(error.message.contains("77"));
+            }
+            other => panic!("expected ERRORED, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn frontier_round_trips() {
+        let frontier = Frontier::start("syn3");
+        let json = serde_json::to_value(&frontier).unwrap();
+        assert_eq!(json["stack"][0]["parentId"], "syn3");
+        assert_eq!(serde_json::from_value::<Frontier>(json).unwrap(), frontier);
+    }
+}

@@ -1,0 +1,164 @@
+//! Stage 1, Init: validates the input and the destination, takes the project lock and opens the
+//! run. The lock's renewal (Index, Plan, StartCopy) and best-effort release live here too.
+
+use serde::{Deserialize, Serialize};
+use synapse_model::concrete;
+
+use crate::config::MigrationOptions;
+use crate::context::{now, seconds, RunContext, Services};
+use crate::state::StateError;
+use crate::synapse::SynapseError;
+use crate::{Error, Result};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InitInput {
+    pub project_id: String,
+    pub destination_storage_location_id: i64,
+    /// The Step Functions execution name (unique per execution).
+    pub execution_name: String,
+    #[serde(default)]
+    pub options: MigrationOptions,
+}
+
+/// Validates the input and the destination, takes the project lock and opens the run.
+pub async fn init(services: &Services, input: InitInput) -> Result<RunContext> {
+    let InitInput {
+        project_id,
+        destination_storage_location_id: destination_id,
+        execution_name,
+        options,
+    } = input;
+    if !project_id
+        .strip_prefix("syn")
+        .is_some_and(|digits| !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return Err(Error::InvalidInput(format!(
+            "projectId must look like syn123, got {project_id:?}"
+        )));
+    }
+    if destination_id <= 0 {
+        return Err(Error::InvalidInput(format!(
+            "destinationStorageLocationId must be a positive id, got {destination_id}"
+        )));
+    }
+    if execution_name.is_empty() || execution_name.contains(['#', '/']) {
+        return Err(Error::InvalidInput(format!(
+            "executionName must be non-empty without '#' or '/', got {execution_name:?}"
+        )));
+    }
+    options
+        .validate()
+        .map_err(|e| Error::InvalidInput(e.to_string()))?;
+    let destination = services
+        .synapse
+        .storage_location(destination_id)
+        .await
+        .map_err(|error| match error {
+            SynapseError::Forbidden { reason } => Error::Forbidden(format!(
+                "you did not create storage location {destination_id}, so files cannot be \
+                 migrated into it ({reason})"
+            )),
+            SynapseError::NotFound { reason } => Error::NotFound(format!(
+                "storage location {destination_id} does not exist ({reason})"
+            )),
+            other => other.into(),
+        })?;
+    if options.copy_mode == crate::copy::CopyMode::Direct && !destination.is_external_s3() {
+        return Err(Error::InvalidInput(format!(
+            "copyMode direct needs an external S3 destination; storage location {destination_id} \
+             is {}",
+            destination.concrete_type
+        )));
+    }
+    let project = services
+        .synapse
+        .get_entity(&project_id)
+        .await
+        .map_err(|error| match error {
+            SynapseError::NotFound { reason } => {
+                Error::NotFound(format!("project {project_id} does not exist ({reason})"))
+            }
+            other => other.into(),
+        })?;
+    if project.concrete_type != concrete::PROJECT {
+        return Err(Error::InvalidInput(format!(
+            "{project_id} is a {}, not a project",
+            project.concrete_type
+        )));
+    }
+    let run = RunContext {
+        project_id,
+        destination_storage_location_id: destination_id,
+        run_id: execution_name,
+        options,
+        destination,
+    };
+    let migration = run.migration()?;
+    let at = now();
+    services
+        .store
+        .acquire_lock(
+            &migration,
+            &run.run_id,
+            at + seconds(services.tuning.lock_ttl),
+            at,
+        )
+        .await
+        .map_err(|error| match error {
+            StateError::LeaseHeld {
+                owner, expires_at, ..
+            } => Error::AlreadyRunning(format!(
+                "already running: execution {owner} holds the lock of {} into {} until {expires_at}",
+                run.project_id, run.destination_storage_location_id
+            )),
+            other => other.into(),
+        })?;
+    let settings = serde_json::json!({
+        "options": run.options,
+        "destinationStorageLocationId": run.destination_storage_location_id,
+        "destinationType": run.destination.concrete_type,
+    });
+    if let Err(error) = services
+        .store
+        .create_run(&migration, &run.run_id, &settings, at)
+        .await
+    {
+        release_lock(services, &run).await;
+        return Err(error.into());
+    }
+    tracing::info!(project = %run.project_id, destination = run.destination_storage_location_id,
+                   run = %run.run_id, "run opened");
+    Ok(run)
+}
+
+/// Extends the lock; fails if another execution took it meanwhile.
+pub(crate) async fn renew_lock(services: &Services, run: &RunContext) -> Result<()> {
+    let until = now() + seconds(services.tuning.lock_ttl);
+    services
+        .store
+        .renew_lock(&run.migration()?, &run.run_id, until)
+        .await
+        .map(drop)
+        .map_err(|error| match error {
+            StateError::LeaseHeld { owner, .. } => Error::Conflict(format!(
+                "the project lock expired and execution {owner} took it; this run stops"
+            )),
+            other => other.into(),
+        })
+}
+
+/// Best-effort release used on failure paths (the lock expires anyway).
+pub(crate) async fn release_lock(services: &Services, run: &RunContext) {
+    let released = match run.migration() {
+        Ok(migration) => services
+            .store
+            .release_lock(&migration, &run.run_id)
+            .await
+            .map_err(Error::from),
+        Err(error) => Err(error),
+    };
+    if let Err(error) = released {
+        tracing::warn!(run = %run.run_id, %error, "could not release the project lock");
+    }
+}

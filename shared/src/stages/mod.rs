@@ -1,0 +1,97 @@
+//! The pipeline's stages, one async function per Lambda, one file (or folder) per stage:
+//!
+//! | stage | file |
+//! |---|---|
+//! | [`init()`] (and the lock's renewal and release) | `init.rs` |
+//! | [`index()`] | `index/mod.rs`, the tree walk in `index/walk.rs` |
+//! | [`plan()`] | `plan/mod.rs`, the unit grouping in `plan/units.rs` |
+//! | [`start_copy()`] | `start_copy.rs` |
+//! | [`copy_parts()`] | `copy_parts.rs` |
+//! | [`complete()`] | `complete/mod.rs`, the entity update in `complete/update.rs` |
+//! | [`record_failure()`] | `record_failure.rs` |
+//! | [`report()`] | `report/mod.rs`, the CSV rows in `report/csv.rs` |
+//!
+//! The per-unit stages share their view of a unit ([`unit`]); every stage shares
+//! [`crate::context`] (services, tuning, run context, clock).
+//!
+//! Each takes the shared [`Services`] and a small serde (camelCase) input, and returns a small
+//! output: Step Functions payloads are capped at 256 KiB, so stages pass keys and the
+//! [`RunContext`], and read everything else from the state store. Every stage may be repeated
+//! (a Lambda retry, a re-run) without doing its work twice; see the crate docs for the rules.
+
+use serde::{Deserialize, Serialize};
+use synapse_model::FileHandle;
+
+use crate::copy::parts::PartBatch;
+use crate::copy::CopyRequest;
+use crate::state::{ItemError, StatusName};
+
+pub mod complete;
+pub mod copy_parts;
+pub mod index;
+pub mod init;
+pub mod plan;
+pub mod record_failure;
+pub mod report;
+pub mod start_copy;
+pub(crate) mod unit;
+
+#[cfg(test)]
+mod tests;
+
+#[cfg(feature = "fault-injection")]
+pub use crate::context::FaultHooks;
+pub use crate::context::{now, RunContext, Services, Tuning};
+pub use complete::{complete, CompleteInput, CompleteOutput};
+pub use copy_parts::{copy_parts, CopyPartsInput, CopyPartsOutput};
+pub use index::{index, IndexInput, IndexOutput};
+pub(crate) use init::release_lock;
+pub use init::{init, InitInput};
+pub use plan::{plan, read_manifest, PlanInput, PlanOutput};
+pub use record_failure::{record_failure, RecordFailureInput, RecordFailureOutput, StepFailure};
+pub use report::{report, ReportInput, Summary};
+pub use start_copy::{start_copy, StartCopyOutput, UnitInput};
+
+/// One source file handle to copy, with what rebuilds its [`CopyRequest`] in later stages.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CopyJob {
+    pub source: FileHandle,
+    /// The entity through which Synapse lets us read the source.
+    pub entity_id: String,
+    pub version: i64,
+    pub part_size: u64,
+    /// The sanitised name, when the source's breaks Synapse's rule.
+    pub file_name: Option<String>,
+}
+
+impl CopyJob {
+    fn request(&self, run: &RunContext) -> CopyRequest {
+        CopyRequest {
+            entity_id: self.entity_id.clone(),
+            version: Some(self.version),
+            source: self.source.clone(),
+            destination: run.destination.clone(),
+            part_size: self.part_size,
+            file_name: self.file_name.clone(),
+        }
+    }
+}
+
+/// Input of one CopyParts invocation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BatchRef {
+    pub job: CopyJob,
+    pub batch: PartBatch,
+}
+
+/// What happened to one item in a stage.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ItemOutcome {
+    pub key: String,
+    pub status: StatusName,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<ItemError>,
+}

@@ -1,0 +1,176 @@
+//! The run report: counts per status and a CSV with one row per item.
+//!
+//! The CSV starts with the official client's columns (`synapse migrate --csv_log_path`), so
+//! tools written for that log read ours, and adds `reason`, `renamed_to` and `bytes` at the end.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::state::{CopyRecord, ItemRecord, ItemStatus, StatusName};
+
+/// The header row.
+pub const CSV_HEADER: &str = "id,type,version,row_id,col_name,from_storage_location_id,\
+from_file_handle_id,to_file_handle_id,status,exception,reason,renamed_to,bytes";
+
+/// Totals over every item of a migration.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ItemTotals {
+    /// Items per status name (`MIGRATED`, `SKIPPED`, ...).
+    pub by_status: BTreeMap<StatusName, u64>,
+    /// Bytes of the items that are MIGRATED.
+    pub migrated_bytes: u64,
+    pub items: u64,
+}
+
+impl ItemTotals {
+    pub fn add(&mut self, item: &ItemRecord) {
+        let status = item.status.name();
+        *self.by_status.entry(status).or_default() += 1;
+        if status == StatusName::Migrated {
+            self.migrated_bytes += item.size;
+        }
+        self.items += 1;
+    }
+
+    pub fn count(&self, status: StatusName) -> u64 {
+        self.by_status.get(&status).copied().unwrap_or_default()
+    }
+}
+
+/// One CSV row for an item (with its trailing newline).
+pub fn csv_row(item: &ItemRecord) -> String {
+    let (exception, reason) = match &item.status {
+        ItemStatus::Errored(error) => (error.message.clone(), error.class.clone()),
+        ItemStatus::Skipped { reason } => (String::new(), reason.as_str().to_owned()),
+        _ => (String::new(), String::new()),
+    };
+    let fields = [
+        item.key.entity_id.clone(),
+        "file".to_owned(),
+        item.key.version.to_string(),
+        String::new(),
+        String::new(),
+        item.source_storage_location_id
+            .map(|id| id.to_string())
+            .unwrap_or_default(),
+        item.source_file_handle_id.clone(),
+        item.destination_file_handle_id.clone().unwrap_or_default(),
+        item.status.name().as_str().to_owned(),
+        exception,
+        reason,
+        item.destination_file_name.clone().unwrap_or_default(),
+        item.size.to_string(),
+    ];
+    let mut row = fields
+        .iter()
+        .map(|f| escape(f))
+        .collect::<Vec<_>>()
+        .join(",");
+    row.push('\n');
+    row
+}
+
+/// The header of the orphaned copies' CSV.
+pub const ORPHANED_COPIES_HEADER: &str = "from_file_handle_id,to_file_handle_id,reason";
+
+/// The CSV row of an orphaned copy (see [`CopyRecord::is_orphaned`]).
+pub fn orphaned_copy_row(copy: &CopyRecord) -> String {
+    format!(
+        "{},{},{}\n",
+        escape(&copy.source_file_handle_id),
+        escape(
+            copy.destination_file_handle_id
+                .as_deref()
+                .unwrap_or_default()
+        ),
+        escape(copy.unused_reason.as_deref().unwrap_or_default())
+    )
+}
+
+/// RFC 4180 quoting: fields with a comma, quote or line break are quoted, quotes doubled.
+fn escape(field: &str) -> String {
+    if field.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", field.replace('"', "\"\""))
+    } else {
+        field.to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::{ItemError, ItemKey, SkipReason};
+
+    fn item(status: ItemStatus) -> ItemRecord {
+        ItemRecord {
+            key: ItemKey::new("syn5", 3).unwrap(),
+            source_file_handle_id: "100".into(),
+            size: 42,
+            content_md5: None,
+            source_storage_location_id: Some(1),
+            file_name: "a b.txt".into(),
+            destination_file_name: None,
+            status,
+            destination_file_handle_id: None,
+            attempts: 0,
+            lease: None,
+            updated_at: 0,
+            run_id: "r".into(),
+        }
+    }
+
+    #[test]
+    fn header_starts_with_the_official_columns() {
+        assert!(CSV_HEADER.starts_with(
+            "id,type,version,row_id,col_name,from_storage_location_id,from_file_handle_id,\
+             to_file_handle_id,status,exception"
+        ));
+        assert_eq!(CSV_HEADER.split(',').count(), 13);
+    }
+
+    #[test]
+    fn rows_carry_status_reason_and_rename() {
+        let mut migrated = item(ItemStatus::Migrated);
+        migrated.destination_file_handle_id = Some("200".into());
+        migrated.destination_file_name = Some("caf_.txt".into());
+        assert_eq!(
+            csv_row(&migrated),
+            "syn5,file,3,,,1,100,200,MIGRATED,,,caf_.txt,42\n"
+        );
+        let skipped = item(ItemStatus::Skipped {
+            reason: SkipReason::EmptyFile,
+        });
+        assert_eq!(
+            csv_row(&skipped),
+            "syn5,file,3,,,1,100,,SKIPPED,,EMPTY_FILE,,42\n"
+        );
+    }
+
+    #[test]
+    fn messages_are_quoted() {
+        let errored = item(ItemStatus::Errored(ItemError {
+            class: "Fatal.Forbidden".into(),
+            message: "no, \"really\"\nno".into(),
+            retryable: false,
+        }));
+        assert_eq!(
+            csv_row(&errored),
+            "syn5,file,3,,,1,100,,ERRORED,\"no, \"\"really\"\"\nno\",Fatal.Forbidden,,42\n"
+        );
+    }
+
+    #[test]
+    fn totals_count_statuses_and_migrated_bytes() {
+        let mut totals = ItemTotals::default();
+        totals.add(&item(ItemStatus::Migrated));
+        totals.add(&item(ItemStatus::Migrated));
+        totals.add(&item(ItemStatus::Indexed));
+        assert_eq!(totals.count(StatusName::Migrated), 2);
+        assert_eq!(totals.count(StatusName::Indexed), 1);
+        assert_eq!(totals.count(StatusName::Errored), 0);
+        assert_eq!(totals.migrated_bytes, 84);
+        assert_eq!(totals.items, 3);
+    }
+}

@@ -1,0 +1,128 @@
+//! Stage 8, Report: counts the items per status, writes the CSV report ([`csv`]) and the list
+//! of orphaned copies to S3, finishes the run and releases the lock.
+
+use serde::{Deserialize, Serialize};
+
+use crate::context::{now, put_object, RunContext, Services, LIST_PAGE};
+use crate::state::{orphaned_copies, RunCounters, RunStatus, StatusName};
+use crate::Result;
+
+pub mod csv;
+
+use csv::{csv_row, orphaned_copy_row, ItemTotals, CSV_HEADER, ORPHANED_COPIES_HEADER};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReportInput {
+    pub run: RunContext,
+    /// The run stopped early (a stage failed, or an error with `continueOnError` off).
+    #[serde(default)]
+    pub aborted: bool,
+}
+
+/// The run's result, as the last stage returns it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Summary {
+    pub project_id: String,
+    pub destination_storage_location_id: i64,
+    pub run_id: String,
+    pub status: RunStatus,
+    pub dry_run: bool,
+    /// Every item of this migration (all runs so far) by status.
+    pub totals: ItemTotals,
+    /// What this run did (items indexed, migrated, errored; bytes it copied).
+    pub run_counters: RunCounters,
+    pub report_bucket: String,
+    pub report_key: String,
+    /// Finished copies no entity points at (their updates failed), over all runs so far.
+    pub orphaned_copies: u64,
+    /// The CSV listing them with the reason (`from_file_handle_id,to_file_handle_id,reason`);
+    /// absent when there are none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub orphaned_copies_key: Option<String>,
+}
+
+/// Writes the CSV report, finishes the run and releases the lock.
+pub async fn report(services: &Services, input: ReportInput) -> Result<Summary> {
+    let run = &input.run;
+    let migration = run.migration()?;
+    let mut totals = ItemTotals::default();
+    let mut csv = String::from(CSV_HEADER);
+    csv.push('\n');
+    let mut token: Option<String> = None;
+    loop {
+        let page = services
+            .store
+            .list_items(&migration, None, LIST_PAGE, token.as_deref())
+            .await?;
+        for item in &page.items {
+            totals.add(item);
+            csv.push_str(&csv_row(item));
+        }
+        match page.next_token {
+            Some(next) => token = Some(next),
+            None => break,
+        }
+    }
+    let key = run.report_key();
+    put_object(services, &key, csv.into_bytes(), "text/csv").await?;
+    let (orphaned_copies, orphaned_copies_key) = report_orphaned_copies(services, run).await?;
+    let counters = services
+        .store
+        .get_run(&migration, &run.run_id)
+        .await?
+        .map(|r| r.counters)
+        .unwrap_or_default();
+    let errored_now = counters
+        .by_status
+        .get(&StatusName::Errored)
+        .copied()
+        .unwrap_or_default();
+    let status = if input.aborted {
+        RunStatus::Aborted
+    } else if errored_now > 0 {
+        RunStatus::Failed
+    } else {
+        RunStatus::Succeeded
+    };
+    services
+        .store
+        .finish_run(&migration, &run.run_id, status, now())
+        .await?;
+    services.store.release_lock(&migration, &run.run_id).await?;
+    tracing::info!(run = %run.run_id, status = status.as_str(), items = totals.items, "run finished");
+    Ok(Summary {
+        project_id: run.project_id.clone(),
+        destination_storage_location_id: run.destination_storage_location_id,
+        run_id: run.run_id.clone(),
+        status,
+        dry_run: run.options.dry_run,
+        totals,
+        run_counters: counters,
+        report_bucket: services.bucket.clone(),
+        report_key: key,
+        orphaned_copies,
+        orphaned_copies_key,
+    })
+}
+
+/// Lists the finished copies no entity points at in their own CSV; returns their count and the
+/// CSV's key (none when there are none).
+async fn report_orphaned_copies(
+    services: &Services,
+    run: &RunContext,
+) -> Result<(u64, Option<String>)> {
+    let orphans = orphaned_copies(services.store.as_ref(), &run.migration()?).await?;
+    if orphans.is_empty() {
+        return Ok((0, None));
+    }
+    let mut csv = format!("{ORPHANED_COPIES_HEADER}\n");
+    for copy in &orphans {
+        csv.push_str(&orphaned_copy_row(copy));
+    }
+    let key = run.orphaned_copies_key();
+    put_object(services, &key, csv.into_bytes(), "text/csv").await?;
+    tracing::warn!(count = orphans.len(), %key, "finished copies that no entity points at");
+    Ok((orphans.len() as u64, Some(key)))
+}

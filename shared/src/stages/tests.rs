@@ -1,0 +1,262 @@
+//! Unit tests of the stages that only touch the state store.
+
+#[cfg(feature = "fault-injection")]
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use synapse_model::concrete;
+
+use super::plan::copy_candidates;
+use super::plan::units::{self, UnitItem, UnitLimits};
+use super::*;
+use crate::config::MigrationOptions;
+use crate::error::types;
+use crate::state::memory::MemoryStore;
+use crate::state::Lease;
+use crate::state::{
+    ItemError, ItemKey, ItemRecord, ItemStatus, StateStore, StatusName, Transition,
+};
+use crate::synapse::SynapseClient;
+use crate::synapse::{ClientConfig, SynapseToken};
+use crate::Error;
+
+/// Services whose clients point at a closed port: these tests only touch the store.
+fn services(store: Arc<MemoryStore>) -> Services {
+    let synapse = SynapseClient::new(ClientConfig::new(
+        "http://127.0.0.1:9/repo/v1",
+        "http://127.0.0.1:9/file/v1",
+        SynapseToken::new("unused").unwrap(),
+    ))
+    .unwrap();
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::Config::builder()
+            .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+            .region(aws_sdk_s3::config::Region::new("us-east-1"))
+            .build(),
+    );
+    Services::new(synapse, store, s3, "bucket", Tuning::default())
+}
+
+fn run() -> RunContext {
+    RunContext {
+        project_id: "syn1".into(),
+        destination_storage_location_id: 7001,
+        run_id: "run-2".into(),
+        options: MigrationOptions::default(),
+        destination: serde_json::from_value(serde_json::json!({
+            "concreteType": concrete::EXTERNAL_S3_STORAGE_LOCATION,
+            "storageLocationId": 7001, "bucket": "dest"
+        }))
+        .unwrap(),
+    }
+}
+
+fn item(entity: &str, status: ItemStatus, attempts: u32, lease: Option<Lease>) -> ItemRecord {
+    ItemRecord {
+        key: ItemKey::new(entity, 1).unwrap(),
+        source_file_handle_id: format!("fh-{entity}"),
+        size: 10,
+        content_md5: None,
+        source_storage_location_id: Some(1),
+        file_name: "a.txt".into(),
+        destination_file_name: None,
+        status,
+        destination_file_handle_id: None,
+        attempts,
+        lease,
+        updated_at: 0,
+        run_id: "run-1".into(),
+    }
+}
+
+fn errored(class: &str) -> ItemStatus {
+    ItemStatus::Errored(ItemError {
+        class: class.into(),
+        message: "m".into(),
+        retryable: class.starts_with(types::RETRYABLE_PREFIX),
+    })
+}
+
+/// Writes `items` in their status: put for the listed ones, then transitions for leases.
+async fn seed(store: &MemoryStore, items: &[ItemRecord]) {
+    let migration = run().migration().unwrap();
+    for record in items {
+        let in_flight = matches!(record.status, ItemStatus::Copying | ItemStatus::Copied);
+        let mut indexed = record.clone();
+        if in_flight {
+            indexed.status = ItemStatus::Indexed;
+        }
+        store.put_item(&migration, &indexed, 100).await.unwrap();
+        if in_flight {
+            let lease = record.lease.clone().unwrap();
+            let t = Transition {
+                from: StatusName::Indexed,
+                to: record.status.clone(),
+                owner: lease.owner,
+                lease_until: Some(lease.expires_at),
+                destination_file_handle_id: None,
+                count_attempt: false,
+                run_id: "run-1".into(),
+                now: 0,
+            };
+            store
+                .transition_item(&migration, &record.key, &t)
+                .await
+                .unwrap();
+        }
+    }
+}
+
+#[tokio::test]
+async fn plan_takes_indexed_retryable_and_abandoned_items_only() {
+    let store = Arc::new(MemoryStore::new());
+    let expired = Some(Lease {
+        owner: "run-1/unit-000001".into(),
+        expires_at: 1,
+    });
+    let live = Some(Lease {
+        owner: "run-1/unit-000002".into(),
+        expires_at: now() + 3600,
+    });
+    seed(
+        &store,
+        &[
+            item("syn10", ItemStatus::Indexed, 0, None),
+            item("syn11", errored(types::TRANSIENT), 1, None),
+            item("syn12", errored(types::TRANSIENT), 3, None),
+            item("syn13", errored(types::FORBIDDEN), 1, None),
+            item("syn14", ItemStatus::Copying, 1, expired),
+            item("syn15", ItemStatus::Copying, 1, live),
+            item("syn16", ItemStatus::Migrated, 1, None),
+        ],
+    )
+    .await;
+    let services = services(store);
+    let mut keys: Vec<String> = copy_candidates(&services, &run())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|i| i.key.to_string())
+        .collect();
+    keys.sort();
+    assert_eq!(keys, ["syn10.1", "syn11.1", "syn14.1"]);
+}
+
+#[tokio::test]
+async fn record_failure_marks_unfinished_items_with_the_step_error() {
+    let store = Arc::new(MemoryStore::new());
+    seed(
+        &store,
+        &[
+            item("syn20", ItemStatus::Indexed, 0, None),
+            item(
+                "syn21",
+                ItemStatus::Copying,
+                1,
+                Some(Lease {
+                    owner: "run-2/unit-000001".into(),
+                    expires_at: now() + 600,
+                }),
+            ),
+            item("syn22", ItemStatus::Migrated, 1, None),
+        ],
+    )
+    .await;
+    let migration = run().migration().unwrap();
+    // syn21's and syn22's copies are finished; only syn22's entity points at its copy.
+    for source in ["fh-syn21", "fh-syn22"] {
+        store
+            .claim_copy(&migration, source, "w", now() + 60, now())
+            .await
+            .unwrap();
+        store
+            .complete_copy(&migration, source, "w", &format!("{source}-copy"), now())
+            .await
+            .unwrap();
+    }
+    let services = services(store.clone());
+    let unit = units::group_units(
+        ["syn20", "syn21", "syn22"].map(|e| UnitItem {
+            key: format!("{e}.1"),
+            size: 10,
+            source: format!("fh-{e}"),
+        }),
+        &UnitLimits::default(),
+    )
+    .unwrap()
+    .remove(0);
+    let failure: StepFailure = serde_json::from_value(serde_json::json!({
+        "Error": types::THROTTLED, "Cause": "Lambda throttled"
+    }))
+    .unwrap();
+    let output = record_failure(
+        &services,
+        RecordFailureInput {
+            run: run(),
+            unit,
+            failure,
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(output.errored, 2);
+    // The copy no entity points at is marked with the unit's failure; the used one is not.
+    let orphans = crate::state::orphaned_copies(store.as_ref(), &migration)
+        .await
+        .unwrap();
+    assert_eq!(orphans.len(), 1);
+    assert_eq!(orphans[0].source_file_handle_id, "fh-syn21");
+    assert_eq!(
+        orphans[0].unused_reason.as_deref(),
+        Some("Retryable.Throttled: Lambda throttled")
+    );
+    for (entity, expected) in [
+        ("syn20", StatusName::Errored),
+        ("syn21", StatusName::Errored),
+        ("syn22", StatusName::Migrated),
+    ] {
+        let stored = store
+            .get_item(&migration, &ItemKey::new(entity, 1).unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(stored.status.name(), expected, "{entity}");
+        if let ItemStatus::Errored(error) = stored.status {
+            assert_eq!(error.class, types::THROTTLED);
+            assert!(error.retryable);
+            assert_eq!(error.message, "Lambda throttled");
+            assert!(stored.lease.is_none());
+        }
+    }
+}
+
+#[cfg(feature = "fault-injection")]
+#[test]
+fn fault_hook_fires_as_often_as_armed() {
+    let hooks = FaultHooks::default();
+    assert!(!hooks.fire_after_entity_update());
+    hooks.fail_after_entity_update.store(2, Ordering::SeqCst);
+    assert!(hooks.fire_after_entity_update());
+    assert!(hooks.fire_after_entity_update());
+    assert!(!hooks.fire_after_entity_update());
+}
+
+#[test]
+fn payloads_are_camel_case_and_keys_are_per_run() {
+    let run = run();
+    let json = serde_json::to_value(&run).unwrap();
+    assert_eq!(json["projectId"], "syn1");
+    assert_eq!(json["destinationStorageLocationId"], 7001);
+    assert_eq!(json["options"]["fileVersionStrategy"], "new");
+    assert_eq!(run.manifest_key(), "runs/run-2/manifest.json");
+    assert_eq!(run.report_key(), "runs/run-2/report.csv");
+    assert_eq!(run.unit_owner("unit-000003"), "run-2/unit-000003");
+    let failure = StepFailure::from(&Error::Forbidden("no".into()));
+    let json = serde_json::to_value(&failure).unwrap();
+    assert_eq!(json["Error"], types::FORBIDDEN);
+    let input: InitInput = serde_json::from_value(serde_json::json!({
+        "projectId": "syn1", "destinationStorageLocationId": 7001, "executionName": "e"
+    }))
+    .unwrap();
+    assert_eq!(input.options, MigrationOptions::default());
+}
