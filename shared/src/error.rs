@@ -4,7 +4,7 @@
 //! error maps to one name from a fixed list (`Retryable.*` or `Fatal.*`). The Lambda handlers
 //! report `error_type()` as the error name; the template retries exactly the `Retryable.*` ones.
 
-use crate::plan::PlanError;
+use crate::copy::parts::PlanError;
 use crate::state::{update_retry_allowed, ItemError, StateError, MAX_ERROR_MESSAGE_CHARS};
 use crate::synapse::SynapseError;
 
