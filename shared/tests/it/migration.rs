@@ -5,15 +5,12 @@
 //! refusals carry readable reasons, throttling costs no file, a dry run copies nothing, and the
 //! project lock keeps a second run out.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, ensure, Context};
-use common::{bounded, client_config, handle_bytes, object_bytes, start_sim};
 use md5::{Digest, Md5};
 use synapse_model::FileHandle;
 use synapse_sim::{Content, EntitySnapshot, Fixture, RunningSim, ThrottleConfig};
@@ -29,6 +26,10 @@ use synmigrate::state::{
 };
 use synmigrate::synapse::SynapseClient;
 use synmigrate_testkit::AwsStack;
+
+use crate::common::{
+    bounded, client_config, fixture_from, handle_bytes, numbered_files, object_bytes, start_sim,
+};
 
 const TOKEN: &str = "migrator-token";
 const OWNER_TOKEN: &str = "owner-token";
@@ -59,12 +60,7 @@ const TEST_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// The seeded project: see the module docs of the simulator for the format.
 fn fixture(many: usize) -> Fixture {
-    let many: Vec<_> = (0..many)
-        .map(|i| {
-            serde_json::json!({"type": "file", "name": format!("f{i:03}.txt"),
-                               "versions": [{"content": {"text": format!("many {i}")}}]})
-        })
-        .collect();
+    let many = numbered_files(many, "many");
     let json = serde_json::json!({
         "users": [
             {"userName": "owner", "ownerId": "3350001", "token": OWNER_TOKEN},
@@ -134,7 +130,7 @@ fn fixture(many: usize) -> Fixture {
             ]
         }]
     });
-    Fixture::from_json(&json.to_string()).expect("the test fixture parses")
+    fixture_from(json)
 }
 
 /// Moto, the simulator and a state table; everything stops when dropped.

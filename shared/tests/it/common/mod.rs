@@ -1,6 +1,5 @@
 //! Shared by the integration tests that run against the simulator and moto: starting both, a
 //! client configuration with fast retries, a time bound per test, and reading objects back.
-#![allow(dead_code)] // each test binary uses a different subset
 
 use std::future::Future;
 use std::time::Duration;
@@ -90,4 +89,20 @@ pub async fn handle_bytes(s3: &aws_sdk_s3::Client, handle: &FileHandle) -> anyho
     let bucket = handle.bucket_name.as_deref().context("no bucket")?;
     let key = handle.key.as_deref().context("no key")?;
     object_bytes(s3, bucket, key).await
+}
+
+/// A test's fixture from its JSON (the format is in the simulator's module docs).
+pub fn fixture_from(json: serde_json::Value) -> Fixture {
+    Fixture::from_json(&json.to_string()).expect("the test fixture parses")
+}
+
+/// `count` one-version text files `f000.txt`, `f001.txt`, … holding `"{text} {i}"`: the children
+/// of a folder large enough to need more than one page of children.
+pub fn numbered_files(count: usize, text: &str) -> Vec<serde_json::Value> {
+    (0..count)
+        .map(|i| {
+            serde_json::json!({"type": "file", "name": format!("f{i:03}.txt"),
+                               "versions": [{"content": {"text": format!("{text} {i}")}}]})
+        })
+        .collect()
 }

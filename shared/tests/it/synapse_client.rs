@@ -2,14 +2,11 @@
 //! migration makes round-trips, retries recover from throttling and injected 5xx, a stale etag is
 //! handled, and a multi-part server-side copy keeps the bytes.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use common::{bounded, client_config, handle_bytes, SimEnv};
 use md5::{Digest, Md5};
 use synapse_model::{
     add_part_state, concrete, entity_type, upload_state, AnnotationValue, Annotations2,
@@ -20,6 +17,8 @@ use synapse_sim::{
     content_bytes, Burst, Content, FaultConfig, Fixture, RunningSim, ThrottleConfig,
 };
 use synmigrate::synapse::{ClientConfig, RateLimiter, SynapseClient, SynapseError};
+
+use crate::common::{bounded, client_config, fixture_from, handle_bytes, numbered_files, SimEnv};
 
 const TOKEN: &str = "migrator-token";
 const OTHER_TOKEN: &str = "other-token";
@@ -36,12 +35,7 @@ const MANY_FILES: usize = 55;
 const TEST_TIMEOUT: Duration = Duration::from_secs(180);
 
 fn fixture() -> Fixture {
-    let many: Vec<_> = (0..MANY_FILES)
-        .map(|i| {
-            serde_json::json!({"type": "file", "name": format!("f{i:03}.txt"),
-                               "versions": [{"content": {"text": format!("file {i}")}}]})
-        })
-        .collect();
+    let many = numbered_files(MANY_FILES, "file");
     let big = serde_json::to_value(&BIG).unwrap();
     let json = serde_json::json!({
         "users": [
@@ -67,15 +61,24 @@ fn fixture() -> Fixture {
             ]
         }]
     });
-    Fixture::from_json(&json.to_string()).expect("the test fixture parses")
+    fixture_from(json)
 }
 
-/// A moto stack and a simulator seeded with [`fixture`]; both stop when this is dropped.
-type Env = SimEnv;
+/// A moto stack and a simulator seeded with [`fixture`]; both stop when this is dropped. (A type
+/// of this module's own: the other modules of the test binary add their own helpers to theirs.)
+struct Env(SimEnv);
+
+impl std::ops::Deref for Env {
+    type Target = SimEnv;
+
+    fn deref(&self) -> &SimEnv {
+        &self.0
+    }
+}
 
 impl Env {
     async fn start(throttle: ThrottleConfig) -> anyhow::Result<Self> {
-        Self::seeded(&fixture(), throttle).await
+        SimEnv::seeded(&fixture(), throttle).await.map(Self)
     }
 
     fn id(&self, path: &str) -> String {

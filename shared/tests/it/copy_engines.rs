@@ -3,12 +3,9 @@
 //! parts, expired presigned URLs are presigned again, Synapse's refusals keep their reason, a
 //! source that changes mid-copy stops a direct copy for good, and `choose` falls back to Synapse.
 
-mod common;
-
 use std::time::Duration;
 
 use anyhow::{ensure, Context};
-use common::{bounded, client_config, handle_bytes, SimEnv};
 use md5::{Digest, Md5};
 use synapse_model::{FileHandle, StorageLocationSetting};
 use synapse_sim::{Content, FaultConfig, Fixture, ThrottleConfig};
@@ -18,6 +15,8 @@ use synmigrate::copy::{
 };
 use synmigrate::plan::{PartPlan, MIB};
 use synmigrate::synapse::SynapseClient;
+
+use crate::common::{bounded, client_config, fixture_from, handle_bytes, SimEnv};
 
 const TOKEN: &str = "migrator-token";
 const OTHER_TOKEN: &str = "other-token";
@@ -66,15 +65,26 @@ fn fixture() -> Fixture {
             ]
         }]
     });
-    Fixture::from_json(&json.to_string()).expect("the test fixture parses")
+    fixture_from(json)
 }
 
-/// A moto stack and a simulator seeded with [`fixture`]; both stop when this is dropped.
-type Env = SimEnv;
+/// A moto stack and a simulator seeded with [`fixture`]; both stop when this is dropped. (A type
+/// of this module's own: the other modules of the test binary add their own helpers to theirs.)
+struct Env(SimEnv);
+
+impl std::ops::Deref for Env {
+    type Target = SimEnv;
+
+    fn deref(&self) -> &SimEnv {
+        &self.0
+    }
+}
 
 impl Env {
     async fn start() -> anyhow::Result<Self> {
-        Self::seeded(&fixture(), ThrottleConfig::disabled()).await
+        SimEnv::seeded(&fixture(), ThrottleConfig::disabled())
+            .await
+            .map(Self)
     }
 
     fn client(&self) -> SynapseClient {
