@@ -1,14 +1,13 @@
 //! Throttling, seeded fault injection and the request log (library and admin API).
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::{file_at, small_fixture, start, start_with, Api, MIB};
 use futures::future::join_all;
 use reqwest::StatusCode;
 use synapse_sim::{Burst, FaultConfig, RunningSim, ThrottleConfig};
+
+use crate::common::{file_at, small_fixture, start, start_with, Api, MIB};
 
 async fn statuses(api: &Api, n: usize) -> Vec<u16> {
     let mut out = Vec::new();

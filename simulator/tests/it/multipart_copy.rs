@@ -1,14 +1,13 @@
 //! The multipart copy: a full copy through real presigned UploadPartCopy URLs, idempotent start,
 //! partsState, forceRestart, ownership of uploads, and every refusal.
 
-mod common;
+use reqwest::StatusCode;
+use serde_json::json;
 
-use common::{
+use crate::common::{
     assert_refused, copy_file, copy_part_etag, copy_request, file_at, finish_copy, put_part,
     small_fixture, start, Api, MIB,
 };
-use reqwest::StatusCode;
-use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn full_copy_lands_identical_bytes_in_the_destination() {

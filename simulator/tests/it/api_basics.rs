@@ -2,12 +2,11 @@
 //! file-service reads and registrations (/externalFileHandle/s3, /fileHandle/{id},
 //! /fileHandle/batch) and the error body.
 
-mod common;
-
-use common::{assert_refused, register, small_fixture, start, Api};
 use md5::{Digest, Md5};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
+
+use crate::common::{assert_refused, register, small_fixture, start, Api};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn auth_is_required_and_profiles_match_tokens() {

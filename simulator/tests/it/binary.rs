@@ -1,13 +1,11 @@
 //! The `synapse-sim` binary: seeds, announces its endpoints, serves, and exits when stdin closes.
 
-mod common;
-
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::{small_fixture, stack};
+use crate::common::{small_fixture, stack};
 
 /// Starts the binary with `args` and the local AWS stack's `env`, and returns it with every stdout
 /// line up to `READY`.

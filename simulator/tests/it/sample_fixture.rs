@@ -1,20 +1,11 @@
 //! The shipped sample fixture seeds as documented, and its 101 MiB file copies in two parts at the
 //! official client's 100 MiB copy part size.
 
-mod common;
-
-use common::{copy_file, start, Api, MIB};
 use reqwest::StatusCode;
 use serde_json::json;
 use synapse_sim::Fixture;
 
-fn sample() -> Fixture {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../fixtures/sample-project.json"
-    );
-    Fixture::from_file(std::path::Path::new(path)).expect("sample fixture parses")
-}
+use crate::common::{copy_file, sample, start, Api, MIB};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sample_project_seeds_and_its_big_file_copies_in_two_parts() {
@@ -152,7 +143,7 @@ async fn seeding_keeps_version_metadata_and_refuses_what_synapse_never_holds() {
     }
     sim.shutdown().await;
 
-    let stack = common::stack().await;
+    let stack = crate::common::stack().await;
     for (file, refusal) in [
         (
             json!({"type": "file", "name": "a#b.txt", "versions": [text("x")]}),

@@ -1,6 +1,5 @@
 //! Shared by the simulator's integration tests: a local AWS stack and a simulator per test (both
 //! stopped by the test), a tiny JSON client and the full multipart-copy dance.
-#![allow(dead_code)] // each test binary uses a different subset
 
 use std::ops::Deref;
 use std::time::Duration;
@@ -83,6 +82,15 @@ pub async fn start_with(fixture: &Fixture, tweak: impl FnOnce(&mut SimConfig)) -
         .expect("seeding in time")
         .expect("simulator starts");
     TestSim { sim, stack }
+}
+
+/// The shipped sample project (`fixtures/sample-project.json`).
+pub fn sample() -> Fixture {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../fixtures/sample-project.json"
+    );
+    Fixture::from_file(std::path::Path::new(path)).expect("sample fixture parses")
 }
 
 /// Users: alice (owner, id 101), bob (READ on the project, id 102), carol (nothing, id 103).

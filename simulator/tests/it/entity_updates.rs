@@ -1,11 +1,10 @@
 //! Entity PUT (etags, permissions, new-version rules), the version handle swap and annotations
 //! (the file-service endpoints are tested in `api_basics.rs`).
 
-mod common;
-
-use common::{assert_refused, register, small_fixture, start, Api, TestSim};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
+
+use crate::common::{assert_refused, register, small_fixture, start, Api, TestSim};
 
 /// Registers `bytes` at `key` in alice's destination (7001, bucket `sim-dest`); returns the id.
 async fn in_destination(sim: &TestSim, api: &Api, key: &str, bytes: &[u8]) -> String {

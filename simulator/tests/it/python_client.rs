@@ -1,25 +1,17 @@
 //! Fidelity: the official Python client (`synapse migrate`, synapseclient in the project's venv)
 //! migrates the shipped sample project through the simulator, and the result is what Synapse would
-//! hold. (The workspace-level `tests/official_client.rs` covers the `all` strategy on its own fixture.)
-
-mod common;
+//! hold. (The workspace-level `tests/tests/system/official_client.rs` covers the `all` strategy
+//! on its own fixture.)
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::start;
-use synapse_sim::{Fixture, RunningSim};
+use synapse_sim::RunningSim;
 use synmigrate_testkit::python;
 
-const CLIENT_TIMEOUT: Duration = Duration::from_secs(600);
+use crate::common::{sample, start};
 
-fn sample() -> Fixture {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../fixtures/sample-project.json"
-    );
-    Fixture::from_file(std::path::Path::new(path)).expect("sample fixture parses")
-}
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// Runs `synapse -s -c CONFIG -p migrator-token migrate ...` with its own index file named after
 /// `run`; returns the CSV log as rows.
