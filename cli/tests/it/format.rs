@@ -10,8 +10,8 @@ use synmigrate::copy::CopyMode;
 use synmigrate::report::ItemTotals;
 use synmigrate::stages::RunContext;
 use synmigrate::state::{
-    CopyRecord, CopyStatus, ItemError, ItemKey, ItemRecord, ItemStatus, Lease, RunCounters,
-    RunRecord, RunStatus, SkipReason, StatusName,
+    CopyRecord, CopyStatus, ItemError, ItemRecord, ItemStatus, Lease, RunCounters, RunRecord,
+    RunStatus, SkipReason, StatusName,
 };
 use synmigrate_cli::args::{Command, StartArgs};
 use synmigrate_cli::commands::{execution_input, manifest_key};
@@ -21,6 +21,8 @@ use synmigrate_cli::naming::{
 };
 use synmigrate_cli::render::{self, Planned, Progress, RunReport};
 use synmigrate_cli::{Cli, CliError, Verdict};
+
+use crate::common::item_record;
 
 /// 2026-11-21T06:36:40Z.
 const NOW: i64 = 1_795_243_000;
@@ -256,19 +258,12 @@ syn1-7001-20261121T0600  RUNNING    2026-11-21T06:36:40Z  -                     
 
 fn item(entity: &str, status: ItemStatus) -> ItemRecord {
     ItemRecord {
-        key: ItemKey::new(entity, 1).unwrap(),
         source_file_handle_id: "100".into(),
         size: 2048,
-        content_md5: None,
-        source_storage_location_id: Some(1),
         file_name: "a.txt".into(),
-        destination_file_name: None,
-        status,
-        destination_file_handle_id: None,
-        attempts: 0,
-        lease: None,
         updated_at: NOW,
         run_id: "syn1-7001-20261121T0600".into(),
+        ..item_record(entity, status)
     }
 }
 

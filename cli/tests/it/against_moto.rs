@@ -11,12 +11,14 @@ use synmigrate::report::{csv_row, CSV_HEADER};
 use synmigrate::stages::now;
 use synmigrate::state::dynamo::{create_table, DynamoStore};
 use synmigrate::state::{
-    ItemError, ItemKey, ItemRecord, ItemStatus, MigrationKey, RunCounters, RunStatus, SkipReason,
+    ItemError, ItemRecord, ItemStatus, MigrationKey, RunCounters, RunStatus, SkipReason,
     StateStore, StatusName,
 };
 use synmigrate_cli::commands::manifest_key;
 use synmigrate_cli::naming::execution_name;
 use synmigrate_testkit::AwsStack;
+
+use crate::common::item_record;
 
 const TABLE: &str = "synmigrate-cli-test";
 const BUCKET: &str = "synmigrate-cli-artifacts";
@@ -93,19 +95,12 @@ fn expect_usage_error(output: &Output, needles: &[&str]) -> anyhow::Result<()> {
 
 fn item(entity: &str, status: ItemStatus, run_id: &str) -> anyhow::Result<ItemRecord> {
     Ok(ItemRecord {
-        key: ItemKey::new(entity, 1)?,
         source_file_handle_id: format!("{entity}-handle"),
         size: 4096,
-        content_md5: None,
-        source_storage_location_id: Some(1),
         file_name: format!("{entity}.txt"),
-        destination_file_name: None,
-        status,
-        destination_file_handle_id: None,
-        attempts: 0,
-        lease: None,
         updated_at: now(),
         run_id: run_id.to_owned(),
+        ..item_record(entity, status)
     })
 }
 
