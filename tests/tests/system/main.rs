@@ -1,0 +1,5 @@
+//! The whole-system tests as one test binary (one link instead of one per file): the end-to-end
+//! runs, and the official client against the simulator with its `differential` submodule.
+
+mod end_to_end;
+mod official_client;
