@@ -74,7 +74,7 @@
 //! # Strict where Synapse is strict
 //! Every rule below is traced to the server source and proven by a test that the simulator
 //! refuses what the server refuses, with its status and reason; the official client's migration
-//! (`tests/python_client.rs`) proves the other direction.
+//! (`tests/it/python_client.rs`) proves the other direction.
 //!
 #![doc = include_str!("../rules/repo-service.md")]
 #![doc = include_str!("../rules/file-service.md")]
