@@ -10,11 +10,11 @@
 #       only ever take permissions away, e.g. the artifacts bucket's TLS-only policy);
 #     - every DefinitionSubstitutions key is used by the ASL file and every ${...} in the ASL
 #       file is a key (checked when the ASL file exists);
-#     - the DynamoDB table's keys, index, billing and TTL match `create_table` in
-#       shared/src/state/dynamo.rs (names read from that file, not written twice), and IAM
+#     - the DynamoDB table's keys, index, billing and TTL match `create_table` in the
+#       shared/src/state/dynamo module (names read from its files, not written twice), and IAM
 #       grants name only that index;
 #     - the schedule's execution input is JSON whose fields the Init input and the migration
-#       options (shared/src/stages.rs, shared/src/config.rs) accept.
+#       options (shared/src/stages/init.rs, shared/src/config.rs) accept.
 # No AWS account is needed: dummy credentials and a fixed region keep every tool offline.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -181,8 +181,14 @@ def upper_snake(camel):
     return re.sub(r"(?<!^)([A-Z])", r"_\1", camel).upper()
 
 
-with open(dynamo_rs, encoding="utf-8") as f:
-    rust = f.read()
+# The module's files (dynamo.rs and dynamo/*.rs), read as one text: constants and create_table.
+dynamo_dir = os.path.splitext(dynamo_rs)[0]
+rust = ""
+for path in [dynamo_rs] + sorted(
+    os.path.join(dynamo_dir, name) for name in os.listdir(dynamo_dir) if name.endswith(".rs")
+):
+    with open(path, encoding="utf-8") as f:
+        rust += f.read() + "\n"
 consts = dict(re.findall(r'const\s+(\w+)\s*:\s*&str\s*=\s*"([^"]*)"\s*;', rust))
 
 
@@ -263,7 +269,7 @@ def rust_fields(file, struct):
     return {re.sub(r"_(\w)", lambda m: m.group(1).upper(), name) for name in re.findall(r"pub (\w+):", body)}
 
 
-init_fields = rust_fields("stages.rs", "InitInput")
+init_fields = rust_fields("stages/init.rs", "InitInput")
 option_fields = rust_fields("config.rs", "MigrationOptions")
 parameters = template.get("Parameters", {})
 

@@ -49,7 +49,7 @@ pub async fn handle(function: &Complete, event: Event) -> Result<Reply, Function
             stages::complete(&function.services, input).await?,
         )),
         Event::RecordFailure(input) => {
-            let message = failure_message(&input);
+            let message = stages::failure_message(&input);
             let recorded = stages::record_failure(&function.services, input).await?;
             function
                 .sqs
@@ -68,19 +68,6 @@ pub async fn handle(function: &Complete, event: Event) -> Result<Reply, Function
             Ok(Reply::RecordFailure(recorded))
         }
     }
-}
-
-/// The failure queue message: which run and unit failed, how, and which items it held.
-fn failure_message(input: &RecordFailureInput) -> serde_json::Value {
-    serde_json::json!({
-        "projectId": input.run.project_id,
-        "destinationStorageLocationId": input.run.destination_storage_location_id,
-        "runId": input.run.run_id,
-        "unitId": input.unit.unit_id,
-        "items": input.unit.items.iter().map(|item| item.key.as_str()).collect::<Vec<_>>(),
-        "errorType": input.failure.error,
-        "cause": input.failure.cause,
-    })
 }
 
 #[cfg(test)]
@@ -126,7 +113,7 @@ mod tests {
     fn the_failure_message_names_the_run_the_unit_its_items_and_the_error() {
         let input = untagged::<RecordFailureInput>(RECORD_FAILURE);
         assert_eq!(
-            failure_message(&input),
+            stages::failure_message(&input),
             serde_json::json!({
                 "projectId": "syn1000",
                 "destinationStorageLocationId": 7001,

@@ -48,7 +48,9 @@ pub use index::{index, IndexInput, IndexOutput};
 pub(crate) use init::release_lock;
 pub use init::{init, InitInput};
 pub use plan::{plan, read_manifest, PlanInput, PlanOutput};
-pub use record_failure::{record_failure, RecordFailureInput, RecordFailureOutput, StepFailure};
+pub use record_failure::{
+    failure_message, record_failure, RecordFailureInput, RecordFailureOutput, StepFailure,
+};
 pub use report::{report, ReportInput, Summary};
 pub use start_copy::{start_copy, StartCopyOutput, UnitInput};
 

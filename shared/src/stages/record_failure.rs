@@ -47,6 +47,20 @@ pub struct RecordFailureOutput {
     pub errored: u32,
 }
 
+/// The failure queue's message for a failed unit: which run and unit failed, how, and which
+/// items it held (operators see failures without reading the execution history).
+pub fn failure_message(input: &RecordFailureInput) -> serde_json::Value {
+    serde_json::json!({
+        "projectId": input.run.project_id,
+        "destinationStorageLocationId": input.run.destination_storage_location_id,
+        "runId": input.run.run_id,
+        "unitId": input.unit.unit_id,
+        "items": input.unit.items.iter().map(|item| item.key.as_str()).collect::<Vec<_>>(),
+        "errorType": input.failure.error,
+        "cause": input.failure.cause,
+    })
+}
+
 /// Marks the unit's unfinished items ERRORED with the unit's error; finished ones stay.
 pub async fn record_failure(
     services: &Services,
