@@ -126,6 +126,16 @@ where
     serde_json::from_str(json)
 }
 
+/// A sample event without its `stage` tag, parsed as the stage's own input (for the functions'
+/// tests: the tagged event and the stage input must carry the same fields).
+pub fn untagged_event<T: DeserializeOwned>(json: &str) -> serde_json::Result<T> {
+    let mut value: serde_json::Value = serde_json::from_str(json)?;
+    if let Some(object) = value.as_object_mut() {
+        object.remove("stage");
+    }
+    serde_json::from_value(value)
+}
+
 /// JSON log lines filtered by `RUST_LOG` (default `info`), as CloudWatch Logs reads them best.
 pub fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()

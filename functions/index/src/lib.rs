@@ -45,9 +45,7 @@ mod tests {
 
     /// The sample event without its `stage` tag, parsed as the stage's own input.
     fn untagged<T: serde::de::DeserializeOwned>(json: &str) -> T {
-        let mut value: serde_json::Value = serde_json::from_str(json).unwrap();
-        value.as_object_mut().unwrap().remove("stage");
-        serde_json::from_value(value).unwrap()
+        synmigrate_lambda::untagged_event(json).unwrap()
     }
 
     #[test]
