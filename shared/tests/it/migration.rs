@@ -13,7 +13,7 @@ use std::time::Duration;
 use anyhow::{bail, ensure, Context};
 use md5::{Digest, Md5};
 use synapse_model::FileHandle;
-use synapse_sim::{Content, EntitySnapshot, Fixture, RunningSim, ThrottleConfig};
+use synapse_sim::{Content, EntitySnapshot, FaultConfig, Fixture, RunningSim, ThrottleConfig};
 use synmigrate::config::{FileVersionStrategy, MigrationOptions};
 use synmigrate::copy::{CopyMode, EngineConfig};
 use synmigrate::error::types;
@@ -861,6 +861,59 @@ async fn the_lock_keeps_a_second_run_out_and_init_refuses_bad_input() -> anyhow:
         bad.options.part_size_bytes = 1;
         let error = stages::init(&services, bad).await.unwrap_err();
         ensure!(error.to_string().contains("partSizeBytes"), "{error}");
+        Ok(())
+    })
+    .await
+}
+
+/// Entity updates that fail after the copies were made leave orphaned copies, counted and marked
+/// with why; the next run uses them (no second copy) and the marks go away, except the read-only
+/// file's, which stays listed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_next_run_uses_orphaned_copies() -> anyhow::Result<()> {
+    bounded(TEST_TIMEOUT, async {
+        let env = Env::start(2, ThrottleConfig::disabled()).await?;
+        let services = env.services();
+        let opts = || options(FileVersionStrategy::New, CopyMode::Synapse);
+        env.sim.set_faults(FaultConfig {
+            error_rates: BTreeMap::from([("PUT /entity/{id}".to_owned(), 1.0)]),
+            ..FaultConfig::default()
+        });
+        let first = run_migration(&services, env.input("orphans-1", opts())).await?;
+        let leaf = format!("{}.1", env.id("data/deep/deeper/leaf.txt"));
+        let item = env.items().await?[&leaf].clone();
+        ensure!(
+            matches!(&item.status, ItemStatus::Errored(e) if e.retryable),
+            "{item:?}"
+        );
+        ensure!(first.orphaned_copies > 1, "{first:?}");
+        let migration = MigrationKey::new(&env.project_id, DEST)?;
+        let copy = env
+            .store()
+            .get_copy(&migration, &item.source_file_handle_id)
+            .await?
+            .context("the leaf's copy")?;
+        ensure!(copy.is_orphaned(), "{copy:?}");
+
+        env.sim.set_faults(FaultConfig::default());
+        let second = run_migration(&services, env.input("orphans-2", opts())).await?;
+        let item = env.items().await?[&leaf].clone();
+        ensure!(item.status == ItemStatus::Migrated, "{item:?}");
+        ensure!(
+            item.destination_file_handle_id == copy.destination_file_handle_id,
+            "the kept copy was used"
+        );
+        ensure!(second.run_counters.bytes_copied == 0, "{second:?}");
+        let copy = env
+            .store()
+            .get_copy(&migration, &item.source_file_handle_id)
+            .await?
+            .context("the leaf's copy")?;
+        ensure!(copy.unused_reason.is_none(), "{copy:?}");
+        ensure!(
+            second.orphaned_copies == 1,
+            "only the read-only file's: {second:?}"
+        );
         Ok(())
     })
     .await

@@ -107,9 +107,10 @@ async fn bundles_respect_read_permission_and_versions() {
             .0,
         StatusCode::NOT_FOUND
     );
-    assert_eq!(
-        alice.post("/entity/syn999999/bundle2", json!({})).await.0,
-        StatusCode::NOT_FOUND
+    assert_refused(
+        &alice.post("/entity/syn999999/bundle2", json!({})).await,
+        StatusCode::NOT_FOUND,
+        "Resource: 'syn999999' does not exist",
     );
 
     let (status, _) = Api::new(&sim, Some("bob-token"))
