@@ -179,6 +179,7 @@ mod tests {
             source_storage_location_id: None,
             file_name: "f".into(),
             destination_file_name: None,
+            entity: None,
             status: ItemStatus::Errored(ItemError {
                 class: class.into(),
                 message: "refused".into(),

@@ -13,6 +13,7 @@ pub fn item_record(entity: &str, status: ItemStatus) -> ItemRecord {
         source_storage_location_id: Some(1),
         file_name: String::new(),
         destination_file_name: None,
+        entity: None,
         status,
         destination_file_handle_id: None,
         attempts: 0,

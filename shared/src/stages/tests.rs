@@ -60,6 +60,7 @@ fn item(entity: &str, status: ItemStatus, attempts: u32, lease: Option<Lease>) -
         source_storage_location_id: Some(1),
         file_name: "a.txt".into(),
         destination_file_name: None,
+        entity: None,
         status,
         destination_file_handle_id: None,
         attempts,

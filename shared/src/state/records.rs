@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
+use synapse_model::Entity;
 
 use super::{EpochSeconds, ItemKey};
 use crate::error_types as types;
@@ -205,7 +206,7 @@ impl Lease {
 }
 
 /// One file version to migrate.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ItemRecord {
     pub key: ItemKey,
@@ -216,6 +217,11 @@ pub struct ItemRecord {
     pub file_name: String,
     /// The name the copy gets when `file_name` breaks Synapse's name rule (listed in the report).
     pub destination_file_name: Option<String>,
+    /// `new` only: the entity as indexed, with its etag, which Complete PUTs back pointing at the
+    /// copy without reading it first. A stale etag gets a 412, and only then is the entity read.
+    /// `None` in records written before it was kept: Complete reads the entity then.
+    #[serde(default)]
+    pub entity: Option<Entity>,
     #[serde(flatten)]
     pub status: ItemStatus,
     pub destination_file_handle_id: Option<String>,

@@ -128,6 +128,7 @@ fn item_record_json_is_flat() {
         source_storage_location_id: Some(1),
         file_name: "a.txt".into(),
         destination_file_name: None,
+        entity: None,
         status: ItemStatus::Skipped {
             reason: SkipReason::EmptyFile,
         },

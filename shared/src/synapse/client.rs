@@ -447,13 +447,15 @@ impl SynapseClient {
         self.send_json(call).await
     }
 
-    /// Reads the entity, lets `edit` change it and PUTs it; on 412 (someone else changed it, or
-    /// our own earlier PUT went through) reads it again and re-applies `edit`, a bounded number of
+    /// Lets `edit` change the entity and PUTs it: the first time `known` (an entity read earlier,
+    /// with its etag) if given, else the entity read now; on 412 (someone else changed it, or our
+    /// own earlier PUT went through) reads it again and re-applies `edit`, a bounded number of
     /// times. `edit` returns `false` when the entity is already as wanted: nothing is written and
-    /// the current entity is returned, which makes the update safe to repeat.
+    /// the entity as read is returned, which makes the update safe to repeat.
     pub async fn update_entity_with<F>(
         &self,
         entity_id: &str,
+        mut known: Option<Entity>,
         new_version: bool,
         mut edit: F,
     ) -> Result<Entity, SynapseError>
@@ -463,7 +465,10 @@ impl SynapseClient {
         let mut tries = 0;
         loop {
             tries += 1;
-            let mut entity = self.get_entity(entity_id).await?;
+            let mut entity = match known.take() {
+                Some(entity) => entity,
+                None => self.get_entity(entity_id).await?,
+            };
             if !edit(&mut entity) {
                 return Ok(entity);
             }

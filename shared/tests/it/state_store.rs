@@ -32,6 +32,7 @@ fn item(entity: &str, version: u64, status: ItemStatus) -> ItemRecord {
         source_storage_location_id: Some(1),
         file_name: format!("{entity}.bin"),
         destination_file_name: None,
+        entity: None,
         status,
         destination_file_handle_id: None,
         attempts: 0,

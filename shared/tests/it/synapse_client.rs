@@ -453,15 +453,18 @@ async fn stale_etag_is_a_conflict_and_update_entity_with_reapplies_the_change() 
         let err = client.put_entity(&small, &stale, false).await.unwrap_err();
         assert!(matches!(err, SynapseError::Conflict { .. }), "{err:?}");
 
-        // The first edit is made on a copy that someone else changes before our PUT (its etag
-        // goes stale); the helper reads the entity again and re-applies the edit.
+        // An entity read earlier is PUT as it is, without a read; when its etag has gone stale
+        // (someone else changed the entity), the helper reads it and re-applies the edit.
+        let calls = || -> Vec<(String, u16)> {
+            let requests = env.sim.requests();
+            requests.iter().map(|r| (r.endpoint(), r.status)).collect()
+        };
+        let (put, get) = ("PUT /entity/{id}".to_owned(), "GET /entity/{id}".to_owned());
+        env.sim.reset_requests();
         let mut edits = 0;
         let updated = client
-            .update_entity_with(&small, false, |entity| {
+            .update_entity_with(&small, Some(stale.clone()), false, |entity| {
                 edits += 1;
-                if edits == 1 {
-                    entity.etag = stale.etag.clone();
-                }
                 entity.name = "final.txt".into();
                 true
             })
@@ -472,10 +475,25 @@ async fn stale_etag_is_a_conflict_and_update_entity_with_reapplies_the_change() 
             env.sim.entity(&small).context("entity")?.entity.name,
             "final.txt"
         );
+        assert_eq!(
+            calls(),
+            [(put.clone(), 412), (get, 200), (put.clone(), 200)]
+        );
+        // A current one is written with one call.
+        env.sim.reset_requests();
+        let again = client
+            .update_entity_with(&small, Some(updated), false, |entity| {
+                entity.name = "final.txt".into();
+                true
+            })
+            .await?;
+        assert_eq!(calls(), [(put, 200)]);
 
         // An edit that finds nothing to do writes nothing.
         env.sim.reset_requests();
-        let unchanged = client.update_entity_with(&small, false, |_| false).await?;
+        let unchanged = client
+            .update_entity_with(&small, Some(again), false, |_| false)
+            .await?;
         assert_eq!(unchanged.name, "final.txt");
         assert_eq!(
             env.sim.request_counts().by_endpoint.get("PUT /entity/{id}"),
@@ -488,7 +506,7 @@ async fn stale_etag_is_a_conflict_and_update_entity_with_reapplies_the_change() 
         let limited = SynapseClient::new(config)?;
         let mut tries = 0;
         let err = limited
-            .update_entity_with(&small, false, |entity| {
+            .update_entity_with(&small, None, false, |entity| {
                 tries += 1;
                 entity.etag = stale.etag.clone();
                 true

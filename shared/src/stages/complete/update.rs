@@ -1,11 +1,22 @@
-//! Points an entity at its copied file (rule 3 of the design): read what the entity points at
-//! now, and write only if it still points at the source.
+//! Points an entity at its copied file (rule 3 of the design): write only if it still points at
+//! the source. Both writes are conditional on what was indexed, so nothing is read first:
+//!
+//! - `new` PUTs the entity as the index read it (`ItemRecord::entity`), with that read's etag;
+//!   Synapse refuses it with 412 once anything changed the entity since;
+//! - `all`/`latest` swap the version's handle naming the source as `oldFileHandleId`; Synapse
+//!   refuses it with 412 once the version points at another handle.
+//!
+//! Only after a 412 is the entity (or version) read, and then: still the source, write again with
+//! what was read (a bounded number of times); the copy or any handle in the destination, done
+//! without writing; anything else, a `Fatal.Conflict`.
 //!
 //! A crash between the entity update and the state write is the dangerous case: the item still
-//! says COPIED, the entity already says "migrated". The next attempt reads the entity first,
-//! finds the copy (or any handle in the destination) and records MIGRATED without writing, so a
-//! `new` migration never adds a second version and an `all`/`latest` one never trips over the 412
-//! its repeated swap would get.
+//! says COPIED, the entity already says "migrated". The next attempt's write is refused (the
+//! first one changed the etag, or took the source away from the version), the read finds the
+//! copy and MIGRATED is recorded without writing, so a `new` migration never adds a second
+//! version. Synapse checks the etag before the version label, so a retried `new` gets that 412
+//! even when its label is taken by now. An item indexed before entities were kept on items has
+//! none: its entity is read before the PUT, as the 412 path does.
 //!
 //! An entity that points at neither the source nor the destination changed after indexing; it is
 //! left alone (a `Fatal.Conflict`), so the migration never replaces a user's newer file with an
@@ -20,7 +31,8 @@ use crate::state::ItemRecord;
 use crate::synapse::{SynapseClient, SynapseError};
 use crate::{Error, Result};
 
-/// Reads and swaps of one version that keep meeting a 412 before giving up.
+/// Swaps of one version that keep meeting a 412 while it still points at the source (say, the
+/// MD5s differ) before giving up.
 const MAX_SWAP_ATTEMPTS: u32 = 3;
 
 /// What the update found and did.
@@ -99,7 +111,7 @@ async fn put_new_version(
     let destination = update.destination_file_handle_id;
     let mut seen = Seen::Source;
     let entity = client
-        .update_entity_with(&item.key.entity_id, true, |entity| {
+        .update_entity_with(&item.key.entity_id, item.entity.clone(), true, |entity| {
             let current = entity.data_file_handle_id.clone();
             if current.as_deref() == Some(source) {
                 seen = Seen::Source;
@@ -146,9 +158,23 @@ async fn swap_version(client: &SynapseClient, update: EntityUpdate<'_>) -> Resul
         include_entity: true,
         ..EntityBundleRequest::default()
     };
+    let swap = FileHandleVersionUpdate {
+        old_file_handle_id: item.source_file_handle_id.clone(),
+        new_file_handle_id: update.destination_file_handle_id.to_owned(),
+    };
     let mut attempt = 0;
     loop {
         attempt += 1;
+        let reason = match client
+            .put_version_file_handle(entity_id, version, &swap)
+            .await
+        {
+            Ok(()) => return Ok(UpdateOutcome::Updated { version: None }),
+            Err(SynapseError::Conflict { reason }) => reason,
+            Err(error) => return Err(error.into()),
+        };
+        // The version changed (or our own earlier swap went through): look at it.
+        tracing::info!(%entity_id, version, %reason, "handle swap conflicted, reading the version");
         let bundle = client
             .entity_bundle(entity_id, Some(version), &request)
             .await?;
@@ -156,20 +182,8 @@ async fn swap_version(client: &SynapseClient, update: EntityUpdate<'_>) -> Resul
         if current.as_deref() != Some(item.source_file_handle_id.as_str()) {
             return already_in_destination(client, update, current.as_deref(), Some(version)).await;
         }
-        let swap = FileHandleVersionUpdate {
-            old_file_handle_id: item.source_file_handle_id.clone(),
-            new_file_handle_id: update.destination_file_handle_id.to_owned(),
-        };
-        match client
-            .put_version_file_handle(entity_id, version, &swap)
-            .await
-        {
-            Ok(()) => return Ok(UpdateOutcome::Updated { version: None }),
-            // The version changed (or our own earlier swap went through): look again.
-            Err(SynapseError::Conflict { reason }) if attempt < MAX_SWAP_ATTEMPTS => {
-                tracing::info!(%entity_id, version, %reason, "handle swap conflicted, re-reading");
-            }
-            Err(error) => return Err(error.into()),
+        if attempt >= MAX_SWAP_ATTEMPTS {
+            return Err(SynapseError::Conflict { reason }.into());
         }
     }
 }

@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 use synapse_model::{
-    concrete, entity_type, EntityBundleRequest, EntityChildrenRequest, FileHandle,
+    concrete, entity_type, EntityBundleRequest, EntityChildrenRequest, EntityHeader, FileHandle,
 };
 
 use crate::config::FileVersionStrategy;
@@ -130,7 +130,7 @@ pub async fn walk(
             if child.kind == concrete::FOLDER {
                 folders.push(child.id.clone());
             } else if child.kind == concrete::FILE_ENTITY {
-                let items = match file_items(services, run, &child.id).await {
+                let items = match file_items(services, run, child).await {
                     Ok(items) => items,
                     // One unreadable file must not stop the walk: it is reported instead.
                     Err(error) if !error.is_retryable() => {
@@ -193,19 +193,25 @@ pub struct IndexOutcome {
     pub counts: IndexCounts,
 }
 
-/// The items for one file entity under the run's version strategy.
+/// The items for one file entity (as its children listing shows it) under the run's version
+/// strategy.
 async fn file_items(
     services: &Services,
     run: &RunContext,
-    entity_id: &str,
+    file: &EntityHeader,
 ) -> Result<Vec<ItemRecord>> {
+    let entity_id = file.id.as_str();
     let request = EntityBundleRequest {
         include_entity: true,
         include_file_handles: true,
         ..EntityBundleRequest::default()
     };
-    let versions: Vec<Option<i64>> = match run.options.file_version_strategy {
+    let strategy = run.options.file_version_strategy;
+    let versions: Vec<Option<i64>> = match strategy {
         FileVersionStrategy::New | FileVersionStrategy::Latest => vec![None],
+        // The listing's version is the latest (the server joins the current revision): when
+        // that is 1 there is no other. A higher number proves nothing, versions can be deleted.
+        FileVersionStrategy::All if file.version_number == Some(1) => vec![Some(1)],
         FileVersionStrategy::All => all_versions(services, entity_id)
             .await?
             .into_iter()
@@ -235,7 +241,7 @@ async fn file_items(
                 .iter()
                 .find(|h| h.id == id)
         });
-        let item = classify(
+        let mut item = classify(
             run,
             key,
             &entity.name,
@@ -246,6 +252,10 @@ async fn file_items(
             && migrated_by_us(services, run, &item).await?
         {
             continue;
+        }
+        // What Complete's `new` update PUTs back, so that it need not read the entity first.
+        if strategy == FileVersionStrategy::New && item.status == ItemStatus::Indexed {
+            item.entity = Some(entity);
         }
         items.push(item);
     }
@@ -285,7 +295,9 @@ fn unreadable(
     Ok(item)
 }
 
-/// Every version number of an entity, newest first.
+/// Every version number of an entity, newest first. Synapse's total is exact after a short
+/// page and one more than seen after a full one (`PaginatedResults.createWithLimitAndOffset`), so
+/// a page that reaches it is the last: no empty page is asked for.
 async fn all_versions(services: &Services, entity_id: &str) -> Result<Vec<i64>> {
     let mut versions = Vec::new();
     loop {
@@ -293,10 +305,14 @@ async fn all_versions(services: &Services, entity_id: &str) -> Result<Vec<i64>> 
             .synapse
             .versions_page(entity_id, versions.len() as u64, VERSIONS_PAGE)
             .await?;
-        if page.results.is_empty() {
+        let full = page.results.len() as u64 == VERSIONS_PAGE;
+        versions.extend(page.results.iter().map(|v| v.version_number));
+        let more = page
+            .total_number_of_results
+            .map_or(full, |total| (versions.len() as u64) < total);
+        if page.results.is_empty() || !more {
             return Ok(versions);
         }
-        versions.extend(page.results.iter().map(|v| v.version_number));
     }
 }
 
@@ -320,6 +336,7 @@ pub fn classify(
         source_storage_location_id: handle.and_then(|h| h.storage_location_id),
         file_name,
         destination_file_name: None,
+        entity: None,
         status: ItemStatus::Indexed,
         destination_file_handle_id: None,
         attempts: 0,

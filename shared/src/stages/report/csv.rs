@@ -112,6 +112,7 @@ mod tests {
             source_storage_location_id: Some(1),
             file_name: "a b.txt".into(),
             destination_file_name: None,
+            entity: None,
             status,
             destination_file_handle_id: None,
             attempts: 0,

@@ -135,6 +135,11 @@ pub(super) fn parse_item(attrs: &Attrs) -> Result<ItemRecord, StateError> {
         source_storage_location_id: reader.opt_n("sourceStorageLocationId")?,
         file_name: reader.s("fileName")?.to_owned(),
         destination_file_name: reader.opt_s("destinationFileName")?.map(str::to_owned),
+        entity: reader
+            .opt_json("entity")?
+            .map(serde_json::from_value)
+            .transpose()
+            .map_err(|e| reader.corrupt(format!("entity is not an entity: {e}")))?,
         status,
         destination_file_handle_id: reader.opt_s("destinationFileHandleId")?.map(str::to_owned),
         attempts: reader.opt_n("attempts")?.unwrap_or_default(),

@@ -211,6 +211,11 @@ impl StateStore for DynamoStore {
         max_attempts: u32,
     ) -> Result<PutOutcome, StateError> {
         check_put(item)?;
+        let entity = item
+            .entity
+            .as_ref()
+            .map(|entity| check_document("entity", &serde_json::json!(entity)))
+            .transpose()?;
         let mut expr = Expr::default();
         expr.set("entityId", s(&item.key.entity_id))
             .set("version", n(item.key.version))
@@ -226,6 +231,7 @@ impl StateStore for DynamoStore {
                 "destinationFileName",
                 item.destination_file_name.as_deref().map(s),
             )
+            .set_or_remove("entity", entity.map(s))
             .set_or_remove(
                 "destinationFileHandleId",
                 item.destination_file_handle_id.as_deref().map(s),
