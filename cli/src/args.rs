@@ -158,6 +158,10 @@ pub struct StartArgs {
     /// Work units copied at the same time.
     #[arg(long, value_name = "N")]
     pub max_concurrency: Option<u32>,
+    /// Synapse requests per minute of the whole run, every function instance together (1 to 600;
+    /// Synapse allows 600 per user). Give each of two runs with the same token a share.
+    #[arg(long, value_name = "N")]
+    pub max_synapse_rpm: Option<u32>,
     /// Percent of work units that may fail before the run stops copying (0 to 100).
     #[arg(long, value_name = "PERCENT")]
     pub tolerated_failure_percentage: Option<u32>,
@@ -188,6 +192,9 @@ impl StartArgs {
             copy_mode: self.copy_mode.into(),
             part_size_bytes: self.part_size.unwrap_or(defaults.part_size_bytes),
             max_concurrency: self.max_concurrency.unwrap_or(defaults.max_concurrency),
+            max_synapse_requests_per_minute: self
+                .max_synapse_rpm
+                .unwrap_or(defaults.max_synapse_requests_per_minute),
             tolerated_failure_percentage: self
                 .tolerated_failure_percentage
                 .unwrap_or(defaults.tolerated_failure_percentage),

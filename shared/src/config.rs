@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::copy::parts::{MAX_PART_SIZE, MIB, MIN_PART_SIZE};
 use crate::copy::CopyMode;
-use crate::synapse::{ClientConfig, TokenSource};
+use crate::synapse::TokenSource;
 
 /// Errors of configuration: always the caller's to fix, never retried.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -69,7 +69,8 @@ pub struct MigrationOptions {
     pub part_size_bytes: u64,
     /// Work units processed at the same time (the Distributed Map's MaxConcurrency).
     pub max_concurrency: u32,
-    /// Synapse requests per minute for this deployment (Synapse allows 600 per user).
+    /// Synapse requests per minute of the whole run, shared by every function instance
+    /// ([`crate::budget`]; Synapse allows 600 per user, session and IP).
     pub max_synapse_requests_per_minute: u32,
     /// Replace characters Synapse refuses in file names instead of skipping the file.
     pub sanitize_file_names: bool,
@@ -152,14 +153,6 @@ impl MigrationOptions {
             );
         }
         Ok(())
-    }
-
-    /// Lowers the client's request rate to `maxSynapseRequestsPerMinute` (never raises it: the
-    /// deployment's own ceiling holds). Used where the Synapse client is built for a run.
-    pub fn limit_client(&self, config: &mut ClientConfig) {
-        config.requests_per_minute = config
-            .requests_per_minute
-            .min(self.max_synapse_requests_per_minute);
     }
 
     /// Whether a file in `storage_location_id` is selected by `sourceStorageLocationIds`.
@@ -325,7 +318,6 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
-    use crate::synapse::SynapseToken;
 
     #[test]
     fn empty_input_takes_the_defaults() {
@@ -421,19 +413,6 @@ mod tests {
             let error = options.validate().unwrap_err();
             assert!(error.to_string().contains(field), "{error}");
         }
-    }
-
-    #[test]
-    fn the_option_only_lowers_the_client_rate() {
-        let mut config = ClientConfig::production(SynapseToken::new("t").unwrap());
-        let options = MigrationOptions {
-            max_synapse_requests_per_minute: 100,
-            ..Default::default()
-        };
-        options.limit_client(&mut config);
-        assert_eq!(config.requests_per_minute, 100);
-        MigrationOptions::default().limit_client(&mut config);
-        assert_eq!(config.requests_per_minute, 100);
     }
 
     #[tokio::test]

@@ -5,12 +5,13 @@
 
 #[cfg(feature = "fault-injection")]
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 use synapse_model::StorageLocationSetting;
 
+use crate::budget::FleetBudget;
 use crate::config::MigrationOptions;
 use crate::copy::parts::BatchBudget;
 use crate::copy::{DirectEngine, EngineConfig, Engines, SynapseEngine};
@@ -96,6 +97,8 @@ pub struct Services {
     pub bucket: String,
     pub engines: Engines,
     pub tuning: Tuning,
+    /// The fleet-wide Synapse budget of the run this process serves now (see [`crate::budget`]).
+    run_budget: Mutex<Option<Arc<FleetBudget>>>,
     /// Test-only switches (the `fault-injection` feature).
     #[cfg(feature = "fault-injection")]
     pub faults: FaultHooks,
@@ -120,9 +123,36 @@ impl Services {
             bucket: bucket.into(),
             engines,
             tuning,
+            run_budget: Mutex::new(None),
             #[cfg(feature = "fault-injection")]
             faults: FaultHooks::default(),
         }
+    }
+}
+
+impl Services {
+    /// Makes every Synapse request of this process draw from the run's fleet-wide budget of
+    /// `requests_per_minute` (`maxSynapseRequestsPerMinute`); the deployment's per-instance
+    /// limit stays as a ceiling. A warm instance serving the same run keeps its leased slots.
+    pub fn use_run_budget(&self, migration: &MigrationKey, run_id: &str, requests_per_minute: u32) {
+        let mut current = self
+            .run_budget
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if current
+            .as_ref()
+            .is_some_and(|b| b.is_for(migration, run_id, requests_per_minute))
+        {
+            return;
+        }
+        let budget = Arc::new(FleetBudget::new(
+            Arc::clone(&self.store),
+            migration.clone(),
+            run_id,
+            requests_per_minute,
+        ));
+        self.synapse.set_budget(Some(budget.clone()));
+        *current = Some(budget);
     }
 }
 
@@ -145,6 +175,17 @@ impl RunContext {
             &self.project_id,
             self.destination_storage_location_id,
         )?)
+    }
+
+    /// [`Services::use_run_budget`] for this run.
+    pub(crate) fn use_budget(&self, services: &Services) -> Result<MigrationKey> {
+        let migration = self.migration()?;
+        services.use_run_budget(
+            &migration,
+            &self.run_id,
+            self.options.max_synapse_requests_per_minute,
+        );
+        Ok(migration)
     }
 
     /// Owner of a unit's leases: the same on every retry of the unit in this run.

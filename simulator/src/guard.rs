@@ -69,6 +69,14 @@ fn authenticate(app: &App, headers: &HeaderMap) -> Result<User, ApiError> {
         .ok_or_else(|| ApiError::Unauthorized("Invalid access token".into()))
 }
 
+/// Epoch milliseconds: when a request arrived, comparable across processes.
+fn epoch_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or_default()
+}
+
 /// The route template without the service prefix (`/repo/v1`, `/file/v1`).
 fn route_of(req: &Request) -> String {
     let full = req
@@ -85,6 +93,7 @@ fn route_of(req: &Request) -> String {
 
 /// Middleware for every `/repo/v1` and `/file/v1` request.
 pub async fn api_guard(State(app): State<Arc<App>>, mut req: Request, next: Next) -> Response {
+    let received_ms = epoch_ms();
     let method = req.method().to_string();
     let route = route_of(&req);
     let user = authenticate(&app, req.headers());
@@ -133,6 +142,7 @@ pub async fn api_guard(State(app): State<Arc<App>>, mut req: Request, next: Next
         route,
         status: response.status().as_u16(),
         user_id,
+        received_ms,
     });
     response
 }

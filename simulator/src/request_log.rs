@@ -16,6 +16,8 @@ pub struct RequestRecord {
     pub route: String,
     pub status: u16,
     pub user_id: Option<String>,
+    /// When the request arrived (epoch milliseconds): rates are measured from it.
+    pub received_ms: u64,
 }
 
 impl RequestRecord {

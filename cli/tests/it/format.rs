@@ -110,6 +110,8 @@ fn start_flags_become_the_options_json() {
         "--continue-on-error",
         "--max-concurrency",
         "4",
+        "--max-synapse-rpm",
+        "270",
         "--part-size",
         "10485760",
         "--source-location",
@@ -129,6 +131,7 @@ fn start_flags_become_the_options_json() {
             copy_mode: CopyMode::Auto,
             part_size_bytes: 10 * 1024 * 1024,
             max_concurrency: 4,
+            max_synapse_requests_per_minute: 270,
             ..MigrationOptions::default()
         }
     );
@@ -162,6 +165,15 @@ fn bad_start_flags_are_usage_errors() {
         .options()
         .unwrap_err();
     assert!(error.to_string().contains("maxConcurrency"), "{error}");
+
+    let error = start_args(&["--max-synapse-rpm", "601"])
+        .unwrap()
+        .options()
+        .unwrap_err();
+    assert!(
+        error.to_string().contains("maxSynapseRequestsPerMinute"),
+        "{error}"
+    );
 
     // clap's own errors exit with 2 as well.
     for extra in [

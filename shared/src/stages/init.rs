@@ -6,7 +6,7 @@ use synapse_model::concrete;
 
 use crate::config::MigrationOptions;
 use crate::context::{now, seconds, RunContext, Services};
-use crate::state::StateError;
+use crate::state::{MigrationKey, StateError};
 use crate::synapse::SynapseError;
 use crate::{Error, Result};
 
@@ -50,6 +50,11 @@ pub async fn init(services: &Services, input: InitInput) -> Result<RunContext> {
     options
         .validate()
         .map_err(|e| Error::InvalidInput(e.to_string()))?;
+    services.use_run_budget(
+        &MigrationKey::new(&project_id, destination_id)?,
+        &execution_name,
+        options.max_synapse_requests_per_minute,
+    );
     let destination = services
         .synapse
         .storage_location(destination_id)

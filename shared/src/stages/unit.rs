@@ -30,7 +30,7 @@ impl UnitCtx<'_> {
         Ok(UnitCtx {
             services,
             run,
-            migration: run.migration()?,
+            migration: run.use_budget(services)?,
             owner: run.unit_owner(unit_id),
         })
     }

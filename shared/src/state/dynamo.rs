@@ -27,12 +27,12 @@ mod store;
 mod table;
 
 use expr::{n, s, set_status, Expr};
-use parse::{decode_token, encode_token, parse_copy, parse_item, parse_lock, parse_run, Reader};
+use parse::{decode_token, encode_token, parse_budget, parse_copy, parse_item, parse_lock, parse_run, Reader};
 pub use table::create_table;
 
 /// Name of the index over (`SPK`, `SK`) that lists items by status.
 pub const STATUS_INDEX: &str = "ByStatus";
-/// The table's TTL attribute; only the lock and frontiers carry it.
+/// The table's TTL attribute; only the lock, frontiers and budgets carry it.
 pub const TTL_ATTRIBUTE: &str = "expiresAt";
 
 const PK: &str = "PK";

@@ -66,6 +66,10 @@ pub(crate) fn frontier_sk(run_id: &str) -> String {
     format!("FRONTIER#{run_id}")
 }
 
+pub(crate) fn budget_sk(run_id: &str) -> String {
+    format!("BUDGET#{run_id}")
+}
+
 pub(crate) fn copy_sk(source_file_handle_id: &str) -> String {
     format!("{COPY_PREFIX}{source_file_handle_id}")
 }

@@ -16,6 +16,7 @@ struct Tables {
     frontiers: BTreeMap<(String, String), serde_json::Value>,
     items: BTreeMap<(String, String), ItemRecord>,
     copies: BTreeMap<(String, String), CopyRecord>,
+    budgets: BTreeMap<(String, String), BudgetRecord>,
 }
 
 /// See the module docs.
@@ -373,6 +374,36 @@ impl StateStore for MemoryStore {
             page_token,
             |_| true,
         )
+    }
+
+    async fn get_budget(
+        &self,
+        migration: &MigrationKey,
+        run_id: &str,
+    ) -> Result<Option<BudgetRecord>, StateError> {
+        let tables = self.tables.lock().await;
+        Ok(tables
+            .budgets
+            .get(&(migration.pk(), budget_sk(run_id)))
+            .copied())
+    }
+
+    async fn put_budget(
+        &self,
+        migration: &MigrationKey,
+        run_id: &str,
+        budget: &BudgetRecord,
+        expected: Option<u64>,
+        _expires_at: EpochSeconds,
+    ) -> Result<bool, StateError> {
+        check_id("run id", run_id)?;
+        let mut tables = self.tables.lock().await;
+        let key = (migration.pk(), budget_sk(run_id));
+        if tables.budgets.get(&key).map(|b| b.version) != expected {
+            return Ok(false);
+        }
+        tables.budgets.insert(key, *budget);
+        Ok(true)
     }
 }
 

@@ -13,6 +13,7 @@
 //! | same                          | `FRONTIER#{runId}`            | index progress (JSON), `expiresAt` (TTL)|
 //! | same                          | `ITEM#{entityId}#{version}`   | one file version: source, status, lease |
 //! | same                          | `FH#{sourceFileHandleId}`     | one copy per source handle              |
+//! | same                          | `BUDGET#{runId}`              | the run's Synapse budget, `expiresAt`   |
 //!
 //! Item attributes: `entityId`, `version`, `sourceFileHandleId`, `size`, `contentMd5`,
 //! `sourceStorageLocationId`, `fileName`, `destinationFileName` (when sanitised), `status`,
@@ -21,6 +22,8 @@
 //! Copy (`FH#`) attributes: `status` (COPYING, COPIED), `engineState` (JSON: upload id, engine),
 //! `destinationFileHandleId`, `unusedReason` (why no entity points at the finished copy yet),
 //! `leaseOwner`/`leaseExpiresAt`, `updatedAt`.
+//! Budget attributes: `version`, `nextSlotMs`, `pausedUntilMs`, `cutAtMs`, `cutRate` (see
+//! [`BudgetRecord`]).
 //!
 //! Item statuses move along INDEXED -> COPYING -> COPIED -> MIGRATED, or end in
 //! ALREADY_MIGRATED or SKIPPED; ERRORED is reachable from every unfinished status and leads back
@@ -36,8 +39,8 @@
 //!   One index partition per status takes all of a migration's writes of that status; those are
 //!   paced by the Synapse rate limit (tens per second), far below a partition's 1,000 writes/s.
 //! - Item and copy leases use `leaseOwner`/`leaseExpiresAt`, *not* `expiresAt`: the table's TTL
-//!   attribute would otherwise delete the item itself once its lease ran out. Only the lock and
-//!   the frontier, which are disposable, carry `expiresAt`.
+//!   attribute would otherwise delete the item itself once its lease ran out. Only the lock, the
+//!   frontier and the budget, which are disposable, carry `expiresAt`.
 //! - Counters are top-level number attributes (`count_MIGRATED`, ..., `bytesCopied`) so that
 //!   `ADD` works on them without the map having to exist first.
 //!
@@ -57,11 +60,11 @@ mod rules;
 mod store;
 
 use keys::check_id;
-pub(crate) use keys::{copy_sk, frontier_sk, run_sk, status_pk, COPY_PREFIX, ITEM_PREFIX, LOCK_SK};
+pub(crate) use keys::{budget_sk, copy_sk, frontier_sk, run_sk, status_pk, COPY_PREFIX, ITEM_PREFIX, LOCK_SK};
 pub use keys::{ItemKey, MigrationKey};
 pub(crate) use records::update_retry_allowed;
 pub use records::{
-    transition_allowed, CopyRecord, CopyStatus, ItemError, ItemRecord, ItemStatus, Lease, Page,
+    transition_allowed, BudgetRecord, CopyRecord, CopyStatus, ItemError, ItemRecord, ItemStatus, Lease, Page,
     PutOutcome, RunCounters, RunRecord, RunStatus, SkipReason, StatusName, Transition,
     MAX_ERROR_MESSAGE_CHARS,
 };

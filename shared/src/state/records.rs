@@ -350,6 +350,23 @@ pub struct RunRecord {
     pub ended_at: Option<EpochSeconds>,
 }
 
+/// A run's Synapse request budget, shared by every function instance of the run (the arithmetic
+/// is `crate::budget`): the next request slot nobody holds yet, and the last throttling episode.
+/// Times are epoch milliseconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BudgetRecord {
+    /// Bumped by every write; writers compare it to set the record (optimistic locking).
+    pub version: u64,
+    /// Start of the first request slot no instance has leased yet.
+    pub next_slot_ms: i64,
+    /// No slot starts before this: a 429 pauses the whole fleet.
+    pub paused_until_ms: i64,
+    /// When the rate was last cut after a 429 (0: never), and the requests per minute it was cut
+    /// to; the rate climbs back to the budget from there.
+    pub cut_at_ms: i64,
+    pub cut_rate: u32,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum CopyStatus {

@@ -184,4 +184,21 @@ pub trait StateStore: Send + Sync {
         limit: u32,
         page_token: Option<&str>,
     ) -> Result<Page<CopyRecord>, StateError>;
+
+    async fn get_budget(
+        &self,
+        migration: &MigrationKey,
+        run_id: &str,
+    ) -> Result<Option<BudgetRecord>, StateError>;
+
+    /// Writes the run's budget if the stored one is still at version `expected` (`None`: no
+    /// record yet); `false` when another instance wrote first. Kept until `expires_at`.
+    async fn put_budget(
+        &self,
+        migration: &MigrationKey,
+        run_id: &str,
+        budget: &BudgetRecord,
+        expected: Option<u64>,
+        expires_at: EpochSeconds,
+    ) -> Result<bool, StateError>;
 }

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use reqwest::header::{HeaderName, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
@@ -19,6 +19,7 @@ use synapse_model::{
     UserProfile, VersionInfo,
 };
 
+use super::budget::RequestBudget;
 use super::error::SynapseError;
 use super::limiter::RateLimiter;
 use super::presigned::parse_copy_part_response;
@@ -106,6 +107,8 @@ struct Inner {
     /// `Bearer <token>`, marked sensitive so reqwest never prints it.
     authorization: HeaderValue,
     limiter: Arc<RateLimiter>,
+    /// The run's fleet-wide budget, drawn from after the process limiter (see [`RequestBudget`]).
+    budget: RwLock<Option<Arc<dyn RequestBudget>>>,
     request_timeout: Duration,
     part_copy_timeout: Duration,
     retry: RetryPolicy,
@@ -247,6 +250,7 @@ impl SynapseClient {
                 file: config.file_endpoint.trim_end_matches('/').to_owned(),
                 authorization,
                 limiter,
+                budget: RwLock::new(None),
                 request_timeout: config.request_timeout,
                 part_copy_timeout: config.part_copy_timeout,
                 retry: config.retry,
@@ -255,7 +259,27 @@ impl SynapseClient {
         })
     }
 
-    /// Sends `call` under the rate limiter, retrying what is worth retrying; returns the body.
+    /// Makes every request of this client and its clones draw from `budget` as well (`None`: the
+    /// process limiter alone). A Lambda instance serves one run at a time, so the budget is set
+    /// per invocation for the whole process.
+    pub fn set_budget(&self, budget: Option<Arc<dyn RequestBudget>>) {
+        *self
+            .inner
+            .budget
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = budget;
+    }
+
+    /// The budget set by [`Self::set_budget`].
+    pub fn budget(&self) -> Option<Arc<dyn RequestBudget>> {
+        self.inner
+            .budget
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Sends `call` under the rate limiter and the budget, retrying what is worth retrying; returns the body.
     async fn send(&self, call: Call<'_>) -> Result<Vec<u8>, SynapseError> {
         let inner = &self.inner;
         let base = match call.service {
@@ -279,6 +303,10 @@ impl SynapseClient {
                     .body(body.clone());
             }
             let _permit = inner.limiter.acquire().await;
+            let budget = self.budget();
+            if let Some(budget) = &budget {
+                budget.admit().await;
+            }
             let response = request
                 .send()
                 .await
@@ -290,6 +318,9 @@ impl SynapseClient {
                 .await
                 .map_err(|e| transport_error(call.name, e))?;
             tracing::debug!(call = call.name, status = status.as_u16(), "Synapse call");
+            if let (StatusCode::TOO_MANY_REQUESTS, Some(budget)) = (status, &budget) {
+                budget.throttled(wait).await;
+            }
             if status.is_success() {
                 Ok(body.to_vec())
             } else {

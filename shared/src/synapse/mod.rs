@@ -1,6 +1,7 @@
 //! The Synapse side of the migration: a typed REST client for the calls a migration makes, the
-//! process-wide rate limiter, retries, the token, and the presigned S3 part copy.
+//! process-wide rate limiter and the seam to a fleet-wide budget, retries, the token, and the presigned S3 part copy.
 
+mod budget;
 mod client;
 mod error;
 mod limiter;
@@ -8,6 +9,7 @@ mod presigned;
 mod retry;
 mod token;
 
+pub use budget::RequestBudget;
 pub use client::{ClientConfig, SynapseClient, PROD_FILE_ENDPOINT, PROD_REPO_ENDPOINT};
 pub use error::SynapseError;
 pub use limiter::{RateLimiter, RequestPermit};

@@ -10,9 +10,9 @@ use synmigrate::error::types;
 use synmigrate::state::dynamo::{create_table, DynamoStore};
 use synmigrate::state::memory::MemoryStore;
 use synmigrate::state::{
-    orphaned_copies, CopyStatus, ItemError, ItemKey, ItemRecord, ItemStatus, MigrationKey,
-    PutOutcome, RunCounters, RunStatus, SkipReason, StateError, StateStore, StatusName, Transition,
-    MAX_DOCUMENT_BYTES,
+    orphaned_copies, BudgetRecord, CopyStatus, ItemError, ItemKey, ItemRecord, ItemStatus,
+    MigrationKey, PutOutcome, RunCounters, RunStatus, SkipReason, StateError, StateStore,
+    StatusName, Transition, MAX_DOCUMENT_BYTES,
 };
 use synmigrate_testkit::AwsStack;
 
@@ -706,6 +706,55 @@ async fn items_list_by_status_in_pages<S: StateStore>(store: &S) {
     ));
 }
 
+/// The run's Synapse budget is written only over the version read (compare-and-set).
+async fn budget_is_compare_and_set<S: StateStore>(store: &S) {
+    let m = &migration("syn90");
+    let run = "budget-run";
+    assert_eq!(store.get_budget(m, run).await.unwrap(), None);
+    let first = BudgetRecord {
+        version: 1,
+        next_slot_ms: 1_700_000_000_111,
+        paused_until_ms: 0,
+        cut_at_ms: 0,
+        cut_rate: 0,
+    };
+    assert!(store
+        .put_budget(m, run, &first, None, 4_000_000_000)
+        .await
+        .unwrap());
+    // A second "first write" loses: someone else created it.
+    assert!(!store
+        .put_budget(m, run, &first, None, 4_000_000_000)
+        .await
+        .unwrap());
+    let second = BudgetRecord {
+        version: 2,
+        next_slot_ms: 1_700_000_000_222,
+        paused_until_ms: 1_700_000_005_000,
+        cut_at_ms: 1_700_000_005_000,
+        cut_rate: 378,
+    };
+    // Written over a stale version: refused, the record unchanged.
+    assert!(!store
+        .put_budget(m, run, &second, Some(0), 4_000_000_000)
+        .await
+        .unwrap());
+    assert_eq!(store.get_budget(m, run).await.unwrap(), Some(first));
+    assert!(store
+        .put_budget(m, run, &second, Some(1), 4_000_000_000)
+        .await
+        .unwrap());
+    assert_eq!(store.get_budget(m, run).await.unwrap(), Some(second));
+    // Another run's budget is another record.
+    assert_eq!(store.get_budget(m, "other-run").await.unwrap(), None);
+    assert!(matches!(
+        store
+            .put_budget(m, "bad#run", &first, None, 4_000_000_000)
+            .await,
+        Err(StateError::Invalid(_))
+    ));
+}
+
 /// The whole suite; every case uses its own migration key, so one table serves them all.
 async fn conformance<S: StateStore>(store: &S) {
     let suite = async {
@@ -718,6 +767,7 @@ async fn conformance<S: StateStore>(store: &S) {
         one_copy_per_source_handle(store).await;
         unused_copies_are_marked_listed_and_cleared(store).await;
         items_list_by_status_in_pages(store).await;
+        budget_is_compare_and_set(store).await;
     };
     tokio::time::timeout(SUITE_TIMEOUT, suite)
         .await

@@ -1,6 +1,7 @@
 //! The product end to end: the repository's state machine runs in the local Step Functions (moto),
-//! its Lambda tasks run the real function binaries, Synapse is the simulator. A seeded project of
-//! more than 200 files (nested folders, several versions, a shared handle, multi-part files at
+//! its Lambda tasks run the real function binaries, Synapse is the simulator with Synapse's
+//! throttle on (600 requests a minute, 3 in flight, one key for every function instance). A seeded
+//! project of about 50 files (nested folders, several versions, a shared handle, multi-part files at
 //! 5 MiB parts, skip cases) is migrated with each copy engine; the test checks the destination
 //! bytes (MD5), the entity versions, the DynamoDB items and the CSV report, that a second execution
 //! changes nothing, and that of two executions started together one does the work and the other
@@ -30,7 +31,7 @@ const PROJECT: &str = "End to end";
 const DEST: i64 = 7001;
 const MIB: u64 = 1024 * 1024;
 /// Folders x subfolders x files of the generated tree.
-const TREE: (usize, usize, usize) = (4, 5, 10);
+const TREE: (usize, usize, usize) = (2, 4, 5);
 /// Under nextest's 5-minute kill; a run alone takes about 40 s, beside the other heavy tests 100 s.
 const TEST_TIMEOUT: Duration = Duration::from_secs(280);
 const EXECUTION_TIMEOUT: Duration = Duration::from_secs(200);
@@ -143,9 +144,11 @@ async fn deploy(fixture: &Fixture) -> anyhow::Result<LocalDeployment> {
         ("SYNMIGRATE_COPY_OBJECT_THRESHOLD", (8 * MIB).to_string()),
         ("SYNMIGRATE_INDEX_SECONDS", "1".to_owned()),
     ];
+    // Synapse's throttle, and each function instance allowed the whole budget: only the run's
+    // shared budget keeps the fleet under the server's limit.
     let options = LocalOptions {
-        throttle: ThrottleConfig::disabled(),
-        max_synapse_rpm: 60_000,
+        throttle: ThrottleConfig::default(),
+        max_synapse_rpm: 540,
         max_instances: 3,
         function_env: env.map(|(k, v)| (k.to_owned(), v)).to_vec(),
         ..LocalOptions::default()
@@ -301,7 +304,7 @@ async fn check_migrated(
         items.len(),
         before.len()
     );
-    ensure!(before.len() > 200, "the project has {} files", before.len());
+    ensure!(before.len() > 40, "the project has {} files", before.len());
     let mut copies_of_shared = Vec::new();
     for (path, (id, old)) in before {
         let (_, now) = &after[path];
@@ -419,6 +422,29 @@ fn ensure_no_synapse_writes(deployment: &LocalDeployment) -> anyhow::Result<()> 
     Ok(())
 }
 
+/// Every Synapse request since the last reset of the request log went out within the run's
+/// budget, whichever function instance sent it: no 429, and no 10 s window holds more than a
+/// sixth of the budget plus the one second of leased slots an instance may send late.
+fn ensure_within_budget(deployment: &LocalDeployment, per_minute: usize) -> anyhow::Result<()> {
+    let mut requests = deployment.sim().requests();
+    let throttled = requests.iter().filter(|r| r.status == 429).count();
+    ensure!(throttled == 0, "{throttled} requests got 429");
+    requests.sort_by_key(|r| r.received_ms);
+    let ceiling = per_minute / 6 + per_minute / 60 + 1;
+    for (i, first) in requests.iter().enumerate() {
+        let window = requests[i..]
+            .iter()
+            .take_while(|r| r.received_ms < first.received_ms + 10_000)
+            .count();
+        ensure!(
+            window <= ceiling,
+            "{window} requests in the 10 s from {}; the budget allows {ceiling}",
+            first.received_ms
+        );
+    }
+    Ok(())
+}
+
 /// A later execution on a migrated project changes nothing: no copy starts, no entity writes.
 async fn check_rerun_changes_nothing(
     deployment: &LocalDeployment,
@@ -430,6 +456,7 @@ async fn check_rerun_changes_nothing(
     deployment.sim().reset_requests();
     let summary = run(deployment, name, &input(deployment, copy_mode)).await?;
     ensure_no_synapse_writes(deployment)?;
+    ensure_within_budget(deployment, 540)?;
     ensure!(snapshots(deployment) == before, "entities changed");
     let items_after = items(deployment).await?;
     for (key, item) in &items_before {
@@ -454,6 +481,7 @@ async fn synapse_engine_migrates_through_the_state_machine() -> anyhow::Result<(
         let before = snapshots(&deployment);
         let summary = run(&deployment, "e2e-synapse-1", &input(&deployment, "synapse")).await?;
         check_migrated(&deployment, &before, &summary).await?;
+        ensure_within_budget(&deployment, 540)?;
         // The big files went through the part-batch Map (processes start at the first call).
         ensure!(
             deployment.running_instances("synmigrate-copy-parts") > 0,

@@ -30,6 +30,7 @@ pub struct IndexOutput {
 
 /// Walks the project for one time budget; call again until `done`.
 pub async fn index(services: &Services, input: IndexInput) -> Result<IndexOutput> {
+    input.run.use_budget(services)?;
     renew_lock(services, &input.run).await?;
     let budget = input
         .time_budget_seconds

@@ -89,6 +89,17 @@ pub(super) fn parse_lock(attrs: &Attrs) -> Result<Lease, StateError> {
         .ok_or_else(|| reader.corrupt("owner is missing".to_owned()))
 }
 
+pub(super) fn parse_budget(attrs: &Attrs) -> Result<BudgetRecord, StateError> {
+    let reader = Reader { attrs };
+    Ok(BudgetRecord {
+        version: reader.n("version")?,
+        next_slot_ms: reader.n("nextSlotMs")?,
+        paused_until_ms: reader.n("pausedUntilMs")?,
+        cut_at_ms: reader.n("cutAtMs")?,
+        cut_rate: reader.n("cutRate")?,
+    })
+}
+
 pub(super) fn parse_run(attrs: &Attrs) -> Result<RunRecord, StateError> {
     let reader = Reader { attrs };
     let mut by_status = BTreeMap::new();

@@ -518,4 +518,44 @@ impl StateStore for DynamoStore {
         let query = self.page_query(limit, page_token)?;
         read_page(with_prefix(query, migration, COPY_PREFIX), parse_copy).await
     }
+
+    async fn get_budget(
+        &self,
+        migration: &MigrationKey,
+        run_id: &str,
+    ) -> Result<Option<BudgetRecord>, StateError> {
+        match self.get(migration.pk(), budget_sk(run_id)).await? {
+            None => Ok(None),
+            Some(attrs) => parse_budget(&attrs).map(Some),
+        }
+    }
+
+    async fn put_budget(
+        &self,
+        migration: &MigrationKey,
+        run_id: &str,
+        budget: &BudgetRecord,
+        expected: Option<u64>,
+        expires_at: EpochSeconds,
+    ) -> Result<bool, StateError> {
+        check_id("run id", run_id)?;
+        let mut expr = Expr::default();
+        expr.set("version", n(budget.version))
+            .set("nextSlotMs", n(budget.next_slot_ms))
+            .set("pausedUntilMs", n(budget.paused_until_ms))
+            .set("cutAtMs", n(budget.cut_at_ms))
+            .set("cutRate", n(budget.cut_rate))
+            .set(TTL_ATTRIBUTE, n(expires_at));
+        let condition = match expected {
+            None => format!("attribute_not_exists({})", expr.name(PK)),
+            Some(version) => {
+                let (name, value) = (expr.name("version"), expr.value("c_version", n(version)));
+                format!("{name} = {value}")
+            }
+        };
+        let written = self
+            .update(migration.pk(), budget_sk(run_id), expr, condition)
+            .await?;
+        Ok(written.is_some())
+    }
 }
