@@ -35,6 +35,9 @@ const TREE: (usize, usize, usize) = (2, 4, 5);
 /// Under nextest's 5-minute kill; a run alone takes about 40 s, beside the other heavy tests 100 s.
 const TEST_TIMEOUT: Duration = Duration::from_secs(280);
 const EXECUTION_TIMEOUT: Duration = Duration::from_secs(200);
+/// `maxSynapseRequestsPerMinute` by default, and the direct-engine run's lower one.
+const DEFAULT_BUDGET: usize = 540;
+const DIRECT_BUDGET: usize = 300;
 /// Synapse requests that create or change something.
 const SYNAPSE_WRITES: [&str; 5] = [
     "POST /file/multipart",
@@ -157,13 +160,19 @@ async fn deploy(fixture: &Fixture) -> anyhow::Result<LocalDeployment> {
 }
 
 fn input(deployment: &LocalDeployment, copy_mode: &str) -> Value {
+    input_at(deployment, copy_mode, DEFAULT_BUDGET)
+}
+
+/// The input with a Synapse budget (`maxSynapseRequestsPerMinute`).
+fn input_at(deployment: &LocalDeployment, copy_mode: &str, budget: usize) -> Value {
     input_with(
         deployment,
         json!({
             "copyMode": copy_mode,
             "partSizeBytes": 5 * MIB,
             "maxConcurrency": 3,
-            "continueOnError": true
+            "continueOnError": true,
+            "maxSynapseRequestsPerMinute": budget
         }),
     )
 }
@@ -456,7 +465,7 @@ async fn check_rerun_changes_nothing(
     deployment.sim().reset_requests();
     let summary = run(deployment, name, &input(deployment, copy_mode)).await?;
     ensure_no_synapse_writes(deployment)?;
-    ensure_within_budget(deployment, 540)?;
+    ensure_within_budget(deployment, DEFAULT_BUDGET)?;
     ensure!(snapshots(deployment) == before, "entities changed");
     let items_after = items(deployment).await?;
     for (key, item) in &items_before {
@@ -481,7 +490,7 @@ async fn synapse_engine_migrates_through_the_state_machine() -> anyhow::Result<(
         let before = snapshots(&deployment);
         let summary = run(&deployment, "e2e-synapse-1", &input(&deployment, "synapse")).await?;
         check_migrated(&deployment, &before, &summary).await?;
-        ensure_within_budget(&deployment, 540)?;
+        ensure_within_budget(&deployment, DEFAULT_BUDGET)?;
         // The big files went through the part-batch Map (processes start at the first call).
         ensure!(
             deployment.running_instances("synmigrate-copy-parts") > 0,
@@ -499,7 +508,8 @@ async fn direct_engine_with_two_executions_started_together() -> anyhow::Result<
     bounded(async {
         let deployment = deploy(&fixture()).await?;
         let before = snapshots(&deployment);
-        let input = input(&deployment, "direct");
+        // A budget below the deployment's: the run's option, not the instances' ceiling, binds.
+        let input = input_at(&deployment, "direct", DIRECT_BUDGET);
         let (a, b) = tokio::try_join!(
             deployment.start_execution("e2e-direct-a", &input),
             deployment.start_execution("e2e-direct-b", &input),
@@ -530,6 +540,7 @@ async fn direct_engine_with_two_executions_started_together() -> anyhow::Result<
         let summary: Value = serde_json::from_str(winner.output().unwrap_or("null"))?;
         // check_migrated also proves that no entity got more than one new version.
         check_migrated(&deployment, &before, &summary).await?;
+        ensure_within_budget(&deployment, DIRECT_BUDGET)?;
         check_rerun_changes_nothing(&deployment, "e2e-direct-2", "direct").await?;
         deployment.shutdown().await;
         Ok(())
