@@ -1,8 +1,10 @@
 //! [`FleetBudget`]: the budget of one run as this process sees it, backed by the state store.
 //!
-//! Cost: one conditional write per lease of about a second of slots (9 slots at 540/min), plus a
-//! read and a second write when another instance leased in between: between 0.11 and 0.33
-//! DynamoDB requests per Synapse request, one or two more per 429 episode.
+//! Cost: one conditional write per lease, plus a read and a second write when another instance
+//! leased in between. A busy instance leases about a second of slots at a time (9 at 540/min):
+//! 0.11 to 0.33 DynamoDB requests per Synapse request; an instance calling Synapse now and then
+//! leases fewer (see [`Leased::appetite`]), up to one write per request, so that it wastes little
+//! of the fleet's budget. One or two more per 429 episode.
 //!
 //! Accuracy: the fleet never starts more requests in a minute than the budget (slots are unique
 //! and spaced); it may start fewer, since an instance that stops early leaves at most one lease
@@ -25,6 +27,8 @@ use crate::synapse::RequestBudget;
 /// A leased slot not started within this is dropped: sending it later would crowd another
 /// instance's slot.
 const STALE_MS: i64 = 1_000;
+/// Upper bound of a lease's appetite (the model caps it at about a second of slots anyway).
+const MAX_APPETITE: u32 = 16;
 /// Compare-and-set tries before a lease gives up (and the request goes ahead unbudgeted).
 const MAX_WRITE_TRIES: u32 = 20;
 /// The budget record outlives the longest run.
@@ -54,6 +58,23 @@ impl std::fmt::Debug for FleetBudget {
 struct Leased {
     seen: Option<BudgetRecord>,
     slots: VecDeque<i64>,
+    /// Slots the next lease asks for: doubled after a lease used up in time, halved when slots
+    /// went stale, so that a busy instance leases a second at a time (one write per ~9
+    /// requests) and an instance calling now and then wastes little of the fleet's budget.
+    appetite: u32,
+}
+
+impl Leased {
+    /// Drops the slots too old to use; a lease that went partly unused makes the next smaller.
+    fn drop_stale(&mut self, now: i64) {
+        let before = self.slots.len();
+        while self.slots.front().is_some_and(|&s| s < now - STALE_MS) {
+            self.slots.pop_front();
+        }
+        if self.slots.len() < before {
+            self.appetite = (self.appetite / 2).max(1);
+        }
+    }
 }
 
 fn now_ms() -> i64 {
@@ -75,7 +96,10 @@ impl FleetBudget {
             migration,
             run_id: run_id.into(),
             model: BudgetModel::new(requests_per_minute),
-            local: Mutex::new(Leased::default()),
+            local: Mutex::new(Leased {
+                appetite: 2,
+                ..Leased::default()
+            }),
         }
     }
 
@@ -130,14 +154,19 @@ impl FleetBudget {
     }
 
     /// Leases the next slots into `leased`.
+    /// Leases the next slots into `leased` (called when the last lease is used up).
     async fn lease(&self, leased: &mut Leased) -> Result<(), StateError> {
         let model = self.model;
+        let appetite = leased.appetite;
         let slots = self
             .write(leased, |record, now| {
-                Some(model.lease(record, now, model.lease_size(record, now)))
+                let count = model.lease_size(record, now).min(appetite);
+                Some(model.lease(record, now, count))
             })
-            .await?;
-        leased.slots.extend(slots.unwrap_or_default());
+            .await?
+            .unwrap_or_default();
+        leased.appetite = (appetite * 2).min(MAX_APPETITE);
+        leased.slots.extend(slots);
         Ok(())
     }
 }
@@ -147,10 +176,7 @@ impl RequestBudget for FleetBudget {
     async fn admit(&self) {
         let slot = {
             let mut leased = self.local.lock().await;
-            let now = now_ms();
-            while leased.slots.front().is_some_and(|&s| s < now - STALE_MS) {
-                leased.slots.pop_front();
-            }
+            leased.drop_stale(now_ms());
             if leased.slots.is_empty() {
                 if let Err(error) = self.lease(&mut leased).await {
                     tracing::warn!(%error, "cannot lease from the run's Synapse budget; this request goes under the process limit alone");
@@ -274,6 +300,55 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(record.cut_rate, 4200);
+    }
+
+    #[test]
+    fn stale_slots_are_dropped_and_shrink_the_next_lease() {
+        let mut leased = Leased {
+            slots: VecDeque::from([1_000, 1_500, 9_000]),
+            appetite: 8,
+            ..Leased::default()
+        };
+        leased.drop_stale(2_000);
+        assert_eq!(leased.slots.len(), 3, "a slot a second old is still usable");
+        assert_eq!(leased.appetite, 8);
+        leased.drop_stale(2_600);
+        assert_eq!(leased.slots, VecDeque::from([9_000]));
+        assert_eq!(leased.appetite, 4);
+        leased.drop_stale(20_000);
+        leased.appetite = 1;
+        leased.drop_stale(20_000);
+        assert_eq!(leased.appetite, 1);
+    }
+
+    #[tokio::test]
+    async fn leases_grow_while_they_are_used_up() {
+        let store = Arc::new(MemoryStore::new());
+        let budget = &instances(&store, 1, 6000)[0];
+        let migration = MigrationKey::new("syn1", 7).unwrap();
+        let slots_after = |record: BudgetRecord| record.next_slot_ms;
+        budget.admit().await;
+        let first = store
+            .get_budget(&migration, "run-1")
+            .await
+            .unwrap()
+            .unwrap();
+        // A fresh instance leases 2 slots (10 ms apart at 6000/min), then 4, 8, and at most a
+        // second's worth (10 at this rate).
+        for _ in 0..(2 + 4 + 8 + 10 - 1) {
+            budget.admit().await;
+        }
+        let last = store
+            .get_budget(&migration, "run-1")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(last.version, 4);
+        let leased = slots_after(last) - slots_after(first);
+        assert!(
+            (210..=230).contains(&leased),
+            "{leased} ms of slots after the first lease"
+        );
     }
 
     #[test]
