@@ -58,10 +58,12 @@
 //!   because of one of our items leaves that item to finish instead of replacing it.
 //! - A source file handle is copied once, shared by every entity that uses it, and the copy's
 //!   destination handle is recorded *before* any entity is touched.
-//! - Before an entity is written, what it points at now is read: if that is the copy or any
-//!   handle in the destination, the item is recorded MIGRATED without a write, so a crash
-//!   between update and state write never yields a second version. An entity that changed after
-//!   indexing is left alone (`Fatal.Conflict`).
+//! - An entity is written only on the condition that it is as indexed: `new` PUTs the entity
+//!   read at index with that read's etag, `all`/`latest` swap naming the source as the old
+//!   handle. Synapse refuses either with 412 once it changed; only then is it read: if it points
+//!   at the copy or any handle in the destination, the item is recorded MIGRATED without a
+//!   write, so a crash between update and state write never yields a second version. An entity
+//!   that points at another file changed after indexing and is left alone (`Fatal.Conflict`).
 //! - Plan retries INDEXED items, retryable ERRORED items under `maxAttempts`, and in-flight
 //!   items whose lease expired; a copy is resumed from its saved engine state.
 //! - Uploads that fail verification are aborted; sources are never changed or deleted.

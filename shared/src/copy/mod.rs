@@ -2,8 +2,9 @@
 //!
 //! - [`SynapseEngine`] (default) drives Synapse's multipart copy: start, presign part URLs in small
 //!   batches just before use, PUT each presigned UploadPartCopy URL, add the part, complete, then
-//!   read the new handle back (`GET /fileHandle/{id}`) and check it against the source. It works
-//!   for every source the token may download, Synapse's own storage included.
+//!   read the new handles back (`POST /fileHandle/batch`, 100 per call) and check each against
+//!   its source. It works for every source the token may download, Synapse's own storage
+//!   included.
 //! - [`DirectEngine`] copies with the deployment's own S3 permissions (CopyObject, or
 //!   UploadPartCopy parts pinned to the source's ETag) and then registers the object with one
 //!   `POST /externalFileHandle/s3`: two Synapse calls per file instead of five or more, which is
@@ -11,8 +12,9 @@
 //!
 //! Both implement [`CopyEngine`], whose calls map onto the pipeline's stages:
 //! `start` (StartCopy) opens or resumes the copy and says which parts are already done;
-//! `copy_parts` (CopyParts) copies a batch of parts with bounded concurrency; `complete`
-//! (Complete) finishes, verifies and returns the destination handle; `abort` gives up for good.
+//! `copy_parts` (CopyParts) copies a batch of parts with bounded concurrency; `complete` and
+//! `complete_all` (Complete) finish, verify and return the destination handles; `abort` gives up
+//! for good.
 //! Every call is idempotent given the [`EngineState`] returned by `start`, which is small JSON
 //! meant for the `FH#` record ([`EngineState::to_document`]) and Step Functions payloads.
 //!
@@ -29,6 +31,7 @@ mod s3error;
 mod synapse;
 
 use async_trait::async_trait;
+use futures::{stream, StreamExt};
 use serde::{Deserialize, Serialize};
 use synapse_model::{FileHandle, FileHandleAssociation, StorageLocationSetting};
 
@@ -41,6 +44,8 @@ pub use synapse::SynapseEngine;
 
 /// The association type of a file entity's handle in Synapse requests.
 pub const FILE_ENTITY_ASSOCIATION: &str = "FileEntity";
+/// File handles per `POST /fileHandle/batch` (Synapse's limit).
+pub const FILE_HANDLE_BATCH: usize = 100;
 
 /// One source file handle to copy into the destination storage location.
 #[derive(Debug, Clone, PartialEq)]
@@ -244,6 +249,24 @@ pub trait CopyEngine: Send + Sync {
     /// registered in Synapse. Repeating it after a success returns the same handle (Synapse
     /// engine) or registers the same object again (direct engine).
     async fn complete(&self, request: &CopyRequest, state: &EngineState) -> Result<FileHandle>;
+
+    /// [`Self::complete`] for several copies, at most `concurrency` at a time, answers in the
+    /// order given. An engine may check the copies together (the Synapse engine reads their
+    /// handles 100 per call); `Err` when such a shared call failed, for all of them.
+    async fn complete_all(
+        &self,
+        copies: &[(&CopyRequest, &EngineState)],
+        concurrency: usize,
+    ) -> Result<Vec<Result<FileHandle>>> {
+        Ok(stream::iter(copies)
+            .map(|(request, state)| self.complete(request, state))
+            // Boxing erases the closure's lifetimes, which the `Send` check of the trait's
+            // future cannot otherwise prove general enough.
+            .boxed()
+            .buffered(concurrency.max(1))
+            .collect()
+            .await)
+    }
 
     /// Gives up a copy that will never complete.
     async fn abort(&self, state: &EngineState) -> Result<()>;

@@ -6,14 +6,19 @@
 //! nothing to do server-side: Synapse has no abort call; it forgets unfinished uploads itself and
 //! the destination bucket's lifecycle rule removes the S3 parts.
 
+use std::collections::BTreeMap;
+
 use async_trait::async_trait;
 use futures::{stream, StreamExt, TryStreamExt};
 use synapse_model::{
-    add_part_state, concrete, upload_state, FileHandle, MultipartUploadCopyRequest,
-    MultipartUploadStatus, PartPresignedUrl,
+    add_part_state, concrete, upload_state, BatchFileRequest, FileHandle, FileHandleAssociation,
+    FileResult, MultipartUploadCopyRequest, MultipartUploadStatus, PartPresignedUrl,
 };
 
-use super::{CopyEngine, CopyRequest, EngineConfig, EngineKind, EngineState, Started};
+use super::{
+    CopyEngine, CopyRequest, EngineConfig, EngineKind, EngineState, Started,
+    FILE_ENTITY_ASSOCIATION, FILE_HANDLE_BATCH,
+};
 use crate::error::{Error, Result};
 use crate::synapse::{SynapseClient, SynapseError};
 
@@ -42,32 +47,88 @@ impl SynapseEngine {
         }
     }
 
-    /// The completed upload's new handle, read back from Synapse and checked against the source:
-    /// entities are only pointed at a verified copy.
-    async fn verified_result(
-        &self,
-        request: &CopyRequest,
-        status: &MultipartUploadStatus,
-    ) -> Result<FileHandle> {
-        let id = status.result_file_handle_id.as_deref().ok_or_else(|| {
-            Error::Internal(format!(
-                "upload {} is {} without a resultFileHandleId",
-                status.upload_id, status.state
-            ))
-        })?;
-        let copy = self.client.get_file_handle(id).await?;
-        if copy.id != id {
+    /// Completes the upload; returns the new handle's id, not yet checked.
+    async fn finish(&self, state: &EngineState) -> Result<String> {
+        let status = self.client.complete_multipart(upload_id(state)?).await?;
+        if status.state != upload_state::COMPLETED {
             return Err(Error::Internal(format!(
-                "GET /fileHandle/{id} returned file handle {}",
-                copy.id
+                "upload {} is {} after completing it",
+                status.upload_id, status.state
             )));
         }
-        verify_copy(
-            &request.source,
-            &copy,
-            request.destination.storage_location_id,
-        )?;
-        Ok(copy)
+        result_id(&status)
+    }
+
+    /// The new handles of completed uploads, read back from Synapse (100 per call) and checked
+    /// against their sources: entities are only pointed at a verified copy. Synapse gives a
+    /// handle to its creator whatever object the request associates it with
+    /// (`AuthorizationManagerImpl.canDownloadFile`), so a copy no entity uses yet is read through
+    /// its source's entity. A copy that did not finish keeps its error; `Err` when a read failed.
+    async fn verified(
+        &self,
+        copies: Vec<(&CopyRequest, Result<String>)>,
+    ) -> Result<Vec<Result<FileHandle>>> {
+        let finished: Vec<FileHandleAssociation> = copies
+            .iter()
+            .filter_map(|(request, id)| {
+                Some(FileHandleAssociation {
+                    file_handle_id: id.as_ref().ok()?.clone(),
+                    associate_object_id: request.entity_id.clone(),
+                    associate_object_type: FILE_ENTITY_ASSOCIATION.to_owned(),
+                })
+            })
+            .collect();
+        let mut read: BTreeMap<String, FileResult> = BTreeMap::new();
+        for chunk in finished.chunks(FILE_HANDLE_BATCH) {
+            let request = BatchFileRequest {
+                requested_files: chunk.to_vec(),
+                include_file_handles: true,
+                include_pre_signed_urls: false,
+                include_preview_pre_signed_urls: false,
+            };
+            let answer = self.client.file_handle_batch(&request).await?;
+            read.extend(
+                answer
+                    .requested_files
+                    .into_iter()
+                    .map(|file| (file.file_handle_id.clone(), file)),
+            );
+        }
+        Ok(copies
+            .into_iter()
+            .map(|(request, id)| {
+                let id = id?;
+                let copy = match read.get(&id) {
+                    Some(FileResult {
+                        file_handle: Some(copy),
+                        ..
+                    }) => copy.clone(),
+                    other => {
+                        return Err(Error::Verification(format!(
+                            "Synapse does not give back file handle {id} (copy of {}): {}",
+                            request.source.id,
+                            other
+                                .and_then(|file| file.failure_code.as_deref())
+                                .unwrap_or("no answer")
+                        )))
+                    }
+                };
+                verify_copy(
+                    &request.source,
+                    &copy,
+                    request.destination.storage_location_id,
+                )?;
+                Ok(copy)
+            })
+            .collect())
+    }
+
+    /// [`Self::verified`] for one copy.
+    async fn verified_one(&self, request: &CopyRequest, id: String) -> Result<FileHandle> {
+        self.verified(vec![(request, Ok(id))])
+            .await?
+            .pop()
+            .unwrap_or_else(|| Err(Error::Internal("a verified copy went missing".into())))
     }
 
     /// Presigned URLs for `parts`, in the order asked; every part must come back.
@@ -184,6 +245,16 @@ fn parse_parts_state(upload_id: &str, parts_state: &str) -> Result<Vec<u32>> {
         .collect()
 }
 
+/// The new handle of a completed upload.
+fn result_id(status: &MultipartUploadStatus) -> Result<String> {
+    status.result_file_handle_id.clone().ok_or_else(|| {
+        Error::Internal(format!(
+            "upload {} is {} without a resultFileHandleId",
+            status.upload_id, status.state
+        ))
+    })
+}
+
 fn upload_id(state: &EngineState) -> Result<&str> {
     match state {
         EngineState::Synapse { upload_id, .. } => Ok(upload_id),
@@ -226,7 +297,7 @@ impl CopyEngine for SynapseEngine {
             })?;
         let parts_done = parse_parts_state(&status.upload_id, parts_state)?;
         let completed = if status.state == upload_state::COMPLETED {
-            Some(self.verified_result(request, &status).await?)
+            Some(self.verified_one(request, result_id(&status)?).await?)
         } else {
             None
         };
@@ -271,14 +342,23 @@ impl CopyEngine for SynapseEngine {
     }
 
     async fn complete(&self, request: &CopyRequest, state: &EngineState) -> Result<FileHandle> {
-        let status = self.client.complete_multipart(upload_id(state)?).await?;
-        if status.state != upload_state::COMPLETED {
-            return Err(Error::Internal(format!(
-                "upload {} is {} after completing it",
-                status.upload_id, status.state
-            )));
-        }
-        self.verified_result(request, &status).await
+        let id = self.finish(state).await?;
+        self.verified_one(request, id).await
+    }
+
+    async fn complete_all(
+        &self,
+        copies: &[(&CopyRequest, &EngineState)],
+        concurrency: usize,
+    ) -> Result<Vec<Result<FileHandle>>> {
+        let ids: Vec<Result<String>> = stream::iter(copies)
+            .map(|(_, state)| self.finish(state))
+            .boxed()
+            .buffered(concurrency.max(1))
+            .collect()
+            .await;
+        let requests = copies.iter().map(|(request, _)| *request);
+        self.verified(requests.zip(ids).collect()).await
     }
 
     async fn abort(&self, state: &EngineState) -> Result<()> {

@@ -14,12 +14,9 @@ use super::unit::{by_source, mark_copied, UnitCtx};
 use super::{BatchRef, CopyJob, ItemOutcome};
 use crate::context::{now, RunContext, Services};
 use crate::copy::parts::{part_batches, PartBatch, PartPlan};
-use crate::copy::{choose, FILE_ENTITY_ASSOCIATION};
+use crate::copy::{choose, FILE_ENTITY_ASSOCIATION, FILE_HANDLE_BATCH};
 use crate::state::{CopyRecord, CopyStatus, ItemKey, ItemRecord};
 use crate::{Error, Result};
-
-/// File handles per `POST /fileHandle/batch` (Synapse's limit).
-const HANDLE_BATCH: usize = 100;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -46,7 +43,7 @@ async fn source_handles(
     items: &[(String, ItemKey)],
 ) -> Result<BTreeMap<String, std::result::Result<FileHandle, String>>> {
     let mut handles = BTreeMap::new();
-    for chunk in items.chunks(HANDLE_BATCH) {
+    for chunk in items.chunks(FILE_HANDLE_BATCH) {
         let request = BatchFileRequest {
             requested_files: chunk
                 .iter()

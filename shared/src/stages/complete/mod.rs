@@ -1,4 +1,5 @@
-//! Stage 6, Complete (per unit): finishes each copy, records it, points each entity at it
+//! Stage 6, Complete (per unit): finishes the unit's copies (together, so that the Synapse
+//! engine verifies their new handles in batches), records each, points each entity at it
 //! ([`update`]) and records the item MIGRATED; a failing item is recorded ERRORED and the others
 //! go on.
 
@@ -6,12 +7,13 @@ use std::collections::BTreeMap;
 
 use futures::stream::{self, StreamExt};
 use serde::{Deserialize, Serialize};
+use synapse_model::FileHandle;
 
 use super::plan::units::WorkUnit;
 use super::unit::{by_source, mark_copied, UnitCtx};
 use super::{CopyJob, ItemOutcome};
 use crate::context::{now, RunContext, Services};
-use crate::copy::EngineState;
+use crate::copy::{CopyRequest, EngineKind, EngineState};
 use crate::state::{
     CopyStatus, ItemError, ItemKey, ItemRecord, ItemStatus, RunCounters, StatusName,
 };
@@ -48,10 +50,16 @@ pub async fn complete(services: &Services, input: CompleteInput) -> Result<Compl
         .into_iter()
         .map(|job| (job.source.id.clone(), job))
         .collect();
-    let groups = by_source(&unit)?;
-    let results: Vec<(Vec<ItemOutcome>, u64)> = stream::iter(groups)
-        .map(|(source, keys)| complete_source(&ctx, source, keys, &jobs))
-        .buffer_unordered(services.tuning.unit_concurrency.max(1))
+    let concurrency = services.tuning.unit_concurrency.max(1);
+    let sources: Vec<Source> = stream::iter(by_source(&unit)?)
+        .map(|(source, keys)| prepare_source(&ctx, source, keys, &jobs))
+        .buffer_unordered(concurrency)
+        .collect()
+        .await;
+    let sources = finish_copies(&ctx, sources).await;
+    let results: Vec<(Vec<ItemOutcome>, u64)> = stream::iter(sources)
+        .map(|source| update_source(&ctx, source))
+        .buffer_unordered(concurrency)
         .collect()
         .await;
     let mut output = CompleteOutput {
@@ -76,14 +84,34 @@ pub async fn complete(services: &Services, input: CompleteInput) -> Result<Compl
     Ok(output)
 }
 
-/// Completes one source's copy and the updates of the items that use it. Returns the outcomes
-/// and the bytes this call copied.
-async fn complete_source(
+/// One source handle of the unit on its way through Complete.
+struct Source {
+    id: String,
+    /// Outcomes of the items already finished or failed.
+    outcomes: Vec<ItemOutcome>,
+    /// The items whose entities are to point at the copy.
+    pending: Vec<ItemRecord>,
+    copy: CopyStep,
+}
+
+/// Where the copy of a source stands.
+enum CopyStep {
+    /// No item needs it.
+    Unneeded,
+    /// Recorded COPIED (by now or before): its handle is verified.
+    Finished(FinishedCopy),
+    /// To complete and verify with the engine that started it.
+    ToFinish(Box<CopyRequest>, EngineState),
+    Failed(ItemError),
+}
+
+/// Reads the items of one source and where its copy stands.
+async fn prepare_source(
     ctx: &UnitCtx<'_>,
     source: String,
     keys: Vec<ItemKey>,
     jobs: &BTreeMap<String, CopyJob>,
-) -> (Vec<ItemOutcome>, u64) {
+) -> Source {
     let mut outcomes = Vec::new();
     let mut pending = Vec::new();
     for key in keys {
@@ -102,30 +130,55 @@ async fn complete_source(
             Err(error) => outcomes.push(ctx.fail_item(&key, &error).await),
         }
     }
-    if pending.is_empty() {
-        return (outcomes, 0);
+    let copy = if pending.is_empty() {
+        CopyStep::Unneeded
+    } else {
+        copy_step(ctx, &source, jobs.get(&source))
+            .await
+            .unwrap_or_else(|error| CopyStep::Failed(ItemError::from(&error)))
+    };
+    Source {
+        id: source,
+        outcomes,
+        pending,
+        copy,
     }
-    let copy = match finish_copy(ctx, &source, jobs.get(&source)).await {
-        Ok(done) => done,
-        Err(error) => {
-            for item in &pending {
-                outcomes.push(ctx.fail_item(&item.key, &error).await);
+}
+
+/// Updates the entities of one source's items once its copy is recorded. Returns the outcomes
+/// and the bytes this call copied.
+async fn update_source(ctx: &UnitCtx<'_>, source: Source) -> (Vec<ItemOutcome>, u64) {
+    let Source {
+        id,
+        mut outcomes,
+        pending,
+        copy,
+    } = source;
+    let error = match copy {
+        CopyStep::Unneeded => return (outcomes, 0),
+        CopyStep::Failed(error) => error,
+        CopyStep::ToFinish(..) => ItemError::from(&Error::Internal(format!(
+            "the copy of {id} was left unfinished"
+        ))),
+        CopyStep::Finished(copy) => {
+            for item in pending {
+                let outcome = match migrate_item(ctx, &item, &copy.destination).await {
+                    Ok(outcome) => outcome,
+                    Err(error) => {
+                        ctx.record_item_error(&item.key, ItemError::of_update(&error))
+                            .await
+                    }
+                };
+                outcomes.push(outcome);
             }
-            return (outcomes, 0);
+            note_copy_use(ctx, &id, copy.unused_reason.as_deref(), &outcomes).await;
+            return (outcomes, copy.bytes);
         }
     };
-    for item in pending {
-        let outcome = match migrate_item(ctx, &item, &copy.destination).await {
-            Ok(outcome) => outcome,
-            Err(error) => {
-                ctx.record_item_error(&item.key, ItemError::of_update(&error))
-                    .await
-            }
-        };
-        outcomes.push(outcome);
+    for item in &pending {
+        outcomes.push(ctx.record_item_error(&item.key, error.clone()).await);
     }
-    note_copy_use(ctx, &source, copy.unused_reason.as_deref(), &outcomes).await;
-    (outcomes, copy.bytes)
+    (outcomes, 0)
 }
 
 /// Keeps the copy's "unused" mark true to its items: set (with the first failure) when none of
@@ -168,15 +221,10 @@ struct FinishedCopy {
     unused_reason: Option<String>,
 }
 
-/// The destination handle of `source`: recorded already, or completed now and recorded before
-/// any entity is touched (rule 2).
-async fn finish_copy(
-    ctx: &UnitCtx<'_>,
-    source: &str,
-    job: Option<&CopyJob>,
-) -> Result<FinishedCopy> {
-    let services = ctx.services;
-    let copy = services
+/// Where the copy of `source` stands: recorded already, or to finish with `job`.
+async fn copy_step(ctx: &UnitCtx<'_>, source: &str, job: Option<&CopyJob>) -> Result<CopyStep> {
+    let copy = ctx
+        .services
         .store
         .get_copy(&ctx.migration, source)
         .await?
@@ -185,35 +233,88 @@ async fn finish_copy(
         let destination = copy.destination_file_handle_id.ok_or_else(|| {
             Error::Internal(format!("copy of {source} is COPIED without a destination"))
         })?;
-        return Ok(FinishedCopy {
+        return Ok(CopyStep::Finished(FinishedCopy {
             destination,
             bytes: 0,
             unused_reason: copy.unused_reason,
-        });
+        }));
     }
     let job = job.ok_or_else(|| {
         Error::InvalidInput(format!("Complete got no copy job for file handle {source}"))
     })?;
     let state = UnitCtx::engine_state(&copy)?
         .ok_or_else(|| Error::Conflict(format!("the copy of {source} has not been started")))?;
-    let request = job.request(ctx.run);
-    let engine = services.engines.for_state(&state);
-    let handle = match engine.complete(&request, &state).await {
-        Ok(handle) => handle,
-        Err(error) => {
-            if !error.is_retryable() {
-                abort_copy(ctx, source, &state).await;
-            }
-            return Err(error);
+    Ok(CopyStep::ToFinish(Box::new(job.request(ctx.run)), state))
+}
+
+/// Completes the copies still to finish, each engine's together, and records each before any
+/// entity is touched (rule 2). A copy that cannot complete is aborted (rule 5).
+async fn finish_copies(ctx: &UnitCtx<'_>, mut sources: Vec<Source>) -> Vec<Source> {
+    let services = ctx.services;
+    for kind in [EngineKind::Synapse, EngineKind::Direct] {
+        let (at, copies): (Vec<usize>, Vec<(&CopyRequest, &EngineState)>) = sources
+            .iter()
+            .enumerate()
+            .filter_map(|(i, source)| match &source.copy {
+                CopyStep::ToFinish(request, state) if state.kind() == kind => {
+                    Some((i, (&**request, state)))
+                }
+                _ => None,
+            })
+            .unzip();
+        if at.is_empty() {
+            continue;
         }
-    };
-    services
+        let results = services
+            .engines
+            .get(kind)
+            .complete_all(&copies, services.tuning.unit_concurrency)
+            .await;
+        let results: Vec<Result<FileHandle, ItemError>> = match results {
+            Ok(results) => results
+                .into_iter()
+                .map(|result| result.map_err(|error| ItemError::from(&error)))
+                .collect(),
+            Err(error) => vec![Err(ItemError::from(&error)); at.len()],
+        };
+        for (i, result) in at.into_iter().zip(results) {
+            let source = &mut sources[i];
+            let CopyStep::ToFinish(request, state) = &source.copy else {
+                continue;
+            };
+            source.copy = match result {
+                Ok(handle) => record_copy(ctx, &source.id, request, handle)
+                    .await
+                    .map_or_else(
+                        |e| CopyStep::Failed(ItemError::from(&e)),
+                        CopyStep::Finished,
+                    ),
+                Err(error) => {
+                    if !error.retryable {
+                        abort_copy(ctx, &source.id, state).await;
+                    }
+                    CopyStep::Failed(error)
+                }
+            };
+        }
+    }
+    sources
+}
+
+/// Records a finished, verified copy and counts its bytes.
+async fn record_copy(
+    ctx: &UnitCtx<'_>,
+    source: &str,
+    request: &CopyRequest,
+    handle: FileHandle,
+) -> Result<FinishedCopy> {
+    ctx.services
         .store
         .complete_copy(&ctx.migration, source, &ctx.owner, &handle.id, now())
         .await?;
     let size = handle
         .content_size
-        .or(job.source.content_size)
+        .or(request.source.content_size)
         .unwrap_or_default();
     ctx.count(RunCounters {
         by_status: BTreeMap::new(),
