@@ -27,7 +27,9 @@ mod store;
 mod table;
 
 use expr::{n, s, set_status, Expr};
-use parse::{decode_token, encode_token, parse_budget, parse_copy, parse_item, parse_lock, parse_run, Reader};
+use parse::{
+    decode_token, encode_token, parse_budget, parse_copy, parse_item, parse_lock, parse_run, Reader,
+};
 pub use table::create_table;
 
 /// Name of the index over (`SPK`, `SK`) that lists items by status.

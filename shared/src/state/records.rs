@@ -350,8 +350,9 @@ pub struct RunRecord {
     pub ended_at: Option<EpochSeconds>,
 }
 
-/// A run's Synapse request budget, shared by every function instance of the run (the arithmetic
-/// is `crate::budget`): the next request slot nobody holds yet, and the last throttling episode.
+/// A run's Synapse request budget, shared by every function instance of the run (the budget
+/// module holds its arithmetic): the next request slot nobody holds yet, and the last throttling
+/// episode.
 /// Times are epoch milliseconds.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct BudgetRecord {
