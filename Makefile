@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 NEXTEST_PROFILE ?= $(if $(CI),ci,default)
 
-.PHONY: test venv sam-build template-check fmt-check clippy tests stack clean-venv demo
+.PHONY: test venv sam-build template-check fmt-check clippy tests stack clean-venv demo bench
 
 ## test: install what the tests need, then the template checks, rustfmt check, clippy -D warnings, and every test
 test: venv template-check fmt-check clippy tests sam-build
@@ -39,6 +39,13 @@ tests:
 ##       one JSON line of counts per run), then run again to show nothing is redone
 demo:
 	@scripts/demo.sh
+
+## bench: the official client against synmigrate (state machine and in-process, both engines) on one
+##        throttled simulator, for the sample project and BENCH_FILES generated small files (default
+##        2000; 0: the sample only); prints markdown tables. Not part of `make test`.
+bench: venv
+	$(CARGO) build --workspace --bins --locked  # the state machine runs the function binaries
+	$(CARGO) run --locked -p synmigrate-bench
 
 ## stack: the local AWS stack and the Synapse simulator with the sample project (Ctrl-C stops both)
 stack: venv

@@ -4,6 +4,9 @@
 //! Lambda forwarding) on a free loopback port and stops it when dropped. Every test gets its own
 //! instance, so tests run in parallel and never share state. The launcher also exits when its standard
 //! input closes, so a test process that dies does not leave a server behind.
+//!
+//! [`official_client`] runs the pinned official client's `synapse migrate` (the system tests and
+//! the benchmark).
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -15,6 +18,7 @@ use anyhow::{anyhow, bail, Context};
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 
 mod lambda_host;
+pub mod official_client;
 pub use lambda_host::{FunctionSpec, LambdaHost};
 
 /// Region of the local stack; moto accepts any, the tests and the simulator agree on this one.

@@ -26,8 +26,7 @@ use md5::{Digest, Md5};
 use serde_json::{json, Value};
 use synapse_sim::{Fixture, ThrottleConfig};
 use synmigrate_local::{LocalDeployment, LocalOptions};
-
-use super::{synapse_migrate, SynapseMigrate};
+use synmigrate_testkit::official_client::{synapse_migrate, SynapseMigrate};
 
 const OWNER_TOKEN: &str = "twin-owner-token";
 /// The migrating user of both tools: the functions' token and the official client's.
