@@ -51,6 +51,10 @@ pub struct Tuning {
     /// Part batches of one big file copied at the same time by the in-process runner.
     pub batch_concurrency: usize,
     pub engine: EngineConfig,
+    /// Whether a run's Synapse requests draw from its fleet-wide budget ([`crate::budget`]).
+    /// Off only against a Synapse that throttles nobody (the simulator with its throttle off, in
+    /// tests), where pacing would only slow the test down.
+    pub run_budget: bool,
 }
 
 impl Default for Tuning {
@@ -64,6 +68,7 @@ impl Default for Tuning {
             unit_concurrency: 4,
             batch_concurrency: 4,
             engine: EngineConfig::default(),
+            run_budget: true,
         }
     }
 }
@@ -135,6 +140,9 @@ impl Services {
     /// `requests_per_minute` (`maxSynapseRequestsPerMinute`); the deployment's per-instance
     /// limit stays as a ceiling. A warm instance serving the same run keeps its leased slots.
     pub fn use_run_budget(&self, migration: &MigrationKey, run_id: &str, requests_per_minute: u32) {
+        if !self.tuning.run_budget {
+            return;
+        }
         let mut current = self
             .run_budget
             .lock()

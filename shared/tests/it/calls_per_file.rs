@@ -65,7 +65,11 @@ async fn calls(
         Arc::new(MemoryStore::new()),
         env.s3.clone(),
         BUCKET,
-        Tuning::default(),
+        // The simulator throttles nobody here: no pacing, the count is the same.
+        Tuning {
+            run_budget: false,
+            ..Tuning::default()
+        },
     );
     let input = InitInput {
         project_id: env

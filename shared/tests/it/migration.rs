@@ -163,7 +163,8 @@ impl Env {
         Arc::new(DynamoStore::new(self.dynamo.clone(), TABLE))
     }
 
-    /// A client that does not pace itself unless `paced` (the simulator's throttle is off).
+    /// A client that does not pace itself unless `paced` (the simulator's throttle is off); the
+    /// services' run budget is on with it.
     fn client(&self, token: &str, paced: bool) -> SynapseClient {
         let mut config = client_config(&self.sim, token, 20, Duration::from_millis(500));
         if !paced {
@@ -193,6 +194,7 @@ impl Env {
                 copy_object_threshold: 8 * MIB,
                 ..EngineConfig::default()
             },
+            run_budget: paced,
             ..Tuning::default()
         };
         Services::new(
