@@ -326,13 +326,33 @@ async fn multi_part_copy_keeps_the_bytes_and_entity_updates_round_trip() -> anyh
         let new_id = copy_file(&client, &big, &source.id, 5 * MIB).await?;
         let copy = env.sim.file_handle(&new_id).context("new handle")?;
         assert_eq!(copy.storage_location_id, Some(DEST));
-        // Its creator reads the new handle back; nobody else may, and an unknown id is 404.
-        assert_eq!(client.get_file_handle(&new_id).await?, copy);
+        // Its creator reads the new handle back through the source's entity (no entity uses it
+        // yet), as Complete verifies copies; nobody else may, nor anyone an id nobody created (the
+        // server checks access before existence).
+        let read_back = |client: SynapseClient, id: &str| {
+            let request = BatchFileRequest {
+                requested_files: vec![FileHandleAssociation {
+                    file_handle_id: id.to_owned(),
+                    associate_object_id: big.clone(),
+                    associate_object_type: "FileEntity".into(),
+                }],
+                include_file_handles: true,
+                include_pre_signed_urls: false,
+                include_preview_pre_signed_urls: false,
+            };
+            async move {
+                let mut answer = client.file_handle_batch(&request).await?;
+                anyhow::Ok(answer.requested_files.remove(0))
+            }
+        };
+        let mine = read_back(client.clone(), &new_id).await?;
+        assert_eq!(mine.file_handle, Some(copy.clone()));
         let other = SynapseClient::new(env.config(OTHER_TOKEN))?;
-        let err = other.get_file_handle(&new_id).await.unwrap_err();
-        assert_eq!(err.error_type(), "Fatal.Forbidden", "{err}");
-        let err = client.get_file_handle("999999999").await.unwrap_err();
-        assert_eq!(err.error_type(), "Fatal.NotFound", "{err}");
+        let theirs = read_back(other, &new_id).await?;
+        assert_eq!(theirs.failure_code.as_deref(), Some("UNAUTHORIZED"));
+        assert_eq!(theirs.file_handle, None);
+        let unknown = read_back(client.clone(), "999999999").await?;
+        assert_eq!(unknown.failure_code.as_deref(), Some("UNAUTHORIZED"));
         assert_eq!(copy.content_md5, source.content_md5);
         let bytes = env.object(&copy).await?;
         assert_eq!(bytes.len() as u64, BIG.size());

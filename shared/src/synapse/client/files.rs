@@ -91,18 +91,6 @@ impl SynapseClient {
         self.send_json(call).await
     }
 
-    /// `GET /fileHandle/{id}` (file service): only the handle's creator gets it (403 otherwise);
-    /// how a copy's new handle is read back to verify it before any entity points at it.
-    pub async fn get_file_handle(&self, id: &str) -> Result<FileHandle, SynapseError> {
-        let call = Call::new(
-            Method::GET,
-            Service::File,
-            format!("/fileHandle/{id}"),
-            "GET /fileHandle/{id}",
-        );
-        self.send_json(call).await
-    }
-
     /// `POST /fileHandle/batch` (file service): at most 100 requested files per call.
     pub async fn file_handle_batch(
         &self,
