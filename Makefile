@@ -42,7 +42,8 @@ demo:
 
 ## bench: the official client against synmigrate (state machine and in-process, both engines) on one
 ##        throttled simulator, for the sample project and BENCH_FILES generated small files (default
-##        2000; 0: the sample only); prints markdown tables. Not part of `make test`.
+##        2000; 0: the sample only; BENCH_TOOLS=official,sfn-synapse,... picks tools); prints
+##        markdown tables. Not part of `make test`.
 bench: venv
 	$(CARGO) build --workspace --bins --locked  # the state machine runs the function binaries
 	$(CARGO) run --locked -p synmigrate-bench

@@ -35,6 +35,10 @@ struct Args {
     /// The sample project (default: the repository's `fixtures/sample-project.json`).
     #[arg(long, env = "BENCH_SAMPLE")]
     sample: Option<PathBuf>,
+    /// Only these tools, by tag (official, sfn-synapse, sfn-direct, inproc-synapse,
+    /// inproc-direct), comma-separated: big projects take minutes per tool.
+    #[arg(long, env = "BENCH_TOOLS", value_delimiter = ',')]
+    tools: Vec<String>,
 }
 
 #[tokio::main]
@@ -52,7 +56,17 @@ async fn main() -> anyhow::Result<()> {
             seed: args.seed,
         });
     }
-    let tags: Vec<&str> = Tool::ALL.iter().map(|t| t.tag()).collect();
+    let tools: Vec<Tool> = Tool::ALL
+        .into_iter()
+        .filter(|t| args.tools.is_empty() || args.tools.iter().any(|a| a == t.tag()))
+        .collect();
+    anyhow::ensure!(
+        !tools.is_empty(),
+        "no tool is named {:?}; the tags are {:?}",
+        args.tools,
+        Tool::ALL.map(Tool::tag)
+    );
+    let tags: Vec<&str> = tools.iter().map(|t| t.tag()).collect();
     let projects = Projects::build(sample, &kinds, &tags)?;
 
     let clock = Instant::now();
@@ -71,7 +85,7 @@ async fn main() -> anyhow::Result<()> {
 
     let mut measured = Vec::new();
     for &kind in &kinds {
-        for tool in Tool::ALL {
+        for &tool in &tools {
             let (name, files) = projects.copy(kind, tool.tag())?;
             eprintln!("{} on {name:?} ...", tool.label());
             let m = runs::measure(&deployment, tool, &kind.label(), name, files).await?;
