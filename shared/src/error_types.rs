@@ -17,3 +17,64 @@ pub const INTERNAL: &str = "Fatal.Internal";
 
 /// Prefix shared by every error the state machine may retry.
 pub const RETRYABLE_PREFIX: &str = "Retryable.";
+
+/// What Lambda reports when the function process itself failed: it ran out of time or memory, or
+/// exited (a panic, SIGKILL). The work of every stage may be repeated, so the state machine
+/// retries these too, and items a unit left behind with one are retried by the next run.
+pub const CRASH_ERRORS: [&str; 5] = [
+    "Lambda.Unknown",
+    "Runtime.ExitError",
+    "Runtime.OutOfMemory",
+    "Runtime.Unknown",
+    "Sandbox.Timedout",
+];
+
+/// Errors of the Lambda service rather than of the function (throttled, unavailable).
+pub const LAMBDA_SERVICE_ERRORS: [&str; 4] = [
+    "Lambda.ServiceException",
+    "Lambda.TooManyRequestsException",
+    "Lambda.AWSLambdaException",
+    "Lambda.SdkClientException",
+];
+
+/// Whether a failure with this error name may succeed when tried again: our `Retryable.*`
+/// errors, a crashed function, and the Lambda service's own failures.
+pub fn is_retryable(error: &str) -> bool {
+    error.starts_with(RETRYABLE_PREFIX)
+        || CRASH_ERRORS.contains(&error)
+        || LAMBDA_SERVICE_ERRORS.contains(&error)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crashes_and_lambda_failures_are_retryable_fatal_errors_are_not() {
+        for error in [
+            THROTTLED,
+            TRANSIENT,
+            LEASE_HELD,
+            "Runtime.ExitError",
+            "Sandbox.Timedout",
+        ] {
+            assert!(is_retryable(error), "{error}");
+        }
+        for error in [
+            "Lambda.ServiceException",
+            "Lambda.Unknown",
+            "Runtime.OutOfMemory",
+        ] {
+            assert!(is_retryable(error), "{error}");
+        }
+        for error in [
+            INVALID_INPUT,
+            CONFLICT,
+            INTERNAL,
+            "States.Runtime",
+            "States.TaskFailed",
+        ] {
+            assert!(!is_retryable(error), "{error}");
+        }
+    }
+}

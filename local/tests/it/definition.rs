@@ -1,10 +1,12 @@
 //! Static rules of `statemachine/migration.asl.json` that running it locally cannot show: every
 //! transition names a state of its scope, state names are unique, every state is reachable, every
-//! Lambda task retries the retryable error types with jitter, and only JSONPath features are used.
+//! Lambda task retries the retryable error types, the Lambda service's errors and a crashed
+//! function's with jitter, and only JSONPath features are used.
 
 use std::collections::BTreeSet;
 
 use serde_json::{Map, Value};
+use synmigrate::error::types;
 use synmigrate_local::{definition, FUNCTIONS};
 
 /// Checks one `States` scope (the top level or a Map's ItemProcessor), recursing into Maps;
@@ -56,13 +58,9 @@ fn check_scope(scope: &Value, path: &str, tasks: &mut usize, names: &mut BTreeSe
                 .flat_map(|retrier| retrier["ErrorEquals"].as_array().into_iter().flatten())
                 .filter_map(Value::as_str)
                 .collect();
-            for error in [
-                "Retryable.Throttled",
-                "Retryable.Transient",
-                "Retryable.LeaseHeld",
-                "Lambda.ServiceException",
-                "Lambda.TooManyRequestsException",
-            ] {
+            let must = [types::THROTTLED, types::TRANSIENT, types::LEASE_HELD];
+            let lambda = types::LAMBDA_SERVICE_ERRORS.into_iter();
+            for error in must.into_iter().chain(lambda).chain(types::CRASH_ERRORS) {
                 assert!(
                     retried.contains(error),
                     "{path}{name} does not retry {error}"

@@ -69,7 +69,7 @@ pub async fn record_failure(
     let RecordFailureInput { run, unit, failure } = input;
     let ctx = UnitCtx::new(services, &run, &unit.unit_id)?;
     let error = ItemError {
-        retryable: failure.error.starts_with(types::RETRYABLE_PREFIX),
+        retryable: types::is_retryable(&failure.error),
         class: failure.error,
         message: failure
             .cause

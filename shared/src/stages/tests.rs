@@ -74,7 +74,7 @@ fn errored(class: &str) -> ItemStatus {
     ItemStatus::Errored(ItemError {
         class: class.into(),
         message: "m".into(),
-        retryable: class.starts_with(types::RETRYABLE_PREFIX),
+        retryable: types::is_retryable(class),
     })
 }
 
@@ -229,6 +229,55 @@ async fn record_failure_marks_unfinished_items_with_the_step_error() {
             assert!(stored.lease.is_none());
         }
     }
+}
+
+/// The error RecordFailure stores on an INDEXED item of a unit that failed with `error`.
+async fn recorded_error(error: &str) -> ItemError {
+    let store = Arc::new(MemoryStore::new());
+    seed(&store, &[item("syn30", ItemStatus::Indexed, 0, None)]).await;
+    let unit = units::group_units(
+        [UnitItem {
+            key: "syn30.1".into(),
+            size: 10,
+            source: "fh-syn30".into(),
+        }],
+        &UnitLimits::default(),
+    )
+    .unwrap()
+    .remove(0);
+    let failure: StepFailure =
+        serde_json::from_value(serde_json::json!({"Error": error, "Cause": "c"})).unwrap();
+    let input = RecordFailureInput {
+        run: run(),
+        unit,
+        failure,
+    };
+    record_failure(&services(store.clone()), input)
+        .await
+        .unwrap();
+    let stored = store
+        .get_item(
+            &run().migration().unwrap(),
+            &ItemKey::new("syn30", 1).unwrap(),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    match stored.status {
+        ItemStatus::Errored(error) => error,
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_crashed_function_leaves_its_items_retryable() {
+    for crash in ["Runtime.ExitError", "Sandbox.Timedout", "Lambda.Unknown"] {
+        let error = recorded_error(crash).await;
+        assert_eq!(error.class, crash);
+        assert!(error.retryable, "{crash}");
+    }
+    assert!(!recorded_error("States.Runtime").await.retryable);
+    assert!(!recorded_error(types::CONFLICT).await.retryable);
 }
 
 #[cfg(feature = "fault-injection")]
