@@ -1,37 +1,75 @@
-//! Lambda `synmigrate-report`: counts the items, writes the CSV report to S3, closes the run and
-//! releases the project lock; its [`Summary`] is the run's output.
+//! Lambda `synmigrate-report`: `{"stage": "report", ...}` counts the items, writes the CSV report
+//! to S3, closes the run and releases the project lock (its [`Summary`] is the run's output);
+//! `{"stage": "closeRun", ...}` (the Catch of Report) closes a run whose report failed for good.
 
-use synmigrate::stages::{self, ReportInput, Services, Summary};
+use serde::{Deserialize, Serialize};
+use synmigrate::stages::{self, CloseRunInput, CloseRunOutput, ReportInput, Services, Summary};
 use synmigrate_lambda::FunctionError;
 
-pub async fn handle(services: &Services, input: ReportInput) -> Result<Summary, FunctionError> {
-    Ok(stages::report(services, input).await?)
+/// What the state machine sends: the stage's input, tagged with the stage.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "stage", rename_all = "camelCase")]
+pub enum Event {
+    Report(ReportInput),
+    CloseRun(CloseRunInput),
+}
+
+/// The stage's output as it is (no tag).
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum Reply {
+    Report(Box<Summary>),
+    CloseRun(CloseRunOutput),
+}
+
+pub async fn handle(services: &Services, event: Event) -> Result<Reply, FunctionError> {
+    Ok(match event {
+        Event::Report(input) => Reply::Report(Box::new(stages::report(services, input).await?)),
+        Event::CloseRun(input) => Reply::CloseRun(stages::close_run(services, input).await?),
+    })
 }
 
 #[cfg(test)]
 mod tests {
-    use synmigrate_lambda::parse_event;
+    use synmigrate_lambda::{parse_event, untagged_event};
 
     use super::*;
 
     const SAMPLE: &str = include_str!("../../../events/report.json");
     const ABORTED: &str = include_str!("../../../events/report-aborted.json");
+    const CLOSE_RUN: &str = include_str!("../../../events/report-close-run.json");
+
+    fn report(json: &str) -> ReportInput {
+        match parse_event(handle, json).unwrap() {
+            Event::Report(input) => input,
+            other => panic!("not a report: {other:?}"),
+        }
+    }
 
     #[test]
     fn the_sample_event_is_the_stage_input() {
-        let input = parse_event(handle, SAMPLE).unwrap();
+        let input = report(SAMPLE);
+        assert_eq!(input, untagged_event::<ReportInput>(SAMPLE).unwrap());
         assert_eq!(input.run.project_id, "syn1000");
         assert!(!input.aborted);
     }
 
     #[test]
     fn an_aborted_run_is_reported_as_aborted() {
-        let aborted = parse_event(handle, ABORTED).unwrap();
+        let aborted = report(ABORTED);
         assert!(aborted.aborted);
-        assert_eq!(aborted.run, parse_event(handle, SAMPLE).unwrap().run);
+        assert_eq!(aborted.run, report(SAMPLE).run);
         // `aborted` may be left out (a manual invocation): a normal report.
         let mut value: serde_json::Value = serde_json::from_str(SAMPLE).unwrap();
         value.as_object_mut().unwrap().remove("aborted");
-        assert!(!parse_event(handle, &value.to_string()).unwrap().aborted);
+        assert!(!report(&value.to_string()).aborted);
+    }
+
+    #[test]
+    fn a_failed_report_closes_the_run() {
+        match parse_event(handle, CLOSE_RUN).unwrap() {
+            Event::CloseRun(input) => assert_eq!(input.run, report(SAMPLE).run),
+            other => panic!("not closeRun: {other:?}"),
+        }
     }
 }

@@ -92,8 +92,9 @@ fn the_definition_is_well_formed() {
     let machine: Value = serde_json::from_str(&text).expect("JSON");
     let mut tasks = 0;
     check_scope(&machine, "", &mut tasks, &mut BTreeSet::new());
-    // Init, Index, Plan, StartCopy, CopyParts, Complete, RecordFailure, Report, ReportAborted.
-    assert_eq!(tasks, 9);
+    // Init, Index, Plan, StartCopy, CopyParts, Complete, RecordFailure, Report, ReportAborted,
+    // CloseRun.
+    assert_eq!(tasks, 10);
     for (_, function) in FUNCTIONS {
         assert!(text.contains(function), "{function} is called");
     }

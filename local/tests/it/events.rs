@@ -5,8 +5,8 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use synmigrate::config::MigrationOptions;
 use synmigrate::stages::{
-    CompleteInput, CopyPartsInput, IndexInput, InitInput, PlanInput, RecordFailureInput,
-    ReportInput, UnitInput,
+    CloseRunInput, CompleteInput, CopyPartsInput, IndexInput, InitInput, PlanInput,
+    RecordFailureInput, ReportInput, UnitInput,
 };
 use synmigrate_testkit::workspace_root;
 
@@ -44,8 +44,12 @@ fn every_sample_event_parses_as_its_stage_input() {
     assert_eq!(complete.unit, unit.unit);
     let failure: RecordFailureInput = parses_as("complete-record-failure", Some("recordFailure"));
     assert!(failure.failure.error.starts_with("Retryable."));
-    let report: ReportInput = parses_as("report", None);
+    let report: ReportInput = parses_as("report", Some("report"));
     assert!(!report.aborted);
+    let aborted: ReportInput = parses_as("report-aborted", Some("report"));
+    assert!(aborted.aborted);
+    let close: CloseRunInput = parses_as("report-close-run", Some("closeRun"));
+    assert_eq!(close.run, report.run);
 
     let start = event("start-execution");
     assert!(start["projectId"].is_string());

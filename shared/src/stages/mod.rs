@@ -10,6 +10,7 @@
 //! | [`complete()`] | `complete/mod.rs`, the entity update in `complete/update.rs` |
 //! | [`record_failure()`] | `record_failure.rs` |
 //! | [`report()`] | `report/mod.rs`, the CSV rows in `report/csv.rs` |
+//! | [`close_run()`] (when Report failed) | `close_run.rs` |
 //!
 //! The per-unit stages share their view of a unit ([`unit`]); every stage shares
 //! [`crate::context`] (services, tuning, run context, clock).
@@ -26,6 +27,7 @@ use crate::copy::parts::PartBatch;
 use crate::copy::CopyRequest;
 use crate::state::{ItemError, StatusName};
 
+pub mod close_run;
 pub mod complete;
 pub mod copy_parts;
 pub mod index;
@@ -42,6 +44,7 @@ mod tests;
 #[cfg(feature = "fault-injection")]
 pub use crate::context::FaultHooks;
 pub use crate::context::{now, RunContext, Services, Tuning};
+pub use close_run::{close_run, CloseRunInput, CloseRunOutput};
 pub use complete::{complete, CompleteInput, CompleteOutput};
 pub use copy_parts::{copy_parts, CopyPartsInput, CopyPartsOutput};
 pub use index::{index, IndexInput, IndexOutput};

@@ -14,7 +14,7 @@ use crate::error::types;
 use crate::state::memory::MemoryStore;
 use crate::state::Lease;
 use crate::state::{
-    ItemError, ItemKey, ItemRecord, ItemStatus, StateStore, StatusName, Transition,
+    ItemError, ItemKey, ItemRecord, ItemStatus, RunStatus, StateStore, StatusName, Transition,
 };
 use crate::synapse::SynapseClient;
 use crate::synapse::{ClientConfig, SynapseToken};
@@ -278,6 +278,50 @@ async fn a_crashed_function_leaves_its_items_retryable() {
     }
     assert!(!recorded_error("States.Runtime").await.retryable);
     assert!(!recorded_error(types::CONFLICT).await.retryable);
+}
+
+#[tokio::test]
+async fn close_run_marks_the_run_failed_and_frees_the_lock_if_still_ours() {
+    let store = Arc::new(MemoryStore::new());
+    let services = services(store.clone());
+    let run = run();
+    let migration = run.migration().unwrap();
+    store
+        .acquire_lock(&migration, &run.run_id, now() + 3600, now())
+        .await
+        .unwrap();
+    store
+        .create_run(&migration, &run.run_id, &serde_json::json!({}), now())
+        .await
+        .unwrap();
+    let input = || CloseRunInput { run: run.clone() };
+    let closed = close_run(&services, input()).await.unwrap();
+    assert!(closed.released);
+    assert_eq!(store.get_lock(&migration).await.unwrap(), None);
+    let record = store
+        .get_run(&migration, &run.run_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(record.status, RunStatus::Failed);
+    // Repeated (a retry), and after another run took the lock: nothing of the other's is touched.
+    store
+        .acquire_lock(&migration, "next-run", now() + 3600, now())
+        .await
+        .unwrap();
+    let again = close_run(&services, input()).await.unwrap();
+    assert!(!again.released);
+    assert_eq!(
+        store.get_lock(&migration).await.unwrap().map(|l| l.owner),
+        Some("next-run".to_owned())
+    );
+    // A run that never opened (Init failed before create_run) has nothing to mark.
+    let mut unopened = run.clone();
+    unopened.run_id = "never-opened".into();
+    let closed = close_run(&services, CloseRunInput { run: unopened })
+        .await
+        .unwrap();
+    assert!(!closed.released);
 }
 
 #[cfg(feature = "fault-injection")]

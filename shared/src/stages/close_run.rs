@@ -1,0 +1,47 @@
+//! CloseRun, the Catch of Report and ReportAborted: when the report itself failed for good (its
+//! retries spent, or its function crashing), the run is still closed: marked FAILED and the
+//! project lock released, so that the next scheduled run does not wait hours for it to expire.
+
+use serde::{Deserialize, Serialize};
+
+use crate::context::{now, RunContext, Services};
+use crate::state::{RunStatus, StateError};
+use crate::Result;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CloseRunInput {
+    pub run: RunContext,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CloseRunOutput {
+    pub run_id: String,
+    /// False when the lock was no longer this run's (expired and taken by another).
+    pub released: bool,
+}
+
+/// Marks the run FAILED (if it was opened) and releases its lock (if it still holds it).
+pub async fn close_run(services: &Services, input: CloseRunInput) -> Result<CloseRunOutput> {
+    let run = &input.run;
+    let migration = run.migration()?;
+    match services
+        .store
+        .finish_run(&migration, &run.run_id, RunStatus::Failed, now())
+        .await
+    {
+        Ok(_) | Err(StateError::NotFound(_)) => {}
+        Err(error) => return Err(error.into()),
+    }
+    let released = match services.store.release_lock(&migration, &run.run_id).await {
+        Ok(()) => true,
+        Err(StateError::LeaseHeld { .. }) => false,
+        Err(error) => return Err(error.into()),
+    };
+    tracing::warn!(run = %run.run_id, released, "the report failed; the run is closed as FAILED");
+    Ok(CloseRunOutput {
+        run_id: run.run_id.clone(),
+        released,
+    })
+}
