@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::time::Duration;
 
+use synapse_sim::RequestRecord;
 use synmigrate::copy::CopyMode;
 
 use crate::runs::{Measurement, Tool};
@@ -28,9 +29,24 @@ fn calls_per_file(m: &Measurement) -> Option<f64> {
 /// The most requests Synapse answered (429s left out) in any 60 s: above the limit when the
 /// client's calls fall under more than one throttle key or straddle two fixed blocks.
 fn peak_minute(m: &Measurement) -> usize {
-    let mut times: Vec<u64> = m
-        .requests
-        .iter()
+    peak_of(m.requests.iter())
+}
+
+/// The throttle keys (user and `sessionID` cookie; one IP here) the run's requests fell under,
+/// and the busiest key's peak in 60 s: the server counts each key apart.
+fn throttle_keys(m: &Measurement) -> (usize, usize) {
+    let mut keys: BTreeMap<(Option<&str>, Option<&str>), Vec<&RequestRecord>> = BTreeMap::new();
+    for r in &m.requests {
+        keys.entry((r.user_id.as_deref(), r.session_id.as_deref()))
+            .or_default()
+            .push(r);
+    }
+    let busiest = keys.values().map(|rs| peak_of(rs.iter().copied())).max();
+    (keys.len(), busiest.unwrap_or_default())
+}
+
+fn peak_of<'a>(requests: impl Iterator<Item = &'a RequestRecord>) -> usize {
+    let mut times: Vec<u64> = requests
         .filter(|r| r.status != 429)
         .map(|r| r.received_ms)
         .collect();
@@ -65,8 +81,9 @@ fn or_dash(value: Option<f64>, digits: usize) -> String {
 pub fn summary(runs: &[Measurement]) -> String {
     let mut out = String::from(
         "| project | tool / engine | files | migrated | failed | wall | files/min | calls/file \
-         | 429s | peak calls in 60 s | budget/min | share of budget ÷ calls/file |\n\
-         |---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n",
+         | 429s | peak calls in 60 s | throttle keys | busiest key's peak in 60 s | budget/min \
+         | share of budget ÷ calls/file |\n\
+         |---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n",
     );
     for m in runs {
         let per_minute = m.migrated as f64 / minutes(m.wall).max(f64::EPSILON);
@@ -74,9 +91,11 @@ pub fn summary(runs: &[Measurement]) -> String {
         let budget = m.tool.budget();
         let share = calls.map(|c| per_minute / (f64::from(budget) / c) * 100.0);
         let throttled = m.requests.iter().filter(|r| r.status == 429).count();
+        let (keys, busiest) = throttle_keys(m);
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {} | {:.1} s | {:.0} | {} | {throttled} | {} | {budget} | {} |",
+            "| {} | {} | {} | {} | {} | {:.1} s | {:.0} | {} | {throttled} | {} | {keys} | \
+             {busiest} | {budget} | {} |",
             m.project,
             m.tool.label(),
             m.files,

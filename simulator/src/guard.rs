@@ -142,6 +142,7 @@ pub async fn api_guard(State(app): State<Arc<App>>, mut req: Request, next: Next
         route,
         status: response.status().as_u16(),
         user_id,
+        session_id: session,
         received_ms,
     });
     response

@@ -16,6 +16,9 @@ pub struct RequestRecord {
     pub route: String,
     pub status: u16,
     pub user_id: Option<String>,
+    /// The `sessionID` cookie the request carried: with the user (and the IP), the key the
+    /// throttle counts under, so a client's throttle keys can be told apart.
+    pub session_id: Option<String>,
     /// When the request arrived (epoch milliseconds): rates are measured from it.
     pub received_ms: u64,
 }
