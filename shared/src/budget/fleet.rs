@@ -22,7 +22,7 @@ use tokio::sync::Mutex;
 
 use super::BudgetModel;
 use crate::state::{BudgetRecord, MigrationKey, StateError, StateStore};
-use crate::synapse::RequestBudget;
+use crate::synapse::{RequestBudget, Throttling};
 
 /// A leased slot not started within this is dropped: sending it later would crowd another
 /// instance's slot.
@@ -189,7 +189,7 @@ impl RequestBudget for FleetBudget {
         }
     }
 
-    async fn throttled(&self, retry_after: Option<Duration>) {
+    async fn throttled(&self, throttling: Throttling) {
         let mut leased = self.local.lock().await;
         leased.slots.clear();
         let model = self.model;
@@ -204,7 +204,7 @@ impl RequestBudget for FleetBudget {
         };
         let result = self
             .write(&mut leased, |record, now| {
-                model.throttled(record, now, retry_after).map(|r| (r, ()))
+                model.throttled(record, now, throttling).map(|r| (r, ()))
             })
             .await;
         match result {
@@ -285,9 +285,13 @@ mod tests {
         let fleet = instances(&store, 2, 6000);
         fleet[0].admit().await;
         let start = Instant::now();
-        fleet[0].throttled(Some(Duration::from_millis(400))).await;
+        fleet[0]
+            .throttled(Throttling::Rate {
+                retry_after: Some(Duration::from_millis(400)),
+            })
+            .await;
         // The same episode seen by the second instance changes nothing more.
-        fleet[1].throttled(None).await;
+        fleet[1].throttled(Throttling::InFlight).await;
         fleet[1].admit().await;
         assert!(
             start.elapsed() >= Duration::from_millis(390),

@@ -10,7 +10,9 @@
 //! which keeps Synapse's 3-in-flight limit unless requests take over 330 ms).
 //!
 //! A 429 pauses the fleet and cuts the rate ([`BudgetModel::throttled`]): the record says "no slot
-//! before `pausedUntil`", the rate drops to 70% and climbs back to the budget over two minutes.
+//! before `pausedUntil`" (the server's `Retry-After`, else 5 s), the rate drops to 70% and climbs
+//! back to the budget over two minutes. A 429 for requests in flight (the fleet's requests
+//! overlapped, Synapse allows 3 per caller) pauses 1 s and cuts to 90%.
 //! The instance that got the 429 drops its own leased slots; the others notice at their next
 //! lease, within about one second. See [`fleet`] for the cost and accuracy.
 
@@ -21,14 +23,19 @@ pub use fleet::FleetBudget;
 use std::time::Duration;
 
 use crate::state::BudgetRecord;
+use crate::synapse::Throttling;
 
-/// Share of the current rate kept after a 429.
+/// Share of the current rate kept after a 429 for the rate, and after one for requests in flight
+/// (the budget was not overspent; the requests only overlapped, so a little more spacing helps).
 const CUT_SHARE: f64 = 0.7;
+const IN_FLIGHT_CUT_SHARE: f64 = 0.9;
 /// Time from a cut back to the full budget (linear).
 const RECOVERY_MS: i64 = 120_000;
 /// The pause after a 429 without `Retry-After`. Synapse's throttle counts in fixed 60 s blocks and
 /// says nothing of when the block ends, so this is short and the rate cut does the rest.
 const DEFAULT_PAUSE: Duration = Duration::from_secs(5);
+/// The pause after a 429 for requests in flight: long enough for them to finish.
+const IN_FLIGHT_PAUSE: Duration = Duration::from_secs(1);
 /// Most slots leased at once: about a second of the fleet's requests.
 const MAX_LEASE: u32 = 10;
 
@@ -94,14 +101,17 @@ impl BudgetModel {
         &self,
         record: &BudgetRecord,
         now_ms: i64,
-        retry_after: Option<Duration>,
+        throttling: Throttling,
     ) -> Option<BudgetRecord> {
         if record.paused_until_ms > now_ms {
             return None;
         }
-        let pause = retry_after.unwrap_or(DEFAULT_PAUSE);
+        let (pause, share) = match throttling {
+            Throttling::Rate { retry_after } => (retry_after.unwrap_or(DEFAULT_PAUSE), CUT_SHARE),
+            Throttling::InFlight => (IN_FLIGHT_PAUSE, IN_FLIGHT_CUT_SHARE),
+        };
         let paused_until_ms = now_ms + i64::try_from(pause.as_millis()).unwrap_or(i64::MAX / 4);
-        let cut_rate = (self.rate(record, now_ms) * CUT_SHARE).max(self.floor());
+        let cut_rate = (self.rate(record, now_ms) * share).max(self.floor());
         Some(BudgetRecord {
             version: record.version + 1,
             next_slot_ms: record.next_slot_ms.max(paused_until_ms),
@@ -120,6 +130,18 @@ mod tests {
 
     fn fresh() -> BudgetRecord {
         BudgetRecord::default()
+    }
+
+    fn rate_429(retry_after: Option<Duration>) -> Throttling {
+        Throttling::Rate { retry_after }
+    }
+
+    #[test]
+    fn too_many_in_flight_pauses_briefly_and_cuts_little() {
+        let model = BudgetModel::new(600);
+        let paused = model.throttled(&fresh(), T0, Throttling::InFlight).unwrap();
+        assert_eq!(paused.paused_until_ms, T0 + 1_000);
+        assert_eq!(paused.cut_rate, 540);
     }
 
     #[test]
@@ -170,13 +192,13 @@ mod tests {
         let model = BudgetModel::new(600);
         let (record, _) = model.lease(&fresh(), T0, 5);
         let paused = model
-            .throttled(&record, T0 + 100, Some(Duration::from_secs(3)))
+            .throttled(&record, T0 + 100, rate_429(Some(Duration::from_secs(3))))
             .expect("the first 429 of an episode cuts");
         assert_eq!(paused.paused_until_ms, T0 + 3_100);
         assert_eq!(paused.cut_rate, 420);
         assert_eq!(paused.version, record.version + 1);
         // The other instances' 429s of the same episode change nothing.
-        assert_eq!(model.throttled(&paused, T0 + 200, None), None);
+        assert_eq!(model.throttled(&paused, T0 + 200, rate_429(None)), None);
         // Slots start after the pause, at the cut rate (one per 60000/420 ms).
         let (_, slots) = model.lease(&paused, T0 + 300, 2);
         assert_eq!(slots, vec![T0 + 3_100, T0 + 3_100 + 143]);
@@ -185,7 +207,7 @@ mod tests {
     #[test]
     fn the_rate_recovers_to_the_budget_after_a_cut() {
         let model = BudgetModel::new(600);
-        let paused = model.throttled(&fresh(), T0, None).unwrap();
+        let paused = model.throttled(&fresh(), T0, rate_429(None)).unwrap();
         assert_eq!(paused.paused_until_ms, T0 + 5_000);
         let at = |ms| model.rate(&paused, paused.cut_at_ms + ms).round();
         assert_eq!(at(0), 420.0);
@@ -196,7 +218,7 @@ mod tests {
         let mut record = paused;
         for i in 1..20 {
             record = model
-                .throttled(&record, record.paused_until_ms + i, None)
+                .throttled(&record, record.paused_until_ms + i, rate_429(None))
                 .unwrap();
         }
         assert_eq!(record.cut_rate, 60);

@@ -19,7 +19,7 @@ use synapse_model::{
     UserProfile, VersionInfo,
 };
 
-use super::budget::RequestBudget;
+use super::budget::{RequestBudget, Throttling};
 use super::error::SynapseError;
 use super::limiter::RateLimiter;
 use super::presigned::parse_copy_part_response;
@@ -318,18 +318,14 @@ impl SynapseClient {
                 .await
                 .map_err(|e| transport_error(call.name, e))?;
             tracing::debug!(call = call.name, status = status.as_u16(), "Synapse call");
-            if let (StatusCode::TOO_MANY_REQUESTS, Some(budget)) = (status, &budget) {
-                budget.throttled(wait).await;
-            }
             if status.is_success() {
-                Ok(body.to_vec())
-            } else {
-                Err(SynapseError::from_status(
-                    status.as_u16(),
-                    error_reason(status, &body),
-                    wait,
-                ))
+                return Ok(body.to_vec());
             }
+            let reason = error_reason(status, &body);
+            if let (StatusCode::TOO_MANY_REQUESTS, Some(budget)) = (status, &budget) {
+                budget.throttled(Throttling::of(&reason, wait)).await;
+            }
+            Err(SynapseError::from_status(status.as_u16(), reason, wait))
         })
         .await
     }

@@ -9,7 +9,7 @@ mod presigned;
 mod retry;
 mod token;
 
-pub use budget::RequestBudget;
+pub use budget::{RequestBudget, Throttling};
 pub use client::{ClientConfig, SynapseClient, PROD_FILE_ENDPOINT, PROD_REPO_ENDPOINT};
 pub use error::SynapseError;
 pub use limiter::{RateLimiter, RequestPermit};
