@@ -1,5 +1,6 @@
 //! A minimal Lambda function for the Lambda host's own tests: doubles `n`, or fails with the error
-//! type given in `fail`, after sleeping `sleepMs`.
+//! type given in `fail`, or has its own process killed with SIGKILL (`die`), after sleeping
+//! `sleepMs`.
 
 use lambda_runtime::{service_fn, Diagnostic, Error, LambdaEvent};
 use serde_json::{json, Value};
@@ -8,6 +9,12 @@ async fn handle(event: LambdaEvent<Value>) -> Result<Value, Diagnostic> {
     let payload = event.payload;
     if let Some(ms) = payload["sleepMs"].as_u64() {
         tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+    }
+    if payload["die"] == true {
+        // A real crash: the process is gone mid-invocation, as after an out-of-memory kill.
+        let _ = std::process::Command::new("kill")
+            .args(["-9", &std::process::id().to_string()])
+            .status();
     }
     if let Some(error_type) = payload["fail"].as_str() {
         return Err(Diagnostic {

@@ -4,10 +4,13 @@
 //! - `POST /2015-03-31/functions/{name}/invocations` (what `scripts/stack.py --lambda-invoke-url`
 //!   forwards to) queues the event for that function and answers with its result; a function error
 //!   answers with the error document and `x-amz-function-error: Unhandled`, as Lambda does.
-//! - Each function gets its own Runtime API endpoint (`AWS_LAMBDA_RUNTIME_API`) and a pool of
-//!   processes of its binary: a new process starts when an event waits and no process is idle, up to
-//!   [`FunctionSpec::max_instances`] (Lambda's concurrency), so a Map state's parallel invocations
-//!   really run in parallel.
+//! - Each function gets a pool of processes of its binary: a new process starts when an event waits
+//!   and no process is idle, up to [`FunctionSpec::max_instances`] (Lambda's concurrency), so a Map
+//!   state's parallel invocations really run in parallel.
+//! - Each process gets its own Runtime API endpoint (`AWS_LAMBDA_RUNTIME_API`), so the host knows
+//!   which invocation it holds: when the process dies (a panic, out of memory, SIGKILL) that
+//!   invocation is answered at once with `Runtime.ExitError`, and one past its deadline with
+//!   `Sandbox.Timedout` (its process is killed), as Lambda answers them.
 //!
 //! The binaries are the ones `cargo build` made (`target/debug/<name>`), run with the environment the
 //! caller gives (the local stack's endpoint, table and bucket names), like Lambda's configuration.
@@ -16,7 +19,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context as _};
@@ -70,39 +73,83 @@ struct Invocation {
 /// One hosted function: its queue of events, its processes and the replies it owes.
 struct Function {
     spec: FunctionSpec,
-    runtime_api: String,
     /// The environment of processes started from now on (see [`LambdaHost::set_env`]).
     env: Mutex<Vec<(String, String)>>,
     queue: mpsc::UnboundedSender<Invocation>,
     next: AsyncMutex<mpsc::UnboundedReceiver<Invocation>>,
     waiting: Mutex<HashMap<String, oneshot::Sender<Outcome>>>,
-    processes: Mutex<Vec<Child>>,
+    processes: Mutex<Vec<(Child, Arc<Process>)>>,
     idle: AtomicU64,
     /// Processes that exited while events waited: after a few, the host stops restarting them.
     crashes: AtomicU64,
+}
+
+/// One process of a function: its own Runtime API endpoint, so the host knows which invocation
+/// it holds and answers that one at once when the process dies, as Lambda does.
+struct Process {
+    /// Weak: the function owns its processes.
+    function: Weak<Function>,
+    /// The request id of the invocation this process is working on.
+    holds: Mutex<Option<String>>,
+    server: JoinHandle<()>,
 }
 
 /// Restarts of a function whose processes keep exiting before the host gives up on its events.
 const MAX_CRASHES: u64 = 3;
 
 impl Function {
+    /// Processes still running. One that exited while it held an invocation answers it with
+    /// Lambda's `Runtime.ExitError`, naming the exit status (a signal for a SIGKILL).
     fn live_processes(&self) -> usize {
         let mut processes = self.processes.lock().expect("process list lock");
-        processes.retain_mut(|child| matches!(child.try_wait(), Ok(None)));
+        processes.retain_mut(|(child, process)| {
+            let status = match child.try_wait() {
+                Ok(None) => return true,
+                Ok(Some(status)) => status.to_string(),
+                Err(error) => error.to_string(),
+            };
+            process.server.abort();
+            if let Some(id) = process.holds.lock().expect("holds lock").take() {
+                let message =
+                    format!("RequestId: {id} Error: Runtime exited ({status}) before answering");
+                settle(
+                    self,
+                    &id,
+                    Outcome::Error(error_document("Runtime.ExitError", &message)),
+                );
+            }
+            false
+        });
         processes.len()
     }
 
     /// Starts a process when an event would otherwise wait for an idle one.
-    fn ensure_capacity(&self) -> anyhow::Result<()> {
+    async fn ensure_capacity(self: &Arc<Self>) -> anyhow::Result<()> {
         let live = self.live_processes();
         if self.idle.load(Ordering::SeqCst) > 0 || live >= self.spec.max_instances {
             return Ok(());
         }
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let runtime_api = listener.local_addr()?.to_string();
+        let process = Arc::new_cyclic(|weak: &Weak<Process>| {
+            let router = runtime_router(weak.clone());
+            Process {
+                function: Arc::downgrade(self),
+                holds: Mutex::new(None),
+                server: tokio::spawn(async move {
+                    let _ = axum::serve(listener, router).await;
+                }),
+            }
+        });
         let mut processes = self.processes.lock().expect("process list lock");
+        if processes.len() >= self.spec.max_instances {
+            process.server.abort();
+            return Ok(());
+        }
         let env = self.env.lock().expect("env lock").clone();
         let child = Command::new(&self.spec.binary)
             .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .env("AWS_LAMBDA_RUNTIME_API", &self.runtime_api)
+            .env("AWS_LAMBDA_RUNTIME_API", &runtime_api)
             .env("AWS_LAMBDA_FUNCTION_NAME", &self.spec.name)
             .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "1024")
             .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
@@ -121,9 +168,27 @@ impl Function {
                     "starting {} (build it first: cargo build --workspace)",
                     self.spec.binary.display()
                 )
-            })?;
-        processes.push(child);
-        Ok(())
+            });
+        match child {
+            Ok(child) => {
+                processes.push((child, process));
+                Ok(())
+            }
+            Err(error) => {
+                process.server.abort();
+                Err(error)
+            }
+        }
+    }
+
+    /// Kills the process holding invocation `id` (it ran past its deadline).
+    fn kill_holder(&self, id: &str) {
+        let mut processes = self.processes.lock().expect("process list lock");
+        for (child, process) in processes.iter_mut() {
+            if process.holds.lock().expect("holds lock").as_deref() == Some(id) {
+                let _ = child.start_kill();
+            }
+        }
     }
 
     /// Answers every queued event with an error (its processes cannot start).
@@ -138,7 +203,11 @@ impl Function {
     }
 
     /// Waits for an invocation's outcome, restarting processes that exit while it waits.
-    async fn wait_for(&self, mut answer: oneshot::Receiver<Outcome>) -> Outcome {
+    async fn wait_for(
+        self: &Arc<Self>,
+        request_id: &str,
+        mut answer: oneshot::Receiver<Outcome>,
+    ) -> Outcome {
         let deadline = tokio::time::Instant::now() + INVOCATION_TIMEOUT;
         loop {
             tokio::select! {
@@ -151,11 +220,17 @@ impl Function {
                 _ = tokio::time::sleep(Duration::from_millis(250)) => {}
             }
             if tokio::time::Instant::now() > deadline {
+                // Lambda stops the sandbox of an invocation past its timeout.
+                self.kill_holder(request_id);
+                self.waiting
+                    .lock()
+                    .expect("waiting lock")
+                    .remove(request_id);
                 return Outcome::Error(error_document(
-                    "States.Timeout",
+                    "Sandbox.Timedout",
                     &format!(
-                        "{} did not answer within {INVOCATION_TIMEOUT:?}",
-                        self.spec.name
+                        "RequestId: {request_id} Error: Task timed out after {} seconds",
+                        INVOCATION_TIMEOUT.as_secs()
                     ),
                 ));
             }
@@ -166,7 +241,7 @@ impl Function {
                 );
                 if self.crashes.fetch_add(1, Ordering::SeqCst) >= MAX_CRASHES {
                     self.fail_queued(&message);
-                } else if let Err(error) = self.ensure_capacity() {
+                } else if let Err(error) = self.ensure_capacity().await {
                     self.fail_queued(&format!("{error:#}"));
                 }
             }
@@ -198,10 +273,8 @@ impl LambdaHost {
                     spec.name
                 );
             }
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
             let (queue, receiver) = mpsc::unbounded_channel();
             let function = Arc::new(Function {
-                runtime_api: listener.local_addr()?.to_string(),
                 spec: spec.clone(),
                 env: Mutex::new(env.clone()),
                 queue,
@@ -211,21 +284,6 @@ impl LambdaHost {
                 idle: AtomicU64::new(0),
                 crashes: AtomicU64::new(0),
             });
-            let runtime = Router::new()
-                .route("/2018-06-01/runtime/invocation/next", get(next_event))
-                .route(
-                    "/2018-06-01/runtime/invocation/{id}/response",
-                    post(invocation_response),
-                )
-                .route(
-                    "/2018-06-01/runtime/invocation/{id}/error",
-                    post(invocation_error),
-                )
-                .route("/2018-06-01/runtime/init/error", post(init_error))
-                .with_state(Arc::clone(&function));
-            servers.push(tokio::spawn(async move {
-                let _ = axum::serve(listener, runtime).await;
-            }));
             functions.insert(spec.name.clone(), function);
         }
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -269,13 +327,14 @@ impl Drop for LambdaHost {
             server.abort();
         }
         for function in self.functions.values() {
-            for child in function
+            for (child, process) in function
                 .processes
                 .lock()
                 .expect("process list lock")
                 .iter_mut()
             {
                 let _ = child.start_kill();
+                process.server.abort();
             }
         }
     }
@@ -300,9 +359,9 @@ async fn invoke(
         Some(function) => {
             let (reply, answer) = oneshot::channel();
             let request_id = format!("local-{}", NEXT_ID.fetch_add(1, Ordering::SeqCst));
-            let started = function.ensure_capacity();
+            let started = function.ensure_capacity().await;
             let queued = function.queue.send(Invocation {
-                request_id,
+                request_id: request_id.clone(),
                 event,
                 reply,
             });
@@ -313,7 +372,7 @@ async fn invoke(
                 (_, Err(_)) => {
                     Outcome::Error(error_document("Local.HostStopped", "the host stopped"))
                 }
-                _ => function.wait_for(answer).await,
+                _ => function.wait_for(&request_id, answer).await,
             }
         }
     };
@@ -331,8 +390,34 @@ async fn invoke(
     }
 }
 
+/// The Runtime API of one process (see [`Process`]).
+fn runtime_router(process: Weak<Process>) -> Router {
+    Router::new()
+        .route("/2018-06-01/runtime/invocation/next", get(next_event))
+        .route(
+            "/2018-06-01/runtime/invocation/{id}/response",
+            post(invocation_response),
+        )
+        .route(
+            "/2018-06-01/runtime/invocation/{id}/error",
+            post(invocation_error),
+        )
+        .route("/2018-06-01/runtime/init/error", post(init_error))
+        .with_state(process)
+}
+
+/// The process and its function, while both exist.
+fn owners(process: &Weak<Process>) -> Option<(Arc<Process>, Arc<Function>)> {
+    let process = process.upgrade()?;
+    let function = process.function.upgrade()?;
+    Some((process, function))
+}
+
 /// `GET .../invocation/next`: a process waits here for its next event.
-async fn next_event(State(function): State<Arc<Function>>) -> Response {
+async fn next_event(State(process): State<Weak<Process>>) -> Response {
+    let Some((process, function)) = owners(&process) else {
+        return StatusCode::GONE.into_response();
+    };
     function.idle.fetch_add(1, Ordering::SeqCst);
     let invocation = function.next.lock().await.recv().await;
     function.idle.fetch_sub(1, Ordering::SeqCst);
@@ -361,6 +446,7 @@ async fn next_event(State(function): State<Arc<Function>>) -> Response {
         header("Root=1-00000000-000000000000000000000000"),
     );
     headers.insert("content-type", HeaderValue::from_static("application/json"));
+    *process.holds.lock().expect("holds lock") = Some(invocation.request_id.clone());
     function
         .waiting
         .lock()
@@ -379,23 +465,35 @@ fn settle(function: &Function, id: &str, outcome: Outcome) -> StatusCode {
     }
 }
 
+/// The process answered invocation `id`: it holds nothing any more.
+fn answered(process: &Weak<Process>, id: &str, outcome: Outcome) -> StatusCode {
+    let Some((process, function)) = owners(process) else {
+        return StatusCode::GONE;
+    };
+    process.holds.lock().expect("holds lock").take();
+    settle(&function, id, outcome)
+}
+
 async fn invocation_response(
-    State(function): State<Arc<Function>>,
+    State(process): State<Weak<Process>>,
     Path(id): Path<String>,
     body: Bytes,
 ) -> StatusCode {
-    settle(&function, &id, Outcome::Response(body))
+    answered(&process, &id, Outcome::Response(body))
 }
 
 async fn invocation_error(
-    State(function): State<Arc<Function>>,
+    State(process): State<Weak<Process>>,
     Path(id): Path<String>,
     body: Bytes,
 ) -> StatusCode {
-    settle(&function, &id, Outcome::Error(body))
+    answered(&process, &id, Outcome::Error(body))
 }
 
-async fn init_error(State(function): State<Arc<Function>>, body: Bytes) -> StatusCode {
+async fn init_error(State(process): State<Weak<Process>>, body: Bytes) -> StatusCode {
+    let Some((_, function)) = owners(&process) else {
+        return StatusCode::GONE;
+    };
     let message = format!(
         "{} failed to initialise: {}",
         function.spec.name,

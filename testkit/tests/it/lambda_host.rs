@@ -130,3 +130,54 @@ async fn concurrent_invocations_run_in_parallel_processes() -> anyhow::Result<()
     assert_eq!(host.running_instances("echo_function"), 3);
     Ok(())
 }
+
+/// A process that dies mid-invocation (SIGKILL) is answered at once with Lambda's
+/// `Runtime.ExitError`, while another process of the function is still busy (before, its caller
+/// waited for the 900 s deadline); the next invocation gets a fresh process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_process_answers_its_invocation_with_runtime_exit_error() -> anyhow::Result<()> {
+    let host = LambdaHost::start(vec![echo_function(2)], Vec::new()).await?;
+    let url = format!(
+        "{}/2015-03-31/functions/echo_function/invocations",
+        host.invoke_url()
+    );
+    let http = reqwest::Client::new();
+    let call = |event: Value| {
+        let request = http
+            .post(&url)
+            .json(&event)
+            .timeout(Duration::from_secs(60));
+        async move {
+            let response = request.send().await?;
+            let error = response
+                .headers()
+                .get("x-amz-function-error")
+                .map(|v| v.to_str().unwrap_or_default().to_owned());
+            anyhow::Ok((error, response.json::<Value>().await?))
+        }
+    };
+    let start = std::time::Instant::now();
+    let (busy, killed) = tokio::join!(
+        call(json!({ "n": 1, "sleepMs": 4000 })),
+        call(json!({ "die": true, "sleepMs": 300 }))
+    );
+    let (error, body) = killed?;
+    assert_eq!(error.as_deref(), Some("Unhandled"));
+    assert_eq!(body["errorType"], "Runtime.ExitError", "{body}");
+    assert!(
+        body["errorMessage"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("signal: 9"),
+        "{body}"
+    );
+    assert_eq!(busy?.1["n"], 2);
+    assert!(
+        start.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        start.elapsed()
+    );
+    let (error, again) = call(json!({ "n": 5 })).await?;
+    assert_eq!((error, again["n"].clone()), (None, json!(10)));
+    Ok(())
+}
