@@ -14,6 +14,9 @@ pub const CONFLICT: &str = "Fatal.Conflict";
 pub const VERIFICATION: &str = "Fatal.Verification";
 pub const ALREADY_RUNNING: &str = "Fatal.AlreadyRunning";
 pub const INTERNAL: &str = "Fatal.Internal";
+/// The execution's error when files were left unmigrated without an error of their own (held by
+/// a crashed attempt's lease); set by the state machine from the run's summary.
+pub const UNFINISHED: &str = "Fatal.Unfinished";
 
 /// Prefix shared by every error the state machine may retry.
 pub const RETRYABLE_PREFIX: &str = "Retryable.";

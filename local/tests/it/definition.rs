@@ -95,6 +95,9 @@ fn the_definition_is_well_formed() {
     // Init, Index, Plan, StartCopy, CopyParts, Complete, RecordFailure, Report, ReportAborted,
     // CloseRun.
     assert_eq!(tasks, 10);
+    // A run that left files unmigrated fails with its own error, whatever continueOnError says.
+    assert!(text.contains(types::UNFINISHED));
+    assert!(text.contains("$.summary.unfinishedMessage"));
     for (_, function) in FUNCTIONS {
         assert!(text.contains(function), "{function} is called");
     }

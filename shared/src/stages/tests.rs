@@ -324,6 +324,36 @@ async fn close_run_marks_the_run_failed_and_frees_the_lock_if_still_ours() {
     assert!(!closed.released);
 }
 
+#[test]
+fn unfinished_files_are_counted_and_explained() {
+    use super::report::Unfinished;
+    let at = 1_800_000_000;
+    let lease = |expires_at| {
+        Some(Lease {
+            owner: "dead/unit-000001".into(),
+            expires_at,
+        })
+    };
+    let mut unfinished = Unfinished::default();
+    for item in [
+        item("syn1", ItemStatus::Indexed, 0, None),
+        item("syn2", ItemStatus::Copying, 1, lease(at + 60)),
+        item("syn3", ItemStatus::Copied, 1, lease(at + 600)),
+        item("syn4", ItemStatus::Copying, 1, lease(at - 1)),
+        item("syn5", ItemStatus::Migrated, 1, None),
+        item("syn6", errored(types::CONFLICT), 1, None),
+    ] {
+        unfinished.add(&item, at);
+    }
+    assert_eq!(unfinished.count(), 4);
+    assert_eq!(
+        unfinished.message().unwrap(),
+        "2 files are held by an earlier attempt until 2027-01-15T08:10:00Z; run again after \
+         that; 2 files were not migrated by this run; run again"
+    );
+    assert_eq!(Unfinished::default().message(), None);
+}
+
 #[cfg(feature = "fault-injection")]
 #[test]
 fn fault_hook_fires_as_often_as_armed() {

@@ -22,7 +22,8 @@ use synmigrate::runner::run_migration;
 use synmigrate::stages::{self, InitInput, ReportInput, Services, Summary, Tuning};
 use synmigrate::state::dynamo::{create_table, DynamoStore};
 use synmigrate::state::{
-    CopyStatus, ItemRecord, ItemStatus, MigrationKey, RunStatus, StateStore, StatusName,
+    CopyStatus, ItemKey, ItemRecord, ItemStatus, MigrationKey, RunStatus, StateStore, StatusName,
+    Transition,
 };
 use synmigrate::synapse::SynapseClient;
 use synmigrate_testkit::AwsStack;
@@ -1056,6 +1057,73 @@ async fn a_file_changed_after_indexing_is_left_alone() -> anyhow::Result<()> {
         ensure!(handles(&after) == handles(&before), "leaf.txt was touched");
         ensure!(after.entity.data_file_handle_id.as_deref() == Some(shared.as_str()));
         ensure!(summary.totals.count(StatusName::Migrated) > 5);
+        Ok(())
+    })
+    .await
+}
+
+/// A file still held by a crashed attempt's lease is not skipped silently: the next run leaves it
+/// alone (the lease may still be live) but does not report success; its summary names how many
+/// files are held and until when, and the execution fails with `Fatal.Unfinished` on it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn files_held_by_a_crashed_attempt_keep_the_run_from_succeeding() -> anyhow::Result<()> {
+    bounded(TEST_TIMEOUT, async {
+        let env = Env::start(1, ThrottleConfig::disabled()).await?;
+        let services = env.services();
+        let opts = options(FileVersionStrategy::New, CopyMode::Synapse);
+        // A first run indexes, then its StartCopy claims one file and dies with the lease.
+        let crashed = stages::init(&services, env.input("crashed", opts.clone())).await?;
+        while !stages::index(
+            &services,
+            stages::IndexInput {
+                run: crashed.clone(),
+                time_budget_seconds: None,
+            },
+        )
+        .await?
+        .done
+        {}
+        let migration = MigrationKey::new(&env.project_id, DEST)?;
+        let leaf = ItemKey::new(env.id("data/deep/deeper/leaf.txt"), 1)?;
+        let held_until = stages::now() + 3600;
+        let store = env.store();
+        store
+            .transition_item(
+                &migration,
+                &leaf,
+                &Transition {
+                    from: StatusName::Indexed,
+                    to: ItemStatus::Copying,
+                    owner: "crashed/unit-000001".into(),
+                    lease_until: Some(held_until),
+                    destination_file_handle_id: None,
+                    count_attempt: true,
+                    run_id: "crashed".into(),
+                    now: stages::now(),
+                },
+            )
+            .await?;
+        store.release_lock(&migration, "crashed").await?;
+
+        let summary = run_migration(&services, env.input("recovery", opts)).await?;
+        ensure!(summary.unfinished == 1, "{summary:?}");
+        ensure!(summary.status == RunStatus::Failed, "{summary:?}");
+        let message = summary.unfinished_message.clone().unwrap_or_default();
+        let until = aws_sdk_s3::primitives::DateTime::from_secs(held_until)
+            .fmt(aws_sdk_s3::primitives::DateTimeFormat::DateTime)?;
+        ensure!(
+            message.contains("1 files are held by an earlier attempt until")
+                && message.contains(&until),
+            "{message}"
+        );
+        // Everything else was migrated; the held file is untouched.
+        let items = env.items().await?;
+        ensure!(items[&leaf.to_string()].status == ItemStatus::Copying);
+        let others_done = items
+            .values()
+            .filter(|i| i.key != leaf)
+            .all(|i| i.status.name() != StatusName::Indexed);
+        ensure!(others_done, "{items:?}");
         Ok(())
     })
     .await

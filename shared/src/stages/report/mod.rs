@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::context::{now, put_object, RunContext, Services, LIST_PAGE};
-use crate::state::{orphaned_copies, RunCounters, RunStatus, StatusName};
+use crate::state::{orphaned_copies, ItemRecord, RunCounters, RunStatus, StatusName};
 use crate::Result;
 
 pub mod csv;
@@ -41,6 +41,68 @@ pub struct Summary {
     /// absent when there are none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub orphaned_copies_key: Option<String>,
+    /// Files this run left unmigrated without an error: still INDEXED, or COPYING/COPIED under
+    /// another attempt's lease (a crashed invocation's, until it expires). A run with any is not
+    /// a success, whatever `continueOnError` says.
+    #[serde(default)]
+    pub unfinished: u64,
+    /// What to do about them, for the execution's failure cause and the CLI.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unfinished_message: Option<String>,
+}
+
+/// The items a finished run left behind without an error (see [`Summary::unfinished`]).
+#[derive(Debug, Default)]
+pub(super) struct Unfinished {
+    /// INDEXED: no unit took them on.
+    waiting: u64,
+    /// COPYING/COPIED under an unexpired lease, and when the last such lease expires.
+    held: u64,
+    held_until: Option<i64>,
+    /// COPYING/COPIED whose lease ran out: the next run takes them over.
+    abandoned: u64,
+}
+
+impl Unfinished {
+    pub(super) fn add(&mut self, item: &ItemRecord, at: i64) {
+        match item.status.name() {
+            StatusName::Indexed => self.waiting += 1,
+            StatusName::Copying | StatusName::Copied => {
+                match item.lease.as_ref().filter(|l| l.expires_at > at) {
+                    Some(lease) => {
+                        self.held += 1;
+                        self.held_until = self.held_until.max(Some(lease.expires_at));
+                    }
+                    None => self.abandoned += 1,
+                }
+            }
+            _ => {}
+        }
+    }
+
+    pub(super) fn count(&self) -> u64 {
+        self.waiting + self.held + self.abandoned
+    }
+
+    pub(super) fn message(&self) -> Option<String> {
+        let mut parts = Vec::new();
+        if let Some(until) = self.held_until {
+            let until = aws_sdk_s3::primitives::DateTime::from_secs(until)
+                .fmt(aws_sdk_s3::primitives::DateTimeFormat::DateTime)
+                .unwrap_or_else(|_| until.to_string());
+            parts.push(format!(
+                "{} files are held by an earlier attempt until {until}; run again after that",
+                self.held
+            ));
+        }
+        if self.waiting + self.abandoned > 0 {
+            parts.push(format!(
+                "{} files were not migrated by this run; run again",
+                self.waiting + self.abandoned
+            ));
+        }
+        (!parts.is_empty()).then(|| parts.join("; "))
+    }
 }
 
 /// Writes the CSV report, finishes the run and releases the lock.
@@ -48,6 +110,8 @@ pub async fn report(services: &Services, input: ReportInput) -> Result<Summary> 
     let run = &input.run;
     let migration = run.migration()?;
     let mut totals = ItemTotals::default();
+    let mut unfinished = Unfinished::default();
+    let at = now();
     let mut csv = String::from(CSV_HEADER);
     csv.push('\n');
     let mut token: Option<String> = None;
@@ -58,6 +122,7 @@ pub async fn report(services: &Services, input: ReportInput) -> Result<Summary> 
             .await?;
         for item in &page.items {
             totals.add(item);
+            unfinished.add(item, at);
             csv.push_str(&csv_row(item));
         }
         match page.next_token {
@@ -79,13 +144,23 @@ pub async fn report(services: &Services, input: ReportInput) -> Result<Summary> 
         .get(&StatusName::Errored)
         .copied()
         .unwrap_or_default();
+    // A dry run leaves every file INDEXED on purpose.
+    let unfinished = if run.options.dry_run {
+        Unfinished::default()
+    } else {
+        unfinished
+    };
     let status = if input.aborted {
         RunStatus::Aborted
-    } else if errored_now > 0 {
+    } else if errored_now > 0 || unfinished.count() > 0 {
         RunStatus::Failed
     } else {
         RunStatus::Succeeded
     };
+    let unfinished_message = unfinished.message();
+    if let Some(message) = &unfinished_message {
+        tracing::warn!(run = %run.run_id, %message, "the run left files unmigrated");
+    }
     services
         .store
         .finish_run(&migration, &run.run_id, status, now())
@@ -104,6 +179,8 @@ pub async fn report(services: &Services, input: ReportInput) -> Result<Summary> 
         report_key: key,
         orphaned_copies,
         orphaned_copies_key,
+        unfinished: unfinished.count(),
+        unfinished_message,
     })
 }
 
