@@ -24,7 +24,7 @@ use synmigrate::config::MigrationOptions;
 use synmigrate::report::CSV_HEADER;
 use synmigrate::stages::RunContext;
 use synmigrate::state::dynamo::DynamoStore;
-use synmigrate::state::{ItemRecord, MigrationKey, StateStore, StatusName};
+use synmigrate::state::{ItemRecord, ItemStatus, MigrationKey, StateStore, StatusName, Transition};
 use synmigrate_local::{LocalDeployment, LocalOptions};
 
 const PROJECT: &str = "End to end";
@@ -694,6 +694,76 @@ async fn failures_are_recorded_and_stop_the_run() -> anyhow::Result<()> {
             .find(|i| i.file_name == "readonly.txt")
             .context("the read-only item")?;
         ensure!(readonly.attempts == 2, "{readonly:?}");
+        deployment.shutdown().await;
+        Ok(())
+    })
+    .await
+}
+
+/// A file held by a crashed attempt's unexpired lease keeps the next execution from succeeding,
+/// even with `continueOnError`: it fails with `Fatal.Unfinished`, the cause naming the file count
+/// and until when, after migrating the rest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_held_by_a_crashed_attempt_fails_the_execution_as_unfinished() -> anyhow::Result<()>
+{
+    bounded(async {
+        let files: Vec<Value> = (0..2)
+            .map(|i| {
+                json!({"type": "file", "name": format!("f{i}.txt"),
+                             "versions": [{"content": {"text": format!("bytes {i}")}}]})
+            })
+            .collect();
+        let deployment = deploy(&project(Value::Array(files))).await?;
+        run(
+            &deployment,
+            "e2e-held-dry",
+            &input_with(&deployment, json!({"dryRun": true})),
+        )
+        .await?;
+        let indexed = items(&deployment).await?;
+        let held = indexed.values().next().context("an item")?;
+        let store = DynamoStore::new(
+            aws_sdk_dynamodb::Client::new(deployment.sdk_config()),
+            deployment.table(),
+        );
+        let migration = MigrationKey::new(deployment.project_id().context("the project")?, DEST)?;
+        store
+            .transition_item(
+                &migration,
+                &held.key,
+                &Transition {
+                    from: StatusName::Indexed,
+                    to: ItemStatus::Copying,
+                    owner: "crashed-run/unit-000001".into(),
+                    lease_until: Some(synmigrate::stages::now() + 3600),
+                    destination_file_handle_id: None,
+                    count_attempt: true,
+                    run_id: "crashed-run".into(),
+                    now: synmigrate::stages::now(),
+                },
+            )
+            .await?;
+        let done = run_to_end(&deployment, "e2e-held", &input(&deployment, "synapse")).await?;
+        ensure!(
+            done.status() == &ExecutionStatus::Failed
+                && done.error() == Some("Fatal.Unfinished")
+                && done
+                    .cause()
+                    .is_some_and(|c| c.contains("1 files are held by an earlier attempt until")),
+            "{:?} {:?} {:?}",
+            done.status(),
+            done.error(),
+            done.cause()
+        );
+        let after = items(&deployment).await?;
+        for (key, item) in &after {
+            let expected = if *key == held.key.to_string() {
+                StatusName::Copying
+            } else {
+                StatusName::Migrated
+            };
+            ensure!(item.status.name() == expected, "{item:?}");
+        }
         deployment.shutdown().await;
         Ok(())
     })
