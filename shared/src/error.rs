@@ -43,6 +43,10 @@ pub enum Error {
     /// The project lock is held by a live execution.
     #[error("a migration of this project to this destination is already running: {0}")]
     AlreadyRunning(String),
+    /// This run's lock expired and another execution took it: this run stops, its files are left
+    /// for that one (or the next) to retry.
+    #[error("the run lost its lock: {0}")]
+    LockLost(String),
     /// A bug or an unexpected response; not retried.
     #[error("internal error: {0}")]
     Internal(String),
@@ -67,6 +71,7 @@ impl Error {
             Error::Conflict(_) => types::CONFLICT,
             Error::Verification(_) => types::VERIFICATION,
             Error::AlreadyRunning(_) => types::ALREADY_RUNNING,
+            Error::LockLost(_) => types::LOCK_LOST,
             Error::Internal(_) => types::INTERNAL,
             Error::State(e) => e.error_type(),
             Error::Plan(_) => types::INVALID_INPUT,

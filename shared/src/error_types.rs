@@ -13,6 +13,9 @@ pub const FORBIDDEN: &str = "Fatal.Forbidden";
 pub const CONFLICT: &str = "Fatal.Conflict";
 pub const VERIFICATION: &str = "Fatal.Verification";
 pub const ALREADY_RUNNING: &str = "Fatal.AlreadyRunning";
+/// The run's lock expired and another execution took it: fatal for the run (the state machine
+/// does not retry it), not for its files (RecordFailure records them retryable).
+pub const LOCK_LOST: &str = "Fatal.LockLost";
 pub const INTERNAL: &str = "Fatal.Internal";
 /// The execution's error when files were left unmigrated without an error of their own (held by
 /// a crashed attempt's lease); set by the state machine from the run's summary.
@@ -40,10 +43,11 @@ pub const LAMBDA_SERVICE_ERRORS: [&str; 4] = [
     "Lambda.SdkClientException",
 ];
 
-/// Whether a failure with this error name may succeed when tried again: our `Retryable.*`
-/// errors, a crashed function, and the Lambda service's own failures.
+/// Whether a file that failed with this error may succeed when tried again: our `Retryable.*`
+/// errors, a crashed function, the Lambda service's own failures, and a run that lost its lock.
 pub fn is_retryable(error: &str) -> bool {
     error.starts_with(RETRYABLE_PREFIX)
+        || error == LOCK_LOST
         || CRASH_ERRORS.contains(&error)
         || LAMBDA_SERVICE_ERRORS.contains(&error)
 }

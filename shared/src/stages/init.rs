@@ -146,8 +146,9 @@ pub(crate) async fn renew_lock(services: &Services, run: &RunContext) -> Result<
         .await
         .map(drop)
         .map_err(|error| match error {
-            StateError::LeaseHeld { owner, .. } => Error::Conflict(format!(
-                "the project lock expired and execution {owner} took it; this run stops"
+            StateError::LeaseHeld { owner, .. } => Error::LockLost(format!(
+                "the project lock expired and execution {owner} took it; this run stops and \
+                 leaves its files to that one"
             )),
             other => other.into(),
         })

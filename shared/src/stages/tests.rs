@@ -276,6 +276,8 @@ async fn a_crashed_function_leaves_its_items_retryable() {
         assert_eq!(error.class, crash);
         assert!(error.retryable, "{crash}");
     }
+    // A run that lost its lock stops, and leaves its files to the run that took it.
+    assert!(recorded_error(types::LOCK_LOST).await.retryable);
     assert!(!recorded_error("States.Runtime").await.retryable);
     assert!(!recorded_error(types::CONFLICT).await.retryable);
 }
@@ -322,6 +324,19 @@ async fn close_run_marks_the_run_failed_and_frees_the_lock_if_still_ours() {
         .await
         .unwrap();
     assert!(!closed.released);
+}
+
+#[tokio::test]
+async fn a_run_whose_lock_was_taken_stops_with_lock_lost() {
+    let store = Arc::new(MemoryStore::new());
+    let run = run();
+    store
+        .acquire_lock(&run.migration().unwrap(), "newer-run", now() + 600, now())
+        .await
+        .unwrap();
+    let error = plan(&services(store), PlanInput { run }).await.unwrap_err();
+    assert_eq!(error.error_type(), types::LOCK_LOST, "{error}");
+    assert!(error.to_string().contains("newer-run"), "{error}");
 }
 
 #[test]
