@@ -277,7 +277,13 @@ impl Display {
         }
     }
 
-    fn show(&mut self, progress: &Progress, rate: Option<f64>) {
+    /// Shows `progress`; with a `stall` note, that note instead of the rate and ETA.
+    fn show(&mut self, progress: &Progress, rate: Option<f64>, stall: Option<&str>) {
+        let rate = rate.filter(|_| stall.is_none());
+        let with_note = |text: String| match stall {
+            Some(note) => format!("{text} · {note}"),
+            None => text,
+        };
         match self {
             Display::Bar(bar) => match progress.planned {
                 Some(planned) if planned.files > 0 => {
@@ -288,15 +294,15 @@ impl Display {
                         bar.set_length(planned.files);
                     }
                     bar.set_position(progress.files_done);
-                    bar.set_message(progress.detail(rate));
+                    bar.set_message(with_note(progress.detail(rate)));
                 }
                 _ => {
                     bar.set_style(style("{spinner} [{elapsed_precise}] {msg}"));
-                    bar.set_message(progress.message(rate));
+                    bar.set_message(with_note(progress.message(rate)));
                 }
             },
             Display::Plain { last, printed_at } => {
-                let message = progress.message(rate);
+                let message = with_note(progress.message(rate));
                 let stale = printed_at.is_none_or(|at| at.elapsed() >= PLAIN_REPEAT);
                 if message != *last || stale {
                     eprintln!("{message}");
@@ -393,6 +399,8 @@ async fn watch(
     let clock = Instant::now();
     let mut planned = None;
     let mut first_sample = None;
+    let mut last_seen: Option<Progress> = None;
+    let mut changed_at = Duration::ZERO;
     let run = loop {
         let run = store.get_run(&migration, &run_id).await?;
         if planned.is_none() && run.is_some() {
@@ -408,7 +416,12 @@ async fn watch(
                 None
             }
         };
-        display.show(&progress, rate);
+        if last_seen != Some(progress) {
+            last_seen = Some(progress);
+            changed_at = clock.elapsed();
+        }
+        let stall = render::stall_note(clock.elapsed().saturating_sub(changed_at));
+        display.show(&progress, rate, stall.as_deref());
         if execution.status != ExecutionStatus::Running {
             break run;
         }

@@ -360,6 +360,21 @@ impl Progress {
     }
 }
 
+/// After this long without a file finishing, a file being found or a byte copied, `watch` says so
+/// instead of stretching its ETA.
+pub const STALL_AFTER: Duration = Duration::from_secs(120);
+
+/// What `watch` shows when nothing has moved for `idle` (`None` below [`STALL_AFTER`]).
+pub fn stall_note(idle: Duration) -> Option<String> {
+    (idle >= STALL_AFTER).then(|| {
+        format!(
+            "no progress for {}: a step is being retried, or files wait for a crashed \
+             invocation's lease to expire (see `synmigrate status`)",
+            HumanDuration(idle)
+        )
+    })
+}
+
 /// Bytes per second between two looks, `None` before there are two or when nothing moved.
 pub fn rate(first: (Duration, u64), now: (Duration, u64)) -> Option<f64> {
     let seconds = now.0.checked_sub(first.0)?.as_secs_f64();

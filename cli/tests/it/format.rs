@@ -461,3 +461,15 @@ fn progress_lines() {
         None
     );
 }
+
+#[test]
+fn watch_says_when_nothing_moves_instead_of_an_eta() {
+    assert_eq!(render::stall_note(Duration::from_secs(30)), None);
+    assert_eq!(
+        render::stall_note(render::STALL_AFTER - Duration::from_secs(1)),
+        None
+    );
+    let note = render::stall_note(Duration::from_secs(300)).unwrap();
+    assert!(note.starts_with("no progress for 5 minutes: "), "{note}");
+    assert!(note.contains("crashed invocation's lease"), "{note}");
+}
