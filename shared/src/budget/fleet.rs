@@ -330,7 +330,6 @@ mod tests {
         let store = Arc::new(MemoryStore::new());
         let budget = &instances(&store, 1, 6000)[0];
         let migration = MigrationKey::new("syn1", 7).unwrap();
-        let slots_after = |record: BudgetRecord| record.next_slot_ms;
         budget.admit().await;
         let first = store
             .get_budget(&migration, "run-1")
@@ -348,7 +347,7 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(last.version, 4);
-        let leased = slots_after(last) - slots_after(first);
+        let leased = last.next_slot_ms - first.next_slot_ms;
         assert!(
             (210..=230).contains(&leased),
             "{leased} ms of slots after the first lease"

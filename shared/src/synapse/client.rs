@@ -271,7 +271,7 @@ impl SynapseClient {
     }
 
     /// The budget set by [`Self::set_budget`].
-    pub fn budget(&self) -> Option<Arc<dyn RequestBudget>> {
+    fn budget(&self) -> Option<Arc<dyn RequestBudget>> {
         self.inner
             .budget
             .read()
