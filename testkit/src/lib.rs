@@ -5,6 +5,8 @@
 //! instance, so tests run in parallel and never share state. The launcher also exits when its standard
 //! input closes, so a test process that dies does not leave a server behind.
 //!
+//! [`S3FaultProxy`] stands between the functions and the local S3, injecting seeded S3 faults.
+//!
 //! [`official_client`] runs the pinned official client's `synapse migrate` (the system tests and
 //! the benchmark).
 
@@ -19,7 +21,9 @@ use aws_config::{BehaviorVersion, Region, SdkConfig};
 
 mod lambda_host;
 pub mod official_client;
+mod s3_faults;
 pub use lambda_host::{FunctionSpec, LambdaHost};
+pub use s3_faults::{FaultRates, S3FaultConfig, S3FaultCounts, S3FaultProxy};
 
 /// Region of the local stack; moto accepts any, the tests and the simulator agree on this one.
 pub const REGION: &str = "us-east-1";

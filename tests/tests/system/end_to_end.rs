@@ -28,8 +28,8 @@ use synmigrate::state::{ItemRecord, ItemStatus, MigrationKey, StateStore, Status
 use synmigrate_local::{LocalDeployment, LocalOptions};
 
 const PROJECT: &str = "End to end";
-const DEST: i64 = 7001;
-const MIB: u64 = 1024 * 1024;
+pub(crate) const DEST: i64 = 7001;
+pub(crate) const MIB: u64 = 1024 * 1024;
 /// Folders x subfolders x files of the generated tree.
 const TREE: (usize, usize, usize) = (2, 4, 5);
 /// Under nextest's 5-minute kill; a run alone takes about 40 s, beside the other heavy tests 100 s.
@@ -49,7 +49,7 @@ const SYNAPSE_WRITES: [&str; 5] = [
 
 /// A project of `children` owned by `owner`, which `migrator` (the functions' token) may read,
 /// download and update; destination 7001 is the migrator's bucket.
-fn project(children: Value) -> Fixture {
+pub(crate) fn project(children: Value) -> Fixture {
     let fixture = json!({
         "users": [
             {"userName": "owner", "ownerId": "3350001", "token": "owner-token"},
@@ -177,7 +177,7 @@ fn input_at(deployment: &LocalDeployment, copy_mode: &str, budget: usize) -> Val
     )
 }
 
-fn input_with(deployment: &LocalDeployment, options: Value) -> Value {
+pub(crate) fn input_with(deployment: &LocalDeployment, options: Value) -> Value {
     json!({
         "projectId": deployment.project_id(),
         "destinationStorageLocationId": DEST,
@@ -185,7 +185,7 @@ fn input_with(deployment: &LocalDeployment, options: Value) -> Value {
     })
 }
 
-async fn bounded<F: Future<Output = anyhow::Result<()>>>(test: F) -> anyhow::Result<()> {
+pub(crate) async fn bounded<F: Future<Output = anyhow::Result<()>>>(test: F) -> anyhow::Result<()> {
     tokio::time::timeout(TEST_TIMEOUT, test)
         .await
         .context("the test timed out")?
@@ -204,7 +204,7 @@ async fn run(deployment: &LocalDeployment, name: &str, input: &Value) -> anyhow:
     Ok(serde_json::from_str(done.output().unwrap_or("null"))?)
 }
 
-async fn run_to_end(
+pub(crate) async fn run_to_end(
     deployment: &LocalDeployment,
     name: &str,
     input: &Value,
@@ -215,7 +215,9 @@ async fn run_to_end(
         .await?)
 }
 
-fn snapshots(deployment: &LocalDeployment) -> BTreeMap<String, (String, EntitySnapshot)> {
+pub(crate) fn snapshots(
+    deployment: &LocalDeployment,
+) -> BTreeMap<String, (String, EntitySnapshot)> {
     let prefix = format!("{PROJECT}/");
     deployment
         .sim()
@@ -232,7 +234,9 @@ fn snapshots(deployment: &LocalDeployment) -> BTreeMap<String, (String, EntitySn
         .collect()
 }
 
-async fn items(deployment: &LocalDeployment) -> anyhow::Result<BTreeMap<String, ItemRecord>> {
+pub(crate) async fn items(
+    deployment: &LocalDeployment,
+) -> anyhow::Result<BTreeMap<String, ItemRecord>> {
     let store = DynamoStore::new(
         aws_sdk_dynamodb::Client::new(deployment.sdk_config()),
         deployment.table(),
@@ -263,7 +267,7 @@ async fn object(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> anyhow::Res
     Ok(object.body.collect().await?.into_bytes().to_vec())
 }
 
-async fn handle_md5(
+pub(crate) async fn handle_md5(
     deployment: &LocalDeployment,
     s3: &aws_sdk_s3::Client,
     id: &str,
@@ -282,7 +286,7 @@ async fn handle_md5(
 }
 
 /// Version numbers with their file handles (other fields, such as the latest flag, change).
-fn handles(snapshot: &EntitySnapshot) -> Vec<(Option<i64>, Option<String>)> {
+pub(crate) fn handles(snapshot: &EntitySnapshot) -> Vec<(Option<i64>, Option<String>)> {
     snapshot
         .versions
         .iter()
@@ -290,7 +294,7 @@ fn handles(snapshot: &EntitySnapshot) -> Vec<(Option<i64>, Option<String>)> {
         .collect()
 }
 
-fn latest_handle(snapshot: &EntitySnapshot) -> anyhow::Result<String> {
+pub(crate) fn latest_handle(snapshot: &EntitySnapshot) -> anyhow::Result<String> {
     snapshot
         .entity
         .data_file_handle_id

@@ -2,4 +2,5 @@
 //! runs, and the official client against the simulator with its `differential` submodule.
 
 mod end_to_end;
+mod fault_storm;
 mod official_client;
