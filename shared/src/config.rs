@@ -190,11 +190,21 @@ pub mod env {
 /// The S3 client every component builds from its SDK configuration; `path_style` is needed where
 /// the endpoint is an IP address (the local stack), virtual-hosted style is S3's default.
 pub fn s3_client(sdk: &aws_config::SdkConfig, path_style: bool) -> aws_sdk_s3::Client {
-    aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(sdk)
-            .force_path_style(path_style)
-            .build(),
-    )
+    aws_sdk_s3::Client::from_conf(s3_config(sdk, path_style).build())
+}
+
+/// S3 attempts per request: the SDK's default 3 gives up on a short burst of SlowDown or
+/// "200 with an error body" answers, and a copy that gives up waits for the next run.
+const S3_MAX_ATTEMPTS: u32 = 8;
+
+fn s3_config(sdk: &aws_config::SdkConfig, path_style: bool) -> aws_sdk_s3::config::Builder {
+    aws_sdk_s3::config::Builder::from(sdk)
+        .force_path_style(path_style)
+        .retry_config(
+            aws_sdk_s3::config::retry::RetryConfig::standard()
+                .with_max_attempts(S3_MAX_ATTEMPTS)
+                .with_max_backoff(std::time::Duration::from_secs(10)),
+        )
 }
 
 /// [`s3_client`], except that requests for `bucket` go to `endpoint` (see
@@ -206,8 +216,7 @@ pub fn s3_client_routing(
     endpoint: &str,
 ) -> aws_sdk_s3::Client {
     aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(sdk)
-            .force_path_style(path_style)
+        s3_config(sdk, path_style)
             .endpoint_resolver(BucketEndpoint {
                 bucket: bucket.to_owned(),
                 endpoint: endpoint.to_owned(),

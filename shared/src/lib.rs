@@ -76,6 +76,7 @@ pub mod budget;
 pub mod config;
 pub mod context;
 pub mod copy;
+pub mod crash;
 pub mod error;
 mod error_types;
 pub mod index;

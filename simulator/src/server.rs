@@ -135,6 +135,16 @@ impl RunningSim {
         lock(&self.app.store).handle(id).cloned()
     }
 
+    /// Every file handle in storage location `id` (for tests counting copies no entity uses).
+    pub fn file_handles_in(&self, id: i64) -> Vec<FileHandle> {
+        lock(&self.app.store)
+            .handles
+            .values()
+            .filter(|h| h.storage_location_id == Some(id))
+            .cloned()
+            .collect()
+    }
+
     pub fn storage_location(&self, id: i64) -> Option<StorageLocationSetting> {
         lock(&self.app.store)
             .locations

@@ -325,6 +325,7 @@ fn sample_report(items: &[ItemRecord]) -> RunReport {
             engine_state: None,
             destination_file_handle_id: Some("201".into()),
             unused_reason: Some("syn12.1: Fatal.Forbidden: no access,\nreally".into()),
+            handle_requests: 1,
             lease: None,
             updated_at: 0,
         }],

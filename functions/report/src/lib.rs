@@ -1,6 +1,6 @@
 //! Lambda `synmigrate-report`: `{"stage": "report", ...}` counts the items, writes the CSV report
 //! to S3, closes the run and releases the project lock (its [`Summary`] is the run's output);
-//! `{"stage": "closeRun", ...}` (the Catch of Report) closes a run whose report failed for good.
+//! `{"stage": "closeRun", ...}` (the Catch of Init and Report) closes a run that failed for good.
 
 use serde::{Deserialize, Serialize};
 use synmigrate::stages::{self, CloseRunInput, CloseRunOutput, ReportInput, Services, Summary};
@@ -10,7 +10,7 @@ use synmigrate_lambda::FunctionError;
 #[derive(Debug, Deserialize)]
 #[serde(tag = "stage", rename_all = "camelCase")]
 pub enum Event {
-    Report(ReportInput),
+    Report(Box<ReportInput>),
     CloseRun(CloseRunInput),
 }
 
@@ -24,7 +24,7 @@ pub enum Reply {
 
 pub async fn handle(services: &Services, event: Event) -> Result<Reply, FunctionError> {
     Ok(match event {
-        Event::Report(input) => Reply::Report(Box::new(stages::report(services, input).await?)),
+        Event::Report(input) => Reply::Report(Box::new(stages::report(services, *input).await?)),
         Event::CloseRun(input) => Reply::CloseRun(stages::close_run(services, input).await?),
     })
 }
@@ -41,7 +41,7 @@ mod tests {
 
     fn report(json: &str) -> ReportInput {
         match parse_event(handle, json).unwrap() {
-            Event::Report(input) => input,
+            Event::Report(input) => *input,
             other => panic!("not a report: {other:?}"),
         }
     }
@@ -68,7 +68,7 @@ mod tests {
     #[test]
     fn a_failed_report_closes_the_run() {
         match parse_event(handle, CLOSE_RUN).unwrap() {
-            Event::CloseRun(input) => assert_eq!(input.run, report(SAMPLE).run),
+            Event::CloseRun(input) => assert_eq!(input.run_id, report(SAMPLE).run.run_id),
             other => panic!("not closeRun: {other:?}"),
         }
     }

@@ -49,7 +49,7 @@ fn every_sample_event_parses_as_its_stage_input() {
     let aborted: ReportInput = parses_as("report-aborted", Some("report"));
     assert!(aborted.aborted);
     let close: CloseRunInput = parses_as("report-close-run", Some("closeRun"));
-    assert_eq!(close.run, report.run);
+    assert_eq!(close.run_id, report.run.run_id);
 
     let start = event("start-execution");
     assert!(start["projectId"].is_string());

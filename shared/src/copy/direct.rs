@@ -21,7 +21,9 @@ use synapse_model::{concrete, FileHandle, S3FileHandleCreate};
 
 use super::parts::{PartPlan, GIB};
 use super::s3error::{is_no_such_upload, s3_error};
-use super::{CopyEngine, CopyRequest, EngineConfig, EngineKind, EngineState, Started};
+use super::{
+    CopyEngine, CopyRequest, EngineConfig, EngineKind, EngineState, HandleJournal, Started,
+};
 use crate::error::{Error, Result};
 use crate::synapse::SynapseClient;
 
@@ -35,6 +37,10 @@ pub const MAX_COPY_OBJECT_SIZE: u64 = 5 * GIB;
 
 /// ListParts page size (S3's maximum).
 const LIST_PARTS_PAGE: i32 = 1000;
+
+/// User metadata of a multipart copy: the source ETag it copies. A retry that finds its upload
+/// completed (gone) checks that the object is this source's multipart result before registering.
+const SOURCE_ETAG_METADATA: &str = "synmigrate-source-etag";
 
 /// Copies with the deployment's S3 permissions and registers the result in Synapse.
 #[derive(Debug, Clone)]
@@ -207,18 +213,72 @@ impl DirectEngine {
         }
     }
 
+    /// Aborts the multipart uploads S3 holds for exactly `key`. The key belongs to one source
+    /// handle, whose copy the caller has claimed, so such an upload is left by an attempt that
+    /// crashed before saving its id; aborted, it cannot linger as an unfinished upload.
+    async fn abort_uploads_at(&self, bucket: &str, key: &str) -> Result<()> {
+        let mut markers: (Option<String>, Option<String>) = (None, None);
+        loop {
+            let page = self
+                .s3
+                .list_multipart_uploads()
+                .bucket(bucket)
+                .prefix(key)
+                .set_key_marker(markers.0.take())
+                .set_upload_id_marker(markers.1.take())
+                .send()
+                .await
+                .map_err(|e| s3_error("ListMultipartUploads", e))?;
+            for upload in page.uploads() {
+                let (Some(found), Some(upload_id)) = (upload.key(), upload.upload_id()) else {
+                    continue;
+                };
+                if found == key {
+                    tracing::warn!(key, upload_id, "aborting an upload an earlier attempt left");
+                    self.abort_upload(bucket, key, upload_id).await?;
+                }
+            }
+            if page.is_truncated() != Some(true) {
+                return Ok(());
+            }
+            markers = (
+                page.next_key_marker().map(str::to_owned),
+                page.next_upload_id_marker().map(str::to_owned),
+            );
+        }
+    }
+
+    async fn abort_upload(&self, bucket: &str, key: &str, upload_id: &str) -> Result<()> {
+        match self
+            .s3
+            .abort_multipart_upload()
+            .bucket(bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if is_no_such_upload(&e) => Ok(()),
+            Err(e) => Err(s3_error("AbortMultipartUpload", e)),
+        }
+    }
+
     async fn create_upload(
         &self,
         request: &CopyRequest,
         bucket: &str,
         key: &str,
+        source_etag: &str,
     ) -> Result<String> {
+        self.abort_uploads_at(bucket, key).await?;
         let created = self
             .s3
             .create_multipart_upload()
             .bucket(bucket)
             .key(key)
             .set_content_type(request.source.content_type.clone())
+            .metadata(SOURCE_ETAG_METADATA, bare(source_etag))
             .send()
             .await
             .map_err(|e| s3_error("CreateMultipartUpload", e))?;
@@ -284,6 +344,7 @@ impl DirectEngine {
                 "UploadPartCopy of part {number} answered without a CopyPartResult ETag"
             )));
         }
+        crate::crash::point(crate::crash::AFTER_PART_COPIED);
         Ok(())
     }
 
@@ -349,6 +410,7 @@ impl DirectEngine {
                 "CompleteMultipartUpload answered without an ETag".into(),
             ));
         }
+        crate::crash::point(crate::crash::COMPLETE_AFTER_UPLOAD_COMPLETED);
         Ok(Some(expected))
     }
 
@@ -434,7 +496,10 @@ impl CopyEngine for DirectEngine {
             }
         }
         let upload_id = if multipart {
-            Some(self.create_upload(request, &bucket, &key).await?)
+            Some(
+                self.create_upload(request, &bucket, &key, &source.etag)
+                    .await?,
+            )
         } else {
             None
         };
@@ -482,16 +547,29 @@ impl CopyEngine for DirectEngine {
         }
     }
 
-    async fn complete(&self, request: &CopyRequest, state: &EngineState) -> Result<FileHandle> {
+    async fn complete(
+        &self,
+        request: &CopyRequest,
+        state: &EngineState,
+        journal: &dyn HandleJournal,
+    ) -> Result<FileHandle> {
         let direct = Direct::of(state)?;
         let plan = direct.plan(request)?;
-        let expected_etag = match direct.upload_id {
-            Some(upload_id) => self.complete_upload(&direct, upload_id, &plan).await?,
-            None => request
-                .source
-                .content_md5
-                .clone()
-                .filter(|_| etag_is_md5(direct.source_etag)),
+        // `completed_before`: an earlier attempt completed the upload and stopped before
+        // registering it (a crash); the object is checked against the upload's metadata instead.
+        let (expected_etag, completed_before) = match direct.upload_id {
+            Some(upload_id) => match self.complete_upload(&direct, upload_id, &plan).await? {
+                Some(etag) => (Some(etag), false),
+                None => (None, true),
+            },
+            None => (
+                request
+                    .source
+                    .content_md5
+                    .clone()
+                    .filter(|_| etag_is_md5(direct.source_etag)),
+                false,
+            ),
         };
         let head = self
             .s3
@@ -510,6 +588,23 @@ impl CopyEngine for DirectEngine {
                 plan.size()
             )));
         }
+        if completed_before {
+            let copied = head.metadata().and_then(|m| m.get(SOURCE_ETAG_METADATA));
+            let etag = head.e_tag().map(bare).unwrap_or_default();
+            let parts = format!("-{}", direct.part_count);
+            if copied.map(String::as_str) != Some(bare(direct.source_etag))
+                || !etag.ends_with(&parts)
+            {
+                return Err(Error::Verification(format!(
+                    "s3://{}/{} is not the multipart copy of this source (source ETag {copied:?}, \
+                     ETag {etag}); expected {} in {} parts",
+                    direct.bucket,
+                    direct.key,
+                    bare(direct.source_etag),
+                    direct.part_count
+                )));
+            }
+        }
         if let Some(expected) = expected_etag {
             let actual = head.e_tag().map(bare).unwrap_or_default();
             if !actual.eq_ignore_ascii_case(&expected) {
@@ -519,26 +614,18 @@ impl CopyEngine for DirectEngine {
                 )));
             }
         }
+        journal.before_new_handle(request).await?;
         self.register(request, direct.bucket, direct.key).await
     }
 
     async fn abort(&self, state: &EngineState) -> Result<()> {
         let direct = Direct::of(state)?;
-        let Some(upload_id) = direct.upload_id else {
-            return Ok(());
-        };
-        match self
-            .s3
-            .abort_multipart_upload()
-            .bucket(direct.bucket)
-            .key(direct.key)
-            .upload_id(upload_id)
-            .send()
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(e) if is_no_such_upload(&e) => Ok(()),
-            Err(e) => Err(s3_error("AbortMultipartUpload", e)),
+        match direct.upload_id {
+            Some(upload_id) => {
+                self.abort_upload(direct.bucket, direct.key, upload_id)
+                    .await
+            }
+            None => Ok(()),
         }
     }
 }

@@ -227,6 +227,14 @@ impl EngineConfig {
     }
 }
 
+/// Told before an engine asks Synapse for a new file handle. A crash between Synapse creating
+/// the handle and the caller recording it leaves a handle no one can find again (Synapse has no
+/// lookup by key), so the caller writes down that one may exist, and the report counts them.
+#[async_trait]
+pub trait HandleJournal: Send + Sync {
+    async fn before_new_handle(&self, request: &CopyRequest) -> Result<()>;
+}
+
 /// One way of copying a source handle into the destination. See the module docs.
 #[async_trait]
 pub trait CopyEngine: Send + Sync {
@@ -247,8 +255,13 @@ pub trait CopyEngine: Send + Sync {
 
     /// Finishes the copy, checks it against the source and returns the destination file handle,
     /// registered in Synapse. Repeating it after a success returns the same handle (Synapse
-    /// engine) or registers the same object again (direct engine).
-    async fn complete(&self, request: &CopyRequest, state: &EngineState) -> Result<FileHandle>;
+    /// engine) or registers the same object again (direct engine: `journal` hears of it first).
+    async fn complete(
+        &self,
+        request: &CopyRequest,
+        state: &EngineState,
+        journal: &dyn HandleJournal,
+    ) -> Result<FileHandle>;
 
     /// [`Self::complete`] for several copies, at most `concurrency` at a time, answers in the
     /// order given. An engine may check the copies together (the Synapse engine reads their
@@ -257,9 +270,10 @@ pub trait CopyEngine: Send + Sync {
         &self,
         copies: &[(&CopyRequest, &EngineState)],
         concurrency: usize,
+        journal: &dyn HandleJournal,
     ) -> Result<Vec<Result<FileHandle>>> {
         Ok(stream::iter(copies)
-            .map(|(request, state)| self.complete(request, state))
+            .map(|(request, state)| self.complete(request, state, journal))
             // Boxing erases the closure's lifetimes, which the `Send` check of the trait's
             // future cannot otherwise prove general enough.
             .boxed()

@@ -16,7 +16,7 @@ use synapse_model::{
 };
 
 use super::{
-    CopyEngine, CopyRequest, EngineConfig, EngineKind, EngineState, Started,
+    CopyEngine, CopyRequest, EngineConfig, EngineKind, EngineState, HandleJournal, Started,
     FILE_ENTITY_ASSOCIATION, FILE_HANDLE_BATCH,
 };
 use crate::error::{Error, Result};
@@ -50,6 +50,7 @@ impl SynapseEngine {
     /// Completes the upload; returns the new handle's id, not yet checked.
     async fn finish(&self, state: &EngineState) -> Result<String> {
         let status = self.client.complete_multipart(upload_id(state)?).await?;
+        crate::crash::point(crate::crash::COMPLETE_AFTER_UPLOAD_COMPLETED);
         if status.state != upload_state::COMPLETED {
             return Err(Error::Internal(format!(
                 "upload {} is {} after completing it",
@@ -188,6 +189,7 @@ impl SynapseEngine {
                 added.error_message.unwrap_or_default()
             )));
         }
+        crate::crash::point(crate::crash::AFTER_PART_COPIED);
         Ok(())
     }
 }
@@ -341,7 +343,13 @@ impl CopyEngine for SynapseEngine {
             .await
     }
 
-    async fn complete(&self, request: &CopyRequest, state: &EngineState) -> Result<FileHandle> {
+    /// Completing a completed upload gives its handle again: no new handle, nothing to journal.
+    async fn complete(
+        &self,
+        request: &CopyRequest,
+        state: &EngineState,
+        _journal: &dyn HandleJournal,
+    ) -> Result<FileHandle> {
         let id = self.finish(state).await?;
         self.verified_one(request, id).await
     }
@@ -350,6 +358,7 @@ impl CopyEngine for SynapseEngine {
         &self,
         copies: &[(&CopyRequest, &EngineState)],
         concurrency: usize,
+        _journal: &dyn HandleJournal,
     ) -> Result<Vec<Result<FileHandle>>> {
         let ids: Vec<Result<String>> = stream::iter(copies)
             .map(|(_, state)| self.finish(state))

@@ -1,17 +1,21 @@
-//! CloseRun, the Catch of Report and ReportAborted: when the report itself failed for good (its
-//! retries spent, or its function crashing), the run is still closed: marked FAILED and the
-//! project lock released, so that the next scheduled run does not wait hours for it to expire.
+//! CloseRun, the Catch of Init, Report and ReportAborted: when Init or the report failed for good
+//! (their retries spent, or their function crashing), the run is still closed: marked FAILED (if
+//! Init opened it) and the project lock released (if this execution holds it), so that the next
+//! scheduled run does not wait hours for it to expire.
 
 use serde::{Deserialize, Serialize};
 
-use crate::context::{now, RunContext, Services};
-use crate::state::{RunStatus, StateError};
+use crate::context::{now, Services};
+use crate::state::{MigrationKey, RunStatus, StateError};
 use crate::Result;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CloseRunInput {
-    pub run: RunContext,
+    pub project_id: String,
+    pub destination_storage_location_id: i64,
+    /// The execution's name: the run id and the lock's owner.
+    pub run_id: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -24,8 +28,8 @@ pub struct CloseRunOutput {
 
 /// Marks the run FAILED (if it was opened) and releases its lock (if it still holds it).
 pub async fn close_run(services: &Services, input: CloseRunInput) -> Result<CloseRunOutput> {
-    let run = &input.run;
-    let migration = run.migration()?;
+    let run = &input;
+    let migration = MigrationKey::new(&run.project_id, run.destination_storage_location_id)?;
     match services
         .store
         .finish_run(&migration, &run.run_id, RunStatus::Failed, now())
@@ -39,7 +43,7 @@ pub async fn close_run(services: &Services, input: CloseRunInput) -> Result<Clos
         Err(StateError::LeaseHeld { .. }) => false,
         Err(error) => return Err(error.into()),
     };
-    tracing::warn!(run = %run.run_id, released, "the report failed; the run is closed as FAILED");
+    tracing::warn!(run = %run.run_id, released, "the run failed; it is closed as FAILED");
     Ok(CloseRunOutput {
         run_id: run.run_id.clone(),
         released,

@@ -119,6 +119,7 @@ pub async fn init(services: &Services, input: InitInput) -> Result<RunContext> {
             )),
             other => other.into(),
         })?;
+    crate::crash::point(crate::crash::INIT_AFTER_LOCK);
     let settings = serde_json::json!({
         "options": run.options,
         "destinationStorageLocationId": run.destination_storage_location_id,

@@ -98,7 +98,10 @@ pub async fn record_failure(
             .transition_item(&ctx.migration, &key, &t)
             .await
         {
-            Ok(_) => errored += 1,
+            Ok(_) => {
+                errored += 1;
+                crate::crash::point(crate::crash::RECORD_FAILURE_AFTER_FIRST_ITEM);
+            }
             Err(StateError::LeaseHeld { owner, .. }) => {
                 tracing::warn!(item = %key, %owner, "item is leased to another worker; left as is")
             }

@@ -102,6 +102,7 @@ pub async fn start_copy(services: &Services, input: UnitInput) -> Result<StartCo
             }
         }
     }
+    crate::crash::point(crate::crash::START_COPY_AFTER_CLAIM);
     let firsts: Vec<(String, ItemKey)> = claimed
         .iter()
         .map(|(source, items, _)| (source.clone(), items[0].key.clone()))
@@ -217,6 +218,9 @@ async fn prepare_copy(
             services.engines.get(kind).start(&request, None).await?
         }
     };
+    if started.state.upload_id().is_some() {
+        crate::crash::point(crate::crash::START_COPY_AFTER_UPLOAD_STARTED);
+    }
     services
         .store
         .save_copy_state(

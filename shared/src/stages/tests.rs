@@ -296,7 +296,11 @@ async fn close_run_marks_the_run_failed_and_frees_the_lock_if_still_ours() {
         .create_run(&migration, &run.run_id, &serde_json::json!({}), now())
         .await
         .unwrap();
-    let input = || CloseRunInput { run: run.clone() };
+    let input = || CloseRunInput {
+        project_id: run.project_id.clone(),
+        destination_storage_location_id: run.destination_storage_location_id,
+        run_id: run.run_id.clone(),
+    };
     let closed = close_run(&services, input()).await.unwrap();
     assert!(closed.released);
     assert_eq!(store.get_lock(&migration).await.unwrap(), None);
@@ -318,11 +322,11 @@ async fn close_run_marks_the_run_failed_and_frees_the_lock_if_still_ours() {
         Some("next-run".to_owned())
     );
     // A run that never opened (Init failed before create_run) has nothing to mark.
-    let mut unopened = run.clone();
-    unopened.run_id = "never-opened".into();
-    let closed = close_run(&services, CloseRunInput { run: unopened })
-        .await
-        .unwrap();
+    let unopened = CloseRunInput {
+        run_id: "never-opened".into(),
+        ..input()
+    };
+    let closed = close_run(&services, unopened).await.unwrap();
     assert!(!closed.released);
 }
 

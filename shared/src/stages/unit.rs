@@ -3,10 +3,12 @@
 
 use std::collections::BTreeMap;
 
+use async_trait::async_trait;
+
 use super::plan::units::WorkUnit;
 use super::ItemOutcome;
 use crate::context::{now, seconds, RunContext, Services};
-use crate::copy::EngineState;
+use crate::copy::{CopyRequest, EngineState, HandleJournal};
 use crate::state::{
     CopyRecord, EpochSeconds, ItemError, ItemKey, ItemRecord, ItemStatus, MigrationKey,
     RunCounters, StatusName, Transition,
@@ -142,6 +144,18 @@ impl UnitCtx<'_> {
             .filter(|document| !document.is_null())
             .map(EngineState::from_document)
             .transpose()
+    }
+}
+
+/// The unit writes down on the copy's record each time a new handle may be created for it.
+#[async_trait]
+impl HandleJournal for UnitCtx<'_> {
+    async fn before_new_handle(&self, request: &CopyRequest) -> Result<()> {
+        self.services
+            .store
+            .note_handle_request(&self.migration, &request.source.id, &self.owner, now())
+            .await?;
+        Ok(())
     }
 }
 

@@ -237,6 +237,28 @@ impl DynamoStore {
         }
     }
 
+    /// [`Self::update_copy`] of an unfinished copy whose lease `owner` holds.
+    async fn update_leased_copy(
+        &self,
+        migration: &MigrationKey,
+        source_file_handle_id: &str,
+        owner: &str,
+        mut expr: Expr,
+    ) -> Result<CopyRecord, StateError> {
+        let (status, lease_owner) = (expr.name("status"), expr.name("leaseOwner"));
+        let copying = expr.value("c_copying", s(CopyStatus::Copying.as_str()));
+        let me = expr.value("c_owner", s(owner));
+        let condition = format!("{status} = {copying} AND {lease_owner} = {me}");
+        self.update_copy(
+            migration,
+            source_file_handle_id,
+            expr,
+            condition,
+            |current| check_copy_state_save(current, source_file_handle_id, owner),
+        )
+        .await
+    }
+
     /// A Query of at most `limit` records from `page_token` on.
     fn page_query(
         &self,

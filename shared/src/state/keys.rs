@@ -62,9 +62,8 @@ pub(crate) fn run_sk(run_id: &str) -> String {
     format!("RUN#{run_id}")
 }
 
-pub(crate) fn frontier_sk(run_id: &str) -> String {
-    format!("FRONTIER#{run_id}")
-}
+/// One index frontier per migration: a run continues the walk a crashed one left unfinished.
+pub(crate) const FRONTIER_SK: &str = "FRONTIER";
 
 pub(crate) fn budget_sk(run_id: &str) -> String {
     format!("BUDGET#{run_id}")

@@ -13,7 +13,7 @@ use super::*;
 struct Tables {
     locks: BTreeMap<String, Lease>,
     runs: BTreeMap<(String, String), RunRecord>,
-    frontiers: BTreeMap<(String, String), serde_json::Value>,
+    frontiers: BTreeMap<String, SavedFrontier>,
     items: BTreeMap<(String, String), ItemRecord>,
     copies: BTreeMap<(String, String), CopyRecord>,
     budgets: BTreeMap<(String, String), BudgetRecord>,
@@ -157,22 +157,22 @@ impl StateStore for MemoryStore {
         check_id("run id", run_id)?;
         check_document("frontier", frontier)?;
         let mut tables = self.tables.lock().await;
-        tables
-            .frontiers
-            .insert((migration.pk(), frontier_sk(run_id)), frontier.clone());
+        tables.frontiers.insert(
+            migration.pk(),
+            SavedFrontier {
+                run_id: run_id.to_owned(),
+                frontier: frontier.clone(),
+            },
+        );
         Ok(())
     }
 
     async fn load_frontier(
         &self,
         migration: &MigrationKey,
-        run_id: &str,
-    ) -> Result<Option<serde_json::Value>, StateError> {
+    ) -> Result<Option<SavedFrontier>, StateError> {
         let tables = self.tables.lock().await;
-        Ok(tables
-            .frontiers
-            .get(&(migration.pk(), frontier_sk(run_id)))
-            .cloned())
+        Ok(tables.frontiers.get(&migration.pk()).cloned())
     }
 
     async fn put_item(
@@ -275,6 +275,7 @@ impl StateStore for MemoryStore {
             engine_state: None,
             destination_file_handle_id: None,
             unused_reason: None,
+            handle_requests: 0,
             lease: None,
             updated_at: now,
         });
@@ -300,6 +301,22 @@ impl StateStore for MemoryStore {
         check_copy_state_save(tables.copies.get(&slot), source_file_handle_id, owner)?;
         let copy = tables.copies.get_mut(&slot).expect("checked above");
         copy.engine_state = Some(engine_state.clone());
+        copy.updated_at = now;
+        Ok(copy.clone())
+    }
+
+    async fn note_handle_request(
+        &self,
+        migration: &MigrationKey,
+        source_file_handle_id: &str,
+        owner: &str,
+        now: EpochSeconds,
+    ) -> Result<CopyRecord, StateError> {
+        let mut tables = self.tables.lock().await;
+        let slot = (migration.pk(), copy_sk(source_file_handle_id));
+        check_copy_state_save(tables.copies.get(&slot), source_file_handle_id, owner)?;
+        let copy = tables.copies.get_mut(&slot).expect("checked above");
+        copy.handle_requests += 1;
         copy.updated_at = now;
         Ok(copy.clone())
     }

@@ -403,11 +403,29 @@ pub struct CopyRecord {
     /// use it failed, cleared when one succeeds. Such copies are the report's orphaned copies.
     #[serde(default)]
     pub unused_reason: Option<String>,
+    /// How many times an engine was about to ask Synapse for this copy's handle (the direct
+    /// engine's registration). More than the one recorded means handles that may be orphaned.
+    #[serde(default)]
+    pub handle_requests: u32,
     pub lease: Option<Lease>,
     pub updated_at: EpochSeconds,
 }
 
+/// The migration's index frontier as the last run that walked saved it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SavedFrontier {
+    pub run_id: String,
+    pub frontier: serde_json::Value,
+}
+
 impl CopyRecord {
+    /// Handles Synapse may have created for this copy that no record names: requests beyond
+    /// the one whose handle was recorded (a crash after registering and before recording).
+    pub fn unrecorded_handles(&self) -> u32 {
+        let recorded = u32::from(self.destination_file_handle_id.is_some());
+        self.handle_requests.saturating_sub(recorded)
+    }
+
     /// A finished copy that no entity points at (see `unused_reason`).
     pub fn is_orphaned(&self) -> bool {
         self.status == CopyStatus::Copied

@@ -4,7 +4,9 @@ use async_trait::async_trait;
 
 use super::*;
 
-/// Every orphaned copy of a migration, page by page (there are few: each is a failed update).
+/// Every copy of a migration the report lists, page by page (there are few: each is a failed
+/// update or a crash): finished copies no entity points at, and copies with handles Synapse may
+/// have created that no record names ([`CopyRecord::unrecorded_handles`]).
 pub async fn orphaned_copies(
     store: &dyn StateStore,
     migration: &MigrationKey,
@@ -14,7 +16,11 @@ pub async fn orphaned_copies(
     let mut token: Option<String> = None;
     loop {
         let page = store.list_copies(migration, PAGE, token.as_deref()).await?;
-        orphans.extend(page.items.into_iter().filter(CopyRecord::is_orphaned));
+        orphans.extend(
+            page.items
+                .into_iter()
+                .filter(|copy| copy.is_orphaned() || copy.unrecorded_handles() > 0),
+        );
         match page.next_token {
             Some(next) => token = Some(next),
             None => return Ok(orphans),
@@ -80,7 +86,8 @@ pub trait StateStore: Send + Sync {
         now: EpochSeconds,
     ) -> Result<RunRecord, StateError>;
 
-    /// Stores the index frontier (at most [`MAX_DOCUMENT_BYTES`] of JSON) until `expires_at`.
+    /// Stores the migration's index frontier (at most [`MAX_DOCUMENT_BYTES`] of JSON) as run
+    /// `run_id`'s, until `expires_at`; it replaces any earlier run's.
     async fn save_frontier(
         &self,
         migration: &MigrationKey,
@@ -89,11 +96,11 @@ pub trait StateStore: Send + Sync {
         expires_at: EpochSeconds,
     ) -> Result<(), StateError>;
 
+    /// The migration's index frontier, with the run that saved it.
     async fn load_frontier(
         &self,
         migration: &MigrationKey,
-        run_id: &str,
-    ) -> Result<Option<serde_json::Value>, StateError>;
+    ) -> Result<Option<SavedFrontier>, StateError>;
 
     /// Writes an item if it is absent or re-indexable (rule 1), keeping its attempt count and
     /// dropping any lease. The new status may not be COPYING or COPIED.
@@ -147,6 +154,16 @@ pub trait StateStore: Send + Sync {
         source_file_handle_id: &str,
         owner: &str,
         engine_state: &serde_json::Value,
+        now: EpochSeconds,
+    ) -> Result<CopyRecord, StateError>;
+
+    /// Counts one more request for the copy's destination handle (see
+    /// [`CopyRecord::handle_requests`]); the caller holds the unfinished copy's lease.
+    async fn note_handle_request(
+        &self,
+        migration: &MigrationKey,
+        source_file_handle_id: &str,
+        owner: &str,
         now: EpochSeconds,
     ) -> Result<CopyRecord, StateError>;
 

@@ -3,15 +3,17 @@
 //! parts, expired presigned URLs are presigned again, Synapse's refusals keep their reason, a
 //! source that changes mid-copy stops a direct copy for good, and `choose` falls back to Synapse.
 
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use anyhow::{ensure, Context};
+use async_trait::async_trait;
 use md5::{Digest, Md5};
 use synapse_model::{FileHandle, StorageLocationSetting};
 use synapse_sim::{Content, FaultConfig, Fixture, ThrottleConfig};
 use synmigrate::copy::{
     choose, destination_key, sanitize_file_name, CopyEngine, CopyMode, CopyRequest, DirectEngine,
-    EngineConfig, EngineKind, EngineState, SynapseEngine,
+    EngineConfig, EngineKind, EngineState, HandleJournal, Started, SynapseEngine,
 };
 use synmigrate::plan::{PartPlan, MIB};
 use synmigrate::synapse::SynapseClient;
@@ -178,12 +180,41 @@ impl Env {
 }
 
 /// start, copy every missing part, complete.
+/// Counts the new handles an engine announces (the stages write each down on the copy record).
+#[derive(Default)]
+struct Journal(AtomicU32);
+
+impl Journal {
+    fn announced(&self) -> u32 {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+#[async_trait]
+impl HandleJournal for Journal {
+    async fn before_new_handle(&self, _request: &CopyRequest) -> synmigrate::Result<()> {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+}
+
 async fn copy(engine: &dyn CopyEngine, request: &CopyRequest) -> anyhow::Result<FileHandle> {
     let started = engine.start(request, None).await?;
+    copy_started(engine, request, &started).await
+}
+
+/// Copies the missing parts of a started copy and completes it.
+async fn copy_started(
+    engine: &dyn CopyEngine,
+    request: &CopyRequest,
+    started: &Started,
+) -> anyhow::Result<FileHandle> {
     engine
         .copy_parts(request, &started.state, &started.parts_missing())
         .await?;
-    Ok(engine.complete(request, &started.state).await?)
+    Ok(engine
+        .complete(request, &started.state, &Journal::default())
+        .await?)
 }
 
 #[tokio::test]
@@ -200,7 +231,9 @@ async fn synapse_engine_copies_one_part_and_multi_part_files() -> anyhow::Result
             engine
                 .copy_parts(&request, &started.state, &started.parts_missing())
                 .await?;
-            let handle = engine.complete(&request, &started.state).await?;
+            let handle = engine
+                .complete(&request, &started.state, &Journal::default())
+                .await?;
             env.check_copy(&request, &handle).await?;
             // The handle is Synapse's own, read back: the destination's bucket and key included.
             assert_eq!(env.sim.file_handle(&handle.id).as_ref(), Some(&handle));
@@ -241,7 +274,9 @@ async fn synapse_engine_resumes_after_a_crash() -> anyhow::Result<()> {
             .copy_parts(&request, &resumed.state, &resumed.parts_missing())
             .await?;
         assert_eq!(env.served("presigned/url/batch"), presigned_before + 1);
-        let handle = engine.complete(&request, &resumed.state).await?;
+        let handle = engine
+            .complete(&request, &resumed.state, &Journal::default())
+            .await?;
         env.check_copy(&request, &handle).await
     })
     .await
@@ -369,7 +404,9 @@ async fn direct_engine_copies_with_copy_object_and_multipart() -> anyhow::Result
             engine
                 .copy_parts(&request, &started.state, &started.parts_missing())
                 .await?;
-            let handle = engine.complete(&request, &started.state).await?;
+            let handle = engine
+                .complete(&request, &started.state, &Journal::default())
+                .await?;
             assert_eq!(handle.key.as_ref(), Some(key));
             env.check_copy(&request, &handle).await?;
             // One Synapse call per file: registering the object.
@@ -429,14 +466,66 @@ async fn direct_engine_resumes_after_a_crash() -> anyhow::Result<()> {
         engine
             .copy_parts(&request, &resumed.state, &resumed.parts_missing())
             .await?;
-        let handle = engine.complete(&request, &resumed.state).await?;
+        let journal = Journal::default();
+        let handle = engine.complete(&request, &resumed.state, &journal).await?;
         env.check_copy(&request, &handle).await?;
 
         // Completing again after a crash between CompleteMultipartUpload and the registration
-        // finds the object in place and registers it.
-        let again = engine.complete(&request, &resumed.state).await?;
+        // finds the upload gone and the object in place, made from this source by that upload
+        // (its metadata and part count say so), and registers it: announced to the journal
+        // first, as the first registration was.
+        let again = engine.complete(&request, &resumed.state, &journal).await?;
         assert_ne!(again.id, handle.id);
-        env.check_copy(&request, &again).await
+        assert_eq!(journal.announced(), 2);
+        env.check_copy(&request, &again).await?;
+
+        // Another object of the same size at the key is not taken for the copy.
+        let (bucket, key) = destination_key(&request)?;
+        let size = usize::try_from(request.source_size()?)?;
+        env.s3
+            .put_object()
+            .bucket(&bucket)
+            .key(&key)
+            .body(vec![b'x'; size].into())
+            .send()
+            .await?;
+        let refused = engine
+            .complete(&request, &resumed.state, &journal)
+            .await
+            .expect_err("an object this upload did not make");
+        assert_eq!(refused.error_type(), "Fatal.Verification", "{refused}");
+        assert_eq!(journal.announced(), 2, "nothing registered");
+        Ok(())
+    })
+    .await
+}
+
+/// A start that crashed before its upload id was saved left an upload at the copy's key: the
+/// next start finds it by key and aborts it, so no unfinished upload lingers.
+#[tokio::test]
+async fn direct_engine_aborts_the_upload_a_crashed_start_left() -> anyhow::Result<()> {
+    bounded(TEST_TIMEOUT, async {
+        let env = Env::start().await?;
+        let engine = env.direct_engine(direct_config());
+        let request = env.request("big.bin", DEST);
+        let lost = engine.start(&request, None).await?;
+        let again = engine.start(&request, None).await?;
+        let (bucket, key) = destination_key(&request)?;
+        let uploads = env
+            .s3
+            .list_multipart_uploads()
+            .bucket(&bucket)
+            .send()
+            .await?;
+        let held: Vec<(Option<&str>, Option<&str>)> = uploads
+            .uploads()
+            .iter()
+            .map(|u| (u.key(), u.upload_id()))
+            .collect();
+        assert_eq!(held, [(Some(key.as_str()), again.state.upload_id())]);
+        assert_ne!(lost.state.upload_id(), again.state.upload_id());
+        let handle = copy_started(&engine, &request, &again).await?;
+        env.check_copy(&request, &handle).await
     })
     .await
 }

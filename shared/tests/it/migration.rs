@@ -1128,3 +1128,76 @@ async fn files_held_by_a_crashed_attempt_keep_the_run_from_succeeding() -> anyho
     })
     .await
 }
+
+/// Walks with one-page Index invocations until done; returns the pages listed.
+async fn walk_pages(services: &Services, run: &stages::RunContext) -> anyhow::Result<u64> {
+    let mut pages = 0;
+    loop {
+        let output = stages::index(
+            services,
+            stages::IndexInput {
+                run: run.clone(),
+                time_budget_seconds: Some(0),
+            },
+        )
+        .await?;
+        pages += output.counts.pages;
+        if output.done {
+            return Ok(pages);
+        }
+    }
+}
+
+/// A run whose walk stopped midway (a crash, or Index's retries spent) leaves the migration's
+/// frontier: the next run continues it instead of listing the project again from the root, and
+/// a run after a finished walk starts a new one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_successor_continues_the_walk_a_crashed_run_left_unfinished() -> anyhow::Result<()> {
+    bounded(TEST_TIMEOUT, async {
+        let env = Env::start(1, ThrottleConfig::disabled()).await?;
+        let services = env.services();
+        let opts = options(FileVersionStrategy::New, CopyMode::Synapse);
+        let migration = MigrationKey::new(&env.project_id, DEST)?;
+        // The crashed run lists two pages and dies (its lock released, as CloseRun does).
+        let crashed = stages::init(&services, env.input("walk-crashed", opts.clone())).await?;
+        for _ in 0..2 {
+            let step = stages::index(
+                &services,
+                stages::IndexInput {
+                    run: crashed.clone(),
+                    time_budget_seconds: Some(0),
+                },
+            )
+            .await?;
+            ensure!(!step.done && step.counts.pages == 1, "{step:?}");
+        }
+        env.store().release_lock(&migration, "walk-crashed").await?;
+        let successor = stages::init(&services, env.input("walk-next", opts.clone())).await?;
+        let rest = walk_pages(&services, &successor).await?;
+        env.store().release_lock(&migration, "walk-next").await?;
+        // After a finished walk, the next run walks the whole project.
+        let fresh = stages::init(&services, env.input("walk-fresh", opts.clone())).await?;
+        let whole = walk_pages(&services, &fresh).await?;
+        ensure!(
+            rest + 2 == whole,
+            "the successor listed {rest} pages after the crashed run's 2; a whole walk is {whole}"
+        );
+        // A run with other options cannot continue a walk: it starts over.
+        env.store().release_lock(&migration, "walk-fresh").await?;
+        let other = stages::init(&services, env.input("walk-all-1", opts.clone())).await?;
+        stages::index(
+            &services,
+            stages::IndexInput {
+                run: other.clone(),
+                time_budget_seconds: Some(0),
+            },
+        )
+        .await?;
+        env.store().release_lock(&migration, "walk-all-1").await?;
+        let all = options(FileVersionStrategy::All, CopyMode::Synapse);
+        let restarted = stages::init(&services, env.input("walk-all-2", all)).await?;
+        ensure!(walk_pages(&services, &restarted).await? == whole);
+        Ok(())
+    })
+    .await
+}

@@ -11,8 +11,8 @@ use synmigrate::state::dynamo::{create_table, DynamoStore};
 use synmigrate::state::memory::MemoryStore;
 use synmigrate::state::{
     orphaned_copies, BudgetRecord, CopyStatus, ItemError, ItemKey, ItemRecord, ItemStatus,
-    MigrationKey, PutOutcome, RunCounters, RunStatus, SkipReason, StateError, StateStore,
-    StatusName, Transition, MAX_DOCUMENT_BYTES,
+    MigrationKey, PutOutcome, RunCounters, RunStatus, SavedFrontier, SkipReason, StateError,
+    StateStore, StatusName, Transition, MAX_DOCUMENT_BYTES,
 };
 use synmigrate_testkit::AwsStack;
 
@@ -177,23 +177,34 @@ async fn runs_open_once_and_count_atomically<S: StateStore>(store: &S) {
 
 async fn frontier_round_trips_and_is_bounded<S: StateStore>(store: &S) {
     let m = migration("synfrontier");
-    assert_eq!(store.load_frontier(&m, "run-1").await.unwrap(), None);
+    assert_eq!(store.load_frontier(&m).await.unwrap(), None);
+    let saved = |run_id: &str, frontier: &serde_json::Value| SavedFrontier {
+        run_id: run_id.to_owned(),
+        frontier: frontier.clone(),
+    };
     let frontier = json!({"queue": [{"parentId": "syn1", "nextPageToken": "abc"}], "done": 3});
     store
         .save_frontier(&m, "run-1", &frontier, 10_000)
         .await
         .unwrap();
     assert_eq!(
-        store.load_frontier(&m, "run-1").await.unwrap(),
-        Some(frontier)
+        store.load_frontier(&m).await.unwrap(),
+        Some(saved("run-1", &frontier))
     );
+    // One frontier per migration: the next run's replaces it.
     let next = json!({"queue": [], "done": 4});
     store
-        .save_frontier(&m, "run-1", &next, 10_000)
+        .save_frontier(&m, "run-2", &next, 10_000)
         .await
         .unwrap();
-    assert_eq!(store.load_frontier(&m, "run-1").await.unwrap(), Some(next));
-    assert_eq!(store.load_frontier(&m, "run-2").await.unwrap(), None);
+    assert_eq!(
+        store.load_frontier(&m).await.unwrap(),
+        Some(saved("run-2", &next))
+    );
+    assert_eq!(
+        store.load_frontier(&migration("synother")).await.unwrap(),
+        None
+    );
     let huge = json!({"queue": "x".repeat(MAX_DOCUMENT_BYTES)});
     assert!(matches!(
         store.save_frontier(&m, "run-1", &huge, 10_000).await,

@@ -27,14 +27,14 @@ use synmigrate::state::dynamo::DynamoStore;
 use synmigrate::state::{ItemRecord, ItemStatus, MigrationKey, StateStore, StatusName, Transition};
 use synmigrate_local::{LocalDeployment, LocalOptions};
 
-const PROJECT: &str = "End to end";
+pub(crate) const PROJECT: &str = "End to end";
 pub(crate) const DEST: i64 = 7001;
 pub(crate) const MIB: u64 = 1024 * 1024;
 /// Folders x subfolders x files of the generated tree.
 const TREE: (usize, usize, usize) = (2, 4, 5);
 /// Under nextest's 5-minute kill; a run alone takes about 40 s, beside the other heavy tests 100 s.
 const TEST_TIMEOUT: Duration = Duration::from_secs(280);
-const EXECUTION_TIMEOUT: Duration = Duration::from_secs(200);
+pub(crate) const EXECUTION_TIMEOUT: Duration = Duration::from_secs(200);
 /// `maxSynapseRequestsPerMinute` by default, and the direct-engine run's lower one.
 const DEFAULT_BUDGET: usize = 540;
 const DIRECT_BUDGET: usize = 300;
@@ -256,7 +256,11 @@ pub(crate) async fn items(
     }
 }
 
-async fn object(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> anyhow::Result<Vec<u8>> {
+pub(crate) async fn object(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+) -> anyhow::Result<Vec<u8>> {
     let object = s3
         .get_object()
         .bucket(bucket)

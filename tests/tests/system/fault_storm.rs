@@ -82,7 +82,7 @@ fn s3_faults(copy_mode: &str) -> S3FaultConfig {
             slow_down: 0.2,
             error_body: if direct { 0.2 } else { 0.0 },
         },
-        max_in_a_row: 2,
+        max_in_a_row: 3,
         hold_expiring: Some(Duration::from_secs(60)),
     }
 }

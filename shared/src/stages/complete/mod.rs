@@ -161,6 +161,7 @@ async fn update_source(ctx: &UnitCtx<'_>, source: Source) -> (Vec<ItemOutcome>, 
             "the copy of {id} was left unfinished"
         ))),
         CopyStep::Finished(copy) => {
+            crate::crash::point(crate::crash::COMPLETE_AFTER_COPY_RECORDED);
             for item in pending {
                 let outcome = match migrate_item(ctx, &item, &copy.destination).await {
                     Ok(outcome) => outcome,
@@ -268,7 +269,7 @@ async fn finish_copies(ctx: &UnitCtx<'_>, mut sources: Vec<Source>) -> Vec<Sourc
         let results = services
             .engines
             .get(kind)
-            .complete_all(&copies, services.tuning.unit_concurrency)
+            .complete_all(&copies, services.tuning.unit_concurrency, ctx)
             .await;
         let results: Vec<Result<FileHandle, ItemError>> = match results {
             Ok(results) => results
@@ -283,12 +284,15 @@ async fn finish_copies(ctx: &UnitCtx<'_>, mut sources: Vec<Source>) -> Vec<Sourc
                 continue;
             };
             source.copy = match result {
-                Ok(handle) => record_copy(ctx, &source.id, request, handle)
-                    .await
-                    .map_or_else(
-                        |e| CopyStep::Failed(ItemError::from(&e)),
-                        CopyStep::Finished,
-                    ),
+                Ok(handle) => {
+                    crate::crash::point(crate::crash::COMPLETE_AFTER_HANDLE);
+                    record_copy(ctx, &source.id, request, handle)
+                        .await
+                        .map_or_else(
+                            |e| CopyStep::Failed(ItemError::from(&e)),
+                            CopyStep::Finished,
+                        )
+                }
                 Err(error) => {
                     if !error.retryable {
                         abort_copy(ctx, &source.id, state).await;
@@ -373,6 +377,7 @@ async fn migrate_item(
         },
     )
     .await?;
+    crate::crash::point(crate::crash::COMPLETE_AFTER_ENTITY_UPDATE);
     #[cfg(feature = "fault-injection")]
     if services.faults.fire_after_entity_update() {
         return Err(Error::Transient(format!(

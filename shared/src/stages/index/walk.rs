@@ -37,26 +37,64 @@ pub struct Cursor {
     pub next_page_token: Option<String>,
 }
 
-/// Progress of the walk of one run.
+/// Progress of the walk of a migration, saved after every page. A run continues the walk of an
+/// earlier run that stopped before its end (a crash, or retries spent) if it walks with the
+/// same options, instead of walking the project again from the root.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Frontier {
     /// Containers to list; the last one is listed next.
     pub stack: Vec<Cursor>,
     pub done: bool,
+    /// The options that decide which items the walk writes ([`walk_scope`]).
+    #[serde(default)]
+    pub scope: String,
 }
 
 impl Frontier {
-    /// The start of a walk of `project_id`.
-    pub fn start(project_id: &str) -> Self {
+    /// The start of a walk of `project_id` with options `scope`.
+    pub fn start(project_id: &str, scope: String) -> Self {
         Self {
             stack: vec![Cursor {
                 parent_id: project_id.to_owned(),
                 next_page_token: None,
             }],
             done: false,
+            scope,
         }
     }
+}
+
+/// The options that decide which items a walk writes: a walk made with others cannot be
+/// continued.
+fn walk_scope(run: &RunContext) -> String {
+    let options = &run.options;
+    serde_json::json!([
+        options.file_version_strategy,
+        options.source_storage_location_ids,
+        options.sanitize_file_names
+    ])
+    .to_string()
+}
+
+/// This run's frontier: its own, or the unfinished one of an earlier run with the same scope,
+/// or a new one.
+async fn frontier_of(services: &Services, run: &RunContext) -> Result<Frontier> {
+    let scope = walk_scope(run);
+    let Some(saved) = services.store.load_frontier(&run.migration()?).await? else {
+        return Ok(Frontier::start(&run.project_id, scope));
+    };
+    let frontier: Frontier = serde_json::from_value(saved.frontier)
+        .map_err(|e| Error::Internal(format!("stored index frontier does not parse: {e}")))?;
+    if saved.run_id == run.run_id {
+        return Ok(frontier);
+    }
+    if !frontier.done && frontier.scope == scope {
+        tracing::info!(run = %run.run_id, from = %saved.run_id,
+                       "continuing the walk an earlier run left unfinished");
+        return Ok(frontier);
+    }
+    Ok(Frontier::start(&run.project_id, scope))
 }
 
 /// Items written by one Index invocation, by what happened to them.
@@ -100,11 +138,7 @@ pub async fn walk(
 ) -> Result<IndexOutcome> {
     let migration = run.migration()?;
     let store = &services.store;
-    let mut frontier = match store.load_frontier(&migration, &run.run_id).await? {
-        Some(json) => serde_json::from_value(json)
-            .map_err(|e| Error::Internal(format!("stored index frontier does not parse: {e}")))?,
-        None => Frontier::start(&run.project_id),
-    };
+    let mut frontier = frontier_of(services, run).await?;
     let mut counts = IndexCounts::default();
     let mut delta = RunCounters::default();
     while !frontier.done && (counts.pages == 0 || Instant::now() < deadline) {
@@ -169,6 +203,7 @@ pub async fn walk(
             }));
         frontier.done = frontier.stack.is_empty();
         counts.pages += 1;
+        crate::crash::point(crate::crash::INDEX_AFTER_PAGE);
         let json = serde_json::to_value(&frontier)
             .map_err(|e| Error::Internal(format!("cannot encode the index frontier: {e}")))?;
         store
@@ -527,7 +562,7 @@ mod tests {
 
     #[test]
     fn frontier_round_trips() {
-        let frontier = Frontier::start("syn3");
+        let frontier = Frontier::start("syn3", "[\"new\"]".into());
         let json = serde_json::to_value(&frontier).unwrap();
         assert_eq!(json["stack"][0]["parentId"], "syn3");
         assert_eq!(serde_json::from_value::<Frontier>(json).unwrap(), frontier);

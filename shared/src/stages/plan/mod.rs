@@ -92,6 +92,7 @@ pub async fn plan(services: &Services, input: PlanInput) -> Result<PlanOutput> {
         .map_err(|e| Error::Internal(format!("cannot encode the manifest: {e}")))?;
     let key = run.manifest_key();
     put_object(services, &key, body, "application/json").await?;
+    crate::crash::point(crate::crash::PLAN_AFTER_MANIFEST);
     Ok(PlanOutput {
         bucket: services.bucket.clone(),
         key,

@@ -37,6 +37,11 @@ pub struct Summary {
     pub report_key: String,
     /// Finished copies no entity points at (their updates failed), over all runs so far.
     pub orphaned_copies: u64,
+    /// Handles the direct engine may have registered in Synapse that no record names (an
+    /// attempt crashed between registering and recording), over all runs so far; listed in the
+    /// orphaned copies' CSV.
+    #[serde(default)]
+    pub possibly_orphaned_handles: u64,
     /// The CSV listing them with the reason (`from_file_handle_id,to_file_handle_id,reason`);
     /// absent when there are none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -132,7 +137,7 @@ pub async fn report(services: &Services, input: ReportInput) -> Result<Summary> 
     }
     let key = run.report_key();
     put_object(services, &key, csv.into_bytes(), "text/csv").await?;
-    let (orphaned_copies, orphaned_copies_key) = report_orphaned_copies(services, run).await?;
+    let orphans = report_orphaned_copies(services, run).await?;
     let counters = services
         .store
         .get_run(&migration, &run.run_id)
@@ -165,6 +170,7 @@ pub async fn report(services: &Services, input: ReportInput) -> Result<Summary> 
         .store
         .finish_run(&migration, &run.run_id, status, now())
         .await?;
+    crate::crash::point(crate::crash::REPORT_BEFORE_LOCK_RELEASE);
     services.store.release_lock(&migration, &run.run_id).await?;
     tracing::info!(run = %run.run_id, status = status.as_str(), items = totals.items, "run finished");
     Ok(Summary {
@@ -177,22 +183,28 @@ pub async fn report(services: &Services, input: ReportInput) -> Result<Summary> 
         run_counters: counters,
         report_bucket: services.bucket.clone(),
         report_key: key,
-        orphaned_copies,
-        orphaned_copies_key,
+        orphaned_copies: orphans.copies,
+        possibly_orphaned_handles: orphans.handles,
+        orphaned_copies_key: orphans.key,
         unfinished: unfinished.count(),
         unfinished_message,
     })
 }
 
-/// Lists the finished copies no entity points at in their own CSV; returns their count and the
-/// CSV's key (none when there are none).
-async fn report_orphaned_copies(
-    services: &Services,
-    run: &RunContext,
-) -> Result<(u64, Option<String>)> {
+/// What the orphaned copies' CSV lists.
+#[derive(Debug, Default)]
+struct Orphans {
+    copies: u64,
+    handles: u64,
+    key: Option<String>,
+}
+
+/// Lists the finished copies no entity points at, and the handles no record names, in their
+/// own CSV; returns their counts and the CSV's key (none when there are none).
+async fn report_orphaned_copies(services: &Services, run: &RunContext) -> Result<Orphans> {
     let orphans = orphaned_copies(services.store.as_ref(), &run.migration()?).await?;
     if orphans.is_empty() {
-        return Ok((0, None));
+        return Ok(Orphans::default());
     }
     let mut csv = format!("{ORPHANED_COPIES_HEADER}\n");
     for copy in &orphans {
@@ -200,6 +212,15 @@ async fn report_orphaned_copies(
     }
     let key = run.orphaned_copies_key();
     put_object(services, &key, csv.into_bytes(), "text/csv").await?;
-    tracing::warn!(count = orphans.len(), %key, "finished copies that no entity points at");
-    Ok((orphans.len() as u64, Some(key)))
+    let copies = orphans.iter().filter(|c| c.is_orphaned()).count() as u64;
+    let handles = orphans
+        .iter()
+        .map(|c| u64::from(c.unrecorded_handles()))
+        .sum();
+    tracing::warn!(copies, handles, %key, "copies no entity points at, handles no record names");
+    Ok(Orphans {
+        copies,
+        handles,
+        key: Some(key),
+    })
 }

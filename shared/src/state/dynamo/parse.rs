@@ -168,6 +168,7 @@ pub(super) fn parse_copy(attrs: &Attrs) -> Result<CopyRecord, StateError> {
         engine_state: reader.opt_json("engineState")?,
         destination_file_handle_id: reader.opt_s("destinationFileHandleId")?.map(str::to_owned),
         unused_reason: reader.opt_s("unusedReason")?.map(str::to_owned),
+        handle_requests: reader.opt_n("handleRequests")?.unwrap_or_default(),
         lease: reader.lease("leaseOwner", "leaseExpiresAt")?,
         updated_at: reader.n("updatedAt")?,
     })

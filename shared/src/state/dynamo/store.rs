@@ -183,7 +183,7 @@ impl StateStore for DynamoStore {
             .put_item()
             .table_name(&self.table)
             .item(PK, s(migration.pk()))
-            .item(SK, s(frontier_sk(run_id)))
+            .item(SK, s(FRONTIER_SK))
             .item("runId", s(run_id))
             .item("frontier", s(frontier))
             .item(TTL_ATTRIBUTE, n(expires_at))
@@ -196,12 +196,20 @@ impl StateStore for DynamoStore {
     async fn load_frontier(
         &self,
         migration: &MigrationKey,
-        run_id: &str,
-    ) -> Result<Option<serde_json::Value>, StateError> {
-        match self.get(migration.pk(), frontier_sk(run_id)).await? {
-            None => Ok(None),
-            Some(attrs) => Reader { attrs: &attrs }.opt_json("frontier"),
-        }
+    ) -> Result<Option<SavedFrontier>, StateError> {
+        let Some(attrs) = self.get(migration.pk(), FRONTIER_SK.to_owned()).await? else {
+            return Ok(None);
+        };
+        let reader = Reader { attrs: &attrs };
+        Ok(reader
+            .opt_json("frontier")?
+            .map(|frontier| -> Result<SavedFrontier, StateError> {
+                Ok(SavedFrontier {
+                    run_id: reader.s("runId")?.to_owned(),
+                    frontier,
+                })
+            })
+            .transpose()?)
     }
 
     async fn put_item(
@@ -420,18 +428,21 @@ impl StateStore for DynamoStore {
         let mut expr = Expr::default();
         expr.set("engineState", s(engine_state))
             .set("updatedAt", n(now));
-        let (status, lease_owner) = (expr.name("status"), expr.name("leaseOwner"));
-        let copying = expr.value("c_copying", s(CopyStatus::Copying.as_str()));
-        let me = expr.value("c_owner", s(owner));
-        let condition = format!("{status} = {copying} AND {lease_owner} = {me}");
-        self.update_copy(
-            migration,
-            source_file_handle_id,
-            expr,
-            condition,
-            |current| check_copy_state_save(current, source_file_handle_id, owner),
-        )
-        .await
+        self.update_leased_copy(migration, source_file_handle_id, owner, expr)
+            .await
+    }
+
+    async fn note_handle_request(
+        &self,
+        migration: &MigrationKey,
+        source_file_handle_id: &str,
+        owner: &str,
+        now: EpochSeconds,
+    ) -> Result<CopyRecord, StateError> {
+        let mut expr = Expr::default();
+        expr.add("handleRequests", n(1)).set("updatedAt", n(now));
+        self.update_leased_copy(migration, source_file_handle_id, owner, expr)
+            .await
     }
 
     async fn complete_copy(
