@@ -14,7 +14,9 @@
 #       shared/src/state/dynamo module (names read from its files, not written twice), and IAM
 #       grants name only that index;
 #     - the schedule's execution input is JSON whose fields the Init input and the migration
-#       options (shared/src/stages/init.rs, shared/src/config.rs) accept.
+#       options (shared/src/stages/init.rs, shared/src/config.rs) accept;
+#     - the longest timeout of the functions that take leases is the one the lease length is
+#       made from (LEASED_FUNCTION_TIMEOUT_SECONDS in shared/src/context.rs).
 # No AWS account is needed: dummy credentials and a fixed region keep every tool offline.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -294,6 +296,20 @@ for name, schedule in resources_of(template, "AWS::Scheduler::Schedule").items()
         problems.append(f"{name}: input field {key} is not a field of InitInput")
     for key in sorted(set(rendered.get("options", {})) - option_fields):
         problems.append(f"{name}: option {key} is not a field of MigrationOptions")
+
+# ---- Leases versus the timeouts of the functions that take them ----
+# A dead invocation's lease must expire soon after that invocation could last have been alive:
+# the lease (context.rs) is the longest such timeout plus a minute, so that timeout is the template's.
+with open(os.path.join(rust_src, "context.rs"), encoding="utf-8") as f:
+    leased_timeout = int(need(r"LEASED_FUNCTION_TIMEOUT_SECONDS: u64 = (\d+);", f.read(),
+                              "LEASED_FUNCTION_TIMEOUT_SECONDS").group(1))
+functions = resources_of(template, "AWS::Serverless::Function")
+global_timeout = template.get("Globals", {}).get("Function", {}).get("Timeout")
+leasing = {name: functions.get(name, {}).get("Properties", {}).get("Timeout", global_timeout)
+           for name in ("StartCopyFunction", "CopyPartsFunction", "CompleteFunction")}
+if max(t or 0 for t in leasing.values()) != leased_timeout:
+    problems.append(f"the copy functions' timeouts {leasing} must top out at "
+                    f"LEASED_FUNCTION_TIMEOUT_SECONDS = {leased_timeout} (context.rs), which sets the lease")
 
 if problems:
     print("check-template: FAILED", file=sys.stderr)

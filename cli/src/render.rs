@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use indicatif::{BinaryBytes, HumanDuration};
 use serde::Serialize;
-use synmigrate::report::ItemTotals;
+use synmigrate::report::{orphaned_copy_notes, ItemTotals};
 use synmigrate::state::{
     CopyRecord, EpochSeconds, ItemRecord, ItemStatus, Lease, RunCounters, RunRecord, RunStatus,
     StatusName,
@@ -153,6 +153,8 @@ struct ReportLine<'a> {
     migrated_bytes: u64,
     /// Finished copies no entity points at (`report --format table` lists them).
     orphaned_copies: usize,
+    /// Handles a crashed attempt may have registered that no record names.
+    possibly_orphaned_handles: u64,
 }
 
 pub fn report_json(report: &RunReport) -> String {
@@ -169,7 +171,16 @@ pub fn report_json(report: &RunReport) -> String {
         totals: all_statuses(|s| report.totals.by_status.get(&s).copied()),
         items: report.totals.items,
         migrated_bytes: report.totals.migrated_bytes,
-        orphaned_copies: report.orphaned_copies.len(),
+        orphaned_copies: report
+            .orphaned_copies
+            .iter()
+            .filter(|c| c.is_orphaned())
+            .count(),
+        possibly_orphaned_handles: report
+            .orphaned_copies
+            .iter()
+            .map(|c| u64::from(c.unrecorded_handles()))
+            .sum(),
     };
     let mut text = serde_json::to_string(&line).unwrap_or_else(|e| {
         // Only maps with string keys and plain values: encoding cannot fail.
@@ -268,15 +279,14 @@ pub fn report_table(report: &RunReport, items: &[ItemRecord]) -> String {
         let rows: Vec<Vec<String>> = report
             .orphaned_copies
             .iter()
-            .map(|copy| {
-                vec![
-                    copy.source_file_handle_id.clone(),
-                    copy.destination_file_handle_id.clone().unwrap_or_default(),
-                    copy.unused_reason
-                        .clone()
-                        .unwrap_or_default()
-                        .replace(['\n', '\r'], " "),
-                ]
+            .flat_map(|copy| {
+                orphaned_copy_notes(copy).into_iter().map(|(to, why)| {
+                    vec![
+                        copy.source_file_handle_id.clone(),
+                        to,
+                        why.replace(['\n', '\r'], " "),
+                    ]
+                })
             })
             .collect();
         out.push_str(&table(&["FROM HANDLE", "TO HANDLE", "WHY"], &rows));

@@ -35,6 +35,11 @@ pub(crate) fn seconds(duration: Duration) -> EpochSeconds {
     EpochSeconds::try_from(duration.as_secs()).unwrap_or(EpochSeconds::MAX / 2)
 }
 
+/// The longest timeout of the functions that take item and copy leases (StartCopy, CopyParts,
+/// Complete; `make template-check` holds the template to it). The default lease outlives it by a
+/// minute: a dead invocation's claims are free again soon after it could last have been alive.
+pub const LEASED_FUNCTION_TIMEOUT_SECONDS: u64 = 900;
+
 /// Limits and durations of the stages; the defaults suit 15-minute Lambdas.
 #[derive(Debug, Clone)]
 pub struct Tuning {
@@ -42,7 +47,8 @@ pub struct Tuning {
     pub index_time_budget: Duration,
     /// The project lock's lifetime; renewed by Index and Plan.
     pub lock_ttl: Duration,
-    /// Lifetime of item and copy leases; a crashed worker's claims are free again after it.
+    /// Lifetime of item and copy leases; a crashed worker's claims are free again after it
+    /// (by default [`LEASED_FUNCTION_TIMEOUT_SECONDS`] and a minute).
     pub lease_ttl: Duration,
     pub unit_limits: UnitLimits,
     pub batch_budget: BatchBudget,
@@ -62,7 +68,7 @@ impl Default for Tuning {
         Self {
             index_time_budget: Duration::from_secs(600),
             lock_ttl: Duration::from_secs(6 * 3600),
-            lease_ttl: Duration::from_secs(20 * 60),
+            lease_ttl: Duration::from_secs(LEASED_FUNCTION_TIMEOUT_SECONDS + 60),
             unit_limits: UnitLimits::default(),
             batch_budget: BatchBudget::default(),
             unit_concurrency: 4,

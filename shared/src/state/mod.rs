@@ -75,7 +75,7 @@ pub(crate) use rules::{
     check_copy_state_save, check_document, check_lock_acquire, check_lock_owned, check_put,
     check_transition, check_transition_request,
 };
-pub use store::{orphaned_copies, StateStore};
+pub use store::{copies_where, orphaned_copies, StateStore};
 
 use crate::error_types as types;
 

@@ -11,19 +11,27 @@ pub async fn orphaned_copies(
     store: &dyn StateStore,
     migration: &MigrationKey,
 ) -> Result<Vec<CopyRecord>, StateError> {
+    copies_where(store, migration, |copy| {
+        copy.is_orphaned() || copy.unrecorded_handles() > 0
+    })
+    .await
+}
+
+/// The copy records of a migration that `keep` selects, page by page.
+pub async fn copies_where(
+    store: &dyn StateStore,
+    migration: &MigrationKey,
+    keep: impl Fn(&CopyRecord) -> bool,
+) -> Result<Vec<CopyRecord>, StateError> {
     const PAGE: u32 = 500;
-    let mut orphans = Vec::new();
+    let mut kept = Vec::new();
     let mut token: Option<String> = None;
     loop {
         let page = store.list_copies(migration, PAGE, token.as_deref()).await?;
-        orphans.extend(
-            page.items
-                .into_iter()
-                .filter(|copy| copy.is_orphaned() || copy.unrecorded_handles() > 0),
-        );
+        kept.extend(page.items.into_iter().filter(|copy| keep(copy)));
         match page.next_token {
             Some(next) => token = Some(next),
-            None => return Ok(orphans),
+            None => return Ok(kept),
         }
     }
 }

@@ -1201,3 +1201,106 @@ async fn a_successor_continues_the_walk_a_crashed_run_left_unfinished() -> anyho
     })
     .await
 }
+
+/// A copy whose files failed for good leaves Synapse's multipart upload unfinished (Synapse has
+/// no abort): the report counts it, lists it, and tells the user what becomes of its parts after
+/// reading the destination bucket's lifecycle rules.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_report_counts_unfinished_uploads_and_checks_the_lifecycle_rule() -> anyhow::Result<()>
+{
+    use aws_sdk_s3::types::{
+        AbortIncompleteMultipartUpload, BucketLifecycleConfiguration, ExpirationStatus,
+        LifecycleRule, LifecycleRuleFilter,
+    };
+    use synmigrate::stages::plan::units::UnitKind;
+    use synmigrate::stages::{RecordFailureInput, StepFailure, UnitInput};
+    bounded(TEST_TIMEOUT, async {
+        let env = Env::start(1, ThrottleConfig::disabled()).await?;
+        let services = env.services();
+        let opts = options(FileVersionStrategy::New, CopyMode::Synapse);
+        let run = stages::init(&services, env.input("abandoned", opts)).await?;
+        while !stages::index(
+            &services,
+            stages::IndexInput {
+                run: run.clone(),
+                time_budget_seconds: None,
+            },
+        )
+        .await?
+        .done
+        {}
+        let planned = stages::plan(&services, stages::PlanInput { run: run.clone() }).await?;
+        let unit = stages::read_manifest(&services, &planned.key)
+            .await?
+            .into_iter()
+            .find(|u| u.kind == UnitKind::Large)
+            .context("a large unit")?;
+        let input = UnitInput {
+            run: run.clone(),
+            unit: unit.clone(),
+        };
+        let started = stages::start_copy(&services, input).await?;
+        ensure!(!started.batches.is_empty(), "{started:?}");
+        // Its part batches fail for good: the unit's files are ERRORED, not to be retried.
+        stages::record_failure(
+            &services,
+            RecordFailureInput {
+                run: run.clone(),
+                unit,
+                failure: StepFailure {
+                    error: types::VERIFICATION.to_owned(),
+                    cause: "the source changed".to_owned(),
+                },
+            },
+        )
+        .await?;
+        let report = || {
+            stages::report(
+                &services,
+                ReportInput {
+                    run: run.clone(),
+                    aborted: true,
+                },
+            )
+        };
+        let summary = report().await?;
+        ensure!(summary.unfinished_uploads == 1, "{summary:?}");
+        let advice = summary.upload_cleanup.clone().unwrap_or_default();
+        ensure!(
+            advice.contains("s3://destination") && advice.contains("has no lifecycle rules"),
+            "{advice}"
+        );
+        let listed = env
+            .object_text(
+                BUCKET,
+                summary.orphaned_copies_key.as_deref().unwrap_or_default(),
+            )
+            .await?;
+        ensure!(listed.contains("Synapse's multipart upload"), "{listed}");
+        // With a rule that aborts incomplete uploads, the report says so instead.
+        let rule = LifecycleRule::builder()
+            .id("abort-incomplete-uploads")
+            .status(ExpirationStatus::Enabled)
+            .filter(LifecycleRuleFilter::builder().prefix("").build())
+            .abort_incomplete_multipart_upload(
+                AbortIncompleteMultipartUpload::builder()
+                    .days_after_initiation(7)
+                    .build(),
+            )
+            .build()?;
+        env.s3
+            .put_bucket_lifecycle_configuration()
+            .bucket("destination")
+            .lifecycle_configuration(
+                BucketLifecycleConfiguration::builder()
+                    .rules(rule)
+                    .build()?,
+            )
+            .send()
+            .await?;
+        let advice = report().await?.upload_cleanup.unwrap_or_default();
+        ensure!(advice.contains("aborts them 7 days after"), "{advice}");
+        Ok(())
+    })
+    .await
+}

@@ -75,38 +75,49 @@ pub fn csv_row(item: &ItemRecord) -> String {
 /// The header of the orphaned copies' CSV.
 pub const ORPHANED_COPIES_HEADER: &str = "from_file_handle_id,to_file_handle_id,reason";
 
-/// The CSV rows of a copy the report lists: one if it is orphaned (see
-/// [`CopyRecord::is_orphaned`]), one if Synapse may hold handles of it that no record names.
-pub fn orphaned_copy_row(copy: &CopyRecord) -> String {
-    let row = |to: &str, reason: &str| {
-        format!(
-            "{},{},{}\n",
-            escape(&copy.source_file_handle_id),
-            escape(to),
-            escape(reason)
-        )
-    };
-    let mut rows = String::new();
+/// What the report says of a copy it lists, as (destination handle, why) lines: one if it is
+/// orphaned (see [`CopyRecord::is_orphaned`]), one if Synapse may hold handles of it that no
+/// record names (see [`CopyRecord::unrecorded_handles`]).
+pub fn orphaned_copy_notes(copy: &CopyRecord) -> Vec<(String, String)> {
+    let mut notes = Vec::new();
     if copy.is_orphaned() {
-        rows.push_str(&row(
-            copy.destination_file_handle_id
-                .as_deref()
-                .unwrap_or_default(),
-            copy.unused_reason.as_deref().unwrap_or_default(),
+        notes.push((
+            copy.destination_file_handle_id.clone().unwrap_or_default(),
+            copy.unused_reason.clone().unwrap_or_default(),
         ));
     }
     let unrecorded = copy.unrecorded_handles();
     if unrecorded > 0 {
-        rows.push_str(&row(
-            "",
-            &format!(
+        notes.push((
+            String::new(),
+            format!(
                 "up to {unrecorded} handle(s) registered by an attempt that crashed before \
                  recording them: Synapse cannot look them up, and they name the same object as \
                  the copy's recorded handle (no extra bytes)"
             ),
         ));
     }
-    rows
+    notes
+}
+
+/// The CSV rows of a copy the report lists (see [`orphaned_copy_notes`]).
+pub fn orphaned_copy_row(copy: &CopyRecord) -> String {
+    orphaned_copy_notes(copy)
+        .iter()
+        .map(|(to, why)| {
+            format!(
+                "{},{},{}\n",
+                escape(&copy.source_file_handle_id),
+                escape(to),
+                escape(why)
+            )
+        })
+        .collect()
+}
+
+/// A row of the orphaned copies' CSV about a copy without a destination handle.
+pub(super) fn note_row(copy: &CopyRecord, why: &str) -> String {
+    format!("{},,{}\n", escape(&copy.source_file_handle_id), escape(why))
 }
 
 /// RFC 4180 quoting: fields with a comma, quote or line break are quoted, quotes doubled.

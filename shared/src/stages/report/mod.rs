@@ -4,12 +4,14 @@
 use serde::{Deserialize, Serialize};
 
 use crate::context::{now, put_object, RunContext, Services, LIST_PAGE};
-use crate::state::{orphaned_copies, ItemRecord, RunCounters, RunStatus, StatusName};
+use crate::state::{copies_where, ItemRecord, RunCounters, RunStatus, StatusName};
 use crate::Result;
 
 pub mod csv;
+mod uploads;
 
 use csv::{csv_row, orphaned_copy_row, ItemTotals, CSV_HEADER, ORPHANED_COPIES_HEADER};
+use uploads::{cleanup_advice, unfinished_upload, upload_note};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -42,6 +44,14 @@ pub struct Summary {
     /// orphaned copies' CSV.
     #[serde(default)]
     pub possibly_orphaned_handles: u64,
+    /// Multipart uploads left unfinished in the destination (their copies failed or wait for a
+    /// retry), over all runs so far; listed in the orphaned copies' CSV.
+    #[serde(default)]
+    pub unfinished_uploads: u64,
+    /// What becomes of those uploads' parts and what to do (the destination bucket's lifecycle
+    /// rule, checked where the deployment may read it); absent when there are none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upload_cleanup: Option<String>,
     /// The CSV listing them with the reason (`from_file_handle_id,to_file_handle_id,reason`);
     /// absent when there are none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -137,7 +147,14 @@ pub async fn report(services: &Services, input: ReportInput) -> Result<Summary> 
     }
     let key = run.report_key();
     put_object(services, &key, csv.into_bytes(), "text/csv").await?;
-    let orphans = report_orphaned_copies(services, run).await?;
+    let orphans = report_orphaned_copies(services, run, at).await?;
+    let upload_cleanup = match orphans.uploads {
+        0 => None,
+        count => Some(cleanup_advice(services, run, count).await),
+    };
+    if let Some(advice) = &upload_cleanup {
+        tracing::warn!(run = %run.run_id, %advice, "unfinished multipart uploads");
+    }
     let counters = services
         .store
         .get_run(&migration, &run.run_id)
@@ -185,6 +202,8 @@ pub async fn report(services: &Services, input: ReportInput) -> Result<Summary> 
         report_key: key,
         orphaned_copies: orphans.copies,
         possibly_orphaned_handles: orphans.handles,
+        unfinished_uploads: orphans.uploads,
+        upload_cleanup,
         orphaned_copies_key: orphans.key,
         unfinished: unfinished.count(),
         unfinished_message,
@@ -196,31 +215,38 @@ pub async fn report(services: &Services, input: ReportInput) -> Result<Summary> 
 struct Orphans {
     copies: u64,
     handles: u64,
+    uploads: u64,
     key: Option<String>,
 }
 
-/// Lists the finished copies no entity points at, and the handles no record names, in their
-/// own CSV; returns their counts and the CSV's key (none when there are none).
-async fn report_orphaned_copies(services: &Services, run: &RunContext) -> Result<Orphans> {
-    let orphans = orphaned_copies(services.store.as_ref(), &run.migration()?).await?;
-    if orphans.is_empty() {
+/// Lists the finished copies no entity points at, the handles no record names and the uploads
+/// left unfinished in their own CSV; returns their counts and the CSV's key (none when there
+/// are none).
+async fn report_orphaned_copies(services: &Services, run: &RunContext, at: i64) -> Result<Orphans> {
+    let listed = copies_where(services.store.as_ref(), &run.migration()?, |copy| {
+        copy.is_orphaned()
+            || copy.unrecorded_handles() > 0
+            || unfinished_upload(copy, run, at).is_some()
+    })
+    .await?;
+    if listed.is_empty() {
         return Ok(Orphans::default());
     }
     let mut csv = format!("{ORPHANED_COPIES_HEADER}\n");
-    for copy in &orphans {
+    let mut orphans = Orphans::default();
+    for copy in &listed {
         csv.push_str(&orphaned_copy_row(copy));
+        orphans.copies += u64::from(copy.is_orphaned());
+        orphans.handles += u64::from(copy.unrecorded_handles());
+        if let Some(upload) = unfinished_upload(copy, run, at) {
+            orphans.uploads += 1;
+            csv.push_str(&csv::note_row(copy, &upload_note(&upload)));
+        }
     }
     let key = run.orphaned_copies_key();
     put_object(services, &key, csv.into_bytes(), "text/csv").await?;
-    let copies = orphans.iter().filter(|c| c.is_orphaned()).count() as u64;
-    let handles = orphans
-        .iter()
-        .map(|c| u64::from(c.unrecorded_handles()))
-        .sum();
-    tracing::warn!(copies, handles, %key, "copies no entity points at, handles no record names");
-    Ok(Orphans {
-        copies,
-        handles,
-        key: Some(key),
-    })
+    tracing::warn!(copies = orphans.copies, handles = orphans.handles, uploads = orphans.uploads,
+                   %key, "copies no entity points at, handles no record names, unfinished uploads");
+    orphans.key = Some(key);
+    Ok(orphans)
 }
