@@ -57,6 +57,10 @@ pub struct Tuning {
     /// Part batches of one big file copied at the same time by the in-process runner.
     pub batch_concurrency: usize,
     pub engine: EngineConfig,
+    /// The highest `maxConcurrency` Init accepts: the deployment's bound on the Map's fan-out
+    /// (template parameter `MaxConcurrencyCeiling`), so one run cannot take the account's
+    /// Lambda concurrency.
+    pub max_concurrency_ceiling: u32,
     /// Whether a run's Synapse requests draw from its fleet-wide budget ([`crate::budget`]).
     /// Off only against a Synapse that throttles nobody (the simulator with its throttle off, in
     /// tests), where pacing would only slow the test down.
@@ -74,6 +78,7 @@ impl Default for Tuning {
             unit_concurrency: 4,
             batch_concurrency: 4,
             engine: EngineConfig::default(),
+            max_concurrency_ceiling: crate::config::MAX_CONCURRENCY,
             run_budget: true,
         }
     }

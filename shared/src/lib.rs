@@ -72,6 +72,7 @@
 //! Every error has a stable type name ([`error::types`]): `Retryable.*` ones are retried by the
 //! state machine and by the next run, `Fatal.*` ones are recorded with a readable message.
 
+pub mod artifacts;
 pub mod budget;
 pub mod config;
 pub mod context;

@@ -48,6 +48,8 @@ pub mod env {
     pub const BATCH_CONCURRENCY: &str = "SYNMIGRATE_BATCH_CONCURRENCY";
     /// The direct engine copies files up to this size with one CopyObject.
     pub const COPY_OBJECT_THRESHOLD: &str = "SYNMIGRATE_COPY_OBJECT_THRESHOLD";
+    /// The highest `maxConcurrency` Init accepts (template parameter `MaxConcurrencyCeiling`).
+    pub const MAX_CONCURRENCY_CEILING: &str = "SYNMIGRATE_MAX_CONCURRENCY_CEILING";
 }
 
 /// Errors of the function layer: the library's, or the deployment's configuration.
@@ -262,6 +264,9 @@ fn tuning(lookup: &impl Fn(&str) -> Option<String>) -> Result<Tuning, FunctionEr
     if let Some(bytes) = number(lookup, env::COPY_OBJECT_THRESHOLD)? {
         tuning.engine.copy_object_threshold = bytes;
     }
+    if let Some(ceiling) = number(lookup, env::MAX_CONCURRENCY_CEILING)? {
+        tuning.max_concurrency_ceiling = ceiling;
+    }
     Ok(tuning)
 }
 
@@ -322,8 +327,10 @@ mod tests {
             (env::BATCH_SECONDS, "2"),
             (env::BATCH_CONCURRENCY, "3"),
             (env::UNIT_MAX_FILES, "7"),
+            (env::MAX_CONCURRENCY_CEILING, "40"),
         ]))
         .unwrap();
+        assert_eq!(tuned.max_concurrency_ceiling, 40);
         assert_eq!(tuned.unit_limits.large_threshold, 1024);
         assert_eq!(tuned.unit_limits.max_files, 7);
         assert_eq!(tuned.batch_budget.time_budget, Duration::from_secs(2));

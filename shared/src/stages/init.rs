@@ -50,6 +50,14 @@ pub async fn init(services: &Services, input: InitInput) -> Result<RunContext> {
     options
         .validate()
         .map_err(|e| Error::InvalidInput(e.to_string()))?;
+    let ceiling = services.tuning.max_concurrency_ceiling;
+    if options.max_concurrency > ceiling {
+        return Err(Error::InvalidInput(format!(
+            "maxConcurrency {} is above this deployment's ceiling of {ceiling} (template \
+             parameter MaxConcurrencyCeiling)",
+            options.max_concurrency
+        )));
+    }
     services.use_run_budget(
         &MigrationKey::new(&project_id, destination_id)?,
         &execution_name,

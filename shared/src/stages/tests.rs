@@ -403,3 +403,23 @@ fn payloads_are_camel_case_and_keys_are_per_run() {
     .unwrap();
     assert_eq!(input.options, MigrationOptions::default());
 }
+
+#[tokio::test]
+async fn init_refuses_a_fan_out_above_the_deployments_ceiling() {
+    let mut services = services(Arc::new(MemoryStore::new()));
+    services.tuning.max_concurrency_ceiling = 5;
+    let input = |max_concurrency| InitInput {
+        project_id: "syn1".into(),
+        destination_storage_location_id: 7001,
+        execution_name: "run-1".into(),
+        options: MigrationOptions {
+            max_concurrency,
+            ..MigrationOptions::default()
+        },
+    };
+    let refused = init(&services, input(6)).await.unwrap_err();
+    assert!(
+        matches!(&refused, Error::InvalidInput(m) if m.contains("ceiling of 5")),
+        "{refused}"
+    );
+}

@@ -1304,3 +1304,40 @@ async fn the_report_counts_unfinished_uploads_and_checks_the_lifecycle_rule() ->
     })
     .await
 }
+
+/// A large artifact (the report, the manifest) goes up a part at a time and reads back whole; a
+/// small one is a single object.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn artifacts_stream_to_s3_in_parts() -> anyhow::Result<()> {
+    use synmigrate::artifacts::ArtifactWriter;
+    bounded(TEST_TIMEOUT, async {
+        let env = Env::start(1, ThrottleConfig::disabled()).await?;
+        let services = env.services();
+        let rows = "syn1,file,1,,,1,100,200,MIGRATED,,,,42\n".repeat(1000);
+        let part = usize::try_from(5 * MIB)?;
+        let mut writer =
+            ArtifactWriter::with_part_bytes(&services, "runs/t/big.csv", "text/csv", part);
+        let mut expected = String::new();
+        while expected.len() < 12 * part / 5 {
+            writer.write(rows.as_bytes()).await?;
+            expected.push_str(&rows);
+        }
+        writer.finish().await?;
+        ensure!(env.object_text(BUCKET, "runs/t/big.csv").await? == expected);
+        let head = env
+            .s3
+            .head_object()
+            .bucket(BUCKET)
+            .key("runs/t/big.csv")
+            .send()
+            .await?;
+        let etag = head.e_tag().unwrap_or_default().trim_matches('"');
+        ensure!(etag.ends_with("-3"), "three parts: {etag}");
+        let mut small = ArtifactWriter::new(&services, "runs/t/small.csv", "text/csv");
+        small.write(b"a,b\n").await?;
+        small.finish().await?;
+        ensure!(env.object_text(BUCKET, "runs/t/small.csv").await? == "a,b\n");
+        Ok(())
+    })
+    .await
+}

@@ -4,7 +4,8 @@
 use serde::{Deserialize, Serialize};
 
 use super::init::renew_lock;
-use crate::context::{now, put_object, RunContext, Services, LIST_PAGE};
+use crate::artifacts::ArtifactWriter;
+use crate::context::{now, RunContext, Services, LIST_PAGE};
 use crate::state::{ItemRecord, ItemStatus, StatusName};
 use crate::{Error, Result};
 
@@ -88,10 +89,8 @@ pub async fn plan(services: &Services, input: PlanInput) -> Result<PlanOutput> {
             &services.tuning.unit_limits,
         )?
     };
-    let body = serde_json::to_vec(&units)
-        .map_err(|e| Error::Internal(format!("cannot encode the manifest: {e}")))?;
     let key = run.manifest_key();
-    put_object(services, &key, body, "application/json").await?;
+    write_manifest(services, &key, &units).await?;
     crate::crash::point(crate::crash::PLAN_AFTER_MANIFEST);
     Ok(PlanOutput {
         bucket: services.bucket.clone(),
@@ -100,6 +99,21 @@ pub async fn plan(services: &Services, input: PlanInput) -> Result<PlanOutput> {
         item_count: units.iter().map(|u| u.items.len()).sum(),
         total_bytes: units.iter().map(|u| u.total_bytes).sum(),
     })
+}
+
+/// Writes the manifest (a JSON array of units) a unit at a time, so its encoding never needs
+/// memory for the whole of it.
+async fn write_manifest(services: &Services, key: &str, units: &[WorkUnit]) -> Result<()> {
+    let mut manifest = ArtifactWriter::new(services, key, "application/json");
+    manifest.write(b"[").await?;
+    for (n, unit) in units.iter().enumerate() {
+        let mut json = if n == 0 { Vec::new() } else { b",".to_vec() };
+        serde_json::to_writer(&mut json, unit)
+            .map_err(|e| Error::Internal(format!("cannot encode the manifest: {e}")))?;
+        manifest.write(&json).await?;
+    }
+    manifest.write(b"]").await?;
+    manifest.finish().await
 }
 
 /// Reads a manifest written by [`plan()`] (the in-process runner's ItemReader).

@@ -63,13 +63,7 @@ pub fn csv_row(item: &ItemRecord) -> String {
         item.destination_file_name.clone().unwrap_or_default(),
         item.size.to_string(),
     ];
-    let mut row = fields
-        .iter()
-        .map(|f| escape(f))
-        .collect::<Vec<_>>()
-        .join(",");
-    row.push('\n');
-    row
+    csv_line(&fields)
 }
 
 /// The header of the orphaned copies' CSV.
@@ -104,29 +98,28 @@ pub fn orphaned_copy_notes(copy: &CopyRecord) -> Vec<(String, String)> {
 pub fn orphaned_copy_row(copy: &CopyRecord) -> String {
     orphaned_copy_notes(copy)
         .iter()
-        .map(|(to, why)| {
-            format!(
-                "{},{},{}\n",
-                escape(&copy.source_file_handle_id),
-                escape(to),
-                escape(why)
-            )
-        })
+        .map(|(to, why)| csv_line(&[&copy.source_file_handle_id, to, why]))
         .collect()
 }
 
 /// A row of the orphaned copies' CSV about a copy without a destination handle.
 pub(super) fn note_row(copy: &CopyRecord, why: &str) -> String {
-    format!("{},,{}\n", escape(&copy.source_file_handle_id), escape(why))
+    csv_line(&[&copy.source_file_handle_id, "", why])
 }
 
-/// RFC 4180 quoting: fields with a comma, quote or line break are quoted, quotes doubled.
-fn escape(field: &str) -> String {
-    if field.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", field.replace('"', "\"\""))
-    } else {
-        field.to_owned()
-    }
+/// One CSV line (RFC 4180 quoting, `\n` at the end) of `fields`.
+fn csv_line<S: AsRef<[u8]>>(fields: &[S]) -> String {
+    let mut writer = ::csv::WriterBuilder::new()
+        .terminator(::csv::Terminator::Any(b'\n'))
+        .from_writer(Vec::new());
+    // Writing to memory cannot fail, and the fields are strings, so the bytes are UTF-8.
+    writer
+        .write_record(fields)
+        .expect("a CSV record is written to memory");
+    let bytes = writer
+        .into_inner()
+        .expect("a CSV writer over memory flushes");
+    String::from_utf8(bytes).expect("CSV of strings is UTF-8")
 }
 
 #[cfg(test)]

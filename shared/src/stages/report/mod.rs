@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::artifacts::ArtifactWriter;
 use crate::context::{now, put_object, RunContext, Services, LIST_PAGE};
 use crate::state::{copies_where, ItemRecord, RunCounters, RunStatus, StatusName};
 use crate::Result;
@@ -10,7 +11,7 @@ use crate::Result;
 pub mod csv;
 mod uploads;
 
-use csv::{csv_row, orphaned_copy_row, ItemTotals, CSV_HEADER, ORPHANED_COPIES_HEADER};
+use self::csv::{csv_row, orphaned_copy_row, ItemTotals, CSV_HEADER, ORPHANED_COPIES_HEADER};
 use uploads::{cleanup_advice, unfinished_upload, upload_note};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -127,26 +128,29 @@ pub async fn report(services: &Services, input: ReportInput) -> Result<Summary> 
     let mut totals = ItemTotals::default();
     let mut unfinished = Unfinished::default();
     let at = now();
-    let mut csv = String::from(CSV_HEADER);
-    csv.push('\n');
+    let key = run.report_key();
+    // Page by page into a multipart upload: memory does not grow with the project.
+    let mut csv = ArtifactWriter::new(services, key.clone(), "text/csv");
+    csv.write(format!("{CSV_HEADER}\n").as_bytes()).await?;
     let mut token: Option<String> = None;
     loop {
         let page = services
             .store
             .list_items(&migration, None, LIST_PAGE, token.as_deref())
             .await?;
+        let mut rows = String::new();
         for item in &page.items {
             totals.add(item);
             unfinished.add(item, at);
-            csv.push_str(&csv_row(item));
+            rows.push_str(&csv_row(item));
         }
+        csv.write(rows.as_bytes()).await?;
         match page.next_token {
             Some(next) => token = Some(next),
             None => break,
         }
     }
-    let key = run.report_key();
-    put_object(services, &key, csv.into_bytes(), "text/csv").await?;
+    csv.finish().await?;
     let orphans = report_orphaned_copies(services, run, at).await?;
     let upload_cleanup = match orphans.uploads {
         0 => None,
@@ -240,7 +244,7 @@ async fn report_orphaned_copies(services: &Services, run: &RunContext, at: i64) 
         orphans.handles += u64::from(copy.unrecorded_handles());
         if let Some(upload) = unfinished_upload(copy, run, at) {
             orphans.uploads += 1;
-            csv.push_str(&csv::note_row(copy, &upload_note(&upload)));
+            csv.push_str(&self::csv::note_row(copy, &upload_note(&upload)));
         }
     }
     let key = run.orphaned_copies_key();
