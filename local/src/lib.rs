@@ -541,6 +541,7 @@ pub fn definition() -> Result<String, LocalError> {
             ),
         );
     }
+    text = text.replace("${ArtifactsBucketName}", BUCKET);
     if let Some(at) = text.find("${") {
         let rest: String = text[at..].chars().take(40).collect();
         return Err(LocalError::Definition(format!(

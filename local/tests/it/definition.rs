@@ -95,6 +95,11 @@ fn the_definition_is_well_formed() {
     // Init, Index, Plan, StartCopy, CopyParts, Complete, RecordFailure, Report, ReportAborted,
     // CloseRun, CloseInit.
     assert_eq!(tasks, 11);
+    // The units' results go to S3, never into the execution's 256 KiB of state.
+    assert_eq!(
+        machine["States"]["CopyUnits"]["ResultWriter"]["Resource"],
+        "arn:aws:states:::s3:putObject"
+    );
     // A run that left files unmigrated fails with its own error, whatever continueOnError says.
     assert!(text.contains(types::UNFINISHED));
     assert!(text.contains("$.summary.unfinishedMessage"));

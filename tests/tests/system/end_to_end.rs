@@ -504,6 +504,23 @@ async fn synapse_engine_migrates_through_the_state_machine() -> anyhow::Result<(
             deployment.running_instances("synmigrate-copy-parts") > 0,
             "CopyParts never ran"
         );
+        // The Map wrote its results to S3, not into the execution's state.
+        let listed = deployment
+            .s3_client()
+            .await
+            .list_objects_v2()
+            .bucket(deployment.bucket())
+            .prefix("map-results/")
+            .send()
+            .await?;
+        ensure!(
+            listed
+                .contents()
+                .iter()
+                .any(|o| o.key().is_some_and(|k| k.ends_with("/manifest.json"))),
+            "no Map results manifest: {:?}",
+            listed.contents()
+        );
         check_rerun_changes_nothing(&deployment, "e2e-synapse-2", "synapse").await?;
         deployment.shutdown().await;
         Ok(())
