@@ -116,9 +116,19 @@ pub async fn record_failure(
         .await;
     }
     let reason = format!("{}: {}", error.class, error.message);
-    for source in used.into_iter().filter(|(_, used)| !used).map(|(s, _)| s) {
-        if let Err(error) = mark_unused_copy(&ctx, source, &reason).await {
-            tracing::warn!(source, %error, "could not mark the copy unused");
+    for (source, used) in used {
+        // The unit is over: its copy leases would only keep the next run waiting.
+        if let Err(error) = services
+            .store
+            .release_copy(&ctx.migration, source, &ctx.owner, now())
+            .await
+        {
+            tracing::warn!(source, %error, "could not release the copy's lease");
+        }
+        if !used {
+            if let Err(error) = mark_unused_copy(&ctx, source, &reason).await {
+                tracing::warn!(source, %error, "could not mark the copy unused");
+            }
         }
     }
     Ok(RecordFailureOutput {

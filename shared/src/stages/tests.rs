@@ -175,6 +175,17 @@ async fn record_failure_marks_unfinished_items_with_the_step_error() {
             .await
             .unwrap();
     }
+    // syn20's copy was started by the failed unit and is still leased to it.
+    store
+        .claim_copy(
+            &migration,
+            "fh-syn20",
+            "run-2/unit-000001",
+            now() + 600,
+            now(),
+        )
+        .await
+        .unwrap();
     let services = services(store.clone());
     let unit = units::group_units(
         ["syn20", "syn21", "syn22"].map(|e| UnitItem {
@@ -201,6 +212,18 @@ async fn record_failure_marks_unfinished_items_with_the_step_error() {
     .await
     .unwrap();
     assert_eq!(output.errored, 2);
+    // The unit is over: its copy lease is released, the next run claims the copy at once.
+    let next = store
+        .claim_copy(
+            &migration,
+            "fh-syn20",
+            "run-3/unit-000001",
+            now() + 600,
+            now(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(next.lease.unwrap().owner, "run-3/unit-000001");
     // The copy no entity points at is marked with the unit's failure; the used one is not.
     let orphans = crate::state::orphaned_copies(store.as_ref(), &migration)
         .await

@@ -321,6 +321,28 @@ impl StateStore for MemoryStore {
         Ok(copy.clone())
     }
 
+    async fn release_copy(
+        &self,
+        migration: &MigrationKey,
+        source_file_handle_id: &str,
+        owner: &str,
+        now: EpochSeconds,
+    ) -> Result<(), StateError> {
+        let mut tables = self.tables.lock().await;
+        let slot = (migration.pk(), copy_sk(source_file_handle_id));
+        if not_ours(check_copy_state_save(
+            tables.copies.get(&slot),
+            source_file_handle_id,
+            owner,
+        ))? {
+            return Ok(());
+        }
+        let copy = tables.copies.get_mut(&slot).expect("checked above");
+        copy.lease = None;
+        copy.updated_at = now;
+        Ok(())
+    }
+
     async fn complete_copy(
         &self,
         migration: &MigrationKey,

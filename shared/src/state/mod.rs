@@ -73,7 +73,7 @@ pub use records::{
 pub(crate) use rules::{
     apply_transition, check_copy_claim, check_copy_complete, check_copy_finished,
     check_copy_state_save, check_document, check_lock_acquire, check_lock_owned, check_put,
-    check_transition, check_transition_request,
+    check_transition, check_transition_request, not_ours,
 };
 pub use store::{copies_where, orphaned_copies, StateStore};
 

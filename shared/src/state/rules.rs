@@ -152,6 +152,20 @@ pub(crate) fn check_copy_state_save(
     }
 }
 
+/// For a release: `Ok(true)` when the copy is not (or no longer) leased to the caller, which
+/// leaves nothing to release; other errors stay errors.
+pub(crate) fn not_ours(checked: Result<(), StateError>) -> Result<bool, StateError> {
+    match checked {
+        Ok(()) => Ok(false),
+        Err(
+            StateError::LeaseHeld { .. }
+            | StateError::ConditionFailed { .. }
+            | StateError::NotFound(_),
+        ) => Ok(true),
+        Err(other) => Err(other),
+    }
+}
+
 /// Whether the copy may get or lose an unused reason: it exists and is finished.
 pub(crate) fn check_copy_finished(
     current: Option<&CopyRecord>,

@@ -175,6 +175,17 @@ pub trait StateStore: Send + Sync {
         now: EpochSeconds,
     ) -> Result<CopyRecord, StateError>;
 
+    /// Gives up `owner`'s lease of an unfinished copy (a unit that failed for good), so that the
+    /// next claimer need not wait for it to expire; its engine state stays for that claimer to
+    /// resume. Nothing happens if the lease is not `owner`'s or the copy is finished or absent.
+    async fn release_copy(
+        &self,
+        migration: &MigrationKey,
+        source_file_handle_id: &str,
+        owner: &str,
+        now: EpochSeconds,
+    ) -> Result<(), StateError>;
+
     /// Records the finished copy and releases the lease. Repeating it with the same destination
     /// handle succeeds; a different one is a `ConditionFailed`.
     async fn complete_copy(

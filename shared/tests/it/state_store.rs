@@ -528,6 +528,18 @@ async fn one_copy_per_source_handle<S: StateStore>(store: &S) {
     // After expiry the next claimer resumes from the saved engine state.
     let resumed = store.claim_copy(&m, "fh-1", "b", 400, 200).await.unwrap();
     assert_eq!(resumed.lease.as_ref().unwrap().owner, "b");
+
+    // Only the holder releases a lease (others change nothing), and then anyone may claim it
+    // before it would have expired, with the engine state kept.
+    store.release_copy(&m, "fh-1", "a", 210).await.unwrap();
+    assert_lease_held(store.claim_copy(&m, "fh-1", "c", 500, 220).await, "b");
+    store.release_copy(&m, "fh-1", "b", 230).await.unwrap();
+    let taken = store.claim_copy(&m, "fh-1", "c", 500, 240).await.unwrap();
+    assert_eq!(taken.lease.as_ref().unwrap().owner, "c");
+    assert_eq!(taken.engine_state.as_ref(), Some(&state));
+    store.release_copy(&m, "fh-absent", "c", 240).await.unwrap();
+    store.release_copy(&m, "fh-1", "c", 242).await.unwrap();
+    let resumed = store.claim_copy(&m, "fh-1", "b", 400, 245).await.unwrap();
     assert_eq!(resumed.engine_state.as_ref(), Some(&state));
     assert_lease_held(
         store.complete_copy(&m, "fh-1", "a", "fh-new", 250).await,

@@ -445,6 +445,24 @@ impl StateStore for DynamoStore {
             .await
     }
 
+    async fn release_copy(
+        &self,
+        migration: &MigrationKey,
+        source_file_handle_id: &str,
+        owner: &str,
+        now: EpochSeconds,
+    ) -> Result<(), StateError> {
+        let mut expr = Expr::default();
+        expr.set("updatedAt", n(now))
+            .remove("leaseOwner")
+            .remove("leaseExpiresAt");
+        let released = self
+            .update_leased_copy(migration, source_file_handle_id, owner, expr)
+            .await
+            .map(drop);
+        not_ours(released).map(drop)
+    }
+
     async fn complete_copy(
         &self,
         migration: &MigrationKey,
