@@ -319,6 +319,10 @@ pub struct EntityHeader {
     pub version_label: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub is_latest_version: Option<bool>,
+    /// When the current version last changed (any update, including a version's handle swap,
+    /// touches it): what a re-run compares to know a file is unchanged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub modified_on: Option<String>,
 }
 
 /// Response of `POST /entity/children`; `nextPageToken` is absent on the last page.

@@ -14,8 +14,8 @@ use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkErro
 use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement,
-    KeyType, Projection, ProjectionType, ReturnValue, ScalarAttributeType, TableStatus,
-    TimeToLiveSpecification,
+    KeyType, KeysAndAttributes, Projection, ProjectionType, ReturnValue, ScalarAttributeType,
+    TableStatus, TimeToLiveSpecification,
 };
 use aws_sdk_dynamodb::Client;
 
@@ -41,6 +41,8 @@ const PK: &str = "PK";
 const SK: &str = "SK";
 const SPK: &str = "SPK";
 const COUNT_PREFIX: &str = "count_";
+/// BatchGetItem's most keys per request.
+const BATCH_GET_KEYS: usize = 100;
 
 type Attrs = HashMap<String, AttributeValue>;
 
@@ -179,6 +181,37 @@ impl DynamoStore {
             .await
             .map_err(|e| service_error("GetItem", e))?;
         Ok(output.item)
+    }
+
+    /// BatchGetItem of at most [`BATCH_GET_KEYS`] keys (strongly consistent), asking again for
+    /// the keys DynamoDB leaves unprocessed; the records found, in no order.
+    async fn batch_get(&self, keys: Vec<Attrs>) -> Result<Vec<Attrs>, StateError> {
+        let mut found = Vec::new();
+        let mut pending = keys;
+        while !pending.is_empty() {
+            let request = KeysAndAttributes::builder()
+                .set_keys(Some(std::mem::take(&mut pending)))
+                .consistent_read(true)
+                .build()
+                .map_err(|e| StateError::Invalid(e.to_string()))?;
+            let output = self
+                .client
+                .batch_get_item()
+                .request_items(&self.table, request)
+                .send()
+                .await
+                .map_err(|e| service_error("BatchGetItem", e))?;
+            if let Some(mut responses) = output.responses {
+                found.extend(responses.remove(&self.table).unwrap_or_default());
+            }
+            if let Some(mut unprocessed) = output.unprocessed_keys {
+                if let Some(left) = unprocessed.remove(&self.table) {
+                    pending = left.keys;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+        Ok(found)
     }
 
     /// A conditional UpdateItem returning the new record, or `None` if the condition failed.

@@ -65,6 +65,12 @@ pub(crate) fn run_sk(run_id: &str) -> String {
 /// One index frontier per migration: a run continues the walk a crashed one left unfinished.
 pub(crate) const FRONTIER_SK: &str = "FRONTIER";
 
+pub(crate) const SEEN_PREFIX: &str = "SEEN#";
+
+pub(crate) fn seen_sk(entity_id: &str) -> String {
+    format!("{SEEN_PREFIX}{entity_id}")
+}
+
 pub(crate) fn budget_sk(run_id: &str) -> String {
     format!("BUDGET#{run_id}")
 }

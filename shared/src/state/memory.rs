@@ -17,6 +17,7 @@ struct Tables {
     items: BTreeMap<(String, String), ItemRecord>,
     copies: BTreeMap<(String, String), CopyRecord>,
     budgets: BTreeMap<(String, String), BudgetRecord>,
+    seen: BTreeMap<(String, String), SeenFile>,
 }
 
 /// See the module docs.
@@ -173,6 +174,35 @@ impl StateStore for MemoryStore {
     ) -> Result<Option<SavedFrontier>, StateError> {
         let tables = self.tables.lock().await;
         Ok(tables.frontiers.get(&migration.pk()).cloned())
+    }
+
+    async fn get_seen(
+        &self,
+        migration: &MigrationKey,
+        entity_ids: &[String],
+    ) -> Result<BTreeMap<String, SeenFile>, StateError> {
+        let tables = self.tables.lock().await;
+        Ok(entity_ids
+            .iter()
+            .filter_map(|id| {
+                let seen = tables.seen.get(&(migration.pk(), seen_sk(id)))?;
+                Some((id.clone(), seen.clone()))
+            })
+            .collect())
+    }
+
+    async fn put_seen(
+        &self,
+        migration: &MigrationKey,
+        entity_id: &str,
+        seen: &SeenFile,
+    ) -> Result<(), StateError> {
+        check_id("entity id", entity_id)?;
+        let mut tables = self.tables.lock().await;
+        tables
+            .seen
+            .insert((migration.pk(), seen_sk(entity_id)), seen.clone());
+        Ok(())
     }
 
     async fn put_item(

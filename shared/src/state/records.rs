@@ -411,6 +411,16 @@ pub struct CopyRecord {
     pub updated_at: EpochSeconds,
 }
 
+/// A file the walk need not read again while its listing is unchanged: its current version and
+/// that version's `modifiedOn` when it was last settled (migrated, found in the destination or
+/// skipped), under the walk options `scope`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeenFile {
+    pub version: i64,
+    pub modified_on: String,
+    pub scope: String,
+}
+
 /// The migration's index frontier as the last run that walked saved it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SavedFrontier {

@@ -1,5 +1,7 @@
 //! The store interface the stages use, and listings built on it.
 
+use std::collections::BTreeMap;
+
 use async_trait::async_trait;
 
 use super::*;
@@ -109,6 +111,21 @@ pub trait StateStore: Send + Sync {
         &self,
         migration: &MigrationKey,
     ) -> Result<Option<SavedFrontier>, StateError>;
+
+    /// The settled listings of the given file entities (those that have one).
+    async fn get_seen(
+        &self,
+        migration: &MigrationKey,
+        entity_ids: &[String],
+    ) -> Result<BTreeMap<String, SeenFile>, StateError>;
+
+    /// Records a file's settled listing (see [`SeenFile`]), replacing any earlier one.
+    async fn put_seen(
+        &self,
+        migration: &MigrationKey,
+        entity_id: &str,
+        seen: &SeenFile,
+    ) -> Result<(), StateError>;
 
     /// Writes an item if it is absent or re-indexable (rule 1), keeping its attempt count and
     /// dropping any lease. The new status may not be COPYING or COPIED.

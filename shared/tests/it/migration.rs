@@ -1341,3 +1341,80 @@ async fn artifacts_stream_to_s3_in_parts() -> anyhow::Result<()> {
     })
     .await
 }
+
+/// Files in the project for the re-run cost tests: enough that the listings (a page per 50
+/// files, one per folder) and Init cost what they cost a large project, per file.
+const RERUN_FILES: usize = 500;
+
+/// Migrates, then re-runs the unchanged project (twice with `latest`, whose first re-run reads
+/// each file once to learn the listing its swap left), counting the Synapse calls; then changes
+/// one file and checks the next run finds and migrates it.
+async fn rerun_reads_only_the_listings(strategy: FileVersionStrategy) -> anyhow::Result<()> {
+    let env = Env::start(RERUN_FILES, ThrottleConfig::disabled()).await?;
+    let services = env.services();
+    // A handle of the owner's, for the change below (the migration repoints every entity).
+    let owners_handle = env
+        .sim
+        .entity(&env.id("data/shared-a.txt"))
+        .and_then(|s| s.entity.data_file_handle_id)
+        .context("shared handle")?;
+    // The direct engine: the first migration is the test's slow part.
+    let opts = options(strategy, CopyMode::Direct);
+    let first = run_migration(&services, env.input("rerun-1", opts.clone())).await?;
+    let files = first.totals.items;
+    let mut runs = 1;
+    if strategy == FileVersionStrategy::Latest {
+        runs += 1;
+        run_migration(&services, env.input("rerun-2", opts.clone())).await?;
+    }
+    env.sim.reset_requests();
+    runs += 1;
+    let unchanged =
+        run_migration(&services, env.input(&format!("rerun-{runs}"), opts.clone())).await?;
+    let cost = env.sim.request_counts().total as f64 / files as f64;
+    eprintln!("{strategy:?} re-run: {cost:.3} Synapse calls per file of {files}");
+    ensure!(
+        cost <= 0.05,
+        "{cost:.3} Synapse calls per file re-running an unchanged project of {files} files: {:?}",
+        env.sim.request_counts().by_endpoint
+    );
+    ensure!(unchanged.totals == first.totals);
+
+    // The owner gives one file new bytes (a new version): the next run reads it and migrates it.
+    let changed = env.id("many/f007.txt");
+    let owner = env.client(OWNER_TOKEN, false);
+    let mut entity = owner.get_entity(&changed).await?;
+    entity.data_file_handle_id = Some(owners_handle);
+    entity.version_label = None;
+    let updated = owner.put_entity(&changed, &entity, true).await?;
+    runs += 1;
+    let after = run_migration(&services, env.input(&format!("rerun-{runs}"), opts)).await?;
+    let version = u64::try_from(updated.version_number.context("a version")?)?;
+    let item = env
+        .items()
+        .await?
+        .into_values()
+        .find(|i| i.key.entity_id == changed && i.key.version == version)
+        .context("the changed file's new version is indexed")?;
+    ensure!(item.status.name() == StatusName::Migrated, "{item:?}");
+    ensure!(after.totals.items == files + 1, "{:?}", after.totals);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_rerun_of_an_unchanged_project_reads_only_the_listings_new() -> anyhow::Result<()> {
+    bounded(
+        TEST_TIMEOUT,
+        rerun_reads_only_the_listings(FileVersionStrategy::New),
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_rerun_of_an_unchanged_project_reads_only_the_listings_latest() -> anyhow::Result<()> {
+    bounded(
+        TEST_TIMEOUT,
+        rerun_reads_only_the_listings(FileVersionStrategy::Latest),
+    )
+    .await
+}

@@ -11,8 +11,8 @@ use synmigrate::state::dynamo::{create_table, DynamoStore};
 use synmigrate::state::memory::MemoryStore;
 use synmigrate::state::{
     orphaned_copies, BudgetRecord, CopyStatus, ItemError, ItemKey, ItemRecord, ItemStatus,
-    MigrationKey, PutOutcome, RunCounters, RunStatus, SavedFrontier, SkipReason, StateError,
-    StateStore, StatusName, Transition, MAX_DOCUMENT_BYTES,
+    MigrationKey, PutOutcome, RunCounters, RunStatus, SavedFrontier, SeenFile, SkipReason,
+    StateError, StateStore, StatusName, Transition, MAX_DOCUMENT_BYTES,
 };
 use synmigrate_testkit::AwsStack;
 
@@ -210,6 +210,36 @@ async fn frontier_round_trips_and_is_bounded<S: StateStore>(store: &S) {
         store.save_frontier(&m, "run-1", &huge, 10_000).await,
         Err(StateError::Invalid(_))
     ));
+}
+
+async fn settled_listings_round_trip_in_batches<S: StateStore>(store: &S) {
+    let m = migration("synseen");
+    let seen = |version: i64| SeenFile {
+        version,
+        modified_on: format!("2026-11-28T10:00:0{version}.000Z"),
+        scope: "[\"new\"]".to_owned(),
+    };
+    // More than one BatchGetItem's worth of keys.
+    let ids: Vec<String> = (0..130).map(|n| format!("syn{}", 5000 + n)).collect();
+    assert!(store.get_seen(&m, &ids).await.unwrap().is_empty());
+    for id in ids.iter().step_by(2) {
+        store.put_seen(&m, id, &seen(1)).await.unwrap();
+    }
+    store.put_seen(&m, &ids[0], &seen(2)).await.unwrap();
+    let found = store.get_seen(&m, &ids).await.unwrap();
+    assert_eq!(found.len(), 65);
+    assert_eq!(
+        found[&ids[0]],
+        seen(2),
+        "the later listing replaces the earlier"
+    );
+    assert_eq!(found[&ids[128]], seen(1));
+    assert!(!found.contains_key(&ids[1]));
+    assert!(store
+        .get_seen(&migration("synother"), &ids)
+        .await
+        .unwrap()
+        .is_empty());
 }
 
 async fn reindexing_never_overwrites_a_later_state<S: StateStore>(store: &S) {
@@ -784,6 +814,7 @@ async fn conformance<S: StateStore>(store: &S) {
         lock_is_exclusive_expires_and_is_released_by_its_owner_only(store).await;
         runs_open_once_and_count_atomically(store).await;
         frontier_round_trips_and_is_bounded(store).await;
+        settled_listings_round_trip_in_batches(store).await;
         reindexing_never_overwrites_a_later_state(store).await;
         transitions_are_conditional_and_leases_expire(store).await;
         concurrent_claims_have_one_winner(store).await;

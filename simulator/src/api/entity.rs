@@ -268,6 +268,12 @@ pub async fn children(
             version_number: e.latest().map(|v| v.number),
             version_label: e.latest().map(|v| v.label.clone()),
             is_latest_version: e.latest().map(|_| true),
+            // `NodeDAOImpl.ENTITY_HEADER_ROWMAPPER`: the current revision's MODIFIED_ON.
+            modified_on: Some(
+                e.latest()
+                    .map_or(&e.modified_on, |v| &v.modified_on)
+                    .clone(),
+            ),
         })
         .collect();
     let next = offset + limit;

@@ -15,13 +15,14 @@ use super::{CopyJob, ItemOutcome};
 use crate::context::{now, RunContext, Services};
 use crate::copy::{CopyRequest, EngineKind, EngineState};
 use crate::state::{
-    CopyStatus, ItemError, ItemKey, ItemRecord, ItemStatus, RunCounters, StatusName,
+    CopyStatus, ItemError, ItemKey, ItemRecord, ItemStatus, RunCounters, SeenFile, StatusName,
 };
 use crate::{Error, Result};
 
 pub mod update;
 
-use update::{update_entity, EntityUpdate};
+use super::index::walk::walk_scope;
+use update::{update_entity, EntityUpdate, UpdateOutcome};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -391,6 +392,22 @@ async fn migrate_item(
         .store
         .transition_item(&ctx.migration, &item.key, &t)
         .await?;
+    // The new version is what the next run's listing shows: unchanged, it need not be read.
+    if let UpdateOutcome::Updated {
+        version: Some(version),
+        modified_on: Some(modified_on),
+    } = outcome
+    {
+        let seen = SeenFile {
+            version,
+            modified_on,
+            scope: walk_scope(ctx.run),
+        };
+        let entity = &item.key.entity_id;
+        if let Err(error) = services.store.put_seen(&ctx.migration, entity, &seen).await {
+            tracing::warn!(%entity, %error, "could not record the migrated file's listing");
+        }
+    }
     ctx.count(RunCounters {
         by_status: BTreeMap::from([(StatusName::Migrated, 1)]),
         bytes_copied: 0,

@@ -38,8 +38,11 @@ const MAX_SWAP_ATTEMPTS: u32 = 3;
 /// What the update found and did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum UpdateOutcome {
-    /// The entity was written; for `new`, the version created.
-    Updated { version: Option<i64> },
+    /// The entity was written; for `new`, the version created and its `modifiedOn`.
+    Updated {
+        version: Option<i64>,
+        modified_on: Option<String>,
+    },
     /// The entity already pointed into the destination; nothing was written.
     AlreadyDone,
 }
@@ -127,6 +130,7 @@ async fn put_new_version(
     match seen {
         Seen::Source => Ok(UpdateOutcome::Updated {
             version: entity.version_number,
+            modified_on: entity.modified_on,
         }),
         Seen::Other(current) => {
             already_in_destination(client, update, current.as_deref(), None).await
@@ -169,7 +173,12 @@ async fn swap_version(client: &SynapseClient, update: EntityUpdate<'_>) -> Resul
             .put_version_file_handle(entity_id, version, &swap)
             .await
         {
-            Ok(()) => return Ok(UpdateOutcome::Updated { version: None }),
+            Ok(()) => {
+                return Ok(UpdateOutcome::Updated {
+                    version: None,
+                    modified_on: None,
+                })
+            }
             Err(SynapseError::Conflict { reason }) => reason,
             Err(error) => return Err(error.into()),
         };

@@ -8,7 +8,13 @@
 //! The frontier is a stack of containers with their page tokens. A page's sub-folders are pushed
 //! above their parent, so they are walked before the parent's next page: the stack holds at most
 //! one page of folders per level, whatever the project's width.
+//!
+//! A re-run reads only what may have changed: a file whose current version and `modifiedOn` in
+//! the listing are those recorded when it was last settled (migrated by us, found in the
+//! destination, or skipped; [`SeenFile`]) is counted unchanged without reading its bundle. Any
+//! update touches `modifiedOn` (`NodeDAOImpl.touch`), a new file handle makes a new version.
 
+use std::collections::BTreeMap;
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
@@ -20,7 +26,8 @@ use crate::config::FileVersionStrategy;
 use crate::context::{now, RunContext, Services};
 use crate::error::types;
 use crate::state::{
-    ItemError, ItemKey, ItemRecord, ItemStatus, PutOutcome, RunCounters, SkipReason, StatusName,
+    ItemError, ItemKey, ItemRecord, ItemStatus, PutOutcome, RunCounters, SeenFile, SkipReason,
+    StatusName,
 };
 use crate::{Error, Result};
 
@@ -67,7 +74,7 @@ impl Frontier {
 
 /// The options that decide which items a walk writes: a walk made with others cannot be
 /// continued.
-fn walk_scope(run: &RunContext) -> String {
+pub(crate) fn walk_scope(run: &RunContext) -> String {
     let options = &run.options;
     serde_json::json!([
         options.file_version_strategy,
@@ -75,6 +82,38 @@ fn walk_scope(run: &RunContext) -> String {
         options.sanitize_file_names
     ])
     .to_string()
+}
+
+/// The listing that would mark `file` settled, when the strategy lets a listing stand for the
+/// file: `new` and `latest` look at the current version only; `all` must list every version.
+fn settled_listing(run: &RunContext, file: &EntityHeader) -> Option<SeenFile> {
+    if run.options.file_version_strategy == FileVersionStrategy::All {
+        return None;
+    }
+    Some(SeenFile {
+        version: file.version_number?,
+        modified_on: file.modified_on.clone()?,
+        scope: walk_scope(run),
+    })
+}
+
+/// The settled listings recorded for the files of a page (one batch read).
+async fn settled_files(
+    services: &Services,
+    run: &RunContext,
+    page: &[EntityHeader],
+) -> Result<BTreeMap<String, SeenFile>> {
+    let files: Vec<String> = page
+        .iter()
+        .filter(|child| {
+            child.kind == concrete::FILE_ENTITY && settled_listing(run, child).is_some()
+        })
+        .map(|child| child.id.clone())
+        .collect();
+    if files.is_empty() {
+        return Ok(BTreeMap::new());
+    }
+    Ok(services.store.get_seen(&run.migration()?, &files).await?)
 }
 
 /// This run's frontier: its own, or the unfinished one of an earlier run with the same scope,
@@ -160,10 +199,17 @@ pub async fn walk(
             })
             .await?;
         let mut folders = Vec::new();
+        let seen = settled_files(services, run, &page.page).await?;
         for child in &page.page {
             if child.kind == concrete::FOLDER {
                 folders.push(child.id.clone());
             } else if child.kind == concrete::FILE_ENTITY {
+                let listed = settled_listing(run, child);
+                if listed.is_some() && seen.get(&child.id) == listed.as_ref() {
+                    // Settled, and its listing unchanged since: nothing to read or write.
+                    counts.unchanged += 1;
+                    continue;
+                }
                 let items = match file_items(services, run, child).await {
                     Ok(items) => items,
                     // One unreadable file must not stop the walk: it is reported instead.
@@ -173,6 +219,12 @@ pub async fn walk(
                     }
                     Err(error) => return Err(error),
                 };
+                let settled = items.iter().all(|item| {
+                    matches!(
+                        item.status,
+                        ItemStatus::AlreadyMigrated | ItemStatus::Skipped { .. }
+                    )
+                });
                 for item in items {
                     let status = item.status.name();
                     match store
@@ -185,6 +237,9 @@ pub async fn walk(
                             *delta.by_status.entry(status).or_default() += 1;
                         }
                     }
+                }
+                if let Some(listed) = listed.filter(|_| settled) {
+                    store.put_seen(&migration, &child.id, &listed).await?;
                 }
             }
         }

@@ -212,6 +212,60 @@ impl StateStore for DynamoStore {
             .transpose()?)
     }
 
+    async fn get_seen(
+        &self,
+        migration: &MigrationKey,
+        entity_ids: &[String],
+    ) -> Result<BTreeMap<String, SeenFile>, StateError> {
+        let mut seen = BTreeMap::new();
+        for chunk in entity_ids.chunks(BATCH_GET_KEYS) {
+            let keys = chunk
+                .iter()
+                .map(|id| {
+                    HashMap::from([
+                        (PK.to_owned(), s(migration.pk())),
+                        (SK.to_owned(), s(seen_sk(id))),
+                    ])
+                })
+                .collect();
+            for attrs in self.batch_get(keys).await? {
+                let reader = Reader { attrs: &attrs };
+                let entity = reader.s("entityId")?.to_owned();
+                seen.insert(
+                    entity,
+                    SeenFile {
+                        version: reader.n("version")?,
+                        modified_on: reader.s("modifiedOn")?.to_owned(),
+                        scope: reader.s("scope")?.to_owned(),
+                    },
+                );
+            }
+        }
+        Ok(seen)
+    }
+
+    async fn put_seen(
+        &self,
+        migration: &MigrationKey,
+        entity_id: &str,
+        seen: &SeenFile,
+    ) -> Result<(), StateError> {
+        check_id("entity id", entity_id)?;
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .item(PK, s(migration.pk()))
+            .item(SK, s(seen_sk(entity_id)))
+            .item("entityId", s(entity_id))
+            .item("version", n(seen.version))
+            .item("modifiedOn", s(&seen.modified_on))
+            .item("scope", s(&seen.scope))
+            .send()
+            .await
+            .map_err(|e| service_error("PutItem", e))?;
+        Ok(())
+    }
+
     async fn put_item(
         &self,
         migration: &MigrationKey,
