@@ -66,10 +66,12 @@ fn synapse_faults() -> FaultConfig {
     }
 }
 
-/// S3's faults: 30% of the copies and 20-40% of the completions. At most two in a row for one
-/// request: the SDK makes three attempts, the Synapse engine presigns a part four times. With
-/// the Synapse engine the completions are the simulator's own (Synapse's), so no error body
-/// there: forwarded first, it would leave the simulator's retry facing NoSuchUpload.
+/// S3's faults: 30% of the copies and 20-40% of the completions. At most three in a row for one
+/// request against the direct engine (its S3 client makes eight attempts; with the SDK's three,
+/// three in a row left files ERRORED). With the Synapse engine the completions are the
+/// simulator's own (Synapse's, whose S3 client makes three attempts), so at most two in a row
+/// there and no error body: forwarded first, it would leave the simulator's retry facing
+/// NoSuchUpload.
 fn s3_faults(copy_mode: &str) -> S3FaultConfig {
     let direct = copy_mode == "direct";
     S3FaultConfig {
@@ -82,7 +84,7 @@ fn s3_faults(copy_mode: &str) -> S3FaultConfig {
             slow_down: 0.2,
             error_body: if direct { 0.2 } else { 0.0 },
         },
-        max_in_a_row: 3,
+        max_in_a_row: if direct { 3 } else { 2 },
         hold_expiring: Some(Duration::from_secs(60)),
     }
 }
