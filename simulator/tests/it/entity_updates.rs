@@ -612,3 +612,63 @@ async fn version_listing_and_bundles_follow_the_server() {
     assert_eq!(bobs["fileHandles"], json!([]));
     sim.shutdown().await;
 }
+
+/// The version number and `modifiedOn` the children listing shows for file `id` under `parent`.
+async fn listed(api: &Api, parent: &str, id: &str) -> (Value, Value) {
+    let body = json!({"parentId": parent, "includeTypes": ["file"]});
+    let (status, page) = api.post("/entity/children", body).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    let header = page["page"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["id"] == id)
+        .unwrap_or_else(|| panic!("{id} is not listed: {page}"))
+        .clone();
+    (
+        header["versionNumber"].clone(),
+        header["modifiedOn"].clone(),
+    )
+}
+
+/// The children listing shows each file's current version with that version's `modifiedOn`
+/// (`NodeDAOImpl.ENTITY_HEADER_ROWMAPPER` reads the current revision's MODIFIED_ON), and every
+/// change moves it (`NodeDAOImpl.touch` stamps the current revision): a swap of an older
+/// version's handle as much as a new version. A re-run trusts this to skip unchanged files.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn children_show_the_current_versions_modified_on_and_every_change_moves_it() {
+    let sim = start(&small_fixture()).await;
+    let alice = Api::new(&sim, Some("alice-token"));
+    let id = sim.entity_id("P/multi.txt").unwrap();
+    let (_, entity) = alice.get(&format!("/entity/{id}")).await;
+    let parent = entity["parentId"].as_str().unwrap().to_owned();
+    let (version, first) = listed(&alice, &parent, &id).await;
+    assert_eq!(version, entity["versionNumber"]);
+    assert_eq!(first, entity["modifiedOn"]);
+    assert!(first.is_string(), "{first}");
+
+    // An older version's handle swapped: same version listed, a later modifiedOn.
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    let (_, v1) = alice.get(&format!("/entity/{id}/version/1")).await;
+    let same = in_destination(&sim, &alice, "dest/m/one.txt", b"one\n").await;
+    let swap = json!({"oldFileHandleId": v1["dataFileHandleId"], "newFileHandleId": same});
+    let (status, body) = alice
+        .put(&format!("/entity/{id}/version/1/filehandle"), swap)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (after_version, after_swap) = listed(&alice, &parent, &id).await;
+    assert_eq!(after_version, version);
+    assert_ne!(after_swap, first);
+
+    // New bytes: a new version, listed with its own modifiedOn.
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    let (_, entity) = alice.get(&format!("/entity/{id}")).await;
+    let other = in_destination(&sim, &alice, "dest/m/new.txt", b"new bytes\n").await;
+    let (status, body) = put_with_handle(&alice, &id, &entity, &other).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (new_version, after_put) = listed(&alice, &parent, &id).await;
+    assert_eq!(new_version, json!(version.as_i64().unwrap() + 1));
+    assert_eq!(after_put, body["modifiedOn"]);
+    assert_ne!(after_put, after_swap);
+    sim.shutdown().await;
+}
