@@ -5,7 +5,7 @@
 
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 
-use crate::context::{put_object, Services};
+use crate::context::Services;
 use crate::{Error, Result};
 
 /// Part size of a large artifact: above S3's 5 MiB minimum, a few per 10^5 report rows.
@@ -75,14 +75,27 @@ impl<'a> ArtifactWriter<'a> {
     /// Writes what is left and makes the artifact visible.
     pub async fn finish(mut self) -> Result<()> {
         if self.upload_id.is_none() {
-            let body = std::mem::take(&mut self.buffer);
-            return put_object(self.services, &self.key, body, self.content_type).await;
+            return self.put_whole().await;
         }
         let result = self.complete().await;
         if result.is_err() {
             self.abort().await;
         }
         result
+    }
+
+    /// A small artifact: one PutObject.
+    async fn put_whole(&mut self) -> Result<()> {
+        let (s3, bucket) = (&self.services.s3, &self.services.bucket);
+        s3.put_object()
+            .bucket(bucket)
+            .key(&self.key)
+            .content_type(self.content_type)
+            .body(std::mem::take(&mut self.buffer).into())
+            .send()
+            .await
+            .map(drop)
+            .map_err(|e| s3_failure("PutObject", &self.key, bucket, e))
     }
 
     async fn upload_part(&mut self) -> Result<()> {

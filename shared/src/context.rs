@@ -18,7 +18,7 @@ use crate::copy::{DirectEngine, EngineConfig, Engines, SynapseEngine};
 use crate::stages::plan::units::UnitLimits;
 use crate::state::{EpochSeconds, MigrationKey, StateStore};
 use crate::synapse::SynapseClient;
-use crate::{Error, Result};
+use crate::Result;
 
 /// Items listed per state store page.
 pub(crate) const LIST_PAGE: u32 = 500;
@@ -189,6 +189,18 @@ pub struct RunContext {
 }
 
 impl RunContext {
+    /// The options that decide which items a walk writes: a walk made (or a file settled)
+    /// under others must be done again.
+    pub(crate) fn walk_scope(&self) -> String {
+        let options = &self.options;
+        serde_json::json!([
+            options.file_version_strategy,
+            options.source_storage_location_ids,
+            options.sanitize_file_names
+        ])
+        .to_string()
+    }
+
     pub fn migration(&self) -> Result<MigrationKey> {
         Ok(MigrationKey::new(
             &self.project_id,
@@ -223,30 +235,4 @@ impl RunContext {
     pub fn orphaned_copies_key(&self) -> String {
         format!("runs/{}/orphaned-copies.csv", self.run_id)
     }
-}
-
-/// Writes one object to the manifests-and-reports bucket.
-pub(crate) async fn put_object(
-    services: &Services,
-    key: &str,
-    body: Vec<u8>,
-    content_type: &str,
-) -> Result<()> {
-    services
-        .s3
-        .put_object()
-        .bucket(&services.bucket)
-        .key(key)
-        .content_type(content_type)
-        .body(body.into())
-        .send()
-        .await
-        .map(drop)
-        .map_err(|e| {
-            Error::Transient(format!(
-                "cannot write s3://{}/{key}: {}",
-                services.bucket,
-                aws_sdk_s3::error::DisplayErrorContext(&e)
-            ))
-        })
 }

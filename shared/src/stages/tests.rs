@@ -431,16 +431,16 @@ fn payloads_are_camel_case_and_keys_are_per_run() {
 async fn init_refuses_a_fan_out_above_the_deployments_ceiling() {
     let mut services = services(Arc::new(MemoryStore::new()));
     services.tuning.max_concurrency_ceiling = 5;
-    let input = |max_concurrency| InitInput {
+    let input = InitInput {
         project_id: "syn1".into(),
         destination_storage_location_id: 7001,
         execution_name: "run-1".into(),
         options: MigrationOptions {
-            max_concurrency,
+            max_concurrency: 6,
             ..MigrationOptions::default()
         },
     };
-    let refused = init(&services, input(6)).await.unwrap_err();
+    let refused = init(&services, input).await.unwrap_err();
     assert!(
         matches!(&refused, Error::InvalidInput(m) if m.contains("ceiling of 5")),
         "{refused}"

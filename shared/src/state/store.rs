@@ -112,7 +112,8 @@ pub trait StateStore: Send + Sync {
         migration: &MigrationKey,
     ) -> Result<Option<SavedFrontier>, StateError>;
 
-    /// The settled listings of the given file entities (those that have one).
+    /// The settled listings of the given file entities (those that have one); no request when
+    /// `entity_ids` is empty.
     async fn get_seen(
         &self,
         migration: &MigrationKey,

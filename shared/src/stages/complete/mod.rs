@@ -21,7 +21,6 @@ use crate::{Error, Result};
 
 pub mod update;
 
-use super::index::walk::walk_scope;
 use update::{update_entity, EntityUpdate, UpdateOutcome};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -401,7 +400,7 @@ async fn migrate_item(
         let seen = SeenFile {
             version,
             modified_on,
-            scope: walk_scope(ctx.run),
+            scope: ctx.run.walk_scope(),
         };
         let entity = &item.key.entity_id;
         if let Err(error) = services.store.put_seen(&ctx.migration, entity, &seen).await {

@@ -53,7 +53,7 @@ pub struct Frontier {
     /// Containers to list; the last one is listed next.
     pub stack: Vec<Cursor>,
     pub done: bool,
-    /// The options that decide which items the walk writes ([`walk_scope`]).
+    /// The options that decide which items the walk writes ([`RunContext::walk_scope`]).
     #[serde(default)]
     pub scope: String,
 }
@@ -72,54 +72,33 @@ impl Frontier {
     }
 }
 
-/// The options that decide which items a walk writes: a walk made with others cannot be
-/// continued.
-pub(crate) fn walk_scope(run: &RunContext) -> String {
-    let options = &run.options;
-    serde_json::json!([
-        options.file_version_strategy,
-        options.source_storage_location_ids,
-        options.sanitize_file_names
-    ])
-    .to_string()
-}
-
-/// The listing that would mark `file` settled, when the strategy lets a listing stand for the
-/// file: `new` and `latest` look at the current version only; `all` must list every version.
-fn settled_listing(run: &RunContext, file: &EntityHeader) -> Option<SeenFile> {
-    if run.options.file_version_strategy == FileVersionStrategy::All {
-        return None;
-    }
-    Some(SeenFile {
-        version: file.version_number?,
-        modified_on: file.modified_on.clone()?,
-        scope: walk_scope(run),
-    })
-}
-
-/// The settled listings recorded for the files of a page (one batch read).
-async fn settled_files(
-    services: &Services,
+/// The files of a page whose listing can stand for them, with that listing: `new` and `latest`
+/// look at the current version only; `all` must list every version, so none of its files.
+fn listings<'a>(
     run: &RunContext,
-    page: &[EntityHeader],
-) -> Result<BTreeMap<String, SeenFile>> {
-    let files: Vec<String> = page
-        .iter()
-        .filter(|child| {
-            child.kind == concrete::FILE_ENTITY && settled_listing(run, child).is_some()
-        })
-        .map(|child| child.id.clone())
-        .collect();
-    if files.is_empty() {
-        return Ok(BTreeMap::new());
+    page: &'a [EntityHeader],
+    scope: &str,
+) -> BTreeMap<&'a str, SeenFile> {
+    if run.options.file_version_strategy == FileVersionStrategy::All {
+        return BTreeMap::new();
     }
-    Ok(services.store.get_seen(&run.migration()?, &files).await?)
+    page.iter()
+        .filter(|child| child.kind == concrete::FILE_ENTITY)
+        .filter_map(|file| {
+            let listing = SeenFile {
+                version: file.version_number?,
+                modified_on: file.modified_on.clone()?,
+                scope: scope.to_owned(),
+            };
+            Some((file.id.as_str(), listing))
+        })
+        .collect()
 }
 
 /// This run's frontier: its own, or the unfinished one of an earlier run with the same scope,
 /// or a new one.
-async fn frontier_of(services: &Services, run: &RunContext) -> Result<Frontier> {
-    let scope = walk_scope(run);
+async fn frontier_of(services: &Services, run: &RunContext, scope: &str) -> Result<Frontier> {
+    let scope = scope.to_owned();
     let Some(saved) = services.store.load_frontier(&run.migration()?).await? else {
         return Ok(Frontier::start(&run.project_id, scope));
     };
@@ -177,7 +156,8 @@ pub async fn walk(
 ) -> Result<IndexOutcome> {
     let migration = run.migration()?;
     let store = &services.store;
-    let mut frontier = frontier_of(services, run).await?;
+    let scope = run.walk_scope();
+    let mut frontier = frontier_of(services, run, &scope).await?;
     let mut counts = IndexCounts::default();
     let mut delta = RunCounters::default();
     while !frontier.done && (counts.pages == 0 || Instant::now() < deadline) {
@@ -199,13 +179,16 @@ pub async fn walk(
             })
             .await?;
         let mut folders = Vec::new();
-        let seen = settled_files(services, run, &page.page).await?;
+        let listed = listings(run, &page.page, &scope);
+        let ids: Vec<String> = listed.keys().map(|id| (*id).to_owned()).collect();
+        // No request when the page has no such file (an empty batch asks for nothing).
+        let seen = store.get_seen(&migration, &ids).await?;
         for child in &page.page {
             if child.kind == concrete::FOLDER {
                 folders.push(child.id.clone());
             } else if child.kind == concrete::FILE_ENTITY {
-                let listed = settled_listing(run, child);
-                if listed.is_some() && seen.get(&child.id) == listed.as_ref() {
+                let listed = listed.get(child.id.as_str());
+                if listed.is_some() && seen.get(&child.id) == listed {
                     // Settled, and its listing unchanged since: nothing to read or write.
                     counts.unchanged += 1;
                     continue;
@@ -239,7 +222,7 @@ pub async fn walk(
                     }
                 }
                 if let Some(listed) = listed.filter(|_| settled) {
-                    store.put_seen(&migration, &child.id, &listed).await?;
+                    store.put_seen(&migration, &child.id, listed).await?;
                 }
             }
         }

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::artifacts::ArtifactWriter;
-use crate::context::{now, put_object, RunContext, Services, LIST_PAGE};
+use crate::context::{now, RunContext, Services, LIST_PAGE};
 use crate::state::{copies_where, ItemRecord, RunCounters, RunStatus, StatusName};
 use crate::Result;
 
@@ -236,19 +236,22 @@ async fn report_orphaned_copies(services: &Services, run: &RunContext, at: i64) 
     if listed.is_empty() {
         return Ok(Orphans::default());
     }
-    let mut csv = format!("{ORPHANED_COPIES_HEADER}\n");
+    let key = run.orphaned_copies_key();
+    let mut csv = ArtifactWriter::new(services, key.clone(), "text/csv");
+    csv.write(format!("{ORPHANED_COPIES_HEADER}\n").as_bytes())
+        .await?;
     let mut orphans = Orphans::default();
     for copy in &listed {
-        csv.push_str(&orphaned_copy_row(copy));
+        let mut rows = orphaned_copy_row(copy);
         orphans.copies += u64::from(copy.is_orphaned());
         orphans.handles += u64::from(copy.unrecorded_handles());
         if let Some(upload) = unfinished_upload(copy, run, at) {
             orphans.uploads += 1;
-            csv.push_str(&self::csv::note_row(copy, &upload_note(&upload)));
+            rows.push_str(&self::csv::note_row(copy, &upload_note(&upload)));
         }
+        csv.write(rows.as_bytes()).await?;
     }
-    let key = run.orphaned_copies_key();
-    put_object(services, &key, csv.into_bytes(), "text/csv").await?;
+    csv.finish().await?;
     tracing::warn!(copies = orphans.copies, handles = orphans.handles, uploads = orphans.uploads,
                    %key, "copies no entity points at, handles no record names, unfinished uploads");
     orphans.key = Some(key);
