@@ -224,6 +224,13 @@ impl RunContext {
         format!("{}/{unit_id}", self.run_id)
     }
 
+    /// Whether a lease owner is one of this run's units.
+    pub(crate) fn owns(&self, lease_owner: &str) -> bool {
+        lease_owner
+            .strip_prefix(&self.run_id)
+            .is_some_and(|rest| rest.starts_with('/'))
+    }
+
     pub fn manifest_key(&self) -> String {
         format!("runs/{}/manifest.json", self.run_id)
     }

@@ -446,3 +446,11 @@ async fn init_refuses_a_fan_out_above_the_deployments_ceiling() {
         "{refused}"
     );
 }
+
+#[test]
+fn a_run_owns_its_units_leases_only() {
+    let run = run();
+    assert!(run.owns(&run.unit_owner("unit-000001")));
+    assert!(!run.owns("run-22/unit-000001"));
+    assert!(!run.owns("run-2"));
+}

@@ -183,12 +183,20 @@ impl DynamoStore {
         Ok(output.item)
     }
 
-    /// BatchGetItem of at most [`BATCH_GET_KEYS`] keys (strongly consistent), asking again for
-    /// the keys DynamoDB leaves unprocessed; the records found, in no order.
+    /// BatchGetItem of at most [`BATCH_GET_KEYS`] keys (strongly consistent), asking again with
+    /// backoff for the keys DynamoDB leaves unprocessed (it does so when throttled), a bounded
+    /// number of times; the records found, in no order.
     async fn batch_get(&self, keys: Vec<Attrs>) -> Result<Vec<Attrs>, StateError> {
+        const ROUNDS: u32 = 8;
         let mut found = Vec::new();
         let mut pending = keys;
-        while !pending.is_empty() {
+        for round in 0..ROUNDS {
+            if pending.is_empty() {
+                return Ok(found);
+            }
+            if round > 0 {
+                tokio::time::sleep(Duration::from_millis(50 << round)).await;
+            }
             let request = KeysAndAttributes::builder()
                 .set_keys(Some(std::mem::take(&mut pending)))
                 .consistent_read(true)
@@ -204,14 +212,20 @@ impl DynamoStore {
             if let Some(mut responses) = output.responses {
                 found.extend(responses.remove(&self.table).unwrap_or_default());
             }
-            if let Some(mut unprocessed) = output.unprocessed_keys {
-                if let Some(left) = unprocessed.remove(&self.table) {
-                    pending = left.keys;
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
+            if let Some(left) = output
+                .unprocessed_keys
+                .and_then(|mut unprocessed| unprocessed.remove(&self.table))
+            {
+                pending = left.keys;
             }
         }
-        Ok(found)
+        if pending.is_empty() {
+            return Ok(found);
+        }
+        Err(StateError::Throttled(format!(
+            "BatchGetItem left {} keys unprocessed after {ROUNDS} rounds",
+            pending.len()
+        )))
     }
 
     /// A conditional UpdateItem returning the new record, or `None` if the condition failed.

@@ -20,11 +20,10 @@ pub(super) fn unfinished_upload(
     run: &RunContext,
     at: EpochSeconds,
 ) -> Option<EngineState> {
-    let ours = run.unit_owner("");
     let held = copy
         .lease
         .as_ref()
-        .is_some_and(|l| l.expires_at > at && !l.owner.starts_with(&ours));
+        .is_some_and(|l| l.expires_at > at && !run.owns(&l.owner));
     if copy.status != CopyStatus::Copying || held {
         return None;
     }
