@@ -16,7 +16,8 @@
 #     - the schedule's execution input is JSON whose fields the Init input and the migration
 #       options (shared/src/stages/init.rs, shared/src/config.rs) accept;
 #     - the longest timeout of the functions that take leases is the one the lease length is
-#       made from (LEASED_FUNCTION_TIMEOUT_SECONDS in shared/src/context.rs).
+#       made from (LEASED_FUNCTION_TIMEOUT_SECONDS in shared/src/context.rs);
+#     - every variable the functions' environment sets is read by name in the Rust sources.
 # No AWS account is needed: dummy credentials and a fixed region keep every tool offline.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -310,6 +311,22 @@ leasing = {name: functions.get(name, {}).get("Properties", {}).get("Timeout", gl
 if max(t or 0 for t in leasing.values()) != leased_timeout:
     problems.append(f"the copy functions' timeouts {leasing} must top out at "
                     f"LEASED_FUNCTION_TIMEOUT_SECONDS = {leased_timeout} (context.rs), which sets the lease")
+
+# ---- The functions' environment versus what they read ----
+# A variable the template sets that no function reads is a setting with no effect (a typo, say).
+read_by_functions = ""
+for src in [rust_src] + [os.path.join(template_dir, "functions", d, "src")
+                         for d in sorted(os.listdir(os.path.join(template_dir, "functions")))]:
+    for folder, _, names in os.walk(src):
+        for name in names:
+            if name.endswith(".rs"):
+                with open(os.path.join(folder, name), encoding="utf-8") as f:
+                    read_by_functions += f.read()
+variables = template.get("Globals", {}).get("Function", {}).get("Environment", {}).get("Variables", {})
+for variable in sorted(variables):
+    # RUST_LOG is read by tracing-subscriber's EnvFilter, not by name in our code.
+    if variable != "RUST_LOG" and f'"{variable}"' not in read_by_functions:
+        problems.append(f"Globals sets {variable}, which no function reads (no \"{variable}\" in the Rust sources)")
 
 if problems:
     print("check-template: FAILED", file=sys.stderr)
