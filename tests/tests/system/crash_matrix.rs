@@ -22,7 +22,7 @@ use synmigrate::state::dynamo::DynamoStore;
 use synmigrate::state::{MigrationKey, StateStore, StatusName};
 use synmigrate_local::{LocalDeployment, LocalOptions};
 
-use super::end_to_end::{
+use super::common::{
     bounded, handle_md5, handles, input_with, items, latest_handle, project, run_to_end, snapshots,
     DEST, MIB,
 };

@@ -19,7 +19,7 @@ use synmigrate::state::StatusName;
 use synmigrate_local::{LocalDeployment, LocalOptions};
 use synmigrate_testkit::{AwsStack, FaultRates, S3FaultConfig, S3FaultCounts, S3FaultProxy};
 
-use super::end_to_end::{
+use super::common::{
     bounded, handle_md5, handles, input_with, items, latest_handle, project, run_to_end, snapshots,
     DEST, MIB,
 };

@@ -1,6 +1,8 @@
 //! The whole-system tests as one test binary (one link instead of one per file): the end-to-end
-//! runs, and the official client against the simulator with its `differential` submodule.
+//! runs, the crash matrix and the fault storm (sharing `common`), and the official client against
+//! the simulator with its `differential` submodule.
 
+mod common;
 mod crash_matrix;
 mod end_to_end;
 mod fault_storm;
