@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 NEXTEST_PROFILE ?= $(if $(CI),ci,default)
 
-.PHONY: test venv sam-build template-check fmt-check clippy tests stack clean-venv demo bench
+.PHONY: test venv sam-build template-check fmt-check clippy tests stack clean-venv demo bench scale
 
 ## test: install what the tests need, then the template checks, rustfmt check, clippy -D warnings, and every test
 test: venv template-check fmt-check clippy tests sam-build
@@ -46,7 +46,15 @@ demo:
 ##        markdown tables. Not part of `make test`.
 bench: venv
 	$(CARGO) build --workspace --bins --locked  # the state machine runs the function binaries
-	$(CARGO) run --locked -p synmigrate-bench
+	$(CARGO) run --locked -p synmigrate-bench --bin synmigrate-bench
+
+## scale: each stage as the real function process on generated projects of SCALE_FILES tiny files
+##        (default 10000,100000; a fresh deployment each): wall time, peak RSS, Synapse calls,
+##        DynamoDB and S3 requests per stage, projected to 10^6 and 10^7 files, 1 TB and 100 TB
+##        (hours, transitions, GB-s, requests, dollars); prints markdown tables. Not part of `make test`.
+scale: venv
+	$(CARGO) build --workspace --bins --locked  # the stages run the function binaries
+	$(CARGO) run --locked -p synmigrate-bench --bin synmigrate-scale
 
 ## stack: the local AWS stack and the Synapse simulator with the sample project (Ctrl-C stops both)
 stack: venv

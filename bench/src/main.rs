@@ -16,12 +16,9 @@ use synapse_sim::{Fixture, ThrottleConfig};
 use synmigrate_local::{LocalDeployment, LocalOptions};
 use synmigrate_testkit::workspace_root;
 
-mod projects;
-mod report;
-mod runs;
-
-use projects::{Kind, Projects};
-use runs::{Tool, MAX_CONCURRENCY, STRATEGY, SYNMIGRATE_BUDGET};
+use synmigrate_bench::projects::{Kind, Projects};
+use synmigrate_bench::report;
+use synmigrate_bench::runs::{self, Tool, MAX_CONCURRENCY, STRATEGY, SYNMIGRATE_BUDGET};
 
 #[derive(Parser)]
 #[command(about = "The official client against synmigrate on one throttled Synapse simulator")]

@@ -108,14 +108,20 @@ fn add_generated_owner(fixture: &mut Fixture) {
 }
 
 fn shrink(nodes: &mut [NodeSpec]) {
+    shrink_files(nodes, MIN_SMALL_FILE, MAX_SMALL_FILE);
+}
+
+/// Makes every generated file's size fall in `min..max` (the generator's size, modulo the range),
+/// keeping each file's seed.
+pub fn shrink_files(nodes: &mut [NodeSpec], min: u64, max: u64) {
     for node in nodes {
         match node {
-            NodeSpec::Folder { children, .. } => shrink(children),
+            NodeSpec::Folder { children, .. } => shrink_files(children, min, max),
             NodeSpec::File { versions, .. } => {
                 for version in versions {
                     if let VersionSpec::Own(handle) = version {
                         if let Some(Content::Generated { size, .. }) = &mut handle.content {
-                            *size = MIN_SMALL_FILE + *size % (MAX_SMALL_FILE - MIN_SMALL_FILE);
+                            *size = min + *size % (max - min).max(1);
                         }
                     }
                 }
@@ -139,7 +145,8 @@ fn rename_shared(nodes: &mut [NodeSpec], tag: &str) {
     }
 }
 
-fn count_files(project: &ProjectSpec) -> usize {
+/// Files of a project, in every folder.
+pub fn count_files(project: &ProjectSpec) -> usize {
     fn count(nodes: &[NodeSpec]) -> usize {
         nodes
             .iter()

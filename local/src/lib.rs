@@ -402,6 +402,12 @@ impl LocalDeployment {
         self.host.running_instances(function)
     }
 
+    /// The process ids of one function's running processes (the scale benchmark reads their
+    /// peak memory from `/proc`).
+    pub fn function_pids(&self, function: &str) -> Vec<u32> {
+        self.host.process_ids(function)
+    }
+
     /// What a CLI needs to reach this deployment, as environment variables.
     pub fn env_vars(&self) -> Vec<(String, String)> {
         let mut env = self.stack.env_vars();

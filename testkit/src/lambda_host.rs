@@ -319,6 +319,20 @@ impl LambdaHost {
     pub fn running_instances(&self, name: &str) -> usize {
         self.functions.get(name).map_or(0, |f| f.live_processes())
     }
+
+    /// The operating system ids of a function's running processes (to read their memory use
+    /// from `/proc`, as the scale benchmark does).
+    pub fn process_ids(&self, name: &str) -> Vec<u32> {
+        let Some(function) = self.functions.get(name) else {
+            return Vec::new();
+        };
+        function.live_processes();
+        let processes = function.processes.lock().expect("process list lock");
+        processes
+            .iter()
+            .filter_map(|(child, _)| child.id())
+            .collect()
+    }
 }
 
 impl Drop for LambdaHost {

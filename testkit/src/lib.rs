@@ -6,6 +6,7 @@
 //! input closes, so a test process that dies does not leave a server behind.
 //!
 //! [`S3FaultProxy`] stands between the functions and the local S3, injecting seeded S3 faults.
+//! [`AwsCountingProxy`] stands between the functions and the whole stack, counting their requests.
 //!
 //! [`official_client`] runs the pinned official client's `synapse migrate` (the system tests and
 //! the benchmark).
@@ -19,9 +20,11 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context};
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 
+mod aws_counter;
 mod lambda_host;
 pub mod official_client;
 mod s3_faults;
+pub use aws_counter::{AwsCountingProxy, AwsCounts};
 pub use lambda_host::{FunctionSpec, LambdaHost};
 pub use s3_faults::{FaultRates, S3FaultConfig, S3FaultCounts, S3FaultProxy};
 

@@ -1,0 +1,420 @@
+//! The projection: per-file costs measured at the largest size, the functions' memory from
+//! `template.yaml`, the state transitions counted on `statemachine/`'s definition, stated list
+//! prices and a stated copy throughput, applied to bigger projects.
+
+use std::collections::BTreeMap;
+
+use anyhow::Context;
+use serde_json::Value;
+use synmigrate::stages::Tuning;
+use synmigrate_bench::runs::MAX_CONCURRENCY;
+use synmigrate_testkit::workspace_root;
+
+use crate::measure::{SizeRun, Stage};
+use crate::Args;
+
+/// us-east-1 list prices (x86 Lambda), USD.
+pub struct Prices {
+    pub transition: f64,
+    pub gb_second: f64,
+    pub lambda_request: f64,
+    pub write_unit: f64,
+    pub read_unit: f64,
+    pub s3_put_class: f64,
+    pub s3_get_class: f64,
+}
+
+pub const PRICES: Prices = Prices {
+    transition: 0.025 / 1_000.0,
+    gb_second: 0.000_016_666_7,
+    lambda_request: 0.20 / 1_000_000.0,
+    write_unit: 1.25 / 1_000_000.0,
+    read_unit: 0.25 / 1_000_000.0,
+    s3_put_class: 0.005 / 1_000.0,
+    s3_get_class: 0.000_4 / 1_000.0,
+};
+
+/// S3 operations billed as PUT, COPY, POST or LIST requests; the rest as GET-class.
+const S3_PUT_CLASS: [&str; 10] = [
+    "PutObject",
+    "CopyObject",
+    "UploadPart",
+    "UploadPartCopy",
+    "CreateMultipartUpload",
+    "CompleteMultipartUpload",
+    "ListObjects",
+    "ListMultipartUploads",
+    "ListParts",
+    "CreateBucket",
+];
+
+/// The copy stages: measured on the sample, so per sampled file.
+const COPY_STAGES: [&str; 3] = ["StartCopy", "CopyParts", "Complete"];
+
+/// State transitions of the definition's happy path.
+pub struct Transitions {
+    /// Per run, besides the Index loop: the states entered once.
+    pub run_once: u64,
+    /// Per Index invocation: the loop's states.
+    pub index_loop: u64,
+    /// Per work unit (a child execution of the Distributed Map), besides part batches.
+    pub per_unit: u64,
+    /// Per part batch (the inline Map's iteration).
+    pub per_batch: u64,
+    pub run_path: Vec<String>,
+    pub loop_path: Vec<String>,
+    pub unit_path: Vec<String>,
+    pub batch_path: Vec<String>,
+}
+
+/// The happy path through `states` from `start`: a Choice takes its first branch that is no
+/// Fail state, unless its Default goes back to a state already entered (a loop, then counted
+/// apart), and otherwise its Default. Returns the path, the loop's states, and the Map states met.
+fn walk(states: &Value, start: &str) -> (Vec<String>, Vec<String>, Vec<String>) {
+    let mut path: Vec<String> = Vec::new();
+    let mut looped = Vec::new();
+    let mut maps = Vec::new();
+    let mut current = Some(start.to_owned());
+    while let Some(name) = current.take() {
+        if path.contains(&name) || path.len() > 200 {
+            break;
+        }
+        let state = &states[&name];
+        path.push(name.clone());
+        let kind = state["Type"].as_str().unwrap_or_default();
+        if kind == "Map" {
+            maps.push(name.clone());
+        }
+        if state["End"].as_bool() == Some(true) {
+            break;
+        }
+        current = match kind {
+            "Choice" => {
+                let is_fail = |target: &str| states[target]["Type"].as_str() == Some("Fail");
+                let default = state["Default"].as_str().map(str::to_owned);
+                let branches: Vec<String> = state["Choices"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|c| c["Next"].as_str().map(str::to_owned))
+                    .filter(|t| !is_fail(t) && !path.contains(t))
+                    .collect();
+                match default {
+                    Some(back) if path.contains(&back) => {
+                        let from = path.iter().position(|p| *p == back).unwrap_or(0);
+                        looped = path[from..].to_vec();
+                        branches.into_iter().next()
+                    }
+                    default => branches
+                        .into_iter()
+                        .next()
+                        .or(default.filter(|d| !is_fail(d))),
+                }
+            }
+            "Succeed" | "Fail" => None,
+            _ => state["Next"].as_str().map(str::to_owned),
+        };
+    }
+    (path, looped, maps)
+}
+
+impl Transitions {
+    /// Counts them on the repository's definition.
+    pub fn from_definition(definition: &Value) -> anyhow::Result<Self> {
+        let start = definition["StartAt"].as_str().context("no StartAt")?;
+        let (run_path, loop_path, maps) = walk(&definition["States"], start);
+        // The first Distributed Map is the copy of the units; its processor is one unit.
+        let unit_map = maps
+            .iter()
+            .find(|m| definition["States"][m.as_str()]["ItemReader"].is_object())
+            .context("no Distributed Map in the definition")?;
+        let processor = &definition["States"][unit_map.as_str()]["ItemProcessor"];
+        let unit_start = processor["StartAt"].as_str().context("no unit StartAt")?;
+        let (unit_path, _, unit_maps) = walk(&processor["States"], unit_start);
+        let (batch_path, _, _) = match unit_maps.first() {
+            Some(inline) => {
+                let inner = &processor["States"][inline.as_str()]["ItemProcessor"];
+                walk(
+                    &inner["States"],
+                    inner["StartAt"].as_str().unwrap_or_default(),
+                )
+            }
+            None => Default::default(),
+        };
+        let loop_len = loop_path.len() as u64;
+        Ok(Self {
+            // The path holds one pass of the loop; the loop is counted per invocation.
+            run_once: run_path.len() as u64 - loop_len,
+            index_loop: loop_len,
+            per_unit: unit_path.len() as u64,
+            per_batch: batch_path.len() as u64,
+            run_path,
+            loop_path,
+            unit_path,
+            batch_path,
+        })
+    }
+}
+
+/// Memory (MB) of each function (by binary name) in `template.yaml`: the resource's own
+/// `MemorySize`, else the Globals'.
+pub fn template_memory(template: &str) -> BTreeMap<String, u64> {
+    let mut global = 128;
+    let mut in_globals = false;
+    let mut resource: Option<(Option<String>, Option<u64>)> = None;
+    let mut memory = BTreeMap::new();
+    let mut finish = |resource: &mut Option<(Option<String>, Option<u64>)>, global: u64| {
+        if let Some((Some(binary), size)) = resource.take() {
+            memory.insert(binary, size.unwrap_or(global));
+        }
+    };
+    for line in template.lines() {
+        let indent = line.len() - line.trim_start().len();
+        let text = line.trim();
+        if indent == 0 && !text.is_empty() {
+            in_globals = text == "Globals:";
+            finish(&mut resource, global);
+        }
+        if indent == 2 && text.ends_with(':') && !in_globals {
+            finish(&mut resource, global);
+            resource = Some((None, None));
+        }
+        let value = |key: &str| text.strip_prefix(key).map(|v| v.trim().to_owned());
+        if let Some(size) = value("MemorySize:").and_then(|v| v.parse::<u64>().ok()) {
+            match (&mut resource, in_globals) {
+                (_, true) => global = size,
+                (Some((_, slot)), false) => *slot = Some(size),
+                _ => {}
+            }
+        }
+        if let (Some(binary), Some((slot, _))) = (value("Binary:"), &mut resource) {
+            *slot = Some(binary);
+        }
+    }
+    finish(&mut resource, global);
+    memory
+}
+
+/// One projected project.
+pub struct Row {
+    pub label: String,
+    pub files: f64,
+    pub bytes: f64,
+    pub synapse_calls: f64,
+    pub synapse_hours: f64,
+    pub copy_hours: f64,
+    pub transitions: f64,
+    pub invocations: f64,
+    pub gb_seconds: f64,
+    pub dynamodb_requests: f64,
+    pub write_units: f64,
+    pub read_units: f64,
+    pub s3_put: f64,
+    pub s3_get: f64,
+}
+
+impl Row {
+    pub fn dollars(&self) -> [f64; 4] {
+        [
+            self.transitions * PRICES.transition,
+            self.gb_seconds * PRICES.gb_second + self.invocations * PRICES.lambda_request,
+            self.write_units * PRICES.write_unit + self.read_units * PRICES.read_unit,
+            self.s3_put * PRICES.s3_put_class + self.s3_get * PRICES.s3_get_class,
+        ]
+    }
+}
+
+/// Per-file (or per-run) rates of one quantity, split as the projection needs them.
+#[derive(Default, Clone, Copy)]
+pub struct Rate {
+    /// Init: once per run.
+    pub per_run: f64,
+    /// Index, Plan and Report: per file of the project.
+    pub per_file: f64,
+    /// The copy stages: per copied file.
+    pub per_copied_file: f64,
+}
+
+impl Rate {
+    fn of(size: &SizeRun, value: impl Fn(&Stage) -> f64) -> Self {
+        let mut rate = Self::default();
+        for stage in &size.stages {
+            let v = value(stage);
+            if stage.name == "Init" {
+                rate.per_run += v;
+            } else if COPY_STAGES.contains(&stage.name) {
+                rate.per_copied_file += v / size.sample_files.max(1) as f64;
+            } else {
+                rate.per_file += v / size.files.max(1) as f64;
+            }
+        }
+        rate
+    }
+
+    pub fn at(&self, files: f64) -> f64 {
+        self.per_run + files * (self.per_file + self.per_copied_file)
+    }
+}
+
+fn s3_split(stage: &Stage) -> (f64, f64) {
+    let put = stage
+        .aws
+        .s3
+        .iter()
+        .filter(|(op, _)| S3_PUT_CLASS.contains(&op.as_str()))
+        .map(|(_, n)| *n as f64)
+        .sum::<f64>();
+    (put, stage.aws.s3_requests() as f64 - put)
+}
+
+pub struct Model {
+    pub basis_files: usize,
+    pub memory: BTreeMap<String, u64>,
+    pub transitions: Transitions,
+    pub synapse: Rate,
+    pub index_synapse_per_file: f64,
+    pub dynamodb: Rate,
+    pub write_units: Rate,
+    pub read_units: Rate,
+    pub s3_put: Rate,
+    pub s3_get: Rate,
+    pub files_per_unit: f64,
+    pub index_budget_s: f64,
+    pub unit_concurrency: usize,
+    /// Lambda memory of the copy, GB, weighted by the measured time of each copy stage.
+    pub copy_gb: f64,
+    /// Measured seconds per file of Plan and Report (local), and Init's.
+    pub plan_report_s_per_file: f64,
+    pub plan_report_gb: f64,
+    pub init_gb_s: f64,
+    pub rows: Vec<Row>,
+}
+
+impl Model {
+    pub fn load(args: &Args, sizes: &[SizeRun]) -> anyhow::Result<Self> {
+        let basis = sizes
+            .iter()
+            .max_by_key(|s| s.files)
+            .context("nothing measured")?;
+        let template = std::fs::read_to_string(workspace_root().join("template.yaml"))?;
+        let memory = template_memory(&template);
+        let definition: Value = serde_json::from_str(&std::fs::read_to_string(
+            synmigrate_local::definition_path(),
+        )?)?;
+        let transitions = Transitions::from_definition(&definition)?;
+        let tuning = Tuning::default();
+        let gb = |function: &str| memory.get(function).copied().unwrap_or(128) as f64 / 1024.0;
+        let stage_gb_s = |stage: &Stage| stage.wall.as_secs_f64() * gb(stage.function);
+
+        let copy_time: f64 = basis
+            .stages
+            .iter()
+            .filter(|s| COPY_STAGES.contains(&s.name))
+            .map(|s| s.wall.as_secs_f64())
+            .sum();
+        let copy_gb = basis
+            .stages
+            .iter()
+            .filter(|s| COPY_STAGES.contains(&s.name))
+            .map(stage_gb_s)
+            .sum::<f64>()
+            / copy_time.max(f64::EPSILON);
+        let plan_report: Vec<&Stage> = basis
+            .stages
+            .iter()
+            .filter(|s| s.name == "Plan" || s.name == "Report")
+            .collect();
+        let plan_report_time: f64 = plan_report.iter().map(|s| s.wall.as_secs_f64()).sum();
+        let plan_report_gb = plan_report.iter().map(|s| stage_gb_s(s)).sum::<f64>()
+            / plan_report_time.max(f64::EPSILON);
+        let mut model = Self {
+            basis_files: basis.files,
+            transitions,
+            synapse: Rate::of(basis, |s| s.synapse as f64),
+            index_synapse_per_file: basis.stage("Index").map_or(0.0, |s| s.synapse as f64)
+                / basis.files.max(1) as f64,
+            dynamodb: Rate::of(basis, |s| s.aws.dynamodb_requests() as f64),
+            write_units: Rate::of(basis, |s| {
+                s.aws.dynamodb_write_units + s.aws.dynamodb_index_write_units
+            }),
+            read_units: Rate::of(basis, |s| s.aws.dynamodb_read_units),
+            s3_put: Rate::of(basis, |s| s3_split(s).0),
+            s3_get: Rate::of(basis, |s| s3_split(s).1),
+            files_per_unit: basis.planned_items as f64 / basis.unit_count.max(1) as f64,
+            index_budget_s: tuning.index_time_budget.as_secs_f64(),
+            unit_concurrency: tuning.unit_concurrency,
+            copy_gb,
+            plan_report_s_per_file: plan_report_time / basis.files.max(1) as f64,
+            plan_report_gb,
+            init_gb_s: basis.stage("Init").map_or(0.0, stage_gb_s),
+            memory,
+            rows: Vec::new(),
+        };
+        let mean_measured = basis.planned_bytes as f64 / basis.planned_items.max(1) as f64;
+        const TB: f64 = 1e12;
+        let mut rows = Vec::new();
+        for files in [1e6, 1e7] {
+            rows.push((
+                format!("{files:.0e} files (measured mix)"),
+                files,
+                files * mean_measured,
+            ));
+        }
+        for files in [1e6, 1e7] {
+            for bytes in [TB, 100.0 * TB] {
+                rows.push((
+                    format!("{files:.0e} files, {:.0} TB", bytes / TB),
+                    files,
+                    bytes,
+                ));
+            }
+        }
+        model.rows = rows
+            .into_iter()
+            .map(|(label, files, bytes)| model.project(args, label, files, bytes))
+            .collect();
+        Ok(model)
+    }
+
+    /// One project of `files` files and `bytes` bytes, every file below the CopyObject
+    /// threshold (one CopyObject each, no part batches).
+    fn project(&self, args: &Args, label: String, files: f64, bytes: f64) -> Row {
+        let budget = f64::from(args.budget);
+        let synapse_calls = self.synapse.at(files);
+        let synapse_hours = synapse_calls / budget / 60.0;
+        let index_s = files * self.index_synapse_per_file / budget * 60.0;
+        let index_invocations = (index_s / self.index_budget_s).ceil().max(1.0);
+        let copy_calls = files * self.synapse.per_copied_file;
+        let in_flight = f64::from(MAX_CONCURRENCY) * self.unit_concurrency as f64;
+        let copy_bytes_s = bytes / (args.copy_mib_per_s * 1024.0 * 1024.0 * in_flight);
+        let copy_hours = copy_bytes_s / 3600.0;
+        let units = (files / self.files_per_unit.max(1.0)).ceil();
+        let transitions = self.transitions.run_once as f64
+            + index_invocations * self.transitions.index_loop as f64
+            + units * self.transitions.per_unit as f64;
+        let index_gb = self.memory.get("synmigrate-index").copied().unwrap_or(128) as f64 / 1024.0;
+        // While the budget binds, the Map keeps maxConcurrency units in flight, each waiting
+        // for its slots; the bytes' copy time adds to it.
+        let copy_s = copy_calls / budget * 60.0 + copy_bytes_s;
+        let gb_seconds = self.init_gb_s
+            + index_s * index_gb
+            + files * self.plan_report_s_per_file * self.plan_report_gb
+            + copy_s * f64::from(MAX_CONCURRENCY) * self.copy_gb;
+        Row {
+            label,
+            files,
+            bytes,
+            synapse_calls,
+            synapse_hours,
+            copy_hours,
+            transitions,
+            invocations: 3.0 + index_invocations + 2.0 * units,
+            gb_seconds,
+            dynamodb_requests: self.dynamodb.at(files),
+            write_units: self.write_units.at(files),
+            read_units: self.read_units.at(files),
+            s3_put: self.s3_put.at(files),
+            s3_get: self.s3_get.at(files),
+        }
+    }
+}
