@@ -52,6 +52,10 @@ pub struct Args {
     /// (not measured here: moto copies in memory).
     #[arg(long, env = "SCALE_COPY_MIBS", default_value_t = 100.0)]
     copy_mib_per_s: f64,
+    /// Assumed time of one DynamoDB or S3 request on AWS, ms (Plan's and Report's projected
+    /// duration: moto's is not AWS's).
+    #[arg(long, env = "SCALE_AWS_REQUEST_MS", default_value_t = 10.0)]
+    aws_request_ms: f64,
     /// Also write the measurements to this JSON file (after each size).
     #[arg(long, env = "SCALE_SAVE")]
     save: Option<std::path::PathBuf>,

@@ -68,8 +68,8 @@ pub struct Transitions {
 }
 
 /// The happy path through `states` from `start`: a Choice takes its first branch that is no
-/// Fail state, unless its Default goes back to a state already entered (a loop, then counted
-/// apart), and otherwise its Default. Returns the path, the loop's states, and the Map states met.
+/// Fail state and does not lead back to a state already entered, and otherwise its Default; a
+/// Default that goes back is a loop (Index until done), whose states are counted apart. Returns the path, the loop's states, and the Map states met.
 fn walk(states: &Value, start: &str) -> (Vec<String>, Vec<String>, Vec<String>) {
     let mut path: Vec<String> = Vec::new();
     let mut looped = Vec::new();
@@ -91,13 +91,26 @@ fn walk(states: &Value, start: &str) -> (Vec<String>, Vec<String>, Vec<String>) 
         current = match kind {
             "Choice" => {
                 let is_fail = |target: &str| states[target]["Type"].as_str() == Some("Fail");
+                // A branch whose states lead back to one already entered is a second pass (the
+                // follower units' Map), which a project without shared sources skips.
+                let goes_back = |target: &str| {
+                    let mut at = Some(target.to_owned());
+                    for _ in 0..8 {
+                        match at.take() {
+                            Some(t) if path.contains(&t) => return true,
+                            Some(t) => at = states[&t]["Next"].as_str().map(str::to_owned),
+                            None => break,
+                        }
+                    }
+                    false
+                };
                 let default = state["Default"].as_str().map(str::to_owned);
                 let branches: Vec<String> = state["Choices"]
                     .as_array()
                     .into_iter()
                     .flatten()
                     .filter_map(|c| c["Next"].as_str().map(str::to_owned))
-                    .filter(|t| !is_fail(t) && !path.contains(t))
+                    .filter(|t| !is_fail(t) && !goes_back(t))
                     .collect();
                 match default {
                     Some(back) if path.contains(&back) => {
@@ -195,6 +208,23 @@ pub fn template_memory(template: &str) -> BTreeMap<String, u64> {
     memory
 }
 
+/// Seconds a file a stage would take on AWS: its own time here (the wall time less the time
+/// moto took to answer its DynamoDB and S3 requests: a debug build, so high) plus its requests
+/// at `request_ms` each.
+fn aws_seconds_per_file(stage: &Stage, files: usize, request_ms: f64) -> f64 {
+    let own = stage
+        .wall
+        .saturating_sub(stage.aws.dynamodb_time + stage.aws.s3_time)
+        .as_secs_f64();
+    let requests = (stage.aws.dynamodb_requests() + stage.aws.s3_requests()) as f64;
+    (own + requests * request_ms / 1000.0) / files.max(1) as f64
+}
+
+/// `1e6` as `10^6`.
+fn power(value: f64) -> String {
+    format!("10^{:.0}", value.log10())
+}
+
 /// One projected project.
 pub struct Row {
     pub label: String,
@@ -202,6 +232,9 @@ pub struct Row {
     pub bytes: f64,
     pub synapse_calls: f64,
     pub synapse_hours: f64,
+    /// Plan's and Report's single invocations, seconds (Lambda stops one at 900).
+    pub plan_s: f64,
+    pub report_s: f64,
     pub copy_hours: f64,
     pub transitions: f64,
     pub invocations: f64,
@@ -283,9 +316,11 @@ pub struct Model {
     pub unit_concurrency: usize,
     /// Lambda memory of the copy, GB, weighted by the measured time of each copy stage.
     pub copy_gb: f64,
-    /// Measured seconds per file of Plan and Report (local), and Init's.
-    pub plan_report_s_per_file: f64,
-    pub plan_report_gb: f64,
+    /// Plan's and Report's seconds a file on AWS (see [`aws_seconds_per_file`]), and their GB.
+    pub plan_s_per_file: f64,
+    pub report_s_per_file: f64,
+    pub plan_gb: f64,
+    pub report_gb: f64,
     pub init_gb_s: f64,
     pub rows: Vec<Row>,
 }
@@ -319,14 +354,12 @@ impl Model {
             .map(stage_gb_s)
             .sum::<f64>()
             / copy_time.max(f64::EPSILON);
-        let plan_report: Vec<&Stage> = basis
-            .stages
-            .iter()
-            .filter(|s| s.name == "Plan" || s.name == "Report")
-            .collect();
-        let plan_report_time: f64 = plan_report.iter().map(|s| s.wall.as_secs_f64()).sum();
-        let plan_report_gb = plan_report.iter().map(|s| stage_gb_s(s)).sum::<f64>()
-            / plan_report_time.max(f64::EPSILON);
+        let stage_s = |name: &str| {
+            basis.stage(name).map_or(0.0, |s| {
+                aws_seconds_per_file(s, basis.files, args.aws_request_ms)
+            })
+        };
+        let stage_gb = |name: &str| basis.stage(name).map_or(0.0, |s| gb(s.function));
         let mut model = Self {
             basis_files: basis.files,
             transitions,
@@ -344,8 +377,10 @@ impl Model {
             index_budget_s: tuning.index_time_budget.as_secs_f64(),
             unit_concurrency: tuning.unit_concurrency,
             copy_gb,
-            plan_report_s_per_file: plan_report_time / basis.files.max(1) as f64,
-            plan_report_gb,
+            plan_s_per_file: stage_s("Plan"),
+            report_s_per_file: stage_s("Report"),
+            plan_gb: stage_gb("Plan"),
+            report_gb: stage_gb("Report"),
             init_gb_s: basis.stage("Init").map_or(0.0, stage_gb_s),
             memory,
             rows: Vec::new(),
@@ -355,7 +390,7 @@ impl Model {
         let mut rows = Vec::new();
         for files in [1e6, 1e7] {
             rows.push((
-                format!("{files:.0e} files (measured mix)"),
+                format!("{} files (sizes as measured)", power(files)),
                 files,
                 files * mean_measured,
             ));
@@ -363,7 +398,7 @@ impl Model {
         for files in [1e6, 1e7] {
             for bytes in [TB, 100.0 * TB] {
                 rows.push((
-                    format!("{files:.0e} files, {:.0} TB", bytes / TB),
+                    format!("{} files, {:.0} TB", power(files), bytes / TB),
                     files,
                     bytes,
                 ));
@@ -398,7 +433,8 @@ impl Model {
         let copy_s = copy_calls / budget * 60.0 + copy_bytes_s;
         let gb_seconds = self.init_gb_s
             + index_s * index_gb
-            + files * self.plan_report_s_per_file * self.plan_report_gb
+            + files * self.plan_s_per_file * self.plan_gb
+            + files * self.report_s_per_file * self.report_gb
             + copy_s * f64::from(MAX_CONCURRENCY) * self.copy_gb;
         Row {
             label,
@@ -406,6 +442,8 @@ impl Model {
             bytes,
             synapse_calls,
             synapse_hours,
+            plan_s: files * self.plan_s_per_file,
+            report_s: files * self.report_s_per_file,
             copy_hours,
             transitions,
             invocations: 3.0 + index_invocations + 2.0 * units,

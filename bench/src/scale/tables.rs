@@ -32,6 +32,18 @@ fn thousands(value: f64) -> String {
     format!("{sign}{out}")
 }
 
+/// Lambda stops an invocation after 900 s (the template's longest timeout).
+const LAMBDA_TIMEOUT_S: f64 = 900.0;
+
+/// Seconds, marked when one invocation could not finish them.
+fn over_timeout(seconds: f64) -> String {
+    if seconds > LAMBDA_TIMEOUT_S {
+        format!("**{seconds:.0}** (over {LAMBDA_TIMEOUT_S:.0})")
+    } else {
+        format!("{seconds:.0}")
+    }
+}
+
 /// Bytes as B, KB, MB (decimal, as the TB of the rows).
 fn size_text(bytes: f64) -> String {
     match bytes {
@@ -187,21 +199,23 @@ pub fn print(args: &Args, sizes: &[SizeRun], model: &Model, took: Duration) {
     );
     println!(
         "| project | mean file | Synapse calls | hours at {}/min (+ copying bytes) | Step Functions \
-         transitions | Lambda GB-s | DynamoDB requests (WRU / RRU) | S3 requests (PUT-class / \
+         transitions | Plan / Report s (one invocation each) | Lambda GB-s | DynamoDB requests (WRU / RRU) | S3 requests (PUT-class / \
          GET-class) | $ SFN | $ Lambda | $ DynamoDB | $ S3 | $ total |",
         args.budget
     );
-    println!("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|");
+    println!("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|");
     for row in &model.rows {
         let dollars = row.dollars();
         println!(
-            "| {} | {} | {} | {:.1} (+{:.1}) | {} | {} | {} ({} / {}) | {} ({} / {}) | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {:.1} (+{:.1}) | {} | {} / {} | {} | {} ({} / {}) | {} ({} / {}) | {} | {} | {} | {} | {} |",
             row.label,
             size_text(row.bytes / row.files.max(1.0)),
             thousands(row.synapse_calls),
             row.synapse_hours,
             row.copy_hours,
             thousands(row.transitions),
+            over_timeout(row.plan_s),
+            over_timeout(row.report_s),
             thousands(row.gb_seconds),
             thousands(row.dynamodb_requests),
             thousands(row.write_units),
@@ -227,14 +241,14 @@ pub fn print(args: &Args, sizes: &[SizeRun], model: &Model, took: Duration) {
            bytes adds bytes ÷ ({} MiB/s per S3 copy request, assumed, not measured × {} units \
            in flight × {} sources a unit at a time), counted on top (no overlap).\n\
          - Transitions, counted on `statemachine/migration.asl.json` by following its happy \
-           path (a Choice takes its first branch that is not a Fail state, or loops back): {} \
+           path (a Choice takes its first branch that is no Fail state and does not lead back to a state already entered, else its Default: no follower pass, no failure): {} \
            once per run ({}), {} per Index invocation ({}), {} per unit ({}), {} per part \
            batch ({}, none here: every file below the CopyObject threshold). Index \
            invocations = Index's hours ÷ its {:.0} s budget, units = files ÷ {:.1}.\n\
          - Lambda GB-s: memory from `template.yaml` ({}) × time. Index: its Synapse calls at \
-           the budget; Plan and Report: their measured seconds a file here ({:.4} s, debug \
-           build against moto, which reads a query page in time growing with the table: an \
-           upper bound); the copy: {} invocations in flight for the whole copy phase (waiting \
+           the budget; Plan and Report: their own time a file here (wall less moto's answers: \
+           a debug build, so high) plus their DynamoDB and S3 requests at {} ms each \
+           (assumed; moto reads a query page in time growing with the table); the copy: {} invocations in flight for the whole copy phase (waiting \
            on the budget's slots), at the copy stages' time-weighted {:.2} GB. Plus $0.20 per \
            million invocations.\n\
          - DynamoDB on demand: write units (a KiB of item per write, the status index's \
@@ -268,7 +282,7 @@ pub fn print(args: &Args, sizes: &[SizeRun], model: &Model, took: Duration) {
         model.index_budget_s,
         model.files_per_unit,
         memory.join(", "),
-        model.plan_report_s_per_file,
+        args.aws_request_ms,
         MAX_CONCURRENCY,
         model.copy_gb,
         PRICES.write_unit * 1e6,
@@ -279,5 +293,7 @@ pub fn print(args: &Args, sizes: &[SizeRun], model: &Model, took: Duration) {
         PRICES.gb_second,
         t.per_batch,
     );
-    println!("The measurement took {:.1} min.", took.as_secs_f64() / 60.0);
+    if args.from.is_none() {
+        println!("The measurement took {:.1} min.", took.as_secs_f64() / 60.0);
+    }
 }
