@@ -102,6 +102,11 @@ pub fn manifest_key(run_id: &str) -> String {
     format!("runs/{run_id}/manifest.json")
 }
 
+/// Where Plan writes the follower units (`RunContext::followers_key`).
+fn followers_key(run_id: &str) -> String {
+    format!("runs/{run_id}/followers.json")
+}
+
 fn migration(args: &MigrationArgs) -> Result<MigrationKey, CliError> {
     check_project(&args.project)?;
     check_destination(args.destination)?;
@@ -224,14 +229,36 @@ async fn newest_execution(
     )))
 }
 
-/// What Plan decided, once its manifest exists.
+/// What Plan decided, once its manifest exists: every unit's files (the followers' too), the
+/// lead units' bytes (the followers' sources are the same copies).
 async fn read_plan(
     s3: &aws_sdk_s3::Client,
     bucket: &str,
     run_id: &str,
 ) -> Result<Option<Planned>, CliError> {
-    let key = manifest_key(run_id);
-    let object = match s3.get_object().bucket(bucket).key(&key).send().await {
+    let Some(leads) = read_units(s3, bucket, &manifest_key(run_id)).await? else {
+        return Ok(None);
+    };
+    let followers = read_units(s3, bucket, &followers_key(run_id))
+        .await?
+        .unwrap_or_default();
+    Ok(Some(Planned {
+        files: leads
+            .iter()
+            .chain(&followers)
+            .map(|u| u.items.len() as u64)
+            .sum(),
+        bytes: leads.iter().map(|u| u.total_bytes).sum(),
+    }))
+}
+
+/// The units of a manifest, or `None` if it is not written (yet).
+async fn read_units(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+) -> Result<Option<Vec<WorkUnit>>, CliError> {
+    let object = match s3.get_object().bucket(bucket).key(key).send().await {
         Ok(object) => object,
         Err(error) if error.as_service_error().is_some_and(|e| e.is_no_such_key()) => {
             return Ok(None)
@@ -244,14 +271,12 @@ async fn read_plan(
         .await
         .map_err(|e| CliError::aws("S3", e))?
         .into_bytes();
-    let units: Vec<WorkUnit> = serde_json::from_slice(&body).map_err(|e| CliError::Aws {
-        service: "S3",
-        message: format!("manifest s3://{bucket}/{key} does not parse: {e}"),
-    })?;
-    Ok(Some(Planned {
-        files: units.iter().map(|u| u.items.len() as u64).sum(),
-        bytes: units.iter().map(|u| u.total_bytes).sum(),
-    }))
+    serde_json::from_slice(&body)
+        .map(Some)
+        .map_err(|e| CliError::Aws {
+            service: "S3",
+            message: format!("manifest s3://{bucket}/{key} does not parse: {e}"),
+        })
 }
 
 /// The progress display: an indicatif bar on a terminal, plain lines elsewhere (logs, CI).

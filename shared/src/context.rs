@@ -235,6 +235,11 @@ impl RunContext {
         format!("runs/{}/manifest.json", self.run_id)
     }
 
+    /// The follower units' manifest, read by the Map's second pass.
+    pub fn followers_key(&self) -> String {
+        format!("runs/{}/followers.json", self.run_id)
+    }
+
     pub fn report_key(&self) -> String {
         format!("runs/{}/report.csv", self.run_id)
     }

@@ -15,9 +15,11 @@
 //! 2. **index**, repeated until `done`: walks the project depth-first within a time budget,
 //!    saving its frontier after every children page, and writes one item per file version the
 //!    strategy selects ([`stages::index::walk`]): INDEXED, ALREADY_MIGRATED, or SKIPPED with a reason.
-//! 3. **plan**: groups the items to copy into work units ([`stages::plan::units::group_units`]: many small
-//!    files per unit, one big file per unit, items sharing a source handle together) and writes
-//!    the manifest the Distributed Map reads.
+//! 3. **plan**: pages through the items to copy in plan order (biggest source first, a source's
+//!    items together) and groups them into work units as it goes
+//!    ([`stages::plan::units::UnitPlanner`]: many small files per unit, one big file per unit,
+//!    items sharing a source handle together, the fan-in of a widely shared source spread over
+//!    follower units), writing the manifests the Distributed Map reads (leads, then followers).
 //! 4. **start_copy** (per unit): leases the items and each source's copy record, starts or
 //!    resumes each copy with the chosen [`copy`] engine, copies small files at once and returns
 //!    the part batches of big ones.

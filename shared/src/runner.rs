@@ -1,6 +1,7 @@
 //! Runs a whole migration in one process by calling exactly the stage functions the Lambdas
 //! call, in the order the state machine calls them: Init, Index until done, Plan, then per
-//! work unit (bounded concurrency, like the Distributed Map's MaxConcurrency) StartCopy,
+//! work unit (bounded concurrency, like the Distributed Map's MaxConcurrency; the follower
+//! units after the lead units, like the Map's second pass) StartCopy,
 //! CopyParts per batch (bounded), Complete, with RecordFailure as the catch; then Report.
 //!
 //! Used by the CLI's local mode and by the tests, so the stages are proven end to end without
@@ -71,16 +72,22 @@ async fn drive(services: &Services, run: &RunContext) -> Result<bool> {
         }
     }
     let planned = plan(services, PlanInput { run: run.clone() }).await?;
-    let units = read_manifest(services, &planned.key).await?;
     let stop = AtomicBool::new(false);
     let concurrency = usize::try_from(run.options.max_concurrency)
         .unwrap_or(1)
         .max(1);
-    stream::iter(units)
-        .map(|unit| process_unit(services, run, unit, &stop))
-        .buffer_unordered(concurrency)
-        .try_collect::<Vec<()>>()
-        .await?;
+    // The lead units, then (like the state machine's second pass of the Map) the followers.
+    for key in std::iter::once(&planned.key).chain(&planned.followers_key) {
+        if stop.load(Ordering::SeqCst) {
+            break;
+        }
+        let units = read_manifest(services, key).await?;
+        stream::iter(units)
+            .map(|unit| process_unit(services, run, unit, &stop))
+            .buffer_unordered(concurrency)
+            .try_collect::<Vec<()>>()
+            .await?;
+    }
     Ok(stop.load(Ordering::SeqCst))
 }
 

@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use synapse_model::concrete;
 
-use super::plan::copy_candidates;
-use super::plan::units::{self, UnitItem, UnitLimits};
+use super::plan::units::{self, Planned, UnitItem, UnitLimits, WorkUnit};
+use super::plan::Candidates;
 use super::*;
 use crate::config::MigrationOptions;
 use crate::error::types;
@@ -133,14 +133,85 @@ async fn plan_takes_indexed_retryable_and_abandoned_items_only() {
     )
     .await;
     let services = services(store);
-    let mut keys: Vec<String> = copy_candidates(&services, &run())
+    let mut keys: Vec<String> = candidates(&services)
         .await
-        .unwrap()
         .into_iter()
         .map(|i| i.key.to_string())
         .collect();
     keys.sort();
     assert_eq!(keys, ["syn10.1", "syn11.1", "syn14.1"]);
+}
+
+/// Every candidate Plan reads, in its order.
+async fn candidates(services: &Services) -> Vec<ItemRecord> {
+    let mut candidates = Candidates::new(services, &run()).unwrap();
+    let mut read = Vec::new();
+    while let Some(item) = candidates.next().await.unwrap() {
+        read.push(item);
+    }
+    read
+}
+
+#[tokio::test]
+async fn plan_reads_candidates_of_every_status_biggest_source_first_and_a_source_together() {
+    let store = Arc::new(MemoryStore::new());
+    let expired = Some(Lease {
+        owner: "run-1/unit-000001".into(),
+        expires_at: 1,
+    });
+    // Two sources of the same size, each with items in three statuses, and a bigger and a
+    // smaller one; more items than a listing page holds, so the merge crosses pages.
+    let mut items = Vec::new();
+    for n in 0..700 {
+        let (source, size) = match n % 4 {
+            0 => ("fh-b", 50),
+            1 => ("fh-a", 50),
+            2 => ("fh-big", 900),
+            _ => ("fh-small", 1),
+        };
+        let status = match n % 3 {
+            0 => ItemStatus::Indexed,
+            1 => errored(types::TRANSIENT),
+            _ => ItemStatus::Copying,
+        };
+        let lease = matches!(status, ItemStatus::Copying).then(|| expired.clone().unwrap());
+        let mut record = item(&format!("syn{}", 1000 + n), status, 1, lease);
+        record.source_file_handle_id = source.into();
+        record.size = size;
+        items.push(record);
+    }
+    seed(&store, &items).await;
+    let read = candidates(&services(store)).await;
+    assert_eq!(read.len(), 700);
+    let order: Vec<(u64, &str)> = read
+        .iter()
+        .map(|i| (i.size, i.source_file_handle_id.as_str()))
+        .collect();
+    let mut sources: Vec<(u64, &str)> = order.clone();
+    sources.dedup();
+    assert_eq!(
+        sources,
+        [(900, "fh-big"), (50, "fh-a"), (50, "fh-b"), (1, "fh-small")],
+        "each source's items come together, biggest source first"
+    );
+    // Within a source, by item key.
+    let keys: Vec<String> = read.iter().map(|i| i.key.sk()).collect();
+    for (pair, sources) in keys.windows(2).zip(order.windows(2)) {
+        if sources[0] == sources[1] {
+            assert!(pair[0] < pair[1], "{pair:?}");
+        }
+    }
+}
+
+/// A unit of `items` as Plan would make it (the first lead unit).
+fn unit_of(items: impl IntoIterator<Item = UnitItem>) -> WorkUnit {
+    match units::group_units(items, &UnitLimits::default())
+        .unwrap()
+        .remove(0)
+    {
+        Planned::Lead(unit) => unit,
+        Planned::Follower(unit) => panic!("a follower first: {unit:?}"),
+    }
 }
 
 #[tokio::test]
@@ -187,16 +258,11 @@ async fn record_failure_marks_unfinished_items_with_the_step_error() {
         .await
         .unwrap();
     let services = services(store.clone());
-    let unit = units::group_units(
-        ["syn20", "syn21", "syn22"].map(|e| UnitItem {
-            key: format!("{e}.1"),
-            size: 10,
-            source: format!("fh-{e}"),
-        }),
-        &UnitLimits::default(),
-    )
-    .unwrap()
-    .remove(0);
+    let unit = unit_of(["syn20", "syn21", "syn22"].map(|e| UnitItem {
+        key: format!("{e}.1"),
+        size: 10,
+        source: format!("fh-{e}"),
+    }));
     let failure: StepFailure = serde_json::from_value(serde_json::json!({
         "Error": types::THROTTLED, "Cause": "Lambda throttled"
     }))
@@ -258,16 +324,11 @@ async fn record_failure_marks_unfinished_items_with_the_step_error() {
 async fn recorded_error(error: &str) -> ItemError {
     let store = Arc::new(MemoryStore::new());
     seed(&store, &[item("syn30", ItemStatus::Indexed, 0, None)]).await;
-    let unit = units::group_units(
-        [UnitItem {
-            key: "syn30.1".into(),
-            size: 10,
-            source: "fh-syn30".into(),
-        }],
-        &UnitLimits::default(),
-    )
-    .unwrap()
-    .remove(0);
+    let unit = unit_of([UnitItem {
+        key: "syn30.1".into(),
+        size: 10,
+        source: "fh-syn30".into(),
+    }]);
     let failure: StepFailure =
         serde_json::from_value(serde_json::json!({"Error": error, "Cause": "c"})).unwrap();
     let input = RecordFailureInput {

@@ -32,14 +32,16 @@ use parse::{
 };
 pub use table::create_table;
 
-/// Name of the index over (`SPK`, `SK`) that lists items by status.
-pub const STATUS_INDEX: &str = "ByStatus";
+/// Name of the index over (`SPK`, `SSK`) that lists items by status in plan order.
+pub const STATUS_INDEX: &str = "ByStatusPlanOrder";
 /// The table's TTL attribute; only the lock, frontiers and budgets carry it.
 pub const TTL_ATTRIBUTE: &str = "expiresAt";
 
 const PK: &str = "PK";
 const SK: &str = "SK";
 const SPK: &str = "SPK";
+/// The index's sort key: [`plan_order_key`].
+const SSK: &str = "SSK";
 const COUNT_PREFIX: &str = "count_";
 /// BatchGetItem's most keys per request.
 const BATCH_GET_KEYS: usize = 100;

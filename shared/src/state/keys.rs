@@ -79,7 +79,19 @@ pub(crate) fn copy_sk(source_file_handle_id: &str) -> String {
     format!("{COPY_PREFIX}{source_file_handle_id}")
 }
 
-/// Partition key of the `ByStatus` index for items of one status.
+/// Sort key of the status index: an item's place in the Plan's order, biggest sources first, then
+/// by source handle, then by item key. Plan reads each status in this order, so the items that
+/// share a source come together and the big sources come first, whatever the project's size.
+/// The size is stored as its complement, zero-padded, so that text order is size descending.
+pub fn plan_order_key(size: u64, source_file_handle_id: &str, key: &ItemKey) -> String {
+    format!(
+        "{:020}#{source_file_handle_id}#{}",
+        u64::MAX - size,
+        key.sk()
+    )
+}
+
+/// Partition key of the status index for items of one status.
 pub(crate) fn status_pk(migration: &MigrationKey, status: StatusName) -> String {
     format!("{}#{}", migration.pk(), status.as_str())
 }

@@ -256,14 +256,24 @@ impl StateStore for MemoryStore {
         page_token: Option<&str>,
     ) -> Result<Page<ItemRecord>, StateError> {
         let tables = self.tables.lock().await;
-        page_of(
-            &tables.items,
-            migration,
-            ITEM_PREFIX,
-            limit,
-            page_token,
-            |item| status.is_none_or(|s| item.status.name() == s),
-        )
+        let Some(status) = status else {
+            return page_of(
+                &tables.items,
+                migration,
+                ITEM_PREFIX,
+                limit,
+                page_token,
+                |_| true,
+            );
+        };
+        // The status index's order, as DynamoDB keeps it.
+        let by_plan_order: BTreeMap<(String, String), ItemRecord> = tables
+            .items
+            .iter()
+            .filter(|((pk, _), item)| *pk == migration.pk() && item.status.name() == status)
+            .map(|((pk, _), item)| ((pk.clone(), item.plan_order()), item.clone()))
+            .collect();
+        page_of(&by_plan_order, migration, "", limit, page_token, |_| true)
     }
 
     async fn transition_item(

@@ -18,7 +18,7 @@
 //! Item attributes: `entityId`, `version`, `sourceFileHandleId`, `size`, `contentMd5`,
 //! `sourceStorageLocationId`, `fileName`, `destinationFileName` (when sanitised), `status`,
 //! `skipReason` or `errorClass`/`errorMessage`/`retryable`, `destinationFileHandleId`,
-//! `attempts`, `leaseOwner`/`leaseExpiresAt`, `updatedAt`, `runId`, `SPK`.
+//! `attempts`, `leaseOwner`/`leaseExpiresAt`, `updatedAt`, `runId`, `SPK`, `SSK`.
 //! Copy (`FH#`) attributes: `status` (COPYING, COPIED), `engineState` (JSON: upload id, engine),
 //! `destinationFileHandleId`, `unusedReason` (why no entity points at the finished copy yet),
 //! `leaseOwner`/`leaseExpiresAt`, `updatedAt`.
@@ -31,11 +31,14 @@
 //! ([`ItemStatus::reindexable`]).
 //!
 //! Changes from the suggested design, and why:
-//! - Items carry `SPK = MIG#..#..#{STATUS}`, the partition key of a sparse global secondary index
-//!   `ByStatus` (`SPK`, `SK`). Plan, Report and the retry of ERRORED items list items *by status*;
-//!   with a filter on the base table each page would read every item of the project (millions)
-//!   to return a few. The index is eventually consistent, which suits its readers: Plan runs
-//!   after Index finished, and every write that follows a listing is conditional anyway.
+//! - Items carry `SPK = MIG#..#..#{STATUS}` and `SSK` ([`plan_order_key`]: size descending,
+//!   source handle, item key), the keys of a global secondary index `ByStatusPlanOrder`
+//!   (`SPK`, `SSK`). Plan lists the items to copy *by status*; with a filter on the base table
+//!   each page would read every item of the project (millions) to return a few. In this order
+//!   the items sharing a source come together and the big sources first, so Plan groups and
+//!   orders units as it pages, holding one unit in memory, never the project. The index is
+//!   eventually consistent, which suits Plan: it runs after Index finished, and every write
+//!   that follows a listing is conditional anyway.
 //!   One index partition per status takes all of a migration's writes of that status; those are
 //!   paced by the Synapse rate limit (tens per second), far below a partition's 1,000 writes/s.
 //! - Item and copy leases use `leaseOwner`/`leaseExpiresAt`, *not* `expiresAt`: the table's TTL
@@ -63,7 +66,7 @@ use keys::check_id;
 pub(crate) use keys::{
     budget_sk, copy_sk, run_sk, seen_sk, status_pk, COPY_PREFIX, FRONTIER_SK, ITEM_PREFIX, LOCK_SK,
 };
-pub use keys::{ItemKey, MigrationKey};
+pub use keys::{plan_order_key, ItemKey, MigrationKey};
 pub(crate) use records::update_retry_allowed;
 pub use records::{
     transition_allowed, BudgetRecord, CopyRecord, CopyStatus, ItemError, ItemRecord, ItemStatus,

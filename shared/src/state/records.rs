@@ -234,6 +234,11 @@ pub struct ItemRecord {
 }
 
 impl ItemRecord {
+    /// The item's place in the Plan's order (the status index's sort key).
+    pub fn plan_order(&self) -> String {
+        super::plan_order_key(self.size, &self.source_file_handle_id, &self.key)
+    }
+
     /// Whether a new run takes this ERRORED item on again (rule 4): a retryable error under the
     /// attempt limit, or an entity update refused after the copy was recorded for a reason that
     /// is not the entity's fault. The second test also recovers items recorded before such

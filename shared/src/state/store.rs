@@ -143,7 +143,8 @@ pub trait StateStore: Send + Sync {
         key: &ItemKey,
     ) -> Result<Option<ItemRecord>, StateError>;
 
-    /// Items of one status (or all), in key order, at most `limit` per page.
+    /// Items of one status in plan order ([`ItemRecord::plan_order`]), or all items in key
+    /// order; at most `limit` per page.
     async fn list_items(
         &self,
         migration: &MigrationKey,

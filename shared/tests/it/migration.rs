@@ -21,6 +21,7 @@ use synmigrate::plan::{BatchBudget, UnitLimits, MIB};
 use synmigrate::runner::run_migration;
 use synmigrate::stages::{self, InitInput, ReportInput, Services, Summary, Tuning};
 use synmigrate::state::dynamo::{create_table, DynamoStore};
+use synmigrate::state::memory::MemoryStore;
 use synmigrate::state::{
     CopyStatus, ItemKey, ItemRecord, ItemStatus, MigrationKey, RunStatus, StateStore, StatusName,
     Transition,
@@ -145,7 +146,12 @@ struct Env {
 
 impl Env {
     async fn start(many: usize, throttle: ThrottleConfig) -> anyhow::Result<Self> {
-        let (stack, sim) = start_sim(&fixture(many), throttle).await?;
+        Self::start_with(&fixture(many), throttle).await
+    }
+
+    /// Over another fixture, whose project is also named [`PROJECT`].
+    async fn start_with(fixture: &Fixture, throttle: ThrottleConfig) -> anyhow::Result<Self> {
+        let (stack, sim) = start_sim(fixture, throttle).await?;
         let s3 = stack.s3_client().await;
         s3.create_bucket().bucket(BUCKET).send().await?;
         let dynamo = aws_sdk_dynamodb::Client::new(&stack.sdk_config().await);
@@ -1416,5 +1422,173 @@ async fn a_rerun_of_an_unchanged_project_reads_only_the_listings_latest() -> any
         TEST_TIMEOUT,
         rerun_reads_only_the_listings(FileVersionStrategy::Latest),
     )
+    .await
+}
+
+/// Files sharing one source handle: more than a unit holds (the services' `max_files`, 10).
+const FAN_IN: usize = 25;
+
+/// A source shared by more files than a unit holds is copied once, by the lead unit, and the
+/// other files' entity updates go to follower units of at most a unit's worth each, which the
+/// runner (like the state machine's second Map pass) runs after the lead units.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_widely_shared_source_is_copied_once_and_its_updates_spread_over_units(
+) -> anyhow::Result<()> {
+    bounded(TEST_TIMEOUT, async {
+        let files: Vec<serde_json::Value> = (0..FAN_IN)
+            .map(|i| {
+                serde_json::json!({"type": "file", "name": format!("copy-{i:02}.txt"),
+                                   "versions": [{"handle": "wide"}]})
+            })
+            .collect();
+        let fixture = fixture_from(serde_json::json!({
+            "users": [
+                {"userName": "owner", "ownerId": "3350001", "token": OWNER_TOKEN},
+                {"userName": "migrator", "ownerId": "3350002", "token": TOKEN}
+            ],
+            "storageLocations": [
+                {"storageLocationId": SYNAPSE_STORAGE, "kind": "synapse", "bucket": "synapse-storage"},
+                {"storageLocationId": DEST, "kind": "externalS3", "bucket": "destination",
+                 "baseKey": "migrated", "createdBy": "migrator"}
+            ],
+            "fileHandles": {"wide": {"content": {"text": "one source, many entities"},
+                                     "fileName": "wide.txt"}},
+            "projects": [{
+                "name": PROJECT, "owner": "owner",
+                "acl": {"migrator": ["READ", "DOWNLOAD", "UPDATE"]},
+                "children": [{"type": "folder", "name": "fan", "children": files}]
+            }]
+        }));
+        let env = Env::start_with(&fixture, ThrottleConfig::disabled()).await?;
+        let services = env.services();
+        let summary = run_migration(
+            &services,
+            env.input("fan-in", options(FileVersionStrategy::New, CopyMode::Synapse)),
+        )
+        .await?;
+        ensure!(summary.status == RunStatus::Succeeded, "{summary:?}");
+
+        // One lead unit of 10 (it copies), then followers of 10 and 5 (they only update).
+        let sizes = |units: Vec<synmigrate::plan::WorkUnit>| -> Vec<usize> {
+            units.iter().map(|u| u.items.len()).collect()
+        };
+        let leads = stages::read_manifest(&services, "runs/fan-in/manifest.json").await?;
+        let followers = stages::read_manifest(&services, "runs/fan-in/followers.json").await?;
+        ensure!(sizes(leads) == [10], "lead units");
+        ensure!(sizes(followers) == [10, 5], "follower units");
+
+        // Every file MIGRATED, all onto the one copy in the destination.
+        let items = env.items().await?;
+        ensure!(items.len() == FAN_IN);
+        let copies = env.sim.file_handles_in(DEST);
+        ensure!(copies.len() == 1, "{} copies of the one source", copies.len());
+        for item in items.values() {
+            ensure!(item.status.name() == StatusName::Migrated, "{item:?}");
+            ensure!(
+                item.destination_file_handle_id.as_deref() == Some(copies[0].id.as_str()),
+                "{item:?}"
+            );
+            let entity = env.sim.entity(&item.key.entity_id).context("entity")?;
+            ensure!(entity.entity.data_file_handle_id.as_deref() == Some(copies[0].id.as_str()));
+        }
+        Ok(())
+    })
+    .await
+}
+
+/// Folders x files of the 10^4-file re-run test.
+const TEN_K: (usize, usize) = (100, 100);
+
+/// The measure at its size: a project of 10^4 files (here already in the destination,
+/// which keeps the first run to a read of each file instead of 10^4 copies), run once to settle
+/// every file, then re-run unchanged: at most 0.05 Synapse calls per file. A file then given a
+/// new version in Synapse storage is found and migrated by the next run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_rerun_of_an_unchanged_ten_thousand_file_project_costs_at_most_a_twentieth_call_a_file(
+) -> anyhow::Result<()> {
+    bounded(TEST_TIMEOUT, async {
+        let (folders, per_folder) = TEN_K;
+        let children: Vec<serde_json::Value> = (0..folders)
+            .map(|f| {
+                // A folder's files share a handle: one object a folder keeps moto's seeding
+                // short, and a listing cannot tell.
+                let files: Vec<serde_json::Value> = (0..per_folder)
+                    .map(|i| {
+                        serde_json::json!({"type": "file", "name": format!("f{i:03}.txt"),
+                            "versions": [{"handle": format!("d{f:03}")}]})
+                    })
+                    .collect();
+                serde_json::json!({"type": "folder", "name": format!("d{f:03}"), "children": files})
+            })
+            .collect();
+        let mut handles: serde_json::Map<String, serde_json::Value> = (0..folders)
+            .map(|f| {
+                let handle = serde_json::json!({"content": {"text": format!("folder {f}")},
+                    "storageLocationId": DEST, "createdBy": "migrator"});
+                (format!("d{f:03}"), handle)
+            })
+            .collect();
+        handles.insert(
+            "owners".into(),
+            serde_json::json!({"content": {"text": "new bytes"}, "fileName": "new.txt"}),
+        );
+        let fixture = fixture_from(serde_json::json!({
+            "users": [
+                {"userName": "owner", "ownerId": "3350001", "token": OWNER_TOKEN},
+                {"userName": "migrator", "ownerId": "3350002", "token": TOKEN}
+            ],
+            "storageLocations": [
+                {"storageLocationId": SYNAPSE_STORAGE, "kind": "synapse", "bucket": "synapse-storage"},
+                {"storageLocationId": DEST, "kind": "externalS3", "bucket": "destination",
+                 "baseKey": "migrated", "createdBy": "migrator"}
+            ],
+            "fileHandles": handles,
+            "projects": [{
+                "name": PROJECT, "owner": "owner",
+                "acl": {"migrator": ["READ", "DOWNLOAD", "UPDATE"]},
+                "children": children
+            }]
+        }));
+        let env = Env::start_with(&fixture, ThrottleConfig::disabled()).await?;
+        // State in memory: moto's DynamoDB takes ~25 ms a write on this scale, and the calls
+        // counted here are Synapse's (the re-run tests above use DynamoDB through moto).
+        let mut services = env.services();
+        services.store = Arc::new(MemoryStore::new());
+        let opts = options(FileVersionStrategy::New, CopyMode::Direct);
+        let first = run_migration(&services, env.input("ten-k-1", opts.clone())).await?;
+        let files = first.totals.items;
+        ensure!(files == (folders * per_folder) as u64, "{:?}", first.totals);
+
+        env.sim.reset_requests();
+        let unchanged = run_migration(&services, env.input("ten-k-2", opts.clone())).await?;
+        let counts = env.sim.request_counts();
+        let cost = counts.total as f64 / files as f64;
+        eprintln!("re-run of {files} unchanged files: {} Synapse calls, {cost:.4} a file", counts.total);
+        ensure!(cost <= 0.05, "{cost:.4} calls a file: {:?}", counts.by_endpoint);
+        ensure!(unchanged.totals == first.totals);
+
+        // The owner gives a file a new version in Synapse storage: the next run migrates it.
+        let changed = env.id("d042/f017.txt");
+        let owners = env
+            .sim
+            .file_handles_in(SYNAPSE_STORAGE)
+            .into_iter()
+            .find(|h| h.file_name.as_deref() == Some("new.txt"))
+            .context("the owner's handle")?;
+        let owner = env.client(OWNER_TOKEN, false);
+        let mut entity = owner.get_entity(&changed).await?;
+        entity.data_file_handle_id = Some(owners.id);
+        entity.version_label = None;
+        let updated = owner.put_entity(&changed, &entity, true).await?;
+        run_migration(&services, env.input("ten-k-3", opts)).await?;
+        let version = u64::try_from(updated.version_number.context("a version")?)?;
+        let item = services
+            .store
+            .get_item(&MigrationKey::new(&env.project_id, DEST)?, &ItemKey::new(&changed, version)?)
+            .await?
+            .context("the new version is indexed")?;
+        ensure!(item.status.name() == StatusName::Migrated, "{item:?}");
+        Ok(())
+    })
     .await
 }

@@ -673,7 +673,10 @@ async fn items_list_by_status_in_pages<S: StateStore>(store: &S) {
         } else {
             ItemStatus::Indexed
         };
-        let record = item(&format!("syn{}", 100 + i), 1 + i % 2, status);
+        let mut record = item(&format!("syn{}", 100 + i), 1 + i % 2, status);
+        // Sizes and shared sources, so the plan order differs from the key order.
+        record.size = i % 4 * 1000;
+        record.source_file_handle_id = format!("fh-{}", i % 5);
         match record.status.name() {
             StatusName::Indexed => expected_indexed.insert(record.key.to_string()),
             _ => expected_skipped.insert(record.key.to_string()),
@@ -699,6 +702,7 @@ async fn items_list_by_status_in_pages<S: StateStore>(store: &S) {
     let m = &m;
     let collect = |status: Option<StatusName>| async move {
         let mut keys = Vec::new();
+        let mut orders = Vec::new();
         let mut token: Option<String> = None;
         for _ in 0..100 {
             let page = store
@@ -712,8 +716,14 @@ async fn items_list_by_status_in_pages<S: StateStore>(store: &S) {
                 }
             }
             keys.extend(page.items.iter().map(|r| r.key.to_string()));
+            // By status in plan order (what Plan's grouping relies on), else in key order.
+            orders.extend(page.items.iter().map(|r| match status {
+                Some(_) => r.plan_order(),
+                None => r.key.sk(),
+            }));
             token = page.next_token;
             if token.is_none() {
+                assert!(orders.is_sorted(), "not in order: {orders:?}");
                 return keys;
             }
         }

@@ -29,6 +29,8 @@ use super::common::{
 
 /// Folders x subfolders x files of the generated tree.
 const TREE: (usize, usize, usize) = (2, 4, 5);
+/// Files of `fan-in/`, sharing one handle with two others.
+const FAN_IN: usize = 24;
 /// `maxSynapseRequestsPerMinute` by default, and the direct-engine run's lower one.
 const DEFAULT_BUDGET: usize = 540;
 const DIRECT_BUDGET: usize = 300;
@@ -67,6 +69,14 @@ fn fixture() -> Fixture {
             json!({"type": "folder", "name": format!("dir{a}"), "children": subs})
         })
         .collect();
+    // With shared-a and shared-b, more files share the handle than a unit holds (25): the
+    // last of them go through the Map's second pass (follower units).
+    let fan_in: Vec<Value> = (0..FAN_IN)
+        .map(|i| {
+            json!({"type": "file", "name": format!("link-{i:02}.txt"),
+                        "versions": [{"handle": "shared"}]})
+        })
+        .collect();
     project(json!([
         {"type": "folder", "name": "tree", "children": tree},
         {"type": "folder", "name": "mixed", "children": [
@@ -79,6 +89,7 @@ fn fixture() -> Fixture {
             {"type": "folder", "name": "elsewhere", "children": [
                 {"type": "file", "name": "shared-b.txt", "versions": [{"handle": "shared"}]}
             ]},
+            {"type": "folder", "name": "fan-in", "children": fan_in},
             {"type": "file", "name": "big-3-parts.bin",
              "versions": [{"content": {"size": 12 * MIB + 4321, "seed": 11}}]},
             {"type": "file", "name": "big-7-parts.bin",
@@ -375,6 +386,21 @@ async fn synapse_engine_migrates_through_the_state_machine() -> anyhow::Result<(
                 .any(|o| o.key().is_some_and(|k| k.ends_with("/manifest.json"))),
             "no Map results manifest: {:?}",
             listed.contents()
+        );
+        // The shared handle's 26 files: 25 in its lead unit, one in a follower unit, which
+        // the Map's second pass migrated (check_migrated saw every file MIGRATED).
+        let s3 = deployment.s3_client().await;
+        let followers = object(
+            &s3,
+            deployment.bucket(),
+            "runs/e2e-synapse-1/followers.json",
+        )
+        .await?;
+        let followers: Value = serde_json::from_slice(&followers)?;
+        ensure!(
+            followers.as_array().map(Vec::len) == Some(1)
+                && followers[0]["items"].as_array().map(Vec::len) == Some(1),
+            "{followers}"
         );
         check_rerun_changes_nothing(&deployment, "e2e-synapse-2", "synapse").await?;
         deployment.shutdown().await;

@@ -1,17 +1,20 @@
-//! Stage 3, Plan: groups the items to copy into work units ([`units`]) and writes the manifest
-//! the Distributed Map reads.
+//! Stage 3, Plan: groups the items to copy into work units ([`units`]) as it pages through them
+//! in plan order, and writes the manifests the Distributed Map reads: the lead units, and the
+//! follower units of widely shared sources for the Map's second pass.
+
+use std::collections::VecDeque;
 
 use serde::{Deserialize, Serialize};
 
 use super::init::renew_lock;
 use crate::artifacts::ArtifactWriter;
 use crate::context::{now, RunContext, Services, LIST_PAGE};
-use crate::state::{ItemRecord, ItemStatus, StatusName};
+use crate::state::{ItemRecord, ItemStatus, MigrationKey, StatusName};
 use crate::{Error, Result};
 
 pub mod units;
 
-use units::{UnitItem, WorkUnit};
+use units::{Planned, UnitItem, UnitPlanner, WorkUnit};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -26,94 +29,213 @@ pub struct PlanOutput {
     pub bucket: String,
     pub key: String,
     pub unit_count: usize,
+    /// Items in all units, followers' too.
     pub item_count: usize,
+    /// Bytes to copy (each source once).
     pub total_bytes: u64,
+    /// The follower units' manifest, for a second pass of the Map once the first is over;
+    /// absent when no source is shared by more items than a unit holds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub followers_key: Option<String>,
+    #[serde(default)]
+    pub follower_unit_count: usize,
 }
 
-/// Every item the copy should take on: INDEXED ones, ERRORED ones due for a retry (rule 4, see
-/// [`ItemRecord::due_for_retry`]), and COPYING/COPIED ones whose worker's lease ran out (a crash).
-pub(super) async fn copy_candidates(
-    services: &Services,
-    run: &RunContext,
-) -> Result<Vec<ItemRecord>> {
-    let migration = run.migration()?;
-    let at = now();
-    let max_attempts = run.options.max_attempts;
-    let mut candidates = Vec::new();
-    for status in [
-        StatusName::Indexed,
-        StatusName::Errored,
-        StatusName::Copying,
-        StatusName::Copied,
-    ] {
-        let mut token: Option<String> = None;
+/// Whether an item listed under its status is one the copy should take on: INDEXED, ERRORED
+/// and due for a retry (rule 4, see [`ItemRecord::due_for_retry`]), or COPYING/COPIED with a
+/// lease that ran out (a crash).
+fn is_candidate(item: &ItemRecord, max_attempts: u32, at: i64) -> bool {
+    match &item.status {
+        ItemStatus::Indexed => true,
+        ItemStatus::Errored(_) => item.due_for_retry(max_attempts),
+        ItemStatus::Copying | ItemStatus::Copied => item
+            .lease
+            .as_ref()
+            .is_none_or(|lease| lease.expires_at <= at),
+        _ => false,
+    }
+}
+
+/// The statuses whose items may be candidates.
+const CANDIDATE_STATUSES: [StatusName; 4] = [
+    StatusName::Indexed,
+    StatusName::Errored,
+    StatusName::Copying,
+    StatusName::Copied,
+];
+
+/// One status's items in plan order, a page at a time.
+struct StatusPages {
+    status: StatusName,
+    page: VecDeque<(String, ItemRecord)>,
+    token: Option<String>,
+    exhausted: bool,
+}
+
+/// Every item the copy should take on ([`is_candidate`]), in plan order
+/// ([`crate::state::plan_order_key`]): the candidate statuses' listings merged, holding one
+/// page of each.
+pub(super) struct Candidates<'a> {
+    services: &'a Services,
+    migration: MigrationKey,
+    max_attempts: u32,
+    at: i64,
+    statuses: Vec<StatusPages>,
+}
+
+impl<'a> Candidates<'a> {
+    pub(super) fn new(services: &'a Services, run: &RunContext) -> Result<Self> {
+        Ok(Self {
+            services,
+            migration: run.migration()?,
+            max_attempts: run.options.max_attempts,
+            at: now(),
+            statuses: CANDIDATE_STATUSES
+                .into_iter()
+                .map(|status| StatusPages {
+                    status,
+                    page: VecDeque::new(),
+                    token: None,
+                    exhausted: false,
+                })
+                .collect(),
+        })
+    }
+
+    /// The next candidate, or `None` when every listing is read.
+    pub(super) async fn next(&mut self) -> Result<Option<ItemRecord>> {
         loop {
-            let page = services
-                .store
-                .list_items(&migration, Some(status), LIST_PAGE, token.as_deref())
-                .await?;
-            candidates.extend(page.items.into_iter().filter(|item| {
-                match &item.status {
-                    ItemStatus::Indexed => true,
-                    ItemStatus::Errored(_) => item.due_for_retry(max_attempts),
-                    ItemStatus::Copying | ItemStatus::Copied => item
-                        .lease
-                        .as_ref()
-                        .is_none_or(|lease| lease.expires_at <= at),
-                    _ => false,
+            for pages in &mut self.statuses {
+                while pages.page.is_empty() && !pages.exhausted {
+                    let page = self
+                        .services
+                        .store
+                        .list_items(
+                            &self.migration,
+                            Some(pages.status),
+                            LIST_PAGE,
+                            pages.token.as_deref(),
+                        )
+                        .await?;
+                    pages.page = page
+                        .items
+                        .into_iter()
+                        .map(|item| (item.plan_order(), item))
+                        .collect();
+                    pages.exhausted = page.next_token.is_none();
+                    pages.token = page.next_token;
                 }
-            }));
-            match page.next_token {
-                Some(next) => token = Some(next),
-                None => break,
+            }
+            let Some(first) = self
+                .statuses
+                .iter_mut()
+                .filter(|pages| !pages.page.is_empty())
+                .min_by(|a, b| a.page[0].0.cmp(&b.page[0].0))
+            else {
+                return Ok(None);
+            };
+            let (_, item) = first.page.pop_front().expect("a page that is not empty");
+            if is_candidate(&item, self.max_attempts, self.at) {
+                return Ok(Some(item));
             }
         }
     }
-    Ok(candidates)
 }
 
-/// Groups the items to copy into work units and writes the manifest to S3.
+/// Groups the items to copy into work units as it pages through them, and writes the
+/// manifests: memory holds a page per status and a unit, whatever the project's size.
 pub async fn plan(services: &Services, input: PlanInput) -> Result<PlanOutput> {
     let run = &input.run;
     renew_lock(services, run).await?;
-    let units = if run.options.dry_run {
-        Vec::new()
-    } else {
-        let items = copy_candidates(services, run).await?;
-        units::group_units(
-            items.into_iter().map(|item| UnitItem {
+    let key = run.manifest_key();
+    let mut leads = Manifest::new(services, key.clone());
+    let mut followers = Manifest::new(services, run.followers_key());
+    if !run.options.dry_run {
+        let mut planner = UnitPlanner::new(services.tuning.unit_limits)?;
+        let mut candidates = Candidates::new(services, run)?;
+        while let Some(item) = candidates.next().await? {
+            let planned = planner.push(UnitItem {
                 key: item.key.to_string(),
                 size: item.size,
                 source: item.source_file_handle_id,
-            }),
-            &services.tuning.unit_limits,
-        )?
-    };
-    let key = run.manifest_key();
-    write_manifest(services, &key, &units).await?;
+            });
+            for unit in planned {
+                write_unit(&mut leads, &mut followers, unit).await?;
+            }
+        }
+        for unit in planner.finish() {
+            write_unit(&mut leads, &mut followers, unit).await?;
+        }
+    }
+    let followers_written = followers.units > 0;
+    let (follower_units, follower_items) = (followers.units, followers.items);
+    let (unit_count, item_count, total_bytes) = (leads.units, leads.items, leads.bytes);
+    leads.finish().await?;
+    if followers_written {
+        followers.finish().await?;
+    }
     crate::crash::point(crate::crash::PLAN_AFTER_MANIFEST);
     Ok(PlanOutput {
         bucket: services.bucket.clone(),
         key,
-        unit_count: units.len(),
-        item_count: units.iter().map(|u| u.items.len()).sum(),
-        total_bytes: units.iter().map(|u| u.total_bytes).sum(),
+        unit_count,
+        item_count: item_count + follower_items,
+        total_bytes,
+        followers_key: followers_written.then(|| run.followers_key()),
+        follower_unit_count: follower_units,
     })
 }
 
-/// Writes the manifest (a JSON array of units) a unit at a time, so its encoding never needs
+async fn write_unit(
+    leads: &mut Manifest<'_>,
+    followers: &mut Manifest<'_>,
+    unit: Planned,
+) -> Result<()> {
+    match unit {
+        Planned::Lead(unit) => leads.add(&unit).await,
+        Planned::Follower(unit) => followers.add(&unit).await,
+    }
+}
+
+/// A manifest (a JSON array of units) written a unit at a time, so its encoding never needs
 /// memory for the whole of it.
-async fn write_manifest(services: &Services, key: &str, units: &[WorkUnit]) -> Result<()> {
-    let mut manifest = ArtifactWriter::new(services, key, "application/json");
-    manifest.write(b"[").await?;
-    for (n, unit) in units.iter().enumerate() {
-        let mut json = if n == 0 { Vec::new() } else { b",".to_vec() };
+struct Manifest<'a> {
+    writer: ArtifactWriter<'a>,
+    units: usize,
+    items: usize,
+    bytes: u64,
+}
+
+impl<'a> Manifest<'a> {
+    fn new(services: &'a Services, key: String) -> Self {
+        Self {
+            writer: ArtifactWriter::new(services, key, "application/json"),
+            units: 0,
+            items: 0,
+            bytes: 0,
+        }
+    }
+
+    async fn add(&mut self, unit: &WorkUnit) -> Result<()> {
+        let mut json = if self.units == 0 {
+            b"[".to_vec()
+        } else {
+            b",".to_vec()
+        };
         serde_json::to_writer(&mut json, unit)
             .map_err(|e| Error::Internal(format!("cannot encode the manifest: {e}")))?;
-        manifest.write(&json).await?;
+        self.writer.write(&json).await?;
+        self.units += 1;
+        self.items += unit.items.len();
+        self.bytes = self.bytes.saturating_add(unit.total_bytes);
+        Ok(())
     }
-    manifest.write(b"]").await?;
-    manifest.finish().await
+
+    async fn finish(mut self) -> Result<()> {
+        let end: &[u8] = if self.units == 0 { b"[]" } else { b"]" };
+        self.writer.write(end).await?;
+        self.writer.finish().await
+    }
 }
 
 /// Reads a manifest written by [`plan()`] (the in-process runner's ItemReader).

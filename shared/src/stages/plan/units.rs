@@ -1,8 +1,6 @@
 //! How the Plan stage groups the items to copy into work units for the Distributed Map. No
 //! I/O here, so every boundary is property-tested.
 
-use std::collections::BTreeMap;
-
 use serde::{Deserialize, Serialize};
 
 use crate::copy::parts::{PlanError, GIB};
@@ -61,94 +59,226 @@ impl Default for UnitLimits {
     }
 }
 
-/// The items that share one source file handle.
+/// Where a unit goes: the first Distributed Map, or the second one that runs after it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Planned {
+    /// Copies its sources (and updates their first entities).
+    Lead(WorkUnit),
+    /// Updates more entities of sources a lead unit copied: the fan-in of a source shared by
+    /// more items than a unit holds. The second Map starts when every lead unit is over, so
+    /// these find their copies finished (or, if the lead failed, make them themselves).
+    Follower(WorkUnit),
+}
+
+/// Groups items arriving in plan order ([`crate::state::plan_order_key`]: biggest sources
+/// first, then by source and key) into work units as they come, holding at most one source's
+/// unit-worth of items and one unit under construction: memory does not grow with the project.
+///
+/// - A source bigger than the large threshold gets a unit of its own (LARGE), copied in part
+///   batches; the order makes these come first, largest first, so the longest copies start
+///   earliest and the Map's tail is short.
+/// - Smaller sources are packed into SMALL units of at most `max_files` items and `max_bytes`.
+/// - Items sharing a source go to one unit, which makes the one copy they share. A source
+///   shared by more than `max_files` items keeps its first `max_files` in that lead unit and
+///   spreads the rest over follower units of at most `max_files` each ([`Planned::Follower`]),
+///   so no unit's input or entity updates grow with the fan-in.
+///
+/// Unit ids are `unit-000001`, ... for leads and `follower-000001`, ... for followers, in order.
+pub struct UnitPlanner {
+    limits: UnitLimits,
+    leads: Packer,
+    followers: Packer,
+    group: Option<SourceGroup>,
+}
+
+/// The items of one source seen so far.
 struct SourceGroup {
+    source: String,
     size: u64,
-    items: Vec<UnitItem>,
+    leads: Vec<UnitItem>,
+    /// Followers not yet handed to the follower packer (fewer than `max_files`).
+    followers: Vec<UnitItem>,
 }
 
-impl SourceGroup {
-    fn first_key(&self) -> &str {
-        &self.items[0].key
-    }
-}
-
-/// Groups items into work units.
-///
-/// Items that share a source file handle always land in the same unit: their one copy is then
-/// made by one worker, instead of a second unit waiting on the first one's lease. A group that
-/// alone exceeds the small-unit limits gets a unit of its own.
-///
-/// Output order is deterministic whatever the input order: big units first, largest first (the
-/// longest copies start earliest, so the Map's tail is short), then small units packed in key
-/// order. Unit ids are `unit-000001`, ... in that order.
-pub fn group_units(
-    items: impl IntoIterator<Item = UnitItem>,
-    limits: &UnitLimits,
-) -> Result<Vec<WorkUnit>, PlanError> {
-    if limits.max_files == 0 {
-        return Err(PlanError::InvalidUnitLimits("maxFiles must be at least 1"));
-    }
-    if limits.max_bytes == 0 {
-        return Err(PlanError::InvalidUnitLimits("maxBytes must be at least 1"));
-    }
-    let mut by_source: BTreeMap<String, Vec<UnitItem>> = BTreeMap::new();
-    for item in items {
-        by_source.entry(item.source.clone()).or_default().push(item);
-    }
-    let (mut large, mut small): (Vec<SourceGroup>, Vec<SourceGroup>) = by_source
-        .into_values()
-        .map(|mut items| {
-            items.sort_by(|a, b| a.key.cmp(&b.key).then_with(|| a.size.cmp(&b.size)));
-            // All items of a source have its size; `max` keeps a disagreement on the safe side.
-            let size = items.iter().map(|item| item.size).max().unwrap_or_default();
-            SourceGroup { size, items }
-        })
-        .partition(|group| group.size > limits.large_threshold);
-    large.sort_by(|a, b| {
-        b.size
-            .cmp(&a.size)
-            .then_with(|| a.first_key().cmp(b.first_key()))
-    });
-    small.sort_by(|a, b| a.first_key().cmp(b.first_key()));
-
-    let mut units: Vec<(UnitKind, u64, Vec<UnitItem>)> = large
-        .into_iter()
-        .map(|group| (UnitKind::Large, group.size, group.items))
-        .collect();
-    let mut current: Vec<UnitItem> = Vec::new();
-    let mut current_bytes = 0u64;
-    for group in small {
-        let full = current.len() + group.items.len() > limits.max_files
-            || current_bytes.saturating_add(group.size) > limits.max_bytes;
-        if full && !current.is_empty() {
-            units.push((UnitKind::Small, current_bytes, std::mem::take(&mut current)));
-            current_bytes = 0;
+impl UnitPlanner {
+    pub fn new(limits: UnitLimits) -> Result<Self, PlanError> {
+        if limits.max_files == 0 {
+            return Err(PlanError::InvalidUnitLimits("maxFiles must be at least 1"));
         }
-        current_bytes = current_bytes.saturating_add(group.size);
-        current.extend(group.items);
-    }
-    if !current.is_empty() {
-        units.push((UnitKind::Small, current_bytes, current));
+        if limits.max_bytes == 0 {
+            return Err(PlanError::InvalidUnitLimits("maxBytes must be at least 1"));
+        }
+        Ok(Self {
+            limits,
+            leads: Packer::new(limits, "unit"),
+            followers: Packer::new(limits, "follower"),
+            group: None,
+        })
     }
 
-    Ok(units
-        .into_iter()
-        .enumerate()
-        .map(|(index, (kind, total_bytes, items))| WorkUnit {
-            unit_id: format!("unit-{:06}", index + 1),
+    /// Takes the next item in plan order; returns the units it completed.
+    pub fn push(&mut self, item: UnitItem) -> Vec<Planned> {
+        let mut done = Vec::new();
+        match &mut self.group {
+            Some(group) if group.source == item.source => {
+                // All items of a source have its size; `max` keeps a disagreement safe.
+                group.size = group.size.max(item.size);
+                if group.leads.len() < self.limits.max_files {
+                    group.leads.push(item);
+                } else {
+                    group.followers.push(item);
+                    if group.followers.len() == self.limits.max_files {
+                        let chunk = std::mem::take(&mut group.followers);
+                        done.extend(
+                            self.followers
+                                .add(group.size, chunk)
+                                .into_iter()
+                                .map(Planned::Follower),
+                        );
+                    }
+                }
+            }
+            _ => {
+                done.extend(self.close_group());
+                self.group = Some(SourceGroup {
+                    source: item.source.clone(),
+                    size: item.size,
+                    leads: vec![item],
+                    followers: Vec::new(),
+                });
+            }
+        }
+        done
+    }
+
+    /// Ends the input; returns the last units.
+    pub fn finish(mut self) -> Vec<Planned> {
+        let mut done = self.close_group();
+        done.extend(self.leads.flush().map(Planned::Lead));
+        done.extend(self.followers.flush().map(Planned::Follower));
+        done
+    }
+
+    fn close_group(&mut self) -> Vec<Planned> {
+        let Some(group) = self.group.take() else {
+            return Vec::new();
+        };
+        let mut done: Vec<Planned> = self
+            .leads
+            .add(group.size, group.leads)
+            .into_iter()
+            .map(Planned::Lead)
+            .collect();
+        if !group.followers.is_empty() {
+            done.extend(
+                self.followers
+                    .add(group.size, group.followers)
+                    .into_iter()
+                    .map(Planned::Follower),
+            );
+        }
+        done
+    }
+}
+
+/// Packs groups of at most `max_files` items (one source each) into units.
+struct Packer {
+    limits: UnitLimits,
+    prefix: &'static str,
+    made: usize,
+    current: Vec<UnitItem>,
+    current_bytes: u64,
+}
+
+impl Packer {
+    fn new(limits: UnitLimits, prefix: &'static str) -> Self {
+        Self {
+            limits,
+            prefix,
+            made: 0,
+            current: Vec::new(),
+            current_bytes: 0,
+        }
+    }
+
+    /// Adds one source's group; returns the units completed (at most two: the small unit it
+    /// did not fit in, and its own large one).
+    fn add(&mut self, size: u64, items: Vec<UnitItem>) -> Vec<WorkUnit> {
+        if size > self.limits.large_threshold {
+            let large = self.unit(UnitKind::Large, size, items);
+            return self.flush().into_iter().chain([large]).collect();
+        }
+        let full = self.current.len() + items.len() > self.limits.max_files
+            || self.current_bytes.saturating_add(size) > self.limits.max_bytes;
+        let flushed = if full { self.flush() } else { None };
+        self.current_bytes = self.current_bytes.saturating_add(size);
+        self.current.extend(items);
+        flushed.into_iter().collect()
+    }
+
+    /// The small unit under construction, if any.
+    fn flush(&mut self) -> Option<WorkUnit> {
+        if self.current.is_empty() {
+            return None;
+        }
+        let items = std::mem::take(&mut self.current);
+        let bytes = std::mem::take(&mut self.current_bytes);
+        Some(self.unit(UnitKind::Small, bytes, items))
+    }
+
+    fn unit(&mut self, kind: UnitKind, total_bytes: u64, items: Vec<UnitItem>) -> WorkUnit {
+        self.made += 1;
+        WorkUnit {
+            unit_id: format!("{}-{:06}", self.prefix, self.made),
             kind,
             total_bytes,
             items,
-        })
-        .collect())
+        }
+    }
+}
+
+/// Groups items given in any order: sorts them into plan order and runs a [`UnitPlanner`]
+/// over them. For tests and small inputs; the Plan stage streams instead.
+pub fn group_units(
+    items: impl IntoIterator<Item = UnitItem>,
+    limits: &UnitLimits,
+) -> Result<Vec<Planned>, PlanError> {
+    let mut planner = UnitPlanner::new(*limits)?;
+    let mut items: Vec<UnitItem> = items.into_iter().collect();
+    items.sort_by_cached_key(UnitItem::plan_order);
+    let mut planned = Vec::new();
+    for item in items {
+        planned.extend(planner.push(item));
+    }
+    planned.extend(planner.finish());
+    Ok(planned)
+}
+
+impl UnitItem {
+    /// The item's place in the Plan's order ([`crate::state::plan_order_key`]'s: size
+    /// descending, source, key; here by the key's text, which only reorders within a source).
+    fn plan_order(&self) -> (std::cmp::Reverse<u64>, String, String) {
+        (
+            std::cmp::Reverse(self.size),
+            self.source.clone(),
+            self.key.clone(),
+        )
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
     use crate::copy::parts::{part_batches, BatchBudget, PartPlan};
     use proptest::prelude::*;
+
+    fn unit(planned: &Planned) -> &WorkUnit {
+        match planned {
+            Planned::Lead(unit) | Planned::Follower(unit) => unit,
+        }
+    }
 
     proptest! {
 
@@ -160,7 +290,8 @@ mod tests {
             max_bytes in 1u64..=8 * GIB,
             large_threshold in 0u64..=2 * GIB,
         ) {
-            // Items pick their source at random, so some sources are shared by several items.
+            // Items pick their source at random, so some sources are shared by several items
+            // (and some by more than a unit holds).
             let items: Vec<UnitItem> = picks
                 .iter()
                 .enumerate()
@@ -174,42 +305,75 @@ mod tests {
                 })
                 .collect();
             let limits = UnitLimits { max_files, max_bytes, large_threshold };
-            let units = group_units(items.clone(), &limits).unwrap();
+            let planned = group_units(items.clone(), &limits).unwrap();
 
-            let mut seen: Vec<UnitItem> = units.iter().flat_map(|u| u.items.clone()).collect();
+            let mut seen: Vec<UnitItem> =
+                planned.iter().flat_map(|p| unit(p).items.clone()).collect();
             seen.sort_by(|a, b| a.key.cmp(&b.key));
             let mut expected = items.clone();
             expected.sort_by(|a, b| a.key.cmp(&b.key));
             prop_assert_eq!(seen, expected);
 
-            let mut unit_of_source = BTreeMap::new();
-            for unit in &units {
+            // Every source's items start in one lead unit (the manifests are apart, so the
+            // order of leads and followers between them does not matter).
+            let mut lead_unit_of_source: BTreeMap<&str, &WorkUnit> = BTreeMap::new();
+            for planned in &planned {
+                if let Planned::Lead(unit) = planned {
+                    for item in &unit.items {
+                        let first = lead_unit_of_source.insert(&item.source, unit);
+                        prop_assert!(
+                            first.is_none_or(|u| u.unit_id == unit.unit_id),
+                            "source {} in two lead units", item.source
+                        );
+                    }
+                }
+            }
+            let mut last_large_size = u64::MAX;
+            for planned in &planned {
+                let unit = unit(planned);
                 prop_assert!(!unit.items.is_empty());
+                // No unit grows with the fan-in: at most max_files items, whatever the sharing.
+                prop_assert!(unit.items.len() <= max_files);
                 let sources: BTreeMap<&str, u64> =
                     unit.items.iter().map(|i| (i.source.as_str(), i.size)).collect();
-                for source in sources.keys() {
-                    let first = unit_of_source.insert(source.to_string(), unit.unit_id.clone());
-                    prop_assert!(first.is_none(), "source {} split over units", source);
-                }
                 prop_assert_eq!(unit.total_bytes, sources.values().sum::<u64>());
+                if let Planned::Follower(_) = planned {
+                    for source in sources.keys() {
+                        // A follower's source has a lead unit full of its items.
+                        let lead = lead_unit_of_source.get(source);
+                        prop_assert!(lead.is_some(), "follower of {} without a lead", source);
+                        let lead_items = lead
+                            .unwrap()
+                            .items
+                            .iter()
+                            .filter(|i| i.source == *source)
+                            .count();
+                        prop_assert_eq!(lead_items, max_files);
+                    }
+                }
                 match unit.kind {
                     UnitKind::Large => {
                         prop_assert_eq!(sources.len(), 1);
                         prop_assert!(unit.total_bytes > large_threshold);
+                        if let Planned::Lead(_) = planned {
+                            // Big sources first, largest first.
+                            prop_assert!(unit.total_bytes <= last_large_size);
+                            last_large_size = unit.total_bytes;
+                        }
                     }
                     UnitKind::Small => {
                         prop_assert!(unit.items.iter().all(|i| i.size <= large_threshold));
-                        prop_assert!(
-                            sources.len() == 1
-                                || (unit.items.len() <= max_files && unit.total_bytes <= max_bytes)
-                        );
+                        prop_assert!(sources.len() == 1 || unit.total_bytes <= max_bytes);
+                        if let Planned::Lead(_) = planned {
+                            last_large_size = 0;
+                        }
                     }
                 }
             }
 
             let mut reversed = items;
             reversed.reverse();
-            prop_assert_eq!(group_units(reversed, &limits).unwrap(), units);
+            prop_assert_eq!(group_units(reversed, &limits).unwrap(), planned);
         }
     }
 
@@ -261,7 +425,7 @@ mod tests {
     }
 
     #[test]
-    fn units_put_big_sources_first_and_pack_small_ones_in_key_order() {
+    fn units_put_big_sources_first_pack_small_ones_by_size_and_spread_a_wide_fan_in() {
         let item = |key: &str, size, source: &str| UnitItem {
             key: key.into(),
             size,
@@ -272,45 +436,66 @@ mod tests {
             max_bytes: 100,
             large_threshold: 50,
         };
-        let units = group_units(
+        let planned = group_units(
             vec![
                 item("e", 10, "fhE"),
                 item("a", 60, "fhA"),
+                item("x4", 5, "fhX"),
                 item("d", 10, "fhD"),
                 item("h", 45, "fhC"),
+                item("x1", 5, "fhX"),
                 item("b", 90, "fhB"),
                 item("c", 45, "fhC"),
+                item("x3", 5, "fhX"),
                 item("a2", 60, "fhA"),
                 item("f", 45, "fhF"),
+                item("x5", 5, "fhX"),
                 item("g", 0, "fhG"),
+                item("x2", 5, "fhX"),
             ],
             &limits,
         )
         .unwrap();
-        let shape: Vec<(&str, UnitKind, u64, Vec<&str>)> = units
-            .iter()
-            .map(|u| {
-                (
-                    u.unit_id.as_str(),
-                    u.kind,
-                    u.total_bytes,
-                    u.items.iter().map(|i| i.key.as_str()).collect(),
-                )
-            })
-            .collect();
+        fn shape(u: &WorkUnit) -> (&str, UnitKind, u64, Vec<&str>) {
+            (
+                u.unit_id.as_str(),
+                u.kind,
+                u.total_bytes,
+                u.items.iter().map(|i| i.key.as_str()).collect(),
+            )
+        }
+        let (mut leads, mut followers) = (Vec::new(), Vec::new());
+        for p in &planned {
+            match p {
+                Planned::Lead(u) => leads.push(shape(u)),
+                Planned::Follower(u) => followers.push(shape(u)),
+            }
+        }
         assert_eq!(
-            shape,
+            leads,
             vec![
                 ("unit-000001", UnitKind::Large, 90, vec!["b"]),
                 ("unit-000002", UnitKind::Large, 60, vec!["a", "a2"]),
                 ("unit-000003", UnitKind::Small, 45, vec!["c", "h"]),
-                ("unit-000004", UnitKind::Small, 20, vec!["d", "e"]),
-                ("unit-000005", UnitKind::Small, 45, vec!["f", "g"]),
+                ("unit-000004", UnitKind::Small, 55, vec!["f", "d"]),
+                ("unit-000005", UnitKind::Small, 10, vec!["e"]),
+                // fhX is shared by five items: its first two copy it, the rest follow.
+                ("unit-000006", UnitKind::Small, 5, vec!["x1", "x2"]),
+                ("unit-000007", UnitKind::Small, 0, vec!["g"]),
             ]
         );
-        let json = serde_json::to_value(&units[2]).unwrap();
         assert_eq!(
-            json,
+            followers,
+            vec![
+                ("follower-000001", UnitKind::Small, 5, vec!["x3", "x4"]),
+                ("follower-000002", UnitKind::Small, 5, vec!["x5"]),
+            ]
+        );
+        let Planned::Lead(third) = &planned[2] else {
+            panic!("the third unit is a lead: {planned:?}");
+        };
+        assert_eq!(
+            serde_json::to_value(third).unwrap(),
             serde_json::json!({"unitId": "unit-000003", "kind": "SMALL", "totalBytes": 45,
                 "items": [{"key": "c", "size": 45, "source": "fhC"},
                           {"key": "h", "size": 45, "source": "fhC"}]})

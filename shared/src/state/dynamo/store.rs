@@ -283,6 +283,7 @@ impl StateStore for DynamoStore {
             .set("version", n(item.key.version))
             .set("sourceFileHandleId", s(&item.source_file_handle_id))
             .set("size", n(item.size))
+            .set(SSK, s(item.plan_order()))
             .set_or_remove("contentMd5", item.content_md5.as_deref().map(s))
             .set_or_remove(
                 "sourceStorageLocationId",

@@ -2,7 +2,7 @@
 
 use super::*;
 
-/// Creates the table (keys `PK`/`SK`, on-demand, the `ByStatus` index, TTL on `expiresAt`) and
+/// Creates the table (keys `PK`/`SK`, on-demand, the status index, TTL on `expiresAt`) and
 /// waits until it is active. An existing table is left as it is.
 pub async fn create_table(client: &Client, table: &str) -> Result<(), StateError> {
     let string_attribute = |name: &str| {
@@ -22,7 +22,7 @@ pub async fn create_table(client: &Client, table: &str) -> Result<(), StateError
     let by_status = GlobalSecondaryIndex::builder()
         .index_name(STATUS_INDEX)
         .key_schema(key(SPK, KeyType::Hash)?)
-        .key_schema(key(SK, KeyType::Range)?)
+        .key_schema(key(SSK, KeyType::Range)?)
         .projection(
             Projection::builder()
                 .projection_type(ProjectionType::All)
@@ -36,6 +36,7 @@ pub async fn create_table(client: &Client, table: &str) -> Result<(), StateError
         .attribute_definitions(string_attribute(PK)?)
         .attribute_definitions(string_attribute(SK)?)
         .attribute_definitions(string_attribute(SPK)?)
+        .attribute_definitions(string_attribute(SSK)?)
         .key_schema(key(PK, KeyType::Hash)?)
         .key_schema(key(SK, KeyType::Range)?)
         .global_secondary_indexes(by_status)
