@@ -34,8 +34,9 @@ pub struct PlanOutput {
     /// Bytes to copy (each source once).
     pub total_bytes: u64,
     /// The follower units' manifest, for a second pass of the Map once the first is over;
-    /// absent when no source is shared by more items than a unit holds.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// null (always present: the state machine selects it) when no source is shared by more
+    /// items than a unit holds.
+    #[serde(default)]
     pub followers_key: Option<String>,
     #[serde(default)]
     pub follower_unit_count: usize,
