@@ -72,16 +72,12 @@ impl Frontier {
     }
 }
 
-/// The files of a page whose listing can stand for them, with that listing: `new` and `latest`
-/// look at the current version only; `all` must list every version, so none of its files.
-fn listings<'a>(
-    run: &RunContext,
-    page: &'a [EntityHeader],
-    scope: &str,
-) -> BTreeMap<&'a str, SeenFile> {
-    if run.options.file_version_strategy == FileVersionStrategy::All {
-        return BTreeMap::new();
-    }
+/// The files of a page whose listing can stand for them, with that listing: the current
+/// version and its `modifiedOn`. That holds for `all` too: a new version changes the current
+/// one, and the only change to an older version that matters, a swap of its file handle,
+/// touches the node (`NodeManagerImpl.updateNodeFileHandle` calls `NodeDAOImpl.touch`), which
+/// moves the listed `modifiedOn`.
+fn listings<'a>(page: &'a [EntityHeader], scope: &str) -> BTreeMap<&'a str, SeenFile> {
     page.iter()
         .filter(|child| child.kind == concrete::FILE_ENTITY)
         .filter_map(|file| {
@@ -179,7 +175,7 @@ pub async fn walk(
             })
             .await?;
         let mut folders = Vec::new();
-        let listed = listings(run, &page.page, &scope);
+        let listed = listings(&page.page, &scope);
         let ids: Vec<String> = listed.keys().map(|id| (*id).to_owned()).collect();
         // No request when the page has no such file (an empty batch asks for nothing).
         let seen = store.get_seen(&migration, &ids).await?;
