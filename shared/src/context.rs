@@ -20,8 +20,10 @@ use crate::state::{EpochSeconds, MigrationKey, StateStore};
 use crate::synapse::SynapseClient;
 use crate::Result;
 
-/// Items listed per state store page.
-pub(crate) const LIST_PAGE: u32 = 500;
+/// Items asked for per state store page by the stages that read whole listings (Plan, Report).
+/// DynamoDB ends a page at 1 MB anyway (about 2,000 items of ~500 bytes); fewer, fuller pages
+/// keep a listing of 10^7 items near 5,000 queries instead of 20,000.
+pub(crate) const LIST_PAGE: u32 = 2000;
 
 /// Seconds since the epoch, the state store's clock.
 pub fn now() -> EpochSeconds {

@@ -160,9 +160,11 @@ async fn plan_reads_candidates_of_every_status_biggest_source_first_and_a_source
         expires_at: 1,
     });
     // Two sources of the same size, each with items in three statuses, and a bigger and a
-    // smaller one; more items than a listing page holds, so the merge crosses pages.
+    // smaller one; more items of each status than a listing page holds, so the merge crosses
+    // pages.
+    let count = 3 * (crate::context::LIST_PAGE as usize + 50);
     let mut items = Vec::new();
-    for n in 0..700 {
+    for n in 0..count {
         let (source, size) = match n % 4 {
             0 => ("fh-b", 50),
             1 => ("fh-a", 50),
@@ -175,14 +177,14 @@ async fn plan_reads_candidates_of_every_status_biggest_source_first_and_a_source
             _ => ItemStatus::Copying,
         };
         let lease = matches!(status, ItemStatus::Copying).then(|| expired.clone().unwrap());
-        let mut record = item(&format!("syn{}", 1000 + n), status, 1, lease);
+        let mut record = item(&format!("syn{}", 10000 + n), status, 1, lease);
         record.source_file_handle_id = source.into();
         record.size = size;
         items.push(record);
     }
     seed(&store, &items).await;
     let read = candidates(&services(store)).await;
-    assert_eq!(read.len(), 700);
+    assert_eq!(read.len(), count);
     let order: Vec<(u64, &str)> = read
         .iter()
         .map(|i| (i.size, i.source_file_handle_id.as_str()))
