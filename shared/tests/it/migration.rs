@@ -1436,6 +1436,28 @@ async fn a_rerun_of_an_unchanged_project_reads_only_the_listings_latest() -> any
     .await
 }
 
+/// A project of `children` in Synapse storage, the destination and `handles`, without the
+/// special cases of [`fixture`].
+fn plain_fixture(handles: serde_json::Value, children: serde_json::Value) -> Fixture {
+    fixture_from(serde_json::json!({
+        "users": [
+            {"userName": "owner", "ownerId": "3350001", "token": OWNER_TOKEN},
+            {"userName": "migrator", "ownerId": "3350002", "token": TOKEN}
+        ],
+        "storageLocations": [
+            {"storageLocationId": SYNAPSE_STORAGE, "kind": "synapse", "bucket": "synapse-storage"},
+            {"storageLocationId": DEST, "kind": "externalS3", "bucket": "destination",
+             "baseKey": "migrated", "createdBy": "migrator"}
+        ],
+        "fileHandles": handles,
+        "projects": [{
+            "name": PROJECT, "owner": "owner",
+            "acl": {"migrator": ["READ", "DOWNLOAD", "UPDATE"]},
+            "children": children
+        }]
+    }))
+}
+
 /// Files sharing one source handle: more than a unit holds (the services' `max_files`, 10).
 const FAN_IN: usize = 25;
 
@@ -1452,29 +1474,19 @@ async fn a_widely_shared_source_is_copied_once_and_its_updates_spread_over_units
                                    "versions": [{"handle": "wide"}]})
             })
             .collect();
-        let fixture = fixture_from(serde_json::json!({
-            "users": [
-                {"userName": "owner", "ownerId": "3350001", "token": OWNER_TOKEN},
-                {"userName": "migrator", "ownerId": "3350002", "token": TOKEN}
-            ],
-            "storageLocations": [
-                {"storageLocationId": SYNAPSE_STORAGE, "kind": "synapse", "bucket": "synapse-storage"},
-                {"storageLocationId": DEST, "kind": "externalS3", "bucket": "destination",
-                 "baseKey": "migrated", "createdBy": "migrator"}
-            ],
-            "fileHandles": {"wide": {"content": {"text": "one source, many entities"},
-                                     "fileName": "wide.txt"}},
-            "projects": [{
-                "name": PROJECT, "owner": "owner",
-                "acl": {"migrator": ["READ", "DOWNLOAD", "UPDATE"]},
-                "children": [{"type": "folder", "name": "fan", "children": files}]
-            }]
-        }));
+        let fixture = plain_fixture(
+            serde_json::json!({"wide": {"content": {"text": "one source, many entities"},
+                                        "fileName": "wide.txt"}}),
+            serde_json::json!([{"type": "folder", "name": "fan", "children": files}]),
+        );
         let env = Env::start_with(&fixture, ThrottleConfig::disabled()).await?;
         let services = env.services();
         let summary = run_migration(
             &services,
-            env.input("fan-in", options(FileVersionStrategy::New, CopyMode::Synapse)),
+            env.input(
+                "fan-in",
+                options(FileVersionStrategy::New, CopyMode::Synapse),
+            ),
         )
         .await?;
         ensure!(summary.status == RunStatus::Succeeded, "{summary:?}");
@@ -1492,7 +1504,11 @@ async fn a_widely_shared_source_is_copied_once_and_its_updates_spread_over_units
         let items = env.items().await?;
         ensure!(items.len() == FAN_IN);
         let copies = env.sim.file_handles_in(DEST);
-        ensure!(copies.len() == 1, "{} copies of the one source", copies.len());
+        ensure!(
+            copies.len() == 1,
+            "{} copies of the one source",
+            copies.len()
+        );
         for item in items.values() {
             ensure!(item.status.name() == StatusName::Migrated, "{item:?}");
             ensure!(
@@ -1543,23 +1559,7 @@ async fn a_rerun_of_an_unchanged_ten_thousand_file_project_costs_at_most_a_twent
             "owners".into(),
             serde_json::json!({"content": {"text": "new bytes"}, "fileName": "new.txt"}),
         );
-        let fixture = fixture_from(serde_json::json!({
-            "users": [
-                {"userName": "owner", "ownerId": "3350001", "token": OWNER_TOKEN},
-                {"userName": "migrator", "ownerId": "3350002", "token": TOKEN}
-            ],
-            "storageLocations": [
-                {"storageLocationId": SYNAPSE_STORAGE, "kind": "synapse", "bucket": "synapse-storage"},
-                {"storageLocationId": DEST, "kind": "externalS3", "bucket": "destination",
-                 "baseKey": "migrated", "createdBy": "migrator"}
-            ],
-            "fileHandles": handles,
-            "projects": [{
-                "name": PROJECT, "owner": "owner",
-                "acl": {"migrator": ["READ", "DOWNLOAD", "UPDATE"]},
-                "children": children
-            }]
-        }));
+        let fixture = plain_fixture(handles.into(), children.into());
         let env = Env::start_with(&fixture, ThrottleConfig::disabled()).await?;
         // State in memory: moto's DynamoDB takes ~25 ms a write on this scale, and the calls
         // counted here are Synapse's (the re-run tests above use DynamoDB through moto).
@@ -1574,8 +1574,15 @@ async fn a_rerun_of_an_unchanged_ten_thousand_file_project_costs_at_most_a_twent
         let unchanged = run_migration(&services, env.input("ten-k-2", opts.clone())).await?;
         let counts = env.sim.request_counts();
         let cost = counts.total as f64 / files as f64;
-        eprintln!("re-run of {files} unchanged files: {} Synapse calls, {cost:.4} a file", counts.total);
-        ensure!(cost <= 0.05, "{cost:.4} calls a file: {:?}", counts.by_endpoint);
+        eprintln!(
+            "re-run of {files} unchanged files: {} Synapse calls, {cost:.4} a file",
+            counts.total
+        );
+        ensure!(
+            cost <= 0.05,
+            "{cost:.4} calls a file: {:?}",
+            counts.by_endpoint
+        );
         ensure!(unchanged.totals == first.totals);
 
         // The owner gives a file a new version in Synapse storage: the next run migrates it.
@@ -1595,7 +1602,10 @@ async fn a_rerun_of_an_unchanged_ten_thousand_file_project_costs_at_most_a_twent
         let version = u64::try_from(updated.version_number.context("a version")?)?;
         let item = services
             .store
-            .get_item(&MigrationKey::new(&env.project_id, DEST)?, &ItemKey::new(&changed, version)?)
+            .get_item(
+                &MigrationKey::new(&env.project_id, DEST)?,
+                &ItemKey::new(&changed, version)?,
+            )
             .await?
             .context("the new version is indexed")?;
         ensure!(item.status.name() == StatusName::Migrated, "{item:?}");
