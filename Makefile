@@ -49,9 +49,10 @@ bench: venv
 	$(CARGO) run --locked -p synmigrate-bench --bin synmigrate-bench
 
 ## scale: each stage as the real function process on generated projects of SCALE_FILES tiny files
-##        (default 10000,100000; a fresh deployment each): wall time, peak RSS, Synapse calls,
+##        (default 10000,30000; a fresh deployment each): wall time, peak RSS, Synapse calls,
 ##        DynamoDB and S3 requests per stage, projected to 10^6 and 10^7 files, 1 TB and 100 TB
-##        (hours, transitions, GB-s, requests, dollars); prints markdown tables. Not part of `make test`.
+##        (hours, transitions, GB-s, requests, dollars); then Plan and Report alone on a state
+##        table of SCALE_SEEDED_FILES items (default 100000); prints markdown tables. Not part of `make test`.
 scale: venv
 	$(CARGO) build --workspace --bins --locked  # the stages run the function binaries
 	$(CARGO) run --locked -p synmigrate-bench --bin synmigrate-scale

@@ -1,11 +1,12 @@
-//! `make scale`: for each size (`SCALE_FILES`, default 10,000 and 100,000 files), a fresh local
+//! `make scale`: for each size (`SCALE_FILES`, default 10,000 and 30,000 files), a fresh local
 //! deployment with a generated project of tiny files, and synmigrate's stages run as the real
 //! function processes (the local Lambda host), invoked directly in the order the state machine
 //! calls them: Init, Index until done, Plan, StartCopy / CopyParts / Complete for a sample of the
 //! manifest's units, Report. Per stage it measures the wall time, the function process's peak
 //! RSS, the Synapse calls (the simulator's request log) and the DynamoDB and S3 requests (a
 //! counting proxy between the functions and moto); then it projects the measured costs per file
-//! to 10^6 and 10^7 files and 1 TB and 100 TB, and prints markdown tables.
+//! to 10^6 and 10^7 files and 1 TB and 100 TB, and prints markdown tables. Then Plan and Report
+//! alone on state tables of `SCALE_SEEDED_FILES` items (default 100,000), for their memory.
 //!
 //! The function binaries must be built first (`cargo build --workspace --bins`; `make scale`
 //! does).
@@ -22,14 +23,24 @@ mod tables;
 #[derive(Parser)]
 #[command(about = "synmigrate's stages on big generated projects, measured and projected")]
 pub struct Args {
-    /// Project sizes in files, comma-separated; each gets its own fresh deployment.
+    /// Project sizes in files, comma-separated; each gets its own fresh deployment and every
+    /// stage.
     #[arg(
         long,
         env = "SCALE_FILES",
         value_delimiter = ',',
-        default_value = "10000,100000"
+        default_value = "10000,30000"
     )]
     files: Vec<usize>,
+    /// State-table sizes in items for Plan and Report alone (items cloned from a small
+    /// project's, see `measure::run_seeded_size`), comma-separated; empty for none.
+    #[arg(
+        long,
+        env = "SCALE_SEEDED_FILES",
+        value_delimiter = ',',
+        default_value = "100000"
+    )]
+    seeded_files: Vec<usize>,
     /// Seed of the generated projects.
     #[arg(long, env = "SCALE_SEED", default_value_t = 11)]
     seed: u64,
@@ -80,6 +91,12 @@ async fn main() -> anyhow::Result<()> {
     } else {
         for &files in &args.files {
             sizes.push(measure::run_size(&args, files).await?);
+            if let Some(path) = &args.save {
+                std::fs::write(path, measure::to_json(&sizes).to_string())?;
+            }
+        }
+        for &files in &args.seeded_files {
+            sizes.push(measure::run_seeded_size(&args, files).await?);
             if let Some(path) = &args.save {
                 std::fs::write(path, measure::to_json(&sizes).to_string())?;
             }

@@ -67,6 +67,8 @@ impl Stage {
 #[derive(Debug)]
 pub struct SizeRun {
     pub files: usize,
+    /// Plan and Report alone on a seeded state table ([`run_seeded_size`]).
+    pub seeded: bool,
     /// Starting the deployment and seeding the project (entities and S3 objects).
     pub setup: Duration,
     pub stages: Vec<Stage>,
@@ -162,6 +164,161 @@ pub async fn run_size(args: &Args, files: usize) -> anyhow::Result<SizeRun> {
     let fixture = fixture(args, files);
     let project_files = fixture.projects.first().map_or(0, count_files);
     eprintln!("== {files} files: seeding the simulator and moto ...");
+    let (deployment, proxy, setup) = deploy(args, fixture).await?;
+    let result = stages(args, &deployment, &proxy, project_files, setup).await;
+    deployment.shutdown().await;
+    result
+}
+
+/// Files of the small project whose items, as Index wrote them, [`run_seeded_size`] clones.
+const SEED_TEMPLATE_FILES: usize = 400;
+
+/// Plan and Report alone on a state table of `files` INDEXED items: Init and Index run for real
+/// on a small generated project, then its items (as Index wrote them) are cloned under new
+/// entity and handle ids with BatchWriteItem, straight to moto (not counted), up to `files`.
+/// Index itself is measured by [`run_size`]; at this size moto would take an hour to take its
+/// writes one at a time.
+pub async fn run_seeded_size(args: &Args, files: usize) -> anyhow::Result<SizeRun> {
+    eprintln!("== {files} items seeded in the state table (Plan and Report only) ...");
+    let (deployment, proxy, setup) = deploy(args, fixture(args, SEED_TEMPLATE_FILES)).await?;
+    let result = seeded_stages(args, &deployment, &proxy, files, setup).await;
+    deployment.shutdown().await;
+    result
+}
+
+async fn seeded_stages(
+    args: &Args,
+    deployment: &LocalDeployment,
+    proxy: &AwsCountingProxy,
+    files: usize,
+    setup: Duration,
+) -> anyhow::Result<SizeRun> {
+    let mut probe = Probe {
+        deployment,
+        proxy,
+        peaks_reset: true,
+    };
+    let run = init_and_index(args, &mut probe, files).await?.0;
+    let clock = Instant::now();
+    let project_id = run["projectId"].as_str().context("a run without project")?;
+    clone_items(deployment, project_id, files).await?;
+    eprintln!(
+        "   {files} items written in {:.1} s",
+        clock.elapsed().as_secs_f64()
+    );
+    let setup = setup + clock.elapsed();
+
+    let mut plan = Stage::new("Plan", INDEX_FUNCTION);
+    let planned = probe
+        .invoke(&mut plan, &json!({"stage": "plan", "run": run}))
+        .await?;
+    plan.items = number(&planned, "itemCount");
+    eprintln!(
+        "   plan: {} items, {:.1} s",
+        plan.items,
+        plan.wall.as_secs_f64()
+    );
+    let mut report = Stage::new("Report", REPORT_FUNCTION);
+    let summary = probe
+        .invoke(
+            &mut report,
+            &json!({"stage": "report", "run": run, "aborted": false}),
+        )
+        .await?;
+    report.items = number(&summary["totals"], "items");
+    eprintln!(
+        "   report: {} items, {:.1} s",
+        report.items,
+        report.wall.as_secs_f64()
+    );
+    Ok(SizeRun {
+        files,
+        seeded: true,
+        setup,
+        stages: vec![plan, report],
+        unit_count: number(&planned, "unitCount"),
+        follower_unit_count: number(&planned, "followerUnitCount"),
+        planned_items: number(&planned, "itemCount"),
+        planned_bytes: number(&planned, "totalBytes"),
+        sample_units: 0,
+        sample_files: 0,
+        sample_bytes: 0,
+        part_batches: 0,
+        migrated: 0,
+        errored: 0,
+        report_items: number(&summary["totals"], "items"),
+        peaks_reset: probe.peaks_reset,
+    })
+}
+
+/// Brings the migration to `count` INDEXED items with copies of the ones Index wrote for the
+/// template project, each under a new entity and source handle (so Plan sees distinct files).
+async fn clone_items(
+    deployment: &LocalDeployment,
+    project_id: &str,
+    count: usize,
+) -> anyhow::Result<()> {
+    use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
+    use synmigrate::state::{plan_order_key, ItemKey, MigrationKey};
+
+    let dynamo = aws_sdk_dynamodb::Client::new(deployment.sdk_config());
+    let pk = MigrationKey::new(project_id, DESTINATION)?.pk();
+    let templates = dynamo
+        .query()
+        .table_name(deployment.table())
+        .key_condition_expression("PK = :pk AND begins_with(SK, :item)")
+        .expression_attribute_values(":pk", AttributeValue::S(pk))
+        .expression_attribute_values(":item", AttributeValue::S("ITEM#".into()))
+        .send()
+        .await?
+        .items
+        .unwrap_or_default();
+    anyhow::ensure!(!templates.is_empty(), "Index wrote no item to clone");
+    let items = (0..count.saturating_sub(templates.len())).map(|i| {
+        let mut item = templates[i % templates.len()].clone();
+        let key = ItemKey::new(format!("syn{}", 90_000_000 + i), 1).expect("a valid key");
+        let source = (80_000_000 + i).to_string();
+        let size: u64 = match item.get("size") {
+            Some(AttributeValue::N(n)) => n.parse().unwrap_or_default(),
+            _ => 0,
+        };
+        let s = |text: String| AttributeValue::S(text);
+        item.insert("SK".into(), s(key.sk()));
+        item.insert("SSK".into(), s(plan_order_key(size, &source, &key)));
+        item.insert("entityId".into(), s(key.entity_id.clone()));
+        item.insert("version".into(), AttributeValue::N("1".into()));
+        item.insert("sourceFileHandleId".into(), s(source));
+        WriteRequest::builder()
+            .put_request(
+                PutRequest::builder()
+                    .set_item(Some(item))
+                    .build()
+                    .expect("an item"),
+            )
+            .build()
+    });
+    // 25 a request (BatchWriteItem's most); moto answers all of them.
+    let requests: Vec<WriteRequest> = items.collect();
+    for chunk in requests.chunks(25) {
+        let answer = dynamo
+            .batch_write_item()
+            .request_items(deployment.table(), chunk.to_vec())
+            .send()
+            .await?;
+        anyhow::ensure!(
+            answer.unprocessed_items.is_none_or(|u| u.is_empty()),
+            "moto left items unwritten"
+        );
+    }
+    Ok(())
+}
+
+/// A fresh deployment seeded with `fixture`, its functions' AWS traffic through a counting
+/// proxy; and how long the set-up took.
+async fn deploy(
+    args: &Args,
+    fixture: Fixture,
+) -> anyhow::Result<(LocalDeployment, AwsCountingProxy, Duration)> {
     let proxy = AwsCountingProxy::start().await?;
     let options = LocalOptions {
         // The stages after Init run at the harness's rate (see `stages`), which Synapse's
@@ -187,9 +344,7 @@ pub async fn run_size(args: &Args, files: usize) -> anyhow::Result<SizeRun> {
         "   deployment up and seeded in {:.1} s",
         setup.as_secs_f64()
     );
-    let result = stages(args, &deployment, &proxy, project_files, setup).await;
-    deployment.shutdown().await;
-    result
+    Ok((deployment, proxy, setup))
 }
 
 async fn stages(
@@ -199,69 +354,12 @@ async fn stages(
     files: usize,
     setup: Duration,
 ) -> anyhow::Result<SizeRun> {
-    let project_id = deployment
-        .project_id()
-        .context("no project seeded")?
-        .to_owned();
     let mut probe = Probe {
         deployment,
         proxy,
         peaks_reset: true,
     };
-    let epoch = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_secs();
-
-    let mut init = Stage::new("Init", INDEX_FUNCTION);
-    let run = probe
-        .invoke(
-            &mut init,
-            &json!({
-                "stage": "init",
-                "projectId": project_id,
-                "destinationStorageLocationId": DESTINATION,
-                "executionName": format!("scale-{files}-{epoch}"),
-                "options": {
-                    "fileVersionStrategy": STRATEGY,
-                    "copyMode": "direct",
-                    "maxConcurrency": MAX_CONCURRENCY,
-                    "maxSynapseRequestsPerMinute": args.budget,
-                    "continueOnError": true
-                },
-            }),
-        )
-        .await?;
-    init.items = 1;
-    // Init checked the run's options with the real budget; the later stages get the run with the
-    // budget raised, or 10^5 files would take hours to index here (the calls are counted either
-    // way, and the hours at the budget computed from them).
-    let mut run = run;
-    run["options"]["maxSynapseRequestsPerMinute"] = json!(args.harness_rpm);
-
-    let mut index = Stage::new("Index", INDEX_FUNCTION);
-    loop {
-        let out = probe
-            .invoke(&mut index, &json!({"stage": "index", "run": run}))
-            .await?;
-        index.items += number(&out["counts"], "indexed")
-            + number(&out["counts"], "alreadyMigrated")
-            + number(&out["counts"], "skipped")
-            + number(&out["counts"], "errored")
-            + number(&out["counts"], "unchanged");
-        eprintln!(
-            "   index invocation {}: {} items so far, {:.1} s",
-            index.invocations,
-            index.items,
-            index.wall.as_secs_f64()
-        );
-        if out["done"].as_bool() == Some(true) {
-            break;
-        }
-        if index.invocations >= MAX_INDEX_INVOCATIONS {
-            bail!("Index not done after {MAX_INDEX_INVOCATIONS} invocations");
-        }
-    }
+    let (run, init, index) = init_and_index(args, &mut probe, files).await?;
 
     let mut plan = Stage::new("Plan", INDEX_FUNCTION);
     let planned = probe
@@ -346,6 +444,7 @@ async fn stages(
     stages.extend([complete, report]);
     Ok(SizeRun {
         files,
+        seeded: false,
         setup,
         stages,
         unit_count: number(&planned, "unitCount"),
@@ -361,6 +460,76 @@ async fn stages(
         report_items: number(&summary["totals"], "items"),
         peaks_reset: probe.peaks_reset,
     })
+}
+
+/// Init (with the real budget) and Index until done; returns the run (its budget raised to the
+/// harness's rate) and the two stages measured.
+async fn init_and_index(
+    args: &Args,
+    probe: &mut Probe<'_>,
+    files: usize,
+) -> anyhow::Result<(Value, Stage, Stage)> {
+    let deployment = probe.deployment;
+    let project_id = deployment
+        .project_id()
+        .context("no project seeded")?
+        .to_owned();
+    let epoch = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs();
+
+    let mut init = Stage::new("Init", INDEX_FUNCTION);
+    let run = probe
+        .invoke(
+            &mut init,
+            &json!({
+                "stage": "init",
+                "projectId": project_id,
+                "destinationStorageLocationId": DESTINATION,
+                "executionName": format!("scale-{files}-{epoch}"),
+                "options": {
+                    "fileVersionStrategy": STRATEGY,
+                    "copyMode": "direct",
+                    "maxConcurrency": MAX_CONCURRENCY,
+                    "maxSynapseRequestsPerMinute": args.budget,
+                    "continueOnError": true
+                },
+            }),
+        )
+        .await?;
+    init.items = 1;
+    // Init checked the run's options with the real budget; the later stages get the run with the
+    // budget raised, or 10^5 files would take hours to index here (the calls are counted either
+    // way, and the hours at the budget computed from them).
+    let mut run = run;
+    run["options"]["maxSynapseRequestsPerMinute"] = json!(args.harness_rpm);
+
+    let mut index = Stage::new("Index", INDEX_FUNCTION);
+    loop {
+        let out = probe
+            .invoke(&mut index, &json!({"stage": "index", "run": run}))
+            .await?;
+        index.items += number(&out["counts"], "indexed")
+            + number(&out["counts"], "alreadyMigrated")
+            + number(&out["counts"], "skipped")
+            + number(&out["counts"], "errored")
+            + number(&out["counts"], "unchanged");
+        eprintln!(
+            "   index invocation {}: {} items so far, {:.1} s",
+            index.invocations,
+            index.items,
+            index.wall.as_secs_f64()
+        );
+        if out["done"].as_bool() == Some(true) {
+            break;
+        }
+        if index.invocations >= MAX_INDEX_INVOCATIONS {
+            bail!("Index not done after {MAX_INDEX_INVOCATIONS} invocations");
+        }
+    }
+
+    Ok((run, init, index))
 }
 
 /// The units of a manifest Plan wrote (`field` names its key in Plan's output).
@@ -442,7 +611,8 @@ pub fn to_json(sizes: &[SizeRun]) -> Value {
                     })
                     .collect();
                 json!({
-                    "files": size.files, "setupMs": size.setup.as_millis() as u64,
+                    "files": size.files, "seeded": size.seeded,
+                    "setupMs": size.setup.as_millis() as u64,
                     "stages": stages, "unitCount": size.unit_count,
                     "followerUnitCount": size.follower_unit_count,
                     "plannedItems": size.planned_items, "plannedBytes": size.planned_bytes,
@@ -493,6 +663,7 @@ pub fn from_json(value: &Value) -> anyhow::Result<Vec<SizeRun>> {
         .iter()
         .map(|size| SizeRun {
             files: number(size, "files") as usize,
+            seeded: size["seeded"].as_bool().unwrap_or(false),
             setup: ms(&size["setupMs"]),
             stages: size["stages"]
                 .as_array()

@@ -327,10 +327,12 @@ pub struct Model {
 
 impl Model {
     pub fn load(args: &Args, sizes: &[SizeRun]) -> anyhow::Result<Self> {
+        // Per-file costs need every stage: the largest size measured whole.
         let basis = sizes
             .iter()
+            .filter(|s| !s.seeded)
             .max_by_key(|s| s.files)
-            .context("nothing measured")?;
+            .context("no size measured with every stage (SCALE_FILES)")?;
         let template = std::fs::read_to_string(workspace_root().join("template.yaml"))?;
         let memory = template_memory(&template);
         let definition: Value = serde_json::from_str(&std::fs::read_to_string(
