@@ -9,22 +9,16 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderMap, Method, StatusCode};
+use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use serde_json::Value;
 use tokio::task::JoinHandle;
 
+use crate::loopback_proxy::{self, param};
+
 const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(300);
-/// Headers that describe one connection or the body's framing, not the request.
-const HOP_BY_HOP: [header::HeaderName; 4] = [
-    header::HOST,
-    header::CONNECTION,
-    header::TRANSFER_ENCODING,
-    header::EXPECT,
-];
 /// DynamoDB bills a write request unit per KiB of item written and a read request unit per 4 KiB
 /// read (strongly consistent; half for eventually consistent reads).
 const WRITE_UNIT_BYTES: usize = 1024;
@@ -104,22 +98,13 @@ pub struct AwsCountingProxy {
 impl AwsCountingProxy {
     /// Serves on a free loopback port; answers `502` until [`Self::set_upstream`].
     pub async fn start() -> std::io::Result<Self> {
-        let http = reqwest::Client::builder()
-            .no_proxy()
-            .timeout(UPSTREAM_TIMEOUT)
-            .build()
-            .map_err(std::io::Error::other)?;
         let shared = Arc::new(Shared {
             upstream: Mutex::new(None),
-            http,
+            http: loopback_proxy::upstream_client(UPSTREAM_TIMEOUT)?,
             counts: Mutex::new(AwsCounts::default()),
         });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let endpoint = format!("http://{}", listener.local_addr()?);
         let router = Router::new().fallback(forward).with_state(shared.clone());
-        let server = tokio::spawn(async move {
-            let _ = axum::serve(listener, router).await;
-        });
+        let (endpoint, server) = loopback_proxy::serve(router).await?;
         Ok(Self {
             endpoint,
             shared,
@@ -151,14 +136,6 @@ impl Drop for AwsCountingProxy {
     fn drop(&mut self) {
         self.server.abort();
     }
-}
-
-/// The raw value of query parameter `name`, if present.
-fn param<'a>(query: &'a str, name: &str) -> Option<&'a str> {
-    query
-        .split('&')
-        .filter_map(|pair| pair.split_once('=').or(Some((pair, ""))))
-        .find_map(|(key, value)| (key == name).then_some(value))
 }
 
 /// The S3 operation of a path-style request (`/bucket` or `/bucket/key`).
@@ -271,43 +248,24 @@ async fn forward(State(shared): State<Arc<Shared>>, request: Request) -> Respons
     else {
         return (StatusCode::BAD_GATEWAY, "no upstream yet").into_response();
     };
-    let body = match axum::body::to_bytes(body, usize::MAX).await {
+    let body = match loopback_proxy::body_of(body).await {
         Ok(body) => body,
-        Err(e) => return (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
+        Err(refused) => return refused,
     };
     let target = parts
         .headers
         .get("x-amz-target")
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    let query = parts.uri.query().unwrap_or_default().to_owned();
-    let path = parts.uri.path().to_owned();
+    let query = parts.uri.query().unwrap_or_default();
     let s3_operation = target
         .is_none()
-        .then(|| s3_operation(&parts.method, &path, &query, &parts.headers));
+        .then(|| s3_operation(&parts.method, parts.uri.path(), query, &parts.headers));
     let request_body = body.clone();
-    let mut headers = parts.headers;
-    for name in HOP_BY_HOP {
-        headers.remove(name);
-    }
-    let path_and_query = parts.uri.path_and_query().map_or("/", |p| p.as_str());
     let clock = std::time::Instant::now();
-    let answer = shared
-        .http
-        .request(parts.method, format!("{upstream}{path_and_query}"))
-        .headers(headers)
-        .body(body)
-        .send()
-        .await;
-    let answer = match answer {
+    let answer = match loopback_proxy::forward(&shared.http, &upstream, parts, body).await {
         Ok(answer) => answer,
-        Err(e) => return (StatusCode::BAD_GATEWAY, e.to_string()).into_response(),
-    };
-    let status = answer.status();
-    let mut headers = answer.headers().clone();
-    let body: Bytes = match answer.bytes().await {
-        Ok(body) => body,
-        Err(e) => return (StatusCode::BAD_GATEWAY, e.to_string()).into_response(),
+        Err(refused) => return refused,
     };
     let took = clock.elapsed();
     {
@@ -315,8 +273,9 @@ async fn forward(State(shared): State<Arc<Shared>>, request: Request) -> Respons
         match (&target, s3_operation) {
             (Some(target), _) if target.starts_with("DynamoDB_") => {
                 let operation = target.rsplit('.').next().unwrap_or(target).to_owned();
-                if status.is_success() {
-                    let (write, index, read) = estimate_units(&operation, &request_body, &body);
+                if answer.status.is_success() {
+                    let (write, index, read) =
+                        estimate_units(&operation, &request_body, &answer.body);
                     counts.dynamodb_write_units += write;
                     counts.dynamodb_index_write_units += index;
                     counts.dynamodb_read_units += read;
@@ -332,12 +291,7 @@ async fn forward(State(shared): State<Arc<Shared>>, request: Request) -> Respons
             (None, None) => {}
         }
     }
-    headers.remove(header::TRANSFER_ENCODING);
-    headers.remove(header::CONNECTION);
-    let mut response = Response::new(Body::from(body));
-    *response.status_mut() = status;
-    *response.headers_mut() = headers;
-    response
+    answer.into_response()
 }
 
 #[cfg(test)]

@@ -22,6 +22,7 @@ use aws_config::{BehaviorVersion, Region, SdkConfig};
 
 mod aws_counter;
 mod lambda_host;
+mod loopback_proxy;
 pub mod official_client;
 mod s3_faults;
 pub use aws_counter::{AwsCountingProxy, AwsCounts};

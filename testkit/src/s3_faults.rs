@@ -13,23 +13,16 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use tokio::task::JoinHandle;
 
+use crate::loopback_proxy::{self, param};
+
 /// How long one forwarded request may take (a 12 MiB GET through moto takes well under a second).
 const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(120);
-/// Headers that describe one connection or the body's framing, not the request.
-const HOP_BY_HOP: [header::HeaderName; 4] = [
-    header::HOST,
-    header::CONNECTION,
-    header::TRANSFER_ENCODING,
-    header::EXPECT,
-];
-
 /// Shares (0..=1, summing to at most 1) of one kind of request that get each fault.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct FaultRates {
@@ -182,22 +175,13 @@ impl S3FaultProxy {
     /// Serves on a free loopback port, forwarding to `upstream` (`http://127.0.0.1:PORT`) and
     /// injecting nothing until [`Self::set_config`].
     pub async fn start(upstream: &str) -> std::io::Result<Self> {
-        let http = reqwest::Client::builder()
-            .no_proxy()
-            .timeout(UPSTREAM_TIMEOUT)
-            .build()
-            .map_err(std::io::Error::other)?;
         let proxy = Arc::new(Proxy {
             upstream: upstream.trim_end_matches('/').to_owned(),
-            http,
+            http: loopback_proxy::upstream_client(UPSTREAM_TIMEOUT)?,
             injector: Mutex::new(Injector::new(S3FaultConfig::default())),
         });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let endpoint = format!("http://{}", listener.local_addr()?);
         let router = Router::new().fallback(forward).with_state(proxy.clone());
-        let server = tokio::spawn(async move {
-            let _ = axum::serve(listener, router).await;
-        });
+        let (endpoint, server) = loopback_proxy::serve(router).await?;
         Ok(Self {
             endpoint,
             proxy,
@@ -224,14 +208,6 @@ impl Drop for S3FaultProxy {
     fn drop(&mut self) {
         self.server.abort();
     }
-}
-
-/// The raw value of query parameter `name`, if present.
-fn param<'a>(query: &'a str, name: &str) -> Option<&'a str> {
-    query
-        .split('&')
-        .filter_map(|pair| pair.split_once('=').or(Some((pair, ""))))
-        .find_map(|(key, value)| (key == name).then_some(value))
 }
 
 fn kind(method: &Method, query: &str, headers: &HeaderMap) -> Option<Kind> {
@@ -280,48 +256,25 @@ async fn forward(State(proxy): State<Arc<Proxy>>, request: Request) -> Response 
             tokio::time::sleep(hold).await;
         }
     }
-    let body = match axum::body::to_bytes(body, usize::MAX).await {
+    let body = match loopback_proxy::body_of(body).await {
         Ok(body) => body,
-        Err(e) => return (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
+        Err(refused) => return refused,
     };
-    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-    let mut headers = parts.headers;
-    for name in HOP_BY_HOP {
-        headers.remove(name);
-    }
-    let answer = proxy
-        .http
-        .request(parts.method, format!("{}{path}", proxy.upstream))
-        .headers(headers)
-        .body(body)
-        .send()
-        .await;
-    let answer = match answer {
+    let answer = match loopback_proxy::forward(&proxy.http, &proxy.upstream, parts, body).await {
         Ok(answer) => answer,
-        Err(e) => return (StatusCode::BAD_GATEWAY, e.to_string()).into_response(),
+        Err(refused) => return refused,
     };
-    let status = answer.status();
-    if presigned && status == StatusCode::FORBIDDEN {
+    if presigned && answer.status == StatusCode::FORBIDDEN {
         proxy.injector().counts.presigned_refused += 1;
     }
-    let mut headers = answer.headers().clone();
-    let body: Bytes = match answer.bytes().await {
-        Ok(body) => body,
-        Err(e) => return (StatusCode::BAD_GATEWAY, e.to_string()).into_response(),
-    };
-    if fault == Some(Fault::ErrorBody) && status.is_success() {
+    if fault == Some(Fault::ErrorBody) && answer.status.is_success() {
         return s3_error(
             StatusCode::OK,
             "InternalError",
             "We encountered an internal error. Please try again.",
         );
     }
-    headers.remove(header::TRANSFER_ENCODING);
-    headers.remove(header::CONNECTION);
-    let mut response = Response::new(Body::from(body));
-    *response.status_mut() = status;
-    *response.headers_mut() = headers;
-    response
+    answer.into_response()
 }
 
 #[cfg(test)]

@@ -208,29 +208,8 @@ async fn seeded_stages(
     );
     let setup = setup + clock.elapsed();
 
-    let mut plan = Stage::new("Plan", INDEX_FUNCTION);
-    let planned = probe
-        .invoke(&mut plan, &json!({"stage": "plan", "run": run}))
-        .await?;
-    plan.items = number(&planned, "itemCount");
-    eprintln!(
-        "   plan: {} items, {:.1} s",
-        plan.items,
-        plan.wall.as_secs_f64()
-    );
-    let mut report = Stage::new("Report", REPORT_FUNCTION);
-    let summary = probe
-        .invoke(
-            &mut report,
-            &json!({"stage": "report", "run": run, "aborted": false}),
-        )
-        .await?;
-    report.items = number(&summary["totals"], "items");
-    eprintln!(
-        "   report: {} items, {:.1} s",
-        report.items,
-        report.wall.as_secs_f64()
-    );
+    let (plan, planned) = plan_stage(&mut probe, &run).await?;
+    let (report, summary) = report_stage(&mut probe, &run).await?;
     Ok(SizeRun {
         files,
         seeded: true,
@@ -361,17 +340,7 @@ async fn stages(
     };
     let (run, init, index) = init_and_index(args, &mut probe, files).await?;
 
-    let mut plan = Stage::new("Plan", INDEX_FUNCTION);
-    let planned = probe
-        .invoke(&mut plan, &json!({"stage": "plan", "run": run}))
-        .await?;
-    plan.items = number(&planned, "itemCount");
-    eprintln!(
-        "   plan: {} units, {} items, {:.1} s",
-        number(&planned, "unitCount"),
-        plan.items,
-        plan.wall.as_secs_f64()
-    );
+    let (plan, planned) = plan_stage(&mut probe, &run).await?;
 
     let units = read_manifest(deployment, &planned, "key").await?;
     let followers = match planned["followersKey"].as_str() {
@@ -423,19 +392,7 @@ async fn stages(
         (start_copy.wall + copy_parts.wall + complete.wall).as_secs_f64()
     );
 
-    let mut report = Stage::new("Report", REPORT_FUNCTION);
-    let summary = probe
-        .invoke(
-            &mut report,
-            &json!({"stage": "report", "run": run, "aborted": false}),
-        )
-        .await?;
-    report.items = number(&summary["totals"], "items");
-    eprintln!(
-        "   report: {} items, {:.1} s",
-        report.items,
-        report.wall.as_secs_f64()
-    );
+    let (report, summary) = report_stage(&mut probe, &run).await?;
 
     let mut stages = vec![init, index, plan, start_copy];
     if copy_parts.invocations > 0 {
@@ -530,6 +487,41 @@ async fn init_and_index(
     }
 
     Ok((run, init, index))
+}
+
+/// Plan, measured; returns its output too.
+async fn plan_stage(probe: &mut Probe<'_>, run: &Value) -> anyhow::Result<(Stage, Value)> {
+    let mut plan = Stage::new("Plan", INDEX_FUNCTION);
+    let planned = probe
+        .invoke(&mut plan, &json!({"stage": "plan", "run": run}))
+        .await?;
+    plan.items = number(&planned, "itemCount");
+    eprintln!(
+        "   plan: {} units ({} followers), {} items, {:.1} s",
+        number(&planned, "unitCount"),
+        number(&planned, "followerUnitCount"),
+        plan.items,
+        plan.wall.as_secs_f64()
+    );
+    Ok((plan, planned))
+}
+
+/// Report, measured; returns the run's summary too.
+async fn report_stage(probe: &mut Probe<'_>, run: &Value) -> anyhow::Result<(Stage, Value)> {
+    let mut report = Stage::new("Report", REPORT_FUNCTION);
+    let summary = probe
+        .invoke(
+            &mut report,
+            &json!({"stage": "report", "run": run, "aborted": false}),
+        )
+        .await?;
+    report.items = number(&summary["totals"], "items");
+    eprintln!(
+        "   report: {} items, {:.1} s",
+        report.items,
+        report.wall.as_secs_f64()
+    );
+    Ok((report, summary))
 }
 
 /// The units of a manifest Plan wrote (`field` names its key in Plan's output).
