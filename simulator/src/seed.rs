@@ -2,7 +2,7 @@
 //! Entities and handles are created first (ids are deterministic, depth-first in fixture order);
 //! the S3 uploads then run a few at a time and fill in each handle's MD5.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
@@ -78,6 +78,9 @@ struct Seeder<'a> {
     store: &'a mut Store,
     default_region: &'a str,
     named: BTreeMap<String, String>,
+    /// (parent, name) of every entity seeded, so a sibling's name is checked without reading
+    /// every entity (which made seeding quadratic in the project's size).
+    seeded_names: HashSet<(Option<u64>, String)>,
     jobs: Vec<UploadJob>,
 }
 
@@ -93,6 +96,7 @@ pub async fn seed(
         store,
         default_region,
         named: BTreeMap::new(),
+        seeded_names: HashSet::new(),
         jobs: Vec::new(),
     };
     seeder.users_and_locations(fixture)?;
@@ -214,12 +218,7 @@ impl Seeder<'_> {
         // Synapse never holds an entity whose name breaks its rule, nor two siblings of one name.
         crate::names::validate_name(name)
             .map_err(|e| SimError::Fixture(format!("entity name {name:?}: {e}")))?;
-        if self
-            .store
-            .entities
-            .values()
-            .any(|e| e.parent == parent && e.name == name)
-        {
+        if !self.seeded_names.insert((parent, name.to_owned())) {
             return Err(SimError::Fixture(format!(
                 "two entities named {name:?} under one parent"
             )));
@@ -569,5 +568,32 @@ mod tests {
                 seed: 6
             })
         );
+    }
+
+    #[test]
+    fn a_fixture_with_two_siblings_of_one_name_is_refused() {
+        let mut store = Store::default();
+        let mut seeder = Seeder {
+            store: &mut store,
+            default_region: "us-east-1",
+            named: BTreeMap::new(),
+            seeded_names: HashSet::new(),
+            jobs: Vec::new(),
+        };
+        let owner = User {
+            id: "1".into(),
+            user_name: "owner".into(),
+        };
+        let mut add =
+            |name: &str, parent| seeder.entity(EntityKind::Folder, name, parent, &owner, None);
+        let root = add("project", None).unwrap();
+        let folder = add("a", Some(root)).unwrap();
+        // The same name elsewhere is fine; under the same parent it is not.
+        add("a", Some(folder)).unwrap();
+        add("b", Some(root)).unwrap();
+        match add("a", Some(root)) {
+            Err(SimError::Fixture(message)) => assert!(message.contains("under one parent")),
+            other => panic!("expected the fixture refused, got {other:?}"),
+        }
     }
 }
