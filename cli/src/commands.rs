@@ -11,6 +11,9 @@ use aws_sdk_sfn::types::ExecutionStatus;
 use indicatif::{BinaryBytes, ProgressBar, ProgressStyle};
 use serde::Deserialize;
 use synmigrate::config::MigrationOptions;
+use synmigrate::context::followers_key;
+/// Where Plan writes a run's manifest (the tests and the watch read it).
+pub use synmigrate::context::manifest_key;
 use synmigrate::plan::WorkUnit;
 use synmigrate::report::{csv_row, ItemTotals, CSV_HEADER};
 use synmigrate::stages::now;
@@ -95,16 +98,6 @@ pub fn execution_input(
 struct ExecutionInput {
     project_id: String,
     destination_storage_location_id: i64,
-}
-
-/// Where Plan writes the manifest of run `run_id` (see `RunContext::manifest_key`).
-pub fn manifest_key(run_id: &str) -> String {
-    format!("runs/{run_id}/manifest.json")
-}
-
-/// Where Plan writes the follower units (`RunContext::followers_key`).
-fn followers_key(run_id: &str) -> String {
-    format!("runs/{run_id}/followers.json")
 }
 
 fn migration(args: &MigrationArgs) -> Result<MigrationKey, CliError> {

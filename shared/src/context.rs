@@ -25,6 +25,17 @@ use crate::Result;
 /// keep a listing of 10^7 items near 5,000 queries instead of 20,000.
 pub(crate) const LIST_PAGE: u32 = 2000;
 
+/// Where Plan writes run `run_id`'s manifest of lead units (also for the CLI, which has no
+/// [`RunContext`]).
+pub fn manifest_key(run_id: &str) -> String {
+    format!("runs/{run_id}/manifest.json")
+}
+
+/// Where Plan writes run `run_id`'s follower units, read by the Map's second pass.
+pub fn followers_key(run_id: &str) -> String {
+    format!("runs/{run_id}/followers.json")
+}
+
 /// Seconds since the epoch, the state store's clock.
 pub fn now() -> EpochSeconds {
     SystemTime::now()
@@ -234,12 +245,11 @@ impl RunContext {
     }
 
     pub fn manifest_key(&self) -> String {
-        format!("runs/{}/manifest.json", self.run_id)
+        manifest_key(&self.run_id)
     }
 
-    /// The follower units' manifest, read by the Map's second pass.
     pub fn followers_key(&self) -> String {
-        format!("runs/{}/followers.json", self.run_id)
+        followers_key(&self.run_id)
     }
 
     pub fn report_key(&self) -> String {

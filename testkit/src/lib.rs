@@ -35,6 +35,22 @@ const ACCESS_KEY_ID: &str = "testing";
 const SECRET_ACCESS_KEY: &str = "testing";
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// The bytes of an S3 object; the error names the object.
+pub async fn object_bytes(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+) -> anyhow::Result<Vec<u8>> {
+    let object = s3
+        .get_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .with_context(|| format!("reading s3://{bucket}/{key}"))?;
+    Ok(object.body.collect().await?.into_bytes().to_vec())
+}
+
 /// The workspace root (the folder holding `scripts/` and `.venv/`).
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

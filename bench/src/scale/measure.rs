@@ -11,7 +11,7 @@ use synapse_sim::{Fixture, ThrottleConfig};
 use synmigrate_bench::projects::{count_files, shrink_files};
 use synmigrate_bench::runs::{DESTINATION, MAX_CONCURRENCY, STRATEGY};
 use synmigrate_local::{LocalDeployment, LocalOptions};
-use synmigrate_testkit::{AwsCountingProxy, AwsCounts};
+use synmigrate_testkit::{object_bytes, AwsCountingProxy, AwsCounts};
 
 use crate::memory;
 use crate::Args;
@@ -534,16 +534,7 @@ async fn read_manifest(
     let key = planned[field]
         .as_str()
         .with_context(|| format!("Plan's output has no {field}"))?;
-    let object = deployment
-        .s3_client()
-        .await
-        .get_object()
-        .bucket(bucket)
-        .key(key)
-        .send()
-        .await
-        .with_context(|| format!("reading s3://{bucket}/{key}"))?;
-    let bytes = object.body.collect().await?.into_bytes();
+    let bytes = object_bytes(&deployment.s3_client().await, bucket, key).await?;
     Ok(serde_json::from_slice(&bytes)?)
 }
 

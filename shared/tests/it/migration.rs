@@ -27,10 +27,10 @@ use synmigrate::state::{
     Transition,
 };
 use synmigrate::synapse::SynapseClient;
-use synmigrate_testkit::AwsStack;
+use synmigrate_testkit::{object_bytes, AwsStack};
 
 use crate::common::{
-    bounded, client_config, fixture_from, handle_bytes, numbered_files, object_bytes, start_sim,
+    bounded, client_config, fixture_from, handle_bytes, numbered_files, start_sim,
 };
 
 const TOKEN: &str = "migrator-token";

@@ -14,6 +14,7 @@ use synapse_sim::{EntitySnapshot, Fixture};
 use synmigrate::state::dynamo::DynamoStore;
 use synmigrate::state::{ItemRecord, MigrationKey, StateStore};
 use synmigrate_local::LocalDeployment;
+use synmigrate_testkit::object_bytes;
 
 pub(crate) const PROJECT: &str = "End to end";
 pub(crate) const DEST: i64 = 7001;
@@ -111,21 +112,6 @@ pub(crate) async fn items(
     }
 }
 
-pub(crate) async fn object(
-    s3: &aws_sdk_s3::Client,
-    bucket: &str,
-    key: &str,
-) -> anyhow::Result<Vec<u8>> {
-    let object = s3
-        .get_object()
-        .bucket(bucket)
-        .key(key)
-        .send()
-        .await
-        .with_context(|| format!("reading s3://{bucket}/{key}"))?;
-    Ok(object.body.collect().await?.into_bytes().to_vec())
-}
-
 pub(crate) async fn handle_md5(
     deployment: &LocalDeployment,
     s3: &aws_sdk_s3::Client,
@@ -135,7 +121,7 @@ pub(crate) async fn handle_md5(
         .sim()
         .file_handle(id)
         .with_context(|| format!("no file handle {id}"))?;
-    let bytes = object(
+    let bytes = object_bytes(
         s3,
         handle.bucket_name.as_deref().context("no bucket")?,
         handle.key.as_deref().context("no key")?,

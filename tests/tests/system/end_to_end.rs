@@ -21,10 +21,11 @@ use synmigrate::stages::RunContext;
 use synmigrate::state::dynamo::DynamoStore;
 use synmigrate::state::{ItemRecord, ItemStatus, MigrationKey, StateStore, StatusName, Transition};
 use synmigrate_local::{LocalDeployment, LocalOptions};
+use synmigrate_testkit::object_bytes;
 
 use super::common::{
-    bounded, handle_md5, handles, input_with, items, latest_handle, object, project, run_to_end,
-    snapshots, DEST, EXECUTION_TIMEOUT, MIB,
+    bounded, handle_md5, handles, input_with, items, latest_handle, project, run_to_end, snapshots,
+    DEST, EXECUTION_TIMEOUT, MIB,
 };
 
 /// Folders x subfolders x files of the generated tree.
@@ -265,7 +266,7 @@ async fn check_migrated(
     );
     // The read-only file's copy is the one copy no entity points at.
     ensure!(summary["orphanedCopies"] == json!(1), "summary: {summary}");
-    let report = object(
+    let report = object_bytes(
         &s3,
         summary["reportBucket"].as_str().context("reportBucket")?,
         summary["reportKey"].as_str().context("reportKey")?,
@@ -390,7 +391,7 @@ async fn synapse_engine_migrates_through_the_state_machine() -> anyhow::Result<(
         // The shared handle's 26 files: 25 in its lead unit, one in a follower unit, which
         // the Map's second pass migrated (check_migrated saw every file MIGRATED).
         let s3 = deployment.s3_client().await;
-        let followers = object(
+        let followers = object_bytes(
             &s3,
             deployment.bucket(),
             "runs/e2e-synapse-1/followers.json",
@@ -576,7 +577,7 @@ async fn failures_are_recorded_and_stop_the_run() -> anyhow::Result<()> {
             ensure!(item.status.name() == expected, "{item:?}");
         }
         let s3 = deployment.s3_client().await;
-        let report = object(&s3, deployment.bucket(), "runs/e2e-stop/report.csv").await?;
+        let report = object_bytes(&s3, deployment.bucket(), "runs/e2e-stop/report.csv").await?;
         ensure!(
             String::from_utf8(report)?.lines().count() == 5,
             "the aborted run's report"

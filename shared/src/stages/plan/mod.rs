@@ -168,13 +168,13 @@ pub async fn plan(services: &Services, input: PlanInput) -> Result<PlanOutput> {
             write_unit(&mut leads, &mut followers, unit).await?;
         }
     }
-    let followers_written = followers.units > 0;
     let (follower_units, follower_items) = (followers.units, followers.items);
     let (unit_count, item_count, total_bytes) = (leads.units, leads.items, leads.bytes);
-    leads.finish().await?;
-    if followers_written {
+    // The followers first: whoever finds the leads' manifest (the CLI's watch) finds them too.
+    if follower_units > 0 {
         followers.finish().await?;
     }
+    leads.finish().await?;
     crate::crash::point(crate::crash::PLAN_AFTER_MANIFEST);
     Ok(PlanOutput {
         bucket: services.bucket.clone(),
@@ -182,7 +182,7 @@ pub async fn plan(services: &Services, input: PlanInput) -> Result<PlanOutput> {
         unit_count,
         item_count: item_count + follower_items,
         total_bytes,
-        followers_key: followers_written.then(|| run.followers_key()),
+        followers_key: (follower_units > 0).then(|| run.followers_key()),
         follower_unit_count: follower_units,
     })
 }

@@ -238,8 +238,9 @@ impl Packer {
 }
 
 /// Groups items given in any order: sorts them into plan order and runs a [`UnitPlanner`]
-/// over them. For tests and small inputs; the Plan stage streams instead.
-pub fn group_units(
+/// over them (the tests' way to make units; the Plan stage streams instead).
+#[cfg(test)]
+pub(crate) fn group_units(
     items: impl IntoIterator<Item = UnitItem>,
     limits: &UnitLimits,
 ) -> Result<Vec<Planned>, PlanError> {
@@ -254,6 +255,7 @@ pub fn group_units(
     Ok(planned)
 }
 
+#[cfg(test)]
 impl UnitItem {
     /// The item's place in the Plan's order ([`crate::state::plan_order_key`]'s: size
     /// descending, source, key; here by the key's text, which only reorders within a source).

@@ -8,7 +8,7 @@ use anyhow::Context;
 use synapse_model::FileHandle;
 use synapse_sim::{Fixture, RunningSim, SimConfig, Simulator, ThrottleConfig};
 use synmigrate::synapse::{ClientConfig, RetryPolicy, SynapseToken};
-use synmigrate_testkit::AwsStack;
+use synmigrate_testkit::{object_bytes, AwsStack};
 
 /// A local AWS stack (started off the async runtime: it blocks while moto starts) and a simulator
 /// over it seeded with `fixture`. The caller keeps the stack alive as long as the simulator.
@@ -72,16 +72,6 @@ pub async fn bounded<F: Future<Output = anyhow::Result<()>>>(
     tokio::time::timeout(limit, test)
         .await
         .context("the test timed out")?
-}
-
-/// The bytes of an S3 object.
-pub async fn object_bytes(
-    s3: &aws_sdk_s3::Client,
-    bucket: &str,
-    key: &str,
-) -> anyhow::Result<Vec<u8>> {
-    let object = s3.get_object().bucket(bucket).key(key).send().await?;
-    Ok(object.body.collect().await?.into_bytes().to_vec())
 }
 
 /// The bytes of the S3 object behind `handle`.

@@ -8,7 +8,7 @@ use md5::{Digest, Md5};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use synapse_sim::{Fixture, RunningSim, SimConfig, Simulator, ThrottleConfig};
-use synmigrate_testkit::AwsStack;
+use synmigrate_testkit::{object_bytes, AwsStack};
 
 pub const MIB: u64 = 1024 * 1024;
 pub const TIMEOUT: Duration = Duration::from_secs(120);
@@ -39,22 +39,9 @@ impl TestSim {
 
     /// MD5 hex of an S3 object's bytes.
     pub async fn object_md5(&self, bucket: &str, key: &str) -> String {
-        let object = self
-            .stack
-            .s3_client()
-            .await
-            .get_object()
-            .bucket(bucket)
-            .key(key)
-            .send()
+        let bytes = object_bytes(&self.stack.s3_client().await, bucket, key)
             .await
             .expect("object exists");
-        let bytes = object
-            .body
-            .collect()
-            .await
-            .expect("object body")
-            .into_bytes();
         hex::encode(Md5::digest(&bytes))
     }
 }
