@@ -107,6 +107,10 @@ pub struct LocalOptions {
     pub rust_log: String,
     /// More environment for the functions (tuning variables such as `SYNMIGRATE_UNIT_MAX_FILES`).
     pub function_env: Vec<(String, String)>,
+    /// Where the function binaries are: `None`, the workspace's debug build (`cargo build`);
+    /// `Some(dir)`, cargo-lambda's layout `dir/<binary>/bootstrap` (the release builds
+    /// `sam build` deploys, in `target/lambda`).
+    pub lambda_build_dir: Option<PathBuf>,
 }
 
 impl Default for LocalOptions {
@@ -119,6 +123,7 @@ impl Default for LocalOptions {
             max_synapse_rpm: 540,
             rust_log: "warn".to_owned(),
             function_env: Vec::new(),
+            lambda_build_dir: None,
         }
     }
 }
@@ -217,7 +222,17 @@ impl LocalDeployment {
         };
         let specs = FUNCTIONS
             .iter()
-            .map(|(_, name)| FunctionSpec::workspace_binary(name, options.max_instances.max(1)))
+            .map(|(_, name)| {
+                let max_instances = options.max_instances.max(1);
+                match &options.lambda_build_dir {
+                    None => FunctionSpec::workspace_binary(name, max_instances),
+                    Some(dir) => FunctionSpec {
+                        name: (*name).to_owned(),
+                        binary: dir.join(name).join("bootstrap"),
+                        max_instances,
+                    },
+                }
+            })
             .collect();
         // The host's address goes to the stack; the functions' environment (the stack's
         // endpoint) goes to the host before any process starts.

@@ -33,7 +33,7 @@ pub struct Args {
     )]
     files: Vec<usize>,
     /// State-table sizes in items for Plan and Report alone (items cloned from a small
-    /// project's, see `measure::run_seeded_size`), comma-separated; empty for none.
+    /// project's, see `measure::run_seeded_size`), comma-separated; 0 for none.
     #[arg(
         long,
         env = "SCALE_SEEDED_FILES",
@@ -41,6 +41,11 @@ pub struct Args {
         default_value = "100000"
     )]
     seeded_files: Vec<usize>,
+    /// Measure the release binaries `sam build` deploys, from cargo-lambda's directory
+    /// (`target/lambda`, `<binary>/bootstrap`; `make sam-build` makes them) instead of the
+    /// workspace's debug build.
+    #[arg(long, env = "SCALE_LAMBDA_BUILD")]
+    lambda_build: Option<std::path::PathBuf>,
     /// Seed of the generated projects.
     #[arg(long, env = "SCALE_SEED", default_value_t = 11)]
     seed: u64,
@@ -75,9 +80,26 @@ pub struct Args {
     from: Option<std::path::PathBuf>,
 }
 
+impl Args {
+    /// What [`Args::lambda_build`] measures, in words.
+    fn build(&self) -> String {
+        match &self.lambda_build {
+            None => measure::DEBUG_BUILD.to_owned(),
+            Some(_) => "release build (cargo-lambda's, as deployed)".to_owned(),
+        }
+    }
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if let Some(dir) = &args.lambda_build {
+        anyhow::ensure!(
+            dir.is_dir(),
+            "SCALE_LAMBDA_BUILD: {} is not a directory (make sam-build makes target/lambda)",
+            dir.display()
+        );
+    }
     anyhow::ensure!(!args.files.is_empty(), "no size given (SCALE_FILES)");
     anyhow::ensure!(
         args.min_bytes >= 1 && args.max_bytes > args.min_bytes,
@@ -95,7 +117,7 @@ async fn main() -> anyhow::Result<()> {
                 std::fs::write(path, measure::to_json(&sizes).to_string())?;
             }
         }
-        for &files in &args.seeded_files {
+        for &files in args.seeded_files.iter().filter(|&&files| files > 0) {
             sizes.push(measure::run_seeded_size(&args, files).await?);
             if let Some(path) = &args.save {
                 std::fs::write(path, measure::to_json(&sizes).to_string())?;

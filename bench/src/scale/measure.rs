@@ -22,6 +22,10 @@ pub const COPY_PARTS_FUNCTION: &str = "synmigrate-copy-parts";
 pub const COMPLETE_FUNCTION: &str = "synmigrate-complete";
 pub const REPORT_FUNCTION: &str = "synmigrate-report";
 /// Index invocations at most (each walks for its time budget, 10 minutes by default).
+/// The build measured unless `SCALE_LAMBDA_BUILD` says otherwise (and in measurements saved
+/// before the choice existed).
+pub const DEBUG_BUILD: &str = "debug build";
+
 const MAX_INDEX_INVOCATIONS: u32 = 1000;
 
 /// What one stage cost, over all its invocations at one size.
@@ -69,6 +73,8 @@ pub struct SizeRun {
     pub files: usize,
     /// Plan and Report alone on a seeded state table ([`run_seeded_size`]).
     pub seeded: bool,
+    /// The function binaries measured ([`Args::build`]).
+    pub build: String,
     /// Starting the deployment and seeding the project (entities and S3 objects).
     pub setup: Duration,
     pub stages: Vec<Stage>,
@@ -213,6 +219,7 @@ async fn seeded_stages(
     Ok(SizeRun {
         files,
         seeded: true,
+        build: args.build(),
         setup,
         stages: vec![plan, report],
         unit_count: number(&planned, "unitCount"),
@@ -307,6 +314,7 @@ async fn deploy(
         max_instances: 1,
         max_synapse_rpm: args.harness_rpm,
         function_env: vec![("AWS_ENDPOINT_URL".to_owned(), proxy.endpoint().to_owned())],
+        lambda_build_dir: args.lambda_build.clone(),
         ..LocalOptions::default()
     };
     let clock = Instant::now();
@@ -402,6 +410,7 @@ async fn stages(
     Ok(SizeRun {
         files,
         seeded: false,
+        build: args.build(),
         setup,
         stages,
         unit_count: number(&planned, "unitCount"),
@@ -594,7 +603,7 @@ pub fn to_json(sizes: &[SizeRun]) -> Value {
                     })
                     .collect();
                 json!({
-                    "files": size.files, "seeded": size.seeded,
+                    "files": size.files, "seeded": size.seeded, "build": size.build,
                     "setupMs": size.setup.as_millis() as u64,
                     "stages": stages, "unitCount": size.unit_count,
                     "followerUnitCount": size.follower_unit_count,
@@ -647,6 +656,7 @@ pub fn from_json(value: &Value) -> anyhow::Result<Vec<SizeRun>> {
         .map(|size| SizeRun {
             files: number(size, "files") as usize,
             seeded: size["seeded"].as_bool().unwrap_or(false),
+            build: size["build"].as_str().unwrap_or(DEBUG_BUILD).to_owned(),
             setup: ms(&size["setupMs"]),
             stages: size["stages"]
                 .as_array()

@@ -61,10 +61,18 @@ fn money(value: f64) -> String {
     }
 }
 
+/// The builds the sizes measured, in words.
+fn builds(sizes: &[SizeRun]) -> String {
+    let mut builds: Vec<&str> = sizes.iter().map(|s| s.build.as_str()).collect();
+    builds.sort_unstable();
+    builds.dedup();
+    builds.join(" and ")
+}
+
 pub fn print(args: &Args, sizes: &[SizeRun], model: &Model, took: Duration) {
     println!(
         "## synmigrate at scale\n\n\
-         Mix: every stage ran as the real function binary (debug build) behind the local Lambda \
+         Mix: every stage ran as the real function binary ({}) behind the local Lambda \
          host, invoked directly (`LocalDeployment::invoke`) in the state machine's order: Init, \
          Index until done, Plan, then StartCopy / CopyParts / Complete for {} units spread over \
          the Plan's manifest, one at a time, then Report. The state machine itself was not run \
@@ -76,7 +84,12 @@ pub fn print(args: &Args, sizes: &[SizeRun], model: &Model, took: Duration) {
          stack's speed: the Synapse calls are counted, the hours at the budget computed from \
          them. DynamoDB and S3 requests are counted by a proxy between the functions and moto. \
          Files of {}..{} bytes.\n",
-        args.sample_units, args.budget, args.harness_rpm, args.min_bytes, args.max_bytes
+        builds(sizes),
+        args.sample_units,
+        args.budget,
+        args.harness_rpm,
+        args.min_bytes,
+        args.max_bytes
     );
     if sizes.iter().any(|s| !s.peaks_reset) {
         println!(
@@ -193,7 +206,8 @@ pub fn print(args: &Args, sizes: &[SizeRun], model: &Model, took: Duration) {
         "Per-file costs from the {}-file run: Synapse calls {:.3} a file for Index, Plan and \
          Report ({:.3} of them Index's) and {:.3} a copied file (the sample's StartCopy, \
          CopyParts, Complete), {:.0} for Init; DynamoDB requests {:.3} + {:.3} a file; S3 \
-         requests {:.3} + {:.3} a file; {:.1} files a unit.\n",
+         requests {:.3} + {:.3} a file; {:.1} files a unit. Plan's and Report's time a file \
+         from the run with the most items that ran them: {:.2} ms and {:.2} ms.\n",
         thousands(model.basis_files as f64),
         model.synapse.per_file,
         model.index_synapse_per_file,
@@ -204,6 +218,8 @@ pub fn print(args: &Args, sizes: &[SizeRun], model: &Model, took: Duration) {
         model.s3_put.per_file + model.s3_get.per_file,
         model.s3_put.per_copied_file + model.s3_get.per_copied_file,
         model.files_per_unit,
+        model.plan_s_per_file * 1e3,
+        model.report_s_per_file * 1e3,
     );
     println!(
         "| project | mean file | Synapse calls | hours at {}/min (+ copying bytes) | Step Functions \
@@ -255,7 +271,7 @@ pub fn print(args: &Args, sizes: &[SizeRun], model: &Model, took: Duration) {
            invocations = Index's hours ÷ its {:.0} s budget, units = files ÷ {:.1}.\n\
          - Lambda GB-s: memory from `template.yaml` ({}) × time. Index: its Synapse calls at \
            the budget; Plan and Report: their own time a file here (wall less moto's answers: \
-           a debug build, so high) plus their DynamoDB and S3 requests at {} ms each \
+           {}) plus their DynamoDB and S3 requests at {} ms each \
            (assumed; moto reads a query page in time growing with the table); the copy: {} invocations in flight for the whole copy phase (waiting \
            on the budget's slots), at the copy stages' time-weighted {:.2} GB. Plus $0.20 per \
            million invocations.\n\
@@ -290,6 +306,7 @@ pub fn print(args: &Args, sizes: &[SizeRun], model: &Model, took: Duration) {
         model.index_budget_s,
         model.files_per_unit,
         memory.join(", "),
+        builds(sizes),
         args.aws_request_ms,
         MAX_CONCURRENCY,
         model.copy_gb,
