@@ -52,6 +52,31 @@ impl FileVersionStrategy {
     }
 }
 
+/// How a finished copy is proven equal to its source before any entity points at it
+/// ([`crate::copy::verify`]; the request's "force MD5 check").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VerifyLevel {
+    /// The copy engines' own checks: the new handle's size and MD5 fields match the source's.
+    #[default]
+    Metadata,
+    /// Also an S3 proof that reads no data: the destination's ETag as MD5, or the same
+    /// full-object checksum on both objects; the file is marked when S3 offers neither.
+    Checksum,
+    /// Read the destination and compare its MD5 with the source's `contentMd5`.
+    Bytes,
+}
+
+impl VerifyLevel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VerifyLevel::Metadata => "metadata",
+            VerifyLevel::Checksum => "checksum",
+            VerifyLevel::Bytes => "bytes",
+        }
+    }
+}
+
 /// What a user chooses for one run. Every field has a default, so `{}` is a valid input.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default, deny_unknown_fields)]
@@ -79,6 +104,8 @@ pub struct MigrationOptions {
     /// Share of work units (percent) that may fail before the run stops copying (the Distributed
     /// Map's tolerated failure percentage). With `continueOnError` no unit stops the run.
     pub tolerated_failure_percentage: u32,
+    /// How each copy is proven before its entities are updated.
+    pub verify: VerifyLevel,
 }
 
 impl Default for MigrationOptions {
@@ -95,6 +122,7 @@ impl Default for MigrationOptions {
             sanitize_file_names: true,
             max_attempts: 3,
             tolerated_failure_percentage: 0,
+            verify: VerifyLevel::Metadata,
         }
     }
 }

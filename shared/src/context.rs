@@ -14,6 +14,7 @@ use synapse_model::StorageLocationSetting;
 use crate::budget::FleetBudget;
 use crate::config::MigrationOptions;
 use crate::copy::parts::BatchBudget;
+use crate::copy::verify::{Verifier, VerifyLimits};
 use crate::copy::{DirectEngine, EngineConfig, Engines, SynapseEngine};
 use crate::stages::plan::units::UnitLimits;
 use crate::state::{EpochSeconds, MigrationKey, StateStore};
@@ -70,6 +71,8 @@ pub struct Tuning {
     /// Part batches of one big file copied at the same time by the in-process runner.
     pub batch_concurrency: usize,
     pub engine: EngineConfig,
+    /// How the `bytes` proof reads ([`crate::copy::verify`]).
+    pub verify: VerifyLimits,
     /// The highest `maxConcurrency` Init accepts: the deployment's bound on the Map's fan-out
     /// (template parameter `MaxConcurrencyCeiling`), so one run cannot take the account's
     /// Lambda concurrency.
@@ -91,6 +94,7 @@ impl Default for Tuning {
             unit_concurrency: 4,
             batch_concurrency: 4,
             engine: EngineConfig::default(),
+            verify: VerifyLimits::default(),
             max_concurrency_ceiling: crate::config::MAX_CONCURRENCY,
             run_budget: true,
         }
@@ -125,6 +129,8 @@ pub struct Services {
     /// The bucket for manifests and reports.
     pub bucket: String,
     pub engines: Engines,
+    /// Proves finished copies at the run's `verify` level.
+    pub verifier: Verifier,
     pub tuning: Tuning,
     /// The fleet-wide Synapse budget of the run this process serves now (see [`crate::budget`]).
     run_budget: Mutex<Option<Arc<FleetBudget>>>,
@@ -148,6 +154,7 @@ impl Services {
         Self {
             synapse,
             store,
+            verifier: Verifier::new(s3.clone(), tuning.verify.clone()),
             s3,
             bucket: bucket.into(),
             engines,

@@ -195,6 +195,7 @@ mod tests {
             lease: None,
             updated_at: 0,
             run_id: "r".into(),
+            verified_by: None,
         };
         assert!(old_record(types::INVALID_INPUT, Some("9"), 1).due_for_retry(3));
         assert!(!old_record(types::INVALID_INPUT, Some("9"), 3).due_for_retry(3));

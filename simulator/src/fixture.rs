@@ -177,6 +177,13 @@ pub struct HandleSpec {
     /// Leave `contentMd5` out of the handle (a copy must then be refused).
     #[serde(default)]
     pub omit_md5: bool,
+    /// A `contentMd5` to claim instead of the bytes' own. Synapse stores the MD5 its uploader
+    /// declares and never compares it with the data (`MultipartManagerV2Impl.createFileHandle`
+    /// takes `MultipartUploadRequest.contentMD5Hex`; a multipart copy's handle takes the source
+    /// handle's, `MultipartUploadCopyRequestHandler`), so such a handle exists and is copied as
+    /// is; only reading the bytes shows the difference.
+    #[serde(default)]
+    pub declared_md5: Option<String>,
     /// A `contentSize` to claim instead of the real one, to reach size limits (such as 10,000
     /// parts) without storing the bytes; copying such a file cannot complete.
     #[serde(default)]

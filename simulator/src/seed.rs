@@ -71,7 +71,43 @@ struct UploadJob {
     key: String,
     content: Content,
     content_type: Option<String>,
-    omit_md5: bool,
+    md5: Md5Claim,
+}
+
+/// The `contentMd5` a seeded S3 handle claims.
+#[derive(Clone)]
+enum Md5Claim {
+    /// The MD5 of the uploaded bytes.
+    Real,
+    Omitted,
+    Declared(String),
+}
+
+impl Md5Claim {
+    fn of(spec: &HandleSpec) -> Result<Self, SimError> {
+        match (&spec.declared_md5, spec.omit_md5) {
+            (None, false) => Ok(Self::Real),
+            (None, true) => Ok(Self::Omitted),
+            (Some(_), true) => Err(SimError::Fixture(
+                "a handle cannot both omit and declare its MD5".into(),
+            )),
+            (Some(md5), false) if md5.len() == 32 && md5.bytes().all(|b| b.is_ascii_hexdigit()) => {
+                Ok(Self::Declared(md5.to_lowercase()))
+            }
+            (Some(md5), false) => Err(SimError::Fixture(format!(
+                "declaredMd5 {md5:?} is not 32 hexadecimal digits"
+            ))),
+        }
+    }
+
+    /// The handle's `contentMd5`, given the MD5 of its bytes.
+    fn claim(self, real: String) -> Option<String> {
+        match self {
+            Self::Real => Some(real),
+            Self::Omitted => None,
+            Self::Declared(md5) => Some(md5),
+        }
+    }
 }
 
 struct Seeder<'a> {
@@ -129,17 +165,17 @@ pub async fn seed(
         create_bucket(s3, &bucket).await?;
     }
     let jobs = std::mem::take(&mut seeder.jobs);
-    let results: Vec<(u64, String, bool)> = futures::stream::iter(jobs)
+    let results: Vec<(u64, String, Md5Claim)> = futures::stream::iter(jobs)
         .map(|job| async move {
             let md5 = put_content(s3, &job).await?;
-            Ok::<_, SimError>((job.handle_id, md5, job.omit_md5))
+            Ok::<_, SimError>((job.handle_id, md5, job.md5))
         })
         .buffer_unordered(UPLOAD_CONCURRENCY)
         .try_collect()
         .await?;
-    for (handle_id, md5, omit) in results {
+    for (handle_id, md5, claim) in results {
         if let Some(handle) = store.handles.get_mut(&handle_id) {
-            handle.content_md5 = (!omit).then_some(md5);
+            handle.content_md5 = claim.claim(md5);
         }
     }
     Ok(())
@@ -398,7 +434,7 @@ impl Seeder<'_> {
                     key,
                     content,
                     content_type: spec.content_type.clone(),
-                    omit_md5: spec.omit_md5,
+                    md5: Md5Claim::of(spec)?,
                 });
             }
             HandleKind::External => {
@@ -594,6 +630,37 @@ mod tests {
         match add("a", Some(root)) {
             Err(SimError::Fixture(message)) => assert!(message.contains("under one parent")),
             other => panic!("expected the fixture refused, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_declared_md5_replaces_the_bytes_own_and_must_be_one() {
+        let spec = |declared: Option<&str>, omit: bool| -> HandleSpec {
+            serde_json::from_value(serde_json::json!({
+                "content": {"text": "x"}, "declaredMd5": declared, "omitMd5": omit
+            }))
+            .unwrap()
+        };
+        let real = "9dd4e461268c8034f5c8564e155c67a6".to_owned();
+        let declared = "0123456789ABCDEF0123456789abcdef";
+        let claim = Md5Claim::of(&spec(Some(declared), false)).unwrap();
+        assert_eq!(claim.claim(real.clone()), Some(declared.to_lowercase()));
+        assert_eq!(
+            Md5Claim::of(&spec(None, false))
+                .unwrap()
+                .claim(real.clone()),
+            Some(real.clone())
+        );
+        assert_eq!(Md5Claim::of(&spec(None, true)).unwrap().claim(real), None);
+        for (bad, omit, part) in [
+            (Some(declared), true, "both omit and declare"),
+            (Some("abc"), false, "not 32 hexadecimal digits"),
+        ] {
+            match Md5Claim::of(&spec(bad, omit)) {
+                Err(SimError::Fixture(message)) => assert!(message.contains(part), "{message}"),
+                Ok(_) => panic!("{bad:?} accepted"),
+                Err(other) => panic!("unexpected {other:?}"),
+            }
         }
     }
 }

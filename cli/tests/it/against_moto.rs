@@ -100,6 +100,7 @@ fn item(entity: &str, status: ItemStatus, run_id: &str) -> anyhow::Result<ItemRe
         file_name: format!("{entity}.txt"),
         updated_at: now(),
         run_id: run_id.to_owned(),
+        verified_by: None,
         ..item_record(entity, status)
     })
 }

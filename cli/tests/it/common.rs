@@ -20,5 +20,6 @@ pub fn item_record(entity: &str, status: ItemStatus) -> ItemRecord {
         lease: None,
         updated_at: 0,
         run_id: String::new(),
+        verified_by: None,
     }
 }

@@ -275,6 +275,7 @@ fn item(entity: &str, status: ItemStatus) -> ItemRecord {
         file_name: "a.txt".into(),
         updated_at: NOW,
         run_id: "syn1-7001-20261121T0600".into(),
+        verified_by: None,
         ..item_record(entity, status)
     }
 }
@@ -326,6 +327,7 @@ fn sample_report(items: &[ItemRecord]) -> RunReport {
             destination_file_handle_id: Some("201".into()),
             unused_reason: Some("syn12.1: Fatal.Forbidden: no access,\nreally".into()),
             handle_requests: 1,
+            verification: None,
             lease: None,
             updated_at: 0,
         }],

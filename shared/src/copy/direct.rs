@@ -30,7 +30,8 @@ use crate::synapse::SynapseClient;
 mod keys;
 
 pub use keys::destination_key;
-use keys::{bare, copy_source, etag_is_md5, multipart_etag, source_location};
+pub(super) use keys::{bare, etag_is_md5};
+use keys::{copy_source, multipart_etag, source_location};
 
 /// S3's largest CopyObject.
 pub const MAX_COPY_OBJECT_SIZE: u64 = 5 * GIB;

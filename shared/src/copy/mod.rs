@@ -29,6 +29,7 @@ mod names;
 pub mod parts;
 mod s3error;
 mod synapse;
+pub mod verify;
 
 use async_trait::async_trait;
 use futures::{stream, StreamExt};

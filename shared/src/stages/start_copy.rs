@@ -14,6 +14,7 @@ use super::unit::{by_source, mark_copied, UnitCtx};
 use super::{BatchRef, CopyJob, ItemOutcome};
 use crate::context::{now, RunContext, Services};
 use crate::copy::parts::{part_batches, PartBatch, PartPlan};
+use crate::copy::verify::CopyProof;
 use crate::copy::{choose, FILE_ENTITY_ASSOCIATION, FILE_HANDLE_BATCH};
 use crate::state::{CopyRecord, CopyStatus, ItemKey, ItemRecord};
 use crate::{Error, Result};
@@ -176,8 +177,9 @@ async fn claim_copy(
             "copy of {source} is COPIED without a destination handle"
         ))
     })?;
+    let proof = CopyProof::from_document(copy.verification.as_ref()).map(|p| p.proof);
     for item in items {
-        mark_copied(ctx, &item.key, &destination).await?;
+        mark_copied(ctx, &item.key, &destination, proof.as_deref()).await?;
     }
     Ok(None)
 }

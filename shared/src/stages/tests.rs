@@ -67,6 +67,7 @@ fn item(entity: &str, status: ItemStatus, attempts: u32, lease: Option<Lease>) -
         lease,
         updated_at: 0,
         run_id: "run-1".into(),
+        verified_by: None,
     }
 }
 
@@ -97,6 +98,7 @@ async fn seed(store: &MemoryStore, items: &[ItemRecord]) {
                 lease_until: Some(lease.expires_at),
                 destination_file_handle_id: None,
                 count_attempt: false,
+                verified_by: None,
                 run_id: "run-1".into(),
                 now: 0,
             };
@@ -244,7 +246,14 @@ async fn record_failure_marks_unfinished_items_with_the_step_error() {
             .await
             .unwrap();
         store
-            .complete_copy(&migration, source, "w", &format!("{source}-copy"), now())
+            .complete_copy(
+                &migration,
+                source,
+                "w",
+                &format!("{source}-copy"),
+                None,
+                now(),
+            )
             .await
             .unwrap();
     }

@@ -49,6 +49,7 @@ impl UnitCtx<'_> {
             lease_until: lease.then(|| self.lease_until()),
             destination_file_handle_id: None,
             count_attempt: false,
+            verified_by: None,
             run_id: self.run.run_id.clone(),
             now: now(),
         }
@@ -171,15 +172,18 @@ pub(crate) fn by_source(unit: &WorkUnit) -> Result<BTreeMap<String, Vec<ItemKey>
     Ok(groups)
 }
 
-/// Moves a claimed item to COPIED with its destination handle (kept leased for the update).
+/// Moves a claimed item to COPIED with its destination handle and how that copy was proven
+/// (kept leased for the update).
 pub(crate) async fn mark_copied(
     ctx: &UnitCtx<'_>,
     key: &ItemKey,
     destination: &str,
+    verified_by: Option<&str>,
 ) -> Result<ItemRecord> {
     let item = ctx.item(key).await?;
     let mut t = ctx.transition(item.status.name(), ItemStatus::Copied, true);
     t.destination_file_handle_id = Some(destination.to_owned());
+    t.verified_by = verified_by.map(str::to_owned);
     Ok(ctx
         .services
         .store

@@ -316,6 +316,7 @@ impl StateStore for MemoryStore {
             destination_file_handle_id: None,
             unused_reason: None,
             handle_requests: 0,
+            verification: None,
             lease: None,
             updated_at: now,
         });
@@ -389,8 +390,12 @@ impl StateStore for MemoryStore {
         source_file_handle_id: &str,
         owner: &str,
         destination_file_handle_id: &str,
+        verification: Option<&serde_json::Value>,
         now: EpochSeconds,
     ) -> Result<CopyRecord, StateError> {
+        if let Some(verification) = verification {
+            check_document("copy verification", verification)?;
+        }
         let mut tables = self.tables.lock().await;
         let slot = (migration.pk(), copy_sk(source_file_handle_id));
         let needs_write = check_copy_complete(
@@ -404,6 +409,7 @@ impl StateStore for MemoryStore {
         if needs_write {
             copy.status = CopyStatus::Copied;
             copy.destination_file_handle_id = Some(destination_file_handle_id.to_owned());
+            copy.verification = verification.cloned();
             copy.lease = None;
             copy.updated_at = now;
         }

@@ -231,6 +231,10 @@ pub struct ItemRecord {
     pub updated_at: EpochSeconds,
     /// The run that last indexed or changed the item.
     pub run_id: String,
+    /// How the copy this item points at was proven equal to its source (see
+    /// `crate::copy::verify`); set with the destination handle.
+    #[serde(default)]
+    pub verified_by: Option<String>,
 }
 
 impl ItemRecord {
@@ -281,6 +285,8 @@ pub struct Transition {
     pub destination_file_handle_id: Option<String>,
     /// Count this change as a copy attempt.
     pub count_attempt: bool,
+    /// Set how the copy was proven (kept as is when `None`).
+    pub verified_by: Option<String>,
     /// The run making the change.
     pub run_id: String,
     pub now: EpochSeconds,
@@ -412,6 +418,10 @@ pub struct CopyRecord {
     /// engine's registration). More than the one recorded means handles that may be orphaned.
     #[serde(default)]
     pub handle_requests: u32,
+    /// The finished copy's objects and proof (`crate::copy::verify::CopyProof` as JSON), so
+    /// that it can be proven again later.
+    #[serde(default)]
+    pub verification: Option<serde_json::Value>,
     pub lease: Option<Lease>,
     pub updated_at: EpochSeconds,
 }

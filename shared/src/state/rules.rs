@@ -99,6 +99,9 @@ pub(crate) fn apply_transition(item: &mut ItemRecord, t: &Transition) {
         owner: t.owner.clone(),
         expires_at,
     });
+    if let Some(proof) = &t.verified_by {
+        item.verified_by = Some(proof.clone());
+    }
     if let Some(destination) = &t.destination_file_handle_id {
         item.destination_file_handle_id = Some(destination.clone());
     }

@@ -205,14 +205,16 @@ pub trait StateStore: Send + Sync {
         now: EpochSeconds,
     ) -> Result<(), StateError>;
 
-    /// Records the finished copy and releases the lease. Repeating it with the same destination
-    /// handle succeeds; a different one is a `ConditionFailed`.
+    /// Records the finished copy, with its proof (`verification`), and releases the lease.
+    /// Repeating it with the same destination handle succeeds; a different one is a
+    /// `ConditionFailed`.
     async fn complete_copy(
         &self,
         migration: &MigrationKey,
         source_file_handle_id: &str,
         owner: &str,
         destination_file_handle_id: &str,
+        verification: Option<&serde_json::Value>,
         now: EpochSeconds,
     ) -> Result<CopyRecord, StateError>;
 

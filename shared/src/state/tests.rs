@@ -137,6 +137,7 @@ fn item_record_json_is_flat() {
         lease: None,
         updated_at: 9,
         run_id: "r1".into(),
+        verified_by: None,
     };
     let json = serde_json::to_value(&record).unwrap();
     assert_eq!(json["status"], "SKIPPED");

@@ -126,6 +126,7 @@ impl Env {
             lease: None,
             updated_at: 0,
             run_id: "run".into(),
+            verified_by: None,
         })
     }
 

@@ -8,3 +8,4 @@ mod entity_updates;
 mod migration;
 mod state_store;
 mod synapse_client;
+mod verify;

@@ -1104,6 +1104,7 @@ async fn files_held_by_a_crashed_attempt_keep_the_run_from_succeeding() -> anyho
                     lease_until: Some(held_until),
                     destination_file_handle_id: None,
                     count_attempt: true,
+                    verified_by: None,
                     run_id: "crashed".into(),
                     now: stages::now(),
                 },

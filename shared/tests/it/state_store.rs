@@ -39,6 +39,7 @@ fn item(entity: &str, version: u64, status: ItemStatus) -> ItemRecord {
         lease: None,
         updated_at: 100,
         run_id: "run-1".into(),
+        verified_by: None,
     }
 }
 
@@ -63,6 +64,7 @@ fn transition(from: StatusName, to: ItemStatus, owner: &str, now: i64) -> Transi
         lease_until: None,
         destination_file_handle_id: None,
         count_attempt: false,
+        verified_by: None,
         run_id: "run-1".into(),
         now,
     }
@@ -253,6 +255,7 @@ async fn reindexing_never_overwrites_a_later_state<S: StateStore>(store: &S) {
     assert_eq!(store.get_item(&m, &key).await.unwrap(), Some(fresh.clone()));
     let refreshed = ItemRecord {
         run_id: "run-2".into(),
+        verified_by: None,
         ..fresh.clone()
     };
     assert_eq!(
@@ -266,6 +269,7 @@ async fn reindexing_never_overwrites_a_later_state<S: StateStore>(store: &S) {
     let claim = Transition {
         lease_until: Some(500),
         count_attempt: true,
+        verified_by: None,
         ..transition(StatusName::Indexed, ItemStatus::Copying, "worker-1", 110)
     };
     store.transition_item(&m, &key, &claim).await.unwrap();
@@ -423,6 +427,7 @@ async fn transitions_are_conditional_and_leases_expire<S: StateStore>(store: &S)
     let claim = |owner: &str, now: i64, until: i64| Transition {
         lease_until: Some(until),
         count_attempt: true,
+        verified_by: None,
         ..transition(StatusName::Copying, ItemStatus::Copying, owner, now)
     };
     let first = Transition {
@@ -453,12 +458,18 @@ async fn transitions_are_conditional_and_leases_expire<S: StateStore>(store: &S)
 
     let copied = Transition {
         destination_file_handle_id: Some("fh-new".into()),
+        verified_by: Some("etag-md5".into()),
         ..transition(StatusName::Copying, ItemStatus::Copied, "w2", 260)
     };
     let copied = store.transition_item(&m, &key, &copied).await.unwrap();
     assert_eq!(copied.status, ItemStatus::Copied);
     assert_eq!(copied.lease, None);
     assert_eq!(copied.destination_file_handle_id.as_deref(), Some("fh-new"));
+    assert_eq!(copied.verified_by.as_deref(), Some("etag-md5"));
+    assert_eq!(
+        store.get_item(&m, &key).await.unwrap().as_ref(),
+        Some(&copied)
+    );
     assert_eq!(copied.updated_at, 260);
 
     // Errors carry their class and go away again when the item moves on.
@@ -504,6 +515,7 @@ async fn concurrent_claims_have_one_winner<S: StateStore>(store: &S) {
         .map(|i| Transition {
             lease_until: Some(1_000),
             count_attempt: true,
+            verified_by: None,
             ..transition(
                 StatusName::Indexed,
                 ItemStatus::Copying,
@@ -535,7 +547,9 @@ async fn one_copy_per_source_handle<S: StateStore>(store: &S) {
     let m = migration("syncopy");
     assert_eq!(store.get_copy(&m, "fh-1").await.unwrap(), None);
     assert!(matches!(
-        store.complete_copy(&m, "fh-1", "a", "fh-new", 100).await,
+        store
+            .complete_copy(&m, "fh-1", "a", "fh-new", None, 100)
+            .await,
         Err(StateError::NotFound(_))
     ));
     let claimed = store.claim_copy(&m, "fh-1", "a", 200, 100).await.unwrap();
@@ -572,27 +586,42 @@ async fn one_copy_per_source_handle<S: StateStore>(store: &S) {
     let resumed = store.claim_copy(&m, "fh-1", "b", 400, 245).await.unwrap();
     assert_eq!(resumed.engine_state.as_ref(), Some(&state));
     assert_lease_held(
-        store.complete_copy(&m, "fh-1", "a", "fh-new", 250).await,
+        store
+            .complete_copy(&m, "fh-1", "a", "fh-new", None, 250)
+            .await,
         "b",
     );
 
+    let proof = serde_json::json!({"level": "bytes", "proof": "bytes-md5"});
     let done = store
-        .complete_copy(&m, "fh-1", "b", "fh-new", 260)
+        .complete_copy(&m, "fh-1", "b", "fh-new", Some(&proof), 260)
         .await
         .unwrap();
     assert_eq!(done.status, CopyStatus::Copied);
     assert_eq!(done.destination_file_handle_id.as_deref(), Some("fh-new"));
+    assert_eq!(done.verification.as_ref(), Some(&proof));
+    assert_eq!(
+        store
+            .get_copy(&m, "fh-1")
+            .await
+            .unwrap()
+            .unwrap()
+            .verification,
+        Some(proof.clone())
+    );
     assert_eq!(done.lease, None);
     // Repeating the completion is harmless; a different result is a conflict.
     assert_eq!(
         store
-            .complete_copy(&m, "fh-1", "b", "fh-new", 270)
+            .complete_copy(&m, "fh-1", "b", "fh-new", Some(&proof), 270)
             .await
             .unwrap(),
         done
     );
     assert!(matches!(
-        store.complete_copy(&m, "fh-1", "c", "fh-other", 270).await,
+        store
+            .complete_copy(&m, "fh-1", "c", "fh-other", None, 270)
+            .await,
         Err(StateError::ConditionFailed { .. })
     ));
     // A finished copy is handed to any claimer as it is, without a lease.
@@ -625,7 +654,7 @@ async fn unused_copies_are_marked_listed_and_cleared<S: StateStore>(store: &S) {
     ));
     for source in ["fh-a", "fh-b"] {
         store
-            .complete_copy(&m, source, "a", &format!("{source}-new"), 120)
+            .complete_copy(&m, source, "a", &format!("{source}-new"), None, 120)
             .await
             .unwrap();
     }

@@ -645,6 +645,7 @@ async fn a_file_held_by_a_crashed_attempt_fails_the_execution_as_unfinished() ->
                     lease_until: Some(synmigrate::stages::now() + 3600),
                     destination_file_handle_id: None,
                     count_attempt: true,
+                    verified_by: None,
                     run_id: "crashed-run".into(),
                     now: synmigrate::stages::now(),
                 },

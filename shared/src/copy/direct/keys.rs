@@ -64,13 +64,13 @@ pub(super) fn copy_source(request: &CopyRequest) -> Result<String> {
 }
 
 /// An ETag without its quotes.
-pub(super) fn bare(etag: &str) -> &str {
+pub(in crate::copy) fn bare(etag: &str) -> &str {
     etag.trim_matches('"')
 }
 
 /// The ETag is the object's MD5 only for objects uploaded in one piece (no `-N` suffix) without
 /// KMS; then it can be compared with Synapse's `contentMd5`.
-pub(super) fn etag_is_md5(etag: &str) -> bool {
+pub(in crate::copy) fn etag_is_md5(etag: &str) -> bool {
     let etag = bare(etag);
     etag.len() == 32 && etag.bytes().all(|b| b.is_ascii_hexdigit())
 }

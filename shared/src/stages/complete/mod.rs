@@ -12,7 +12,9 @@ use synapse_model::FileHandle;
 use super::plan::units::WorkUnit;
 use super::unit::{by_source, mark_copied, UnitCtx};
 use super::{CopyJob, ItemOutcome};
+use crate::config::VerifyLevel;
 use crate::context::{now, RunContext, Services};
+use crate::copy::verify::{CopiedObject, CopyProof, Proof, Verified};
 use crate::copy::{CopyRequest, EngineKind, EngineState};
 use crate::state::{
     CopyStatus, ItemError, ItemKey, ItemRecord, ItemStatus, RunCounters, SeenFile, StatusName,
@@ -163,7 +165,7 @@ async fn update_source(ctx: &UnitCtx<'_>, source: Source) -> (Vec<ItemOutcome>, 
         CopyStep::Finished(copy) => {
             crate::crash::point(crate::crash::COMPLETE_AFTER_COPY_RECORDED);
             for item in pending {
-                let outcome = match migrate_item(ctx, &item, &copy.destination).await {
+                let outcome = match migrate_item(ctx, &item, &copy).await {
                     Ok(outcome) => outcome,
                     Err(error) => {
                         ctx.record_item_error(&item.key, ItemError::of_update(&error))
@@ -216,6 +218,8 @@ async fn note_copy_use(
 /// A finished copy as Complete sees it.
 struct FinishedCopy {
     destination: String,
+    /// The copy's proof as text (`None` for copies recorded before proofs were).
+    verified_by: Option<String>,
     /// Bytes this call copied (0 when the copy was finished before).
     bytes: u64,
     /// The copy's unused mark as stored (see [`note_copy_use`]).
@@ -236,6 +240,7 @@ async fn copy_step(ctx: &UnitCtx<'_>, source: &str, job: Option<&CopyJob>) -> Re
         })?;
         return Ok(CopyStep::Finished(FinishedCopy {
             destination,
+            verified_by: CopyProof::from_document(copy.verification.as_ref()).map(|p| p.proof),
             bytes: 0,
             unused_reason: copy.unused_reason,
         }));
@@ -283,16 +288,23 @@ async fn finish_copies(ctx: &UnitCtx<'_>, mut sources: Vec<Source>) -> Vec<Sourc
             let CopyStep::ToFinish(request, state) = &source.copy else {
                 continue;
             };
-            source.copy = match result {
+            let result = match result {
                 Ok(handle) => {
                     crate::crash::point(crate::crash::COMPLETE_AFTER_HANDLE);
-                    record_copy(ctx, &source.id, request, handle)
+                    prove_copy(ctx, request, &handle)
                         .await
-                        .map_or_else(
-                            |e| CopyStep::Failed(ItemError::from(&e)),
-                            CopyStep::Finished,
-                        )
+                        .map(|proof| (handle, proof))
+                        .map_err(|error| ItemError::from(&error))
                 }
+                Err(error) => Err(error),
+            };
+            source.copy = match result {
+                Ok((handle, proof)) => record_copy(ctx, &source.id, request, handle, &proof)
+                    .await
+                    .map_or_else(
+                        |e| CopyStep::Failed(ItemError::from(&e)),
+                        CopyStep::Finished,
+                    ),
                 Err(error) => {
                     if !error.retryable {
                         abort_copy(ctx, &source.id, state).await;
@@ -305,16 +317,51 @@ async fn finish_copies(ctx: &UnitCtx<'_>, mut sources: Vec<Source>) -> Vec<Sourc
     sources
 }
 
+/// Proves a finished copy at the run's `verify` level, before it is recorded (rule 2).
+async fn prove_copy(
+    ctx: &UnitCtx<'_>,
+    request: &CopyRequest,
+    handle: &FileHandle,
+) -> Result<CopyProof> {
+    let level = ctx.run.options.verify;
+    let object = CopiedObject::of(&request.source, handle);
+    let verified = match (&object, level) {
+        (_, VerifyLevel::Metadata) => Verified::plain(Proof::Metadata),
+        (None, _) => Verified::plain(Proof::None(format!(
+            "file handle {} or its copy {} names no S3 object",
+            request.source.id, handle.id
+        ))),
+        (Some(object), level) => ctx.services.verifier.prove(level, object).await?,
+    };
+    if verified.is_unproven() {
+        tracing::warn!(source = %request.source.id, copy = %handle.id, %verified,
+                       "copy recorded without a proof beyond its handle's fields");
+    }
+    Ok(CopyProof {
+        level,
+        proof: verified.to_string(),
+        object,
+    })
+}
+
 /// Records a finished, verified copy and counts its bytes.
 async fn record_copy(
     ctx: &UnitCtx<'_>,
     source: &str,
     request: &CopyRequest,
     handle: FileHandle,
+    proof: &CopyProof,
 ) -> Result<FinishedCopy> {
     ctx.services
         .store
-        .complete_copy(&ctx.migration, source, &ctx.owner, &handle.id, now())
+        .complete_copy(
+            &ctx.migration,
+            source,
+            &ctx.owner,
+            &handle.id,
+            Some(&proof.to_document()),
+            now(),
+        )
         .await?;
     let size = handle
         .content_size
@@ -327,6 +374,7 @@ async fn record_copy(
     .await;
     Ok(FinishedCopy {
         destination: handle.id,
+        verified_by: Some(proof.proof.clone()),
         bytes: size,
         unused_reason: None,
     })
@@ -357,15 +405,16 @@ async fn abort_copy(ctx: &UnitCtx<'_>, source: &str, state: &EngineState) {
 async fn migrate_item(
     ctx: &UnitCtx<'_>,
     item: &ItemRecord,
-    destination: &str,
+    copy: &FinishedCopy,
 ) -> Result<ItemOutcome> {
     let services = ctx.services;
+    let destination = copy.destination.as_str();
     let item = if item.status == ItemStatus::Copied
         && item.destination_file_handle_id.as_deref() == Some(destination)
     {
         item.clone()
     } else {
-        mark_copied(ctx, &item.key, destination).await?
+        mark_copied(ctx, &item.key, destination, copy.verified_by.as_deref()).await?
     };
     let outcome = update_entity(
         &services.synapse,

@@ -412,6 +412,7 @@ pub fn classify(
         lease: None,
         updated_at: now(),
         run_id: run.run_id.clone(),
+        verified_by: None,
     };
     let skip = |reason| ItemStatus::Skipped { reason };
     item.status = match handle {

@@ -1,7 +1,8 @@
 //! The run report: counts per status and a CSV with one row per item.
 //!
 //! The CSV starts with the official client's columns (`synapse migrate --csv_log_path`), so
-//! tools written for that log read ours, and adds `reason`, `renamed_to` and `bytes` at the end.
+//! tools written for that log read ours, and adds `reason`, `renamed_to`, `bytes` and
+//! `verified_by` (how the copy was proven, see [`crate::copy::verify`]) at the end.
 
 use std::collections::BTreeMap;
 
@@ -11,7 +12,7 @@ use crate::state::{CopyRecord, ItemRecord, ItemStatus, StatusName};
 
 /// The header row.
 pub const CSV_HEADER: &str = "id,type,version,row_id,col_name,from_storage_location_id,\
-from_file_handle_id,to_file_handle_id,status,exception,reason,renamed_to,bytes";
+from_file_handle_id,to_file_handle_id,status,exception,reason,renamed_to,bytes,verified_by";
 
 /// Totals over every item of a migration.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -22,6 +23,10 @@ pub struct ItemTotals {
     /// Bytes of the items that are MIGRATED.
     pub migrated_bytes: u64,
     pub items: u64,
+    /// MIGRATED items whose copy has no proof beyond its handle's fields though the run asked
+    /// for one (`verified_by` starts with `none`).
+    #[serde(default)]
+    pub unproven: u64,
 }
 
 impl ItemTotals {
@@ -30,6 +35,13 @@ impl ItemTotals {
         *self.by_status.entry(status).or_default() += 1;
         if status == StatusName::Migrated {
             self.migrated_bytes += item.size;
+            if item
+                .verified_by
+                .as_deref()
+                .is_some_and(|proof| proof.starts_with("none"))
+            {
+                self.unproven += 1;
+            }
         }
         self.items += 1;
     }
@@ -62,6 +74,7 @@ pub fn csv_row(item: &ItemRecord) -> String {
         reason,
         item.destination_file_name.clone().unwrap_or_default(),
         item.size.to_string(),
+        item.verified_by.clone().unwrap_or_default(),
     ];
     csv_line(&fields)
 }
@@ -143,6 +156,7 @@ mod tests {
             lease: None,
             updated_at: 0,
             run_id: "r".into(),
+            verified_by: None,
         }
     }
 
@@ -152,7 +166,7 @@ mod tests {
             "id,type,version,row_id,col_name,from_storage_location_id,from_file_handle_id,\
              to_file_handle_id,status,exception"
         ));
-        assert_eq!(CSV_HEADER.split(',').count(), 13);
+        assert_eq!(CSV_HEADER.split(',').count(), 14);
     }
 
     #[test]
@@ -160,16 +174,17 @@ mod tests {
         let mut migrated = item(ItemStatus::Migrated);
         migrated.destination_file_handle_id = Some("200".into());
         migrated.destination_file_name = Some("caf_.txt".into());
+        migrated.verified_by = Some("bytes-md5".into());
         assert_eq!(
             csv_row(&migrated),
-            "syn5,file,3,,,1,100,200,MIGRATED,,,caf_.txt,42\n"
+            "syn5,file,3,,,1,100,200,MIGRATED,,,caf_.txt,42,bytes-md5\n"
         );
         let skipped = item(ItemStatus::Skipped {
             reason: SkipReason::EmptyFile,
         });
         assert_eq!(
             csv_row(&skipped),
-            "syn5,file,3,,,1,100,,SKIPPED,,EMPTY_FILE,,42\n"
+            "syn5,file,3,,,1,100,,SKIPPED,,EMPTY_FILE,,42,\n"
         );
     }
 
@@ -182,7 +197,7 @@ mod tests {
         }));
         assert_eq!(
             csv_row(&errored),
-            "syn5,file,3,,,1,100,,ERRORED,\"no, \"\"really\"\"\nno\",Fatal.Forbidden,,42\n"
+            "syn5,file,3,,,1,100,,ERRORED,\"no, \"\"really\"\"\nno\",Fatal.Forbidden,,42,\n"
         );
     }
 
@@ -190,9 +205,12 @@ mod tests {
     fn totals_count_statuses_and_migrated_bytes() {
         let mut totals = ItemTotals::default();
         totals.add(&item(ItemStatus::Migrated));
-        totals.add(&item(ItemStatus::Migrated));
+        let mut unproven = item(ItemStatus::Migrated);
+        unproven.verified_by = Some("none: no checksum on both objects".into());
+        totals.add(&unproven);
         totals.add(&item(ItemStatus::Indexed));
         assert_eq!(totals.count(StatusName::Migrated), 2);
+        assert_eq!(totals.unproven, 1);
         assert_eq!(totals.count(StatusName::Indexed), 1);
         assert_eq!(totals.count(StatusName::Errored), 0);
         assert_eq!(totals.migrated_bytes, 84);

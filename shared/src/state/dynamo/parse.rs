@@ -157,6 +157,7 @@ pub(super) fn parse_item(attrs: &Attrs) -> Result<ItemRecord, StateError> {
         lease: reader.lease("leaseOwner", "leaseExpiresAt")?,
         updated_at: reader.n("updatedAt")?,
         run_id: reader.s("runId")?.to_owned(),
+        verified_by: reader.opt_s("verifiedBy")?.map(str::to_owned),
     })
 }
 
@@ -169,6 +170,7 @@ pub(super) fn parse_copy(attrs: &Attrs) -> Result<CopyRecord, StateError> {
         destination_file_handle_id: reader.opt_s("destinationFileHandleId")?.map(str::to_owned),
         unused_reason: reader.opt_s("unusedReason")?.map(str::to_owned),
         handle_requests: reader.opt_n("handleRequests")?.unwrap_or_default(),
+        verification: reader.opt_json("verification")?,
         lease: reader.lease("leaseOwner", "leaseExpiresAt")?,
         updated_at: reader.n("updatedAt")?,
     })

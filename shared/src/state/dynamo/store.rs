@@ -410,6 +410,9 @@ impl StateStore for DynamoStore {
         if let Some(destination) = &transition.destination_file_handle_id {
             expr.set("destinationFileHandleId", s(destination));
         }
+        if let Some(proof) = &transition.verified_by {
+            expr.set("verifiedBy", s(proof));
+        }
         if transition.count_attempt {
             expr.add("attempts", n(1));
         }
@@ -524,6 +527,7 @@ impl StateStore for DynamoStore {
         source_file_handle_id: &str,
         owner: &str,
         destination_file_handle_id: &str,
+        verification: Option<&serde_json::Value>,
         now: EpochSeconds,
     ) -> Result<CopyRecord, StateError> {
         let mut expr = Expr::default();
@@ -532,6 +536,12 @@ impl StateStore for DynamoStore {
             .set("updatedAt", n(now))
             .remove("leaseOwner")
             .remove("leaseExpiresAt");
+        if let Some(verification) = verification {
+            expr.set(
+                "verification",
+                s(check_document("copy verification", verification)?),
+            );
+        }
         let status = expr.name("status");
         let copying = expr.value("c_copying", s(CopyStatus::Copying.as_str()));
         let lease_free = expr.lease_free(owner, now);
