@@ -2,7 +2,7 @@
 //! (`.stack/env` locally, the stack's Outputs on AWS).
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use synmigrate::config::{env, FileVersionStrategy, MigrationOptions};
+use synmigrate::config::{env, FileVersionStrategy, MigrationOptions, VerifyLevel};
 use synmigrate::copy::CopyMode;
 
 use crate::error::CliError;
@@ -86,6 +86,9 @@ pub enum Command {
     Report(ReportArgs),
     /// The project's lock holder and its runs.
     Status(MigrationArgs),
+    /// Prove every finished copy of a migration again (S3 only, no Synapse call): one CSV row
+    /// per copy, then a summary on standard error.
+    Verify(VerifyArgs),
 }
 
 /// Which migration: a project into one destination storage location.
@@ -139,6 +142,26 @@ impl From<Mode> for CopyMode {
     }
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Level {
+    /// The new handle's size and MD5 fields match the source's.
+    Metadata,
+    /// Also S3's proof without reading: the ETag as MD5, or one full-object checksum on both.
+    Checksum,
+    /// Read the copy and compare its MD5 with the source's.
+    Bytes,
+}
+
+impl From<Level> for VerifyLevel {
+    fn from(level: Level) -> Self {
+        match level {
+            Level::Metadata => VerifyLevel::Metadata,
+            Level::Checksum => VerifyLevel::Checksum,
+            Level::Bytes => VerifyLevel::Bytes,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct StartArgs {
     #[command(flatten)]
@@ -168,6 +191,10 @@ pub struct StartArgs {
     /// Preferred part size in bytes (5 MiB to 5 GiB).
     #[arg(long, value_name = "BYTES")]
     pub part_size: Option<u64>,
+    /// How each copy is proven before its entities are updated: the handles' fields
+    /// (`metadata`), S3's ETag or checksums (`checksum`), or its bytes read (`bytes`).
+    #[arg(long, value_enum, default_value_t = Level::Metadata)]
+    pub verify: Level,
     /// Migrate only files in this storage location (repeatable).
     #[arg(long = "source-location", value_name = "ID")]
     pub source_locations: Vec<i64>,
@@ -190,6 +217,7 @@ impl StartArgs {
             continue_on_error: self.continue_on_error,
             dry_run: self.dry_run,
             copy_mode: self.copy_mode.into(),
+            verify: self.verify.into(),
             part_size_bytes: self.part_size.unwrap_or(defaults.part_size_bytes),
             max_concurrency: self.max_concurrency.unwrap_or(defaults.max_concurrency),
             max_synapse_requests_per_minute: self
@@ -226,7 +254,7 @@ pub struct WatchArgs {
 pub enum Format {
     /// A summary and an aligned table for people.
     Table,
-    /// The official client's CSV log columns, then `reason`, `renamed_to`, `bytes`.
+    /// The official client's CSV log columns, then `reason`, `renamed_to`, `bytes`, `verified_by`.
     Csv,
     /// One JSON line: the run, its counts per status and bytes.
     Json,
@@ -241,4 +269,16 @@ pub struct ReportArgs {
     pub run: Option<String>,
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct VerifyArgs {
+    #[command(flatten)]
+    pub migration: MigrationArgs,
+    /// `checksum` reads no data; `bytes` reads every copy, whatever its size.
+    #[arg(long, value_enum, default_value_t = Level::Checksum)]
+    pub level: Level,
+    /// Copies proven at the same time.
+    #[arg(long, value_name = "N", default_value_t = 8)]
+    pub concurrency: usize,
 }

@@ -5,7 +5,6 @@
 use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
 
-use aws_config::{BehaviorVersion, SdkConfig};
 use aws_sdk_sfn::operation::describe_execution::DescribeExecutionOutput;
 use aws_sdk_sfn::types::ExecutionStatus;
 use indicatif::{BinaryBytes, ProgressBar, ProgressStyle};
@@ -20,10 +19,8 @@ use synmigrate::stages::now;
 use synmigrate::state::dynamo::DynamoStore;
 use synmigrate::state::{orphaned_copies, ItemRecord, MigrationKey, RunRecord, StateStore};
 
-use crate::args::{
-    Command, Deployment, Format, MigrationArgs, ReportArgs, StartArgs, WatchArgs,
-    S3_FORCE_PATH_STYLE_ENV,
-};
+use crate::args::{Command, Deployment, Format, MigrationArgs, ReportArgs, StartArgs, WatchArgs};
+use crate::aws::Aws;
 use crate::error::{CliError, Verdict};
 use crate::naming::{
     check_destination, check_execution_name, check_project, execution_arn, execution_name,
@@ -49,33 +46,7 @@ pub async fn run(
         Command::Watch(args) => watch(deployment, args, out).await,
         Command::Report(args) => report(deployment, args, out).await,
         Command::Status(args) => status(deployment, args, out).await,
-    }
-}
-
-/// The AWS clients, from the default configuration chain.
-struct Aws {
-    config: SdkConfig,
-}
-
-impl Aws {
-    async fn load() -> Self {
-        Self {
-            config: aws_config::defaults(BehaviorVersion::latest()).load().await,
-        }
-    }
-
-    fn sfn(&self) -> aws_sdk_sfn::Client {
-        aws_sdk_sfn::Client::new(&self.config)
-    }
-
-    fn store(&self, table: &str) -> DynamoStore {
-        DynamoStore::new(aws_sdk_dynamodb::Client::new(&self.config), table)
-    }
-
-    fn s3(&self) -> aws_sdk_s3::Client {
-        let path_style = std::env::var(S3_FORCE_PATH_STYLE_ENV)
-            .is_ok_and(|value| value.trim().eq_ignore_ascii_case("true"));
-        synmigrate::config::s3_client(&self.config, path_style)
+        Command::Verify(args) => crate::verify::verify(deployment, args, out).await,
     }
 }
 
@@ -100,7 +71,7 @@ struct ExecutionInput {
     destination_storage_location_id: i64,
 }
 
-fn migration(args: &MigrationArgs) -> Result<MigrationKey, CliError> {
+pub(crate) fn migration(args: &MigrationArgs) -> Result<MigrationKey, CliError> {
     check_project(&args.project)?;
     check_destination(args.destination)?;
     MigrationKey::new(&args.project, args.destination).map_err(CliError::from)

@@ -3,10 +3,12 @@
 //! the local stack. The binary is a thin `main`; everything here is testable.
 
 pub mod args;
+mod aws;
 pub mod commands;
 pub mod error;
 pub mod naming;
 pub mod render;
+pub mod verify;
 
 pub use args::Cli;
 pub use error::{CliError, Verdict};

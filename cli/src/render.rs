@@ -151,6 +151,8 @@ struct ReportLine<'a> {
     totals: BTreeMap<StatusName, u64>,
     items: u64,
     migrated_bytes: u64,
+    /// Migrated files whose copy has no proof beyond its handle's fields (`verified_by` none).
+    unproven: u64,
     /// Finished copies no entity points at (`report --format table` lists them).
     orphaned_copies: usize,
     /// Handles a crashed attempt may have registered that no record names.
@@ -171,6 +173,7 @@ pub fn report_json(report: &RunReport) -> String {
         totals: all_statuses(|s| report.totals.by_status.get(&s).copied()),
         items: report.totals.items,
         migrated_bytes: report.totals.migrated_bytes,
+        unproven: report.totals.unproven,
         orphaned_copies: report
             .orphaned_copies
             .iter()
@@ -196,11 +199,19 @@ fn detail(item: &ItemRecord) -> String {
         ItemStatus::Errored(error) => format!("{}: {}", error.class, error.message),
         _ => String::new(),
     };
-    if let Some(renamed) = &item.destination_file_name {
+    let notes = [
+        item.destination_file_name
+            .as_ref()
+            .map(|renamed| format!("renamed to {renamed}")),
+        item.verified_by
+            .as_ref()
+            .map(|proof| format!("verified: {proof}")),
+    ];
+    for note in notes.into_iter().flatten() {
         if !detail.is_empty() {
             detail.push_str("; ");
         }
-        detail.push_str(&format!("renamed to {renamed}"));
+        detail.push_str(&note);
     }
     detail.replace(['\n', '\r'], " ")
 }
@@ -246,6 +257,13 @@ pub fn report_table(report: &RunReport, items: &[ItemRecord]) -> String {
         counts_text(&report.totals.by_status),
         BinaryBytes(report.totals.migrated_bytes)
     ));
+    if report.totals.unproven > 0 {
+        out.push_str(&format!(
+            "{} migrated files have no proof beyond their handles' fields (verified: none, \
+             with the reason; `synmigrate verify --level bytes` reads them)\n\n",
+            report.totals.unproven
+        ));
+    }
     let rows: Vec<Vec<String>> = items
         .iter()
         .map(|item| {

@@ -7,6 +7,9 @@ use std::time::Duration;
 
 use anyhow::{ensure, Context};
 use aws_sdk_sfn::types::ExecutionStatus;
+use md5::Digest;
+use synmigrate::config::VerifyLevel;
+use synmigrate::copy::verify::{CopiedObject, CopyProof, ObjectRef};
 use synmigrate::report::{csv_row, CSV_HEADER};
 use synmigrate::stages::now;
 use synmigrate::state::dynamo::{create_table, DynamoStore};
@@ -16,6 +19,7 @@ use synmigrate::state::{
 };
 use synmigrate_cli::commands::manifest_key;
 use synmigrate_cli::naming::execution_name;
+use synmigrate_cli::verify::VERIFY_HEADER;
 use synmigrate_testkit::AwsStack;
 
 use crate::common::item_record;
@@ -452,5 +456,115 @@ fn start_is_idempotent_per_window_and_watch_follows_to_the_end() -> anyhow::Resu
         &["watch", "--execution", &format!("{arn}-missing")],
     )?;
     expect_usage_error(&missing, &["does not exist"])?;
+    Ok(())
+}
+
+#[test]
+fn verify_proves_every_finished_copy_again_and_names_the_failures() -> anyhow::Result<()> {
+    let stack = AwsStack::start()?;
+    let runtime = tokio::runtime::Runtime::new()?;
+    let migration = MigrationKey::new("syn1000", 7001)?;
+    let bucket = "cli-verify";
+    let bytes: Vec<u8> = (0..5000u32).map(|i| (i % 199) as u8).collect();
+    let md5 = hex::encode(md5::Md5::digest(&bytes));
+    let object = |key: &str| ObjectRef {
+        bucket: bucket.to_owned(),
+        key: key.to_owned(),
+    };
+    let proof = |destination: &str| {
+        CopyProof {
+            level: VerifyLevel::Metadata,
+            proof: "metadata".into(),
+            object: Some(CopiedObject {
+                source: Some(object("source")),
+                source_md5: Some(md5.clone()),
+                size: bytes.len() as u64,
+                destination: object(destination),
+            }),
+        }
+        .to_document()
+    };
+    runtime.block_on(async {
+        let config = stack.sdk_config().await;
+        let client = aws_sdk_dynamodb::Client::new(&config);
+        create_table(&client, TABLE).await?;
+        let store = DynamoStore::new(client, TABLE);
+        let s3 = stack.s3_client().await;
+        s3.create_bucket().bucket(bucket).send().await?;
+        let put = |key: &'static str, body: Vec<u8>| {
+            s3.put_object()
+                .bucket(bucket)
+                .key(key)
+                .body(body.into())
+                .send()
+        };
+        put("source", bytes.clone()).await?;
+        s3.copy_object()
+            .bucket(bucket)
+            .key("good-copy")
+            .copy_source(format!("{bucket}/source"))
+            .send()
+            .await?;
+        // The same size, other bytes: what a mislabelled or damaged copy looks like.
+        let mut other = bytes.clone();
+        other[0] ^= 0xff;
+        put("bad-copy", other).await?;
+        let at = now();
+        for (source, destination, recorded) in [
+            ("101", "201", Some(proof("good-copy"))),
+            ("102", "202", Some(proof("bad-copy"))),
+            ("103", "203", None),
+        ] {
+            store
+                .claim_copy(&migration, source, "w", at + 60, at)
+                .await?;
+            store
+                .complete_copy(&migration, source, "w", destination, recorded.as_ref(), at)
+                .await?;
+        }
+        // Unfinished: not a copy to prove.
+        store
+            .claim_copy(&migration, "104", "w", at + 60, at)
+            .await?;
+        anyhow::Ok(())
+    })?;
+    let env = [("SYNMIGRATE_TABLE", TABLE)];
+    for (level, proven_by) in [("checksum", "etag-md5"), ("bytes", "bytes-md5")] {
+        let output = synmigrate(
+            &stack,
+            &env,
+            &for_migration("verify", "7001", &["--level", level]),
+        )?;
+        expect_exit(&output, 1, "verify with a failed copy")?;
+        let out = text(&output.stdout);
+        let rows: Vec<&str> = out.lines().collect();
+        ensure!(rows.len() == 4, "{level}: {out}");
+        ensure!(rows[0] == VERIFY_HEADER, "{out}");
+        ensure!(
+            rows[1] == format!("101,201,s3://{bucket}/good-copy,proven,{proven_by}"),
+            "{level}: {}",
+            rows[1]
+        );
+        ensure!(
+            rows[2].starts_with(&format!("102,202,s3://{bucket}/bad-copy,FAILED,"))
+                && rows[2].contains(&md5),
+            "{level}: {}",
+            rows[2]
+        );
+        ensure!(rows[3].starts_with("103,203,,not recorded,"), "{}", rows[3]);
+        let err = text(&output.stderr);
+        ensure!(
+            err.contains("3 copies checked")
+                && err.contains("1 proven")
+                && err.contains("1 FAILED"),
+            "{err}"
+        );
+    }
+    let metadata = synmigrate(
+        &stack,
+        &env,
+        &for_migration("verify", "7001", &["--level", "metadata"]),
+    )?;
+    expect_usage_error(&metadata, &["use checksum or bytes"])?;
     Ok(())
 }

@@ -476,3 +476,28 @@ fn watch_says_when_nothing_moves_instead_of_an_eta() {
     assert!(note.starts_with("no progress for 5 minutes: "), "{note}");
     assert!(note.contains("crashed invocation's lease"), "{note}");
 }
+
+#[test]
+fn each_proof_is_shown_and_unproven_copies_are_counted() {
+    let mut items = sample_items();
+    items[0].verified_by = Some("bytes-md5".into());
+    let mut unproven = item("syn13", ItemStatus::Migrated);
+    unproven.verified_by = Some("none: no checksum on both objects".into());
+    items.push(unproven);
+    let report = sample_report(&items);
+    let json: serde_json::Value = serde_json::from_str(&render::report_json(&report)).unwrap();
+    assert_eq!(json["unproven"], 1);
+    let table = render::report_table(&report, &items);
+    assert!(
+        table.contains("1 migrated files have no proof beyond their handles' fields"),
+        "{table}"
+    );
+    assert!(
+        table.contains("renamed to caf_.txt; verified: bytes-md5"),
+        "{table}"
+    );
+    assert!(
+        table.contains("verified: none: no checksum on both objects"),
+        "{table}"
+    );
+}

@@ -32,6 +32,8 @@ use super::common::{
 const TREE: (usize, usize, usize) = (2, 4, 5);
 /// Files of `fan-in/`, sharing one handle with two others.
 const FAN_IN: usize = 24;
+/// The MD5 `special/mislabelled.txt`'s handle claims: not its bytes' (Synapse never checks).
+const MISLABELLED_MD5: &str = "00112233445566778899aabbccddeeff";
 /// `maxSynapseRequestsPerMinute` by default, and the direct-engine run's lower one.
 const DEFAULT_BUDGET: usize = 540;
 const DIRECT_BUDGET: usize = 300;
@@ -103,6 +105,9 @@ fn fixture() -> Fixture {
             {"type": "file", "name": "link.txt",
              "versions": [{"kind": "external", "externalUrl": "https://example.org/x"}]},
             {"type": "file", "name": "empty.txt", "versions": [{"content": {"text": ""}}]},
+            {"type": "file", "name": "mislabelled.txt",
+             "versions": [{"content": {"text": "not what the handle says"},
+                           "declaredMd5": MISLABELLED_MD5}]},
             readonly_file()
         ]}
     ]))
@@ -113,7 +118,7 @@ fn expected_status(path: &str) -> StatusName {
     match path {
         "special/in-destination.txt" => StatusName::AlreadyMigrated,
         "special/link.txt" | "special/empty.txt" => StatusName::Skipped,
-        "special/readonly.txt" => StatusName::Errored,
+        "special/readonly.txt" | "special/mislabelled.txt" => StatusName::Errored,
         _ => StatusName::Migrated,
     }
 }
@@ -152,12 +157,34 @@ fn input_at(deployment: &LocalDeployment, copy_mode: &str, budget: usize) -> Val
         deployment,
         json!({
             "copyMode": copy_mode,
+            "verify": verify_level(copy_mode),
             "partSizeBytes": 5 * MIB,
             "maxConcurrency": 3,
             "continueOnError": true,
             "maxSynapseRequestsPerMinute": budget
         }),
     )
+}
+
+/// The Synapse engine's runs read every copy back (`bytes`), the direct engine's prove theirs
+/// with S3's ETags and checksums (`checksum`).
+fn verify_level(copy_mode: &str) -> &'static str {
+    if copy_mode == "direct" {
+        "checksum"
+    } else {
+        "bytes"
+    }
+}
+
+/// How a migrated file's copy is proven at `verify`: every copy read back with `bytes`; with
+/// `checksum`, a CopyObject's ETag, while the multipart copies of the big files have nothing
+/// to compare (moto stores no checksum for a multipart upload that asked for none).
+fn expected_proof(verify: &str, path: &str) -> &'static str {
+    match (verify, path.starts_with("mixed/big-")) {
+        ("bytes", _) => "bytes-md5",
+        (_, false) => "etag-md5",
+        (_, true) => "none: ",
+    }
 }
 
 /// Runs one execution to its end; returns its output (the run's summary) if it succeeded.
@@ -178,6 +205,7 @@ async fn check_migrated(
     deployment: &LocalDeployment,
     before: &BTreeMap<String, (String, EntitySnapshot)>,
     summary: &Value,
+    verify: &str,
 ) -> anyhow::Result<()> {
     let s3 = deployment.s3_client().await;
     let after = snapshots(deployment);
@@ -210,8 +238,25 @@ async fn check_migrated(
                 handles(now) == handles(old),
                 "{path} is {status} but changed"
             );
+            // Its bytes are not what its handle claims: the bytes proof (Synapse engine) or
+            // the source's ETag (direct engine) refuses it, and its entity keeps its file.
+            if path == "special/mislabelled.txt" {
+                ensure!(
+                    matches!(&item.status, ItemStatus::Errored(e) if e.class == "Fatal.Verification"),
+                    "{path}: {:?}",
+                    item.status
+                );
+            }
             continue;
         }
+        let proof = expected_proof(verify, path);
+        ensure!(
+            item.verified_by
+                .as_deref()
+                .is_some_and(|p| p.starts_with(proof)),
+            "{path}: proven by {:?}, expected {proof}",
+            item.verified_by
+        );
         // Strategy `new`: one new version on top, pointing at a copy in the destination.
         ensure!(
             now.versions.len() == old.versions.len() + 1,
@@ -266,6 +311,15 @@ async fn check_migrated(
     );
     // The read-only file's copy is the one copy no entity points at.
     ensure!(summary["orphanedCopies"] == json!(1), "summary: {summary}");
+    let unproven = before
+        .keys()
+        .filter(|p| expected_status(p) == StatusName::Migrated)
+        .filter(|p| expected_proof(verify, p).starts_with("none"))
+        .count();
+    ensure!(
+        summary["totals"]["unproven"] == json!(unproven),
+        "summary: {summary}"
+    );
     let report = object_bytes(
         &s3,
         summary["reportBucket"].as_str().context("reportBucket")?,
@@ -288,6 +342,9 @@ async fn check_migrated(
             row.contains(&format!(",{},", item.status.name().as_str())),
             "{key}: {row}"
         );
+        if let Some(proof) = &item.verified_by {
+            ensure!(row.ends_with(proof.as_str()), "{key}: {row}");
+        }
     }
     Ok(())
 }
@@ -364,7 +421,7 @@ async fn synapse_engine_migrates_through_the_state_machine() -> anyhow::Result<(
         let deployment = deploy(&fixture()).await?;
         let before = snapshots(&deployment);
         let summary = run(&deployment, "e2e-synapse-1", &input(&deployment, "synapse")).await?;
-        check_migrated(&deployment, &before, &summary).await?;
+        check_migrated(&deployment, &before, &summary, "bytes").await?;
         ensure_within_budget(&deployment, DEFAULT_BUDGET)?;
         // The big files went through the part-batch Map (processes start at the first call).
         ensure!(
@@ -446,7 +503,7 @@ async fn direct_engine_with_two_executions_started_together() -> anyhow::Result<
         );
         let summary: Value = serde_json::from_str(winner.output().unwrap_or("null"))?;
         // check_migrated also proves that no entity got more than one new version.
-        check_migrated(&deployment, &before, &summary).await?;
+        check_migrated(&deployment, &before, &summary, "checksum").await?;
         ensure_within_budget(&deployment, DIRECT_BUDGET)?;
         check_rerun_changes_nothing(&deployment, "e2e-direct-2", "direct").await?;
         deployment.shutdown().await;

@@ -121,7 +121,7 @@ pub(super) fn note_row(copy: &CopyRecord, why: &str) -> String {
 }
 
 /// One CSV line (RFC 4180 quoting, `\n` at the end) of `fields`.
-fn csv_line<S: AsRef<[u8]>>(fields: &[S]) -> String {
+pub fn csv_line<S: AsRef<[u8]>>(fields: &[S]) -> String {
     let mut writer = ::csv::WriterBuilder::new()
         .terminator(::csv::Terminator::Any(b'\n'))
         .from_writer(Vec::new());
