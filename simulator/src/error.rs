@@ -21,6 +21,9 @@ pub enum ApiError {
     /// `NameConflictException`: a sibling already has the name (409).
     #[error("{0}")]
     NameConflict(String),
+    /// `FileHandleLinkedException`: a handle still in use cannot be deleted (409).
+    #[error("{0}")]
+    Linked(String),
     /// Synapse's "conflicting update": stale etags and handle-swap conflicts.
     #[error("{0}")]
     Conflict(String),
@@ -41,7 +44,7 @@ impl ApiError {
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
-            Self::NameConflict(_) => StatusCode::CONFLICT,
+            Self::NameConflict(_) | Self::Linked(_) => StatusCode::CONFLICT,
             Self::Conflict(_) => StatusCode::PRECONDITION_FAILED,
             Self::Throttled(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::BadGateway(_) => StatusCode::BAD_GATEWAY,

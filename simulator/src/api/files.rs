@@ -199,6 +199,66 @@ pub async fn get_handle(
     Ok(Json(handle.clone()))
 }
 
+/// `DELETE /fileHandle/{id}` (`UploadController.deleteFileHandle` ->
+/// `FileHandleManagerImpl.deleteFileHandle`), 200 with no body. An unknown handle is already
+/// deleted (200); only its creator may delete it (403, the text of `getRawFileHandle`); a handle
+/// an entity version still uses cannot go (the `ON DELETE RESTRICT` key of `NODE_REVISION`, 409
+/// `FileHandleLinkedException`; the server counts versions of entities in the trash too, which
+/// the simulator does not keep). The S3 object is deleted when at most one *other* handle names
+/// the same bucket and key (the server counts after deleting the row, and deletes on `<= 1`),
+/// case-insensitively as its collation compares them.
+pub async fn delete_handle(
+    State(app): State<Arc<App>>,
+    Extension(user): Extension<User>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let object = {
+        let mut store = lock(&app.store);
+        let Some(handle) = store.handle(&id).cloned() else {
+            return Ok(StatusCode::OK);
+        };
+        if handle.created_by.as_deref() != Some(user.id.as_str()) {
+            return Err(ApiError::Forbidden(format!(
+                "Only the creator of a FileHandle can access it directly by its ID.  FileHandleId = \
+                 '{id}', UserId = '{}'",
+                user.id
+            )));
+        }
+        if store.entities.values().any(|e| store.is_associated(e, &id)) {
+            return Err(ApiError::Linked(format!(
+                "Cannot delete a file handle that has been assigned to an owner object. \
+                 FileHandle id: {id}"
+            )));
+        }
+        store.remove_handle(&id);
+        match (&handle.bucket_name, &handle.key) {
+            (Some(bucket), Some(key)) if handle.is_s3() => {
+                let same = |h: &&FileHandle| {
+                    h.bucket_name
+                        .as_deref()
+                        .is_some_and(|b| b.eq_ignore_ascii_case(bucket))
+                        && h.key
+                            .as_deref()
+                            .is_some_and(|k| k.eq_ignore_ascii_case(key))
+                };
+                let others = store.handles.values().filter(same).count();
+                (others <= 1).then(|| (bucket.clone(), key.clone()))
+            }
+            _ => None,
+        }
+    };
+    if let Some((bucket, key)) = object {
+        app.s3
+            .delete_object()
+            .bucket(&bucket)
+            .key(&key)
+            .send()
+            .await
+            .map_err(|e| ApiError::BadGateway(format!("deleting s3://{bucket}/{key}: {e}")))?;
+    }
+    Ok(StatusCode::OK)
+}
+
 /// `POST /fileHandle/batch` (`FileHandleManagerImpl.getFileHandleAndUrlBatch`), 201. A file the
 /// caller may not download is `UNAUTHORIZED` in the answer, never an HTTP error; `NOT_FOUND` is
 /// for an authorised file whose handle is gone. Presigned URLs are not produced.

@@ -76,7 +76,10 @@ pub fn router(app: Arc<App>) -> Router {
             post(files::external_s3),
         )
         .route(&format!("{FILE}/fileHandle/batch"), post(files::batch))
-        .route(&format!("{FILE}/fileHandle/{{id}}"), get(files::get_handle))
+        .route(
+            &format!("{FILE}/fileHandle/{{id}}"),
+            get(files::get_handle).delete(files::delete_handle),
+        )
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(app.clone(), api_guard));
     Router::new()

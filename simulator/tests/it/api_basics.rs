@@ -513,3 +513,79 @@ async fn file_handle_batch_authorises_per_file_and_validates_the_request() {
     }
     sim.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn file_handle_delete_follows_the_server_rules_and_its_object_count() {
+    let sim = start(&small_fixture()).await;
+    let alice = Api::new(&sim, Some("alice-token"));
+    let s3 = sim.stack().s3_client().await;
+    let exists = |key: &'static str| {
+        let s3 = s3.clone();
+        async move {
+            s3.head_object()
+                .bucket("sim-dest")
+                .key(key)
+                .send()
+                .await
+                .is_ok()
+        }
+    };
+    // Unknown: already deleted, 200 with no body.
+    assert_eq!(
+        alice.file_delete("/fileHandle/999999").await,
+        (StatusCode::OK, Value::Null)
+    );
+    // Used by an entity version: the foreign key refuses it.
+    let id = sim.entity_id("P/multi.txt").unwrap();
+    let used = alice.bundle(&id).await["fileHandles"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_refused(
+        &alice.file_delete(&format!("/fileHandle/{used}")).await,
+        StatusCode::CONFLICT,
+        &format!(
+            "Cannot delete a file handle that has been assigned to an owner object. FileHandle \
+             id: {used}"
+        ),
+    );
+    assert!(sim.file_handle(&used).is_some());
+    // Someone else's: only the creator (checked before the link).
+    let (_, mine) = register(&sim, &alice, "sim-dest", "dest/a.txt", 7001, b"a\n").await;
+    let mine = mine["id"].as_str().unwrap().to_owned();
+    assert_refused(
+        &Api::new(&sim, Some("bob-token"))
+            .file_delete(&format!("/fileHandle/{mine}"))
+            .await,
+        StatusCode::FORBIDDEN,
+        &format!(
+            "Only the creator of a FileHandle can access it directly by its ID.  FileHandleId = \
+             '{mine}', UserId = '102'"
+        ),
+    );
+    // The creator's unused handle goes, and with it its object (no other handle names it).
+    assert_eq!(
+        alice.file_delete(&format!("/fileHandle/{mine}")).await.0,
+        StatusCode::OK
+    );
+    assert!(sim.file_handle(&mine).is_none());
+    assert!(!exists("dest/a.txt").await);
+    // Three handles of one object: the first delete leaves it (two others), the second takes
+    // it although the third still names it (the server deletes when at most one other does).
+    let mut three = Vec::new();
+    for _ in 0..3 {
+        let (status, handle) = register(&sim, &alice, "sim-dest", "dest/b.txt", 7001, b"b\n").await;
+        assert_eq!(status, StatusCode::OK, "{handle}");
+        three.push(handle["id"].as_str().unwrap().to_owned());
+    }
+    alice
+        .file_delete(&format!("/fileHandle/{}", three[0]))
+        .await;
+    assert!(exists("dest/b.txt").await);
+    alice
+        .file_delete(&format!("/fileHandle/{}", three[1]))
+        .await;
+    assert!(!exists("dest/b.txt").await);
+    assert!(sim.file_handle(&three[2]).is_some());
+    sim.shutdown().await;
+}

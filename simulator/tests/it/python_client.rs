@@ -182,3 +182,80 @@ async fn the_official_client_migrates_the_sample_project() {
     let _ = std::fs::remove_dir_all(&dir);
     sim.shutdown().await;
 }
+
+/// The official client's `_deleteFileHandle` (the client's one call of `DELETE /fileHandle/{id}`)
+/// against the simulator: a handle of one's own that nothing uses is deleted, one an entity
+/// version uses is refused with the server's 409, someone else's with its 403.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_official_client_deletes_a_handle_as_the_server_allows() {
+    let sim = start(&crate::common::small_fixture()).await;
+    let alice = crate::common::Api::new(&sim, Some("alice-token"));
+    let (_, unused) =
+        crate::common::register(&sim, &alice, "sim-dest", "dest/py.txt", 7001, b"py\n").await;
+    let unused = unused["id"].as_str().unwrap().to_owned();
+    let entity = sim.entity_id("P/multi.txt").unwrap();
+    let used = alice.bundle(&entity).await["fileHandles"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let dir = std::env::temp_dir().join(format!("synapse-sim-delete-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("synapseConfig");
+    std::fs::write(&config, sim.python_client_config()).unwrap();
+    // Each deletion prints "ok" or the HTTP status the client raised.
+    let script = r#"
+import sys, synapseclient
+from synapseclient.core.exceptions import SynapseHTTPError
+config, token, handles = sys.argv[1], sys.argv[2], sys.argv[3:]
+syn = synapseclient.Synapse(configPath=config, skip_checks=True, silent=True)
+syn.login(authToken=token, silent=True)
+for handle in handles:
+    try:
+        syn._deleteFileHandle({"id": handle})
+        print(handle, "ok")
+    except SynapseHTTPError as error:
+        print(handle, error.response.status_code)
+"#;
+    let run = |token: &'static str, handles: Vec<String>| {
+        let (script, config, dir) = (script, config.clone(), dir.clone());
+        async move {
+            let output = tokio::time::timeout(
+                CLIENT_TIMEOUT,
+                tokio::process::Command::new(python().unwrap())
+                    .arg("-c")
+                    .arg(script)
+                    .arg(&config)
+                    .arg(token)
+                    .args(handles)
+                    .env("HOME", &dir)
+                    .kill_on_drop(true)
+                    .output(),
+            )
+            .await
+            .expect("the client finishes in time")
+            .expect("the client runs");
+            assert!(
+                output.status.success(),
+                "{}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+            String::from_utf8(output.stdout).unwrap()
+        }
+    };
+    let bob = run("bob-token", vec![unused.clone()]).await;
+    assert_eq!(bob, format!("{unused} 403\n"));
+    let answers = run(
+        "alice-token",
+        vec![used.clone(), unused.clone(), "999999".into()],
+    )
+    .await;
+    assert_eq!(
+        answers,
+        format!("{used} 409\n{unused} ok\n999999 ok\n"),
+        "{answers}"
+    );
+    assert!(sim.file_handle(&unused).is_none());
+    assert!(sim.file_handle(&used).is_some());
+    let _ = std::fs::remove_dir_all(&dir);
+    sim.shutdown().await;
+}

@@ -278,6 +278,11 @@ impl Api {
             .await
     }
 
+    pub async fn file_delete(&self, path: &str) -> (StatusCode, Value) {
+        self.call(Method::DELETE, &format!("{}{path}", self.file), None)
+            .await
+    }
+
     /// The latest entity JSON and its file handle (if any).
     pub async fn bundle(&self, id: &str) -> Value {
         let (status, bundle) = self
