@@ -195,6 +195,10 @@ pub struct StartArgs {
     /// (`metadata`), S3's ETag or checksums (`checksum`), or its bytes read (`bytes`).
     #[arg(long, value_enum, default_value_t = Level::Metadata)]
     pub verify: Level,
+    /// Delete each old file handle once every file that used it points at its verified copy
+    /// (with --strategy all or latest; Synapse refuses handles still in use or not yours).
+    #[arg(long)]
+    pub delete_source_file_handles: bool,
     /// Migrate only files in this storage location (repeatable).
     #[arg(long = "source-location", value_name = "ID")]
     pub source_locations: Vec<i64>,
@@ -218,6 +222,7 @@ impl StartArgs {
             dry_run: self.dry_run,
             copy_mode: self.copy_mode.into(),
             verify: self.verify.into(),
+            delete_source_file_handles: self.delete_source_file_handles,
             part_size_bytes: self.part_size.unwrap_or(defaults.part_size_bytes),
             max_concurrency: self.max_concurrency.unwrap_or(defaults.max_concurrency),
             max_synapse_requests_per_minute: self
@@ -254,7 +259,7 @@ pub struct WatchArgs {
 pub enum Format {
     /// A summary and an aligned table for people.
     Table,
-    /// The official client's CSV log columns, then `reason`, `renamed_to`, `bytes`, `verified_by`.
+    /// The official client's CSV log columns, then `reason`, `renamed_to`, `bytes`, `verified_by`, `source_handle`.
     Csv,
     /// One JSON line: the run, its counts per status and bytes.
     Json,

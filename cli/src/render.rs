@@ -153,6 +153,9 @@ struct ReportLine<'a> {
     migrated_bytes: u64,
     /// Migrated files whose copy has no proof beyond its handle's fields (`verified_by` none).
     unproven: u64,
+    /// Files whose old handle was deleted, and kept (`deleteSourceFileHandles`).
+    source_deleted: u64,
+    source_kept: u64,
     /// Finished copies no entity points at (`report --format table` lists them).
     orphaned_copies: usize,
     /// Handles a crashed attempt may have registered that no record names.
@@ -174,6 +177,8 @@ pub fn report_json(report: &RunReport) -> String {
         items: report.totals.items,
         migrated_bytes: report.totals.migrated_bytes,
         unproven: report.totals.unproven,
+        source_deleted: report.totals.source_deleted,
+        source_kept: report.totals.source_kept,
         orphaned_copies: report
             .orphaned_copies
             .iter()
@@ -206,6 +211,9 @@ fn detail(item: &ItemRecord) -> String {
         item.verified_by
             .as_ref()
             .map(|proof| format!("verified: {proof}")),
+        item.source_handle
+            .as_ref()
+            .map(|fate| format!("old handle: {fate}")),
     ];
     for note in notes.into_iter().flatten() {
         if !detail.is_empty() {

@@ -106,6 +106,9 @@ pub struct MigrationOptions {
     pub tolerated_failure_percentage: u32,
     /// How each copy is proven before its entities are updated.
     pub verify: VerifyLevel,
+    /// Delete each source file handle once every file that used it points at its verified copy
+    /// (`all`/`latest` only; see `stages::complete::cleanup`).
+    pub delete_source_file_handles: bool,
 }
 
 impl Default for MigrationOptions {
@@ -123,6 +126,7 @@ impl Default for MigrationOptions {
             max_attempts: 3,
             tolerated_failure_percentage: 0,
             verify: VerifyLevel::Metadata,
+            delete_source_file_handles: false,
         }
     }
 }
@@ -172,6 +176,15 @@ impl MigrationOptions {
             return invalid(
                 "toleratedFailurePercentage",
                 format!("{} is outside 0..=100", self.tolerated_failure_percentage),
+            );
+        }
+        if self.delete_source_file_handles && self.file_version_strategy == FileVersionStrategy::New
+        {
+            return invalid(
+                "deleteSourceFileHandles",
+                "needs fileVersionStrategy all or latest: with new, the files' earlier versions \
+                 still point at their old file handles"
+                    .to_owned(),
             );
         }
         if let Some(bad) = self.source_storage_location_ids.iter().find(|id| **id <= 0) {
@@ -379,10 +392,14 @@ mod tests {
             "maxConcurrency": 4,
             "maxSynapseRequestsPerMinute": 600,
             "sanitizeFileNames": false,
-            "maxAttempts": 5
+            "maxAttempts": 5,
+            "verify": "bytes",
+            "deleteSourceFileHandles": true
         }))
         .unwrap();
         assert_eq!(options.file_version_strategy, FileVersionStrategy::All);
+        assert_eq!(options.verify, VerifyLevel::Bytes);
+        assert!(options.delete_source_file_handles);
         assert_eq!(options.copy_mode, CopyMode::Auto);
         assert!(options.dry_run && options.continue_on_error && !options.sanitize_file_names);
         options.validate().unwrap();
@@ -390,6 +407,27 @@ mod tests {
         assert!(!options.selects_source(Some(3)));
         assert!(!options.selects_source(None));
         assert!(MigrationOptions::default().selects_source(None));
+    }
+
+    #[test]
+    fn deleting_source_handles_needs_a_strategy_that_swaps_them() {
+        let options = MigrationOptions {
+            delete_source_file_handles: true,
+            ..MigrationOptions::default()
+        };
+        let error = options.validate().unwrap_err().to_string();
+        assert!(
+            error.contains("deleteSourceFileHandles") && error.contains("all or latest"),
+            "{error}"
+        );
+        for strategy in [FileVersionStrategy::All, FileVersionStrategy::Latest] {
+            MigrationOptions {
+                file_version_strategy: strategy,
+                ..options.clone()
+            }
+            .validate()
+            .unwrap();
+        }
     }
 
     #[test]

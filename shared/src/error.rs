@@ -196,6 +196,7 @@ mod tests {
             updated_at: 0,
             run_id: "r".into(),
             verified_by: None,
+            source_handle: None,
         };
         assert!(old_record(types::INVALID_INPUT, Some("9"), 1).due_for_retry(3));
         assert!(!old_record(types::INVALID_INPUT, Some("9"), 3).due_for_retry(3));

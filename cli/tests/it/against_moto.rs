@@ -105,6 +105,7 @@ fn item(entity: &str, status: ItemStatus, run_id: &str) -> anyhow::Result<ItemRe
         updated_at: now(),
         run_id: run_id.to_owned(),
         verified_by: None,
+        source_handle: None,
         ..item_record(entity, status)
     })
 }

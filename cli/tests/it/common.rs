@@ -21,5 +21,6 @@ pub fn item_record(entity: &str, status: ItemStatus) -> ItemRecord {
         updated_at: 0,
         run_id: String::new(),
         verified_by: None,
+        source_handle: None,
     }
 }

@@ -276,6 +276,7 @@ fn item(entity: &str, status: ItemStatus) -> ItemRecord {
         updated_at: NOW,
         run_id: "syn1-7001-20261121T0600".into(),
         verified_by: None,
+        source_handle: None,
         ..item_record(entity, status)
     }
 }
@@ -483,10 +484,13 @@ fn each_proof_is_shown_and_unproven_copies_are_counted() {
     items[0].verified_by = Some("bytes-md5".into());
     let mut unproven = item("syn13", ItemStatus::Migrated);
     unproven.verified_by = Some("none: no checksum on both objects".into());
+    unproven.source_handle = Some("deleted".into());
     items.push(unproven);
     let report = sample_report(&items);
     let json: serde_json::Value = serde_json::from_str(&render::report_json(&report)).unwrap();
     assert_eq!(json["unproven"], 1);
+    assert_eq!(json["sourceDeleted"], 1);
+    assert_eq!(json["sourceKept"], 0);
     let table = render::report_table(&report, &items);
     assert!(
         table.contains("1 migrated files have no proof beyond their handles' fields"),
@@ -497,7 +501,7 @@ fn each_proof_is_shown_and_unproven_copies_are_counted() {
         "{table}"
     );
     assert!(
-        table.contains("verified: none: no checksum on both objects"),
+        table.contains("verified: none: no checksum on both objects; old handle: deleted"),
         "{table}"
     );
 }

@@ -68,6 +68,7 @@ fn item(entity: &str, status: ItemStatus, attempts: u32, lease: Option<Lease>) -
         updated_at: 0,
         run_id: "run-1".into(),
         verified_by: None,
+        source_handle: None,
     }
 }
 

@@ -85,10 +85,15 @@ pub(crate) fn copy_sk(source_file_handle_id: &str) -> String {
 /// The size is stored as its complement, zero-padded, so that text order is size descending.
 pub fn plan_order_key(size: u64, source_file_handle_id: &str, key: &ItemKey) -> String {
     format!(
-        "{:020}#{source_file_handle_id}#{}",
-        u64::MAX - size,
+        "{}{}",
+        source_order_prefix(size, source_file_handle_id),
         key.sk()
     )
+}
+
+/// The start of [`plan_order_key`] shared by every item of one source (of `size` bytes).
+pub fn source_order_prefix(size: u64, source_file_handle_id: &str) -> String {
+    format!("{:020}#{source_file_handle_id}#", u64::MAX - size)
 }
 
 /// Partition key of the status index for items of one status.

@@ -276,6 +276,42 @@ impl StateStore for MemoryStore {
         page_of(&by_plan_order, migration, "", limit, page_token, |_| true)
     }
 
+    async fn list_items_of_source(
+        &self,
+        migration: &MigrationKey,
+        status: StatusName,
+        size: u64,
+        source: &str,
+        limit: u32,
+        page_token: Option<&str>,
+    ) -> Result<Page<ItemRecord>, StateError> {
+        let tables = self.tables.lock().await;
+        let prefix = source_order_prefix(size, source);
+        let of_source: BTreeMap<(String, String), ItemRecord> = tables
+            .items
+            .iter()
+            .filter(|((pk, _), item)| *pk == migration.pk() && item.status.name() == status)
+            .map(|((pk, _), item)| ((pk.clone(), item.plan_order()), item.clone()))
+            .filter(|((_, order), _)| order.starts_with(&prefix))
+            .collect();
+        page_of(&of_source, migration, &prefix, limit, page_token, |_| true)
+    }
+
+    async fn set_source_handle(
+        &self,
+        migration: &MigrationKey,
+        key: &ItemKey,
+        outcome: &str,
+    ) -> Result<(), StateError> {
+        let mut tables = self.tables.lock().await;
+        let item = tables
+            .items
+            .get_mut(&(migration.pk(), key.sk()))
+            .ok_or_else(|| StateError::NotFound(key.sk()))?;
+        item.source_handle = Some(outcome.to_owned());
+        Ok(())
+    }
+
     async fn transition_item(
         &self,
         migration: &MigrationKey,

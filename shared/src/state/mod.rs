@@ -66,7 +66,7 @@ use keys::check_id;
 pub(crate) use keys::{
     budget_sk, copy_sk, run_sk, seen_sk, status_pk, COPY_PREFIX, FRONTIER_SK, ITEM_PREFIX, LOCK_SK,
 };
-pub use keys::{plan_order_key, ItemKey, MigrationKey};
+pub use keys::{plan_order_key, source_order_prefix, ItemKey, MigrationKey};
 pub(crate) use records::update_retry_allowed;
 pub use records::{
     transition_allowed, BudgetRecord, CopyRecord, CopyStatus, ItemError, ItemRecord, ItemStatus,

@@ -235,6 +235,10 @@ pub struct ItemRecord {
     /// `crate::copy::verify`); set with the destination handle.
     #[serde(default)]
     pub verified_by: Option<String>,
+    /// What became of the source file handle under `deleteSourceFileHandles`: `deleted`, or
+    /// `kept: <why>`; `None` when the option was off or the handle's fate is not decided yet.
+    #[serde(default)]
+    pub source_handle: Option<String>,
 }
 
 impl ItemRecord {

@@ -153,6 +153,27 @@ pub trait StateStore: Send + Sync {
         page_token: Option<&str>,
     ) -> Result<Page<ItemRecord>, StateError>;
 
+    /// Items of one status that use `source` (a source of `size` bytes), in plan order: one
+    /// source's entries of the status index are contiguous, so only they are read.
+    async fn list_items_of_source(
+        &self,
+        migration: &MigrationKey,
+        status: StatusName,
+        size: u64,
+        source: &str,
+        limit: u32,
+        page_token: Option<&str>,
+    ) -> Result<Page<ItemRecord>, StateError>;
+
+    /// Records what became of an existing item's source file handle
+    /// ([`ItemRecord::source_handle`]).
+    async fn set_source_handle(
+        &self,
+        migration: &MigrationKey,
+        key: &ItemKey,
+        outcome: &str,
+    ) -> Result<(), StateError>;
+
     /// Changes an item's status if it is in `transition.from` and its lease is free, expired or
     /// the caller's. Returns the item as written.
     async fn transition_item(

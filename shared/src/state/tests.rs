@@ -138,6 +138,7 @@ fn item_record_json_is_flat() {
         updated_at: 9,
         run_id: "r1".into(),
         verified_by: None,
+        source_handle: None,
     };
     let json = serde_json::to_value(&record).unwrap();
     assert_eq!(json["status"], "SKIPPED");

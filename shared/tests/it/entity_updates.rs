@@ -127,6 +127,7 @@ impl Env {
             updated_at: 0,
             run_id: "run".into(),
             verified_by: None,
+            source_handle: None,
         })
     }
 

@@ -40,6 +40,7 @@ fn item(entity: &str, version: u64, status: ItemStatus) -> ItemRecord {
         updated_at: 100,
         run_id: "run-1".into(),
         verified_by: None,
+        source_handle: None,
     }
 }
 
@@ -256,6 +257,7 @@ async fn reindexing_never_overwrites_a_later_state<S: StateStore>(store: &S) {
     let refreshed = ItemRecord {
         run_id: "run-2".into(),
         verified_by: None,
+        source_handle: None,
         ..fresh.clone()
     };
     assert_eq!(
@@ -798,6 +800,69 @@ async fn items_list_by_status_in_pages<S: StateStore>(store: &S) {
     ));
 }
 
+/// One source's items of one status list apart from every other source's (the status index's
+/// prefix), in pages; an item's source handle outcome is recorded on it.
+async fn items_of_one_source_list_apart_and_keep_their_handle_outcome<S: StateStore>(store: &S) {
+    let m = migration("synsource");
+    let at = &m;
+    let put = |entity: String, source: &'static str, size: u64, status: ItemStatus| {
+        let mut record = item(&entity, 1, status);
+        record.source_file_handle_id = source.to_owned();
+        record.size = size;
+        async move { store.put_item(at, &record, MAX_ATTEMPTS).await.unwrap() }
+    };
+    let mut expected = BTreeSet::new();
+    for i in 0..5 {
+        put(format!("syn{}", 300 + i), "fh-s", 10, ItemStatus::Indexed).await;
+        expected.insert(format!("syn{}.1", 300 + i));
+    }
+    // Another source whose id starts with this one's, another size, another status.
+    put("syn310".into(), "fh-s2", 10, ItemStatus::Indexed).await;
+    put("syn311".into(), "fh-t", 10, ItemStatus::Indexed).await;
+    put(
+        "syn312".into(),
+        "fh-s",
+        10,
+        ItemStatus::Skipped {
+            reason: SkipReason::NotS3,
+        },
+    )
+    .await;
+    let mut listed = BTreeSet::new();
+    let mut token: Option<String> = None;
+    for _ in 0..10 {
+        let page = store
+            .list_items_of_source(&m, StatusName::Indexed, 10, "fh-s", 2, token.as_deref())
+            .await
+            .unwrap();
+        assert!(page.items.len() <= 2);
+        listed.extend(page.items.iter().map(|r| r.key.to_string()));
+        token = page.next_token;
+        if token.is_none() {
+            break;
+        }
+    }
+    assert_eq!(listed, expected);
+    let none = store
+        .list_items_of_source(&m, StatusName::Indexed, 11, "fh-s", 10, None)
+        .await
+        .unwrap();
+    assert!(none.items.is_empty(), "another size is another source");
+    let key: ItemKey = "syn300.1".parse().unwrap();
+    store
+        .set_source_handle(&m, &key, "kept: still in use")
+        .await
+        .unwrap();
+    let noted = store.get_item(&m, &key).await.unwrap().unwrap();
+    assert_eq!(noted.source_handle.as_deref(), Some("kept: still in use"));
+    assert_eq!(noted.status, ItemStatus::Indexed);
+    let absent: ItemKey = "syn399.1".parse().unwrap();
+    assert!(matches!(
+        store.set_source_handle(&m, &absent, "deleted").await,
+        Err(StateError::NotFound(_))
+    ));
+}
+
 /// The run's Synapse budget is written only over the version read (compare-and-set).
 async fn budget_is_compare_and_set<S: StateStore>(store: &S) {
     let m = &migration("syn90");
@@ -860,6 +925,7 @@ async fn conformance<S: StateStore>(store: &S) {
         one_copy_per_source_handle(store).await;
         unused_copies_are_marked_listed_and_cleared(store).await;
         items_list_by_status_in_pages(store).await;
+        items_of_one_source_list_apart_and_keep_their_handle_outcome(store).await;
         budget_is_compare_and_set(store).await;
     };
     tokio::time::timeout(SUITE_TIMEOUT, suite)

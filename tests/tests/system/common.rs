@@ -36,7 +36,11 @@ pub(crate) fn project(children: Value) -> Fixture {
             {"storageLocationId": DEST, "kind": "externalS3", "bucket": "destination",
              "baseKey": "migrated", "createdBy": "migrator"}
         ],
-        "fileHandles": {"shared": {"content": {"text": "shared bytes"}, "fileName": "shared.txt"}},
+        "fileHandles": {
+            "shared": {"content": {"text": "shared bytes"}, "fileName": "shared.txt"},
+            "wide": {"content": {"text": "wide bytes"}, "fileName": "wide.txt",
+                     "createdBy": "migrator"}
+        },
         "projects": [{
             "name": PROJECT, "owner": "owner",
             "acl": {"migrator": ["READ", "DOWNLOAD", "UPDATE"]},

@@ -21,6 +21,7 @@ use crate::state::{
 };
 use crate::{Error, Result};
 
+mod cleanup;
 pub mod update;
 
 use update::{update_entity, EntityUpdate, UpdateOutcome};
@@ -164,6 +165,7 @@ async fn update_source(ctx: &UnitCtx<'_>, source: Source) -> (Vec<ItemOutcome>, 
         ))),
         CopyStep::Finished(copy) => {
             crate::crash::point(crate::crash::COMPLETE_AFTER_COPY_RECORDED);
+            let size = pending.first().map(|item| item.size);
             for item in pending {
                 let outcome = match migrate_item(ctx, &item, &copy).await {
                     Ok(outcome) => outcome,
@@ -175,6 +177,9 @@ async fn update_source(ctx: &UnitCtx<'_>, source: Source) -> (Vec<ItemOutcome>, 
                 outcomes.push(outcome);
             }
             note_copy_use(ctx, &id, copy.unused_reason.as_deref(), &outcomes).await;
+            if let (true, Some(size)) = (ctx.run.options.delete_source_file_handles, size) {
+                cleanup::clean_up_source(ctx, &id, size, &outcomes).await;
+            }
             return (outcomes, copy.bytes);
         }
     };

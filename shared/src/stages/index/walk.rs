@@ -413,6 +413,7 @@ pub fn classify(
         updated_at: now(),
         run_id: run.run_id.clone(),
         verified_by: None,
+        source_handle: None,
     };
     let skip = |reason| ItemStatus::Skipped { reason };
     item.status = match handle {

@@ -1,8 +1,9 @@
 //! The run report: counts per status and a CSV with one row per item.
 //!
 //! The CSV starts with the official client's columns (`synapse migrate --csv_log_path`), so
-//! tools written for that log read ours, and adds `reason`, `renamed_to`, `bytes` and
-//! `verified_by` (how the copy was proven, see [`crate::copy::verify`]) at the end.
+//! tools written for that log read ours, and adds `reason`, `renamed_to`, `bytes`,
+//! `verified_by` (how the copy was proven, see [`crate::copy::verify`]) and `source_handle`
+//! (what `deleteSourceFileHandles` did with the old handle) at the end.
 
 use std::collections::BTreeMap;
 
@@ -12,7 +13,7 @@ use crate::state::{CopyRecord, ItemRecord, ItemStatus, StatusName};
 
 /// The header row.
 pub const CSV_HEADER: &str = "id,type,version,row_id,col_name,from_storage_location_id,\
-from_file_handle_id,to_file_handle_id,status,exception,reason,renamed_to,bytes,verified_by";
+from_file_handle_id,to_file_handle_id,status,exception,reason,renamed_to,bytes,verified_by,source_handle";
 
 /// Totals over every item of a migration.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -27,6 +28,11 @@ pub struct ItemTotals {
     /// for one (`verified_by` starts with `none`).
     #[serde(default)]
     pub unproven: u64,
+    /// Files whose old file handle `deleteSourceFileHandles` deleted, and kept (with a reason).
+    #[serde(default)]
+    pub source_deleted: u64,
+    #[serde(default)]
+    pub source_kept: u64,
 }
 
 impl ItemTotals {
@@ -42,6 +48,11 @@ impl ItemTotals {
             {
                 self.unproven += 1;
             }
+        }
+        match item.source_handle.as_deref() {
+            Some("deleted") => self.source_deleted += 1,
+            Some(kept) if kept.starts_with("kept") => self.source_kept += 1,
+            _ => {}
         }
         self.items += 1;
     }
@@ -75,6 +86,7 @@ pub fn csv_row(item: &ItemRecord) -> String {
         item.destination_file_name.clone().unwrap_or_default(),
         item.size.to_string(),
         item.verified_by.clone().unwrap_or_default(),
+        item.source_handle.clone().unwrap_or_default(),
     ];
     csv_line(&fields)
 }
@@ -157,6 +169,7 @@ mod tests {
             updated_at: 0,
             run_id: "r".into(),
             verified_by: None,
+            source_handle: None,
         }
     }
 
@@ -166,7 +179,7 @@ mod tests {
             "id,type,version,row_id,col_name,from_storage_location_id,from_file_handle_id,\
              to_file_handle_id,status,exception"
         ));
-        assert_eq!(CSV_HEADER.split(',').count(), 14);
+        assert_eq!(CSV_HEADER.split(',').count(), 15);
     }
 
     #[test]
@@ -175,16 +188,17 @@ mod tests {
         migrated.destination_file_handle_id = Some("200".into());
         migrated.destination_file_name = Some("caf_.txt".into());
         migrated.verified_by = Some("bytes-md5".into());
+        migrated.source_handle = Some("deleted".into());
         assert_eq!(
             csv_row(&migrated),
-            "syn5,file,3,,,1,100,200,MIGRATED,,,caf_.txt,42,bytes-md5\n"
+            "syn5,file,3,,,1,100,200,MIGRATED,,,caf_.txt,42,bytes-md5,deleted\n"
         );
         let skipped = item(ItemStatus::Skipped {
             reason: SkipReason::EmptyFile,
         });
         assert_eq!(
             csv_row(&skipped),
-            "syn5,file,3,,,1,100,,SKIPPED,,EMPTY_FILE,,42,\n"
+            "syn5,file,3,,,1,100,,SKIPPED,,EMPTY_FILE,,42,,\n"
         );
     }
 
@@ -197,7 +211,7 @@ mod tests {
         }));
         assert_eq!(
             csv_row(&errored),
-            "syn5,file,3,,,1,100,,ERRORED,\"no, \"\"really\"\"\nno\",Fatal.Forbidden,,42,\n"
+            "syn5,file,3,,,1,100,,ERRORED,\"no, \"\"really\"\"\nno\",Fatal.Forbidden,,42,,\n"
         );
     }
 
@@ -207,10 +221,12 @@ mod tests {
         totals.add(&item(ItemStatus::Migrated));
         let mut unproven = item(ItemStatus::Migrated);
         unproven.verified_by = Some("none: no checksum on both objects".into());
+        unproven.source_handle = Some("kept: only its creator may delete it".into());
         totals.add(&unproven);
         totals.add(&item(ItemStatus::Indexed));
         assert_eq!(totals.count(StatusName::Migrated), 2);
         assert_eq!(totals.unproven, 1);
+        assert_eq!((totals.source_deleted, totals.source_kept), (0, 1));
         assert_eq!(totals.count(StatusName::Indexed), 1);
         assert_eq!(totals.count(StatusName::Errored), 0);
         assert_eq!(totals.migrated_bytes, 84);

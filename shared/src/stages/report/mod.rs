@@ -121,6 +121,22 @@ impl Unfinished {
     }
 }
 
+/// In a dry run with `deleteSourceFileHandles`, a file to migrate as the report shows it: with
+/// the deletion its source handle would get (Complete decides it for real).
+fn would_delete(run: &RunContext, item: &ItemRecord) -> Option<ItemRecord> {
+    let planned = run.options.dry_run
+        && run.options.delete_source_file_handles
+        && item.status == crate::state::ItemStatus::Indexed;
+    planned.then(|| ItemRecord {
+        source_handle: Some(
+            "would be deleted once every file using it points at its copy, unless Synapse \
+             finds another use or another creator"
+                .to_owned(),
+        ),
+        ..item.clone()
+    })
+}
+
 /// Writes the CSV report, finishes the run and releases the lock.
 pub async fn report(services: &Services, input: ReportInput) -> Result<Summary> {
     let run = &input.run;
@@ -142,7 +158,10 @@ pub async fn report(services: &Services, input: ReportInput) -> Result<Summary> 
         for item in &page.items {
             totals.add(item);
             unfinished.add(item, at);
-            rows.push_str(&csv_row(item));
+            match would_delete(run, item) {
+                Some(planned) => rows.push_str(&csv_row(&planned)),
+                None => rows.push_str(&csv_row(item)),
+            }
         }
         csv.write(rows.as_bytes()).await?;
         match page.next_token {

@@ -158,6 +158,7 @@ pub(super) fn parse_item(attrs: &Attrs) -> Result<ItemRecord, StateError> {
         updated_at: reader.n("updatedAt")?,
         run_id: reader.s("runId")?.to_owned(),
         verified_by: reader.opt_s("verifiedBy")?.map(str::to_owned),
+        source_handle: reader.opt_s("sourceHandle")?.map(str::to_owned),
     })
 }
 

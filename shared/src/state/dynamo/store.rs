@@ -392,6 +392,44 @@ impl StateStore for DynamoStore {
         read_page(query, parse_item).await
     }
 
+    async fn list_items_of_source(
+        &self,
+        migration: &MigrationKey,
+        status: StatusName,
+        size: u64,
+        source: &str,
+        limit: u32,
+        page_token: Option<&str>,
+    ) -> Result<Page<ItemRecord>, StateError> {
+        let query = self
+            .page_query(limit, page_token)?
+            .index_name(STATUS_INDEX)
+            .key_condition_expression("#spk = :spk AND begins_with(#ssk, :prefix)")
+            .expression_attribute_names("#spk", SPK)
+            .expression_attribute_names("#ssk", SSK)
+            .expression_attribute_values(":spk", s(status_pk(migration, status)))
+            .expression_attribute_values(":prefix", s(source_order_prefix(size, source)));
+        read_page(query, parse_item).await
+    }
+
+    async fn set_source_handle(
+        &self,
+        migration: &MigrationKey,
+        key: &ItemKey,
+        outcome: &str,
+    ) -> Result<(), StateError> {
+        let mut expr = Expr::default();
+        expr.set("sourceHandle", s(outcome));
+        let condition = format!("attribute_exists({})", expr.name(PK));
+        match self
+            .update(migration.pk(), key.sk(), expr, condition)
+            .await?
+        {
+            Some(_) => Ok(()),
+            None => Err(StateError::NotFound(key.sk())),
+        }
+    }
+
     async fn transition_item(
         &self,
         migration: &MigrationKey,

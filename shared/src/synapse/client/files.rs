@@ -43,6 +43,18 @@ impl SynapseClient {
         self.send_json(call).await
     }
 
+    /// `DELETE /fileHandle/{id}` (file service): 200 with no body, also for a handle already
+    /// gone. Only its creator may (403); a handle an entity version uses cannot go (409).
+    pub async fn delete_file_handle(&self, file_handle_id: &str) -> Result<(), SynapseError> {
+        let call = Call::new(
+            Method::DELETE,
+            Service::File,
+            format!("/fileHandle/{file_handle_id}"),
+            "DELETE /fileHandle/{id}",
+        );
+        self.send(call).await.map(drop)
+    }
+
     /// `PUT /file/multipart/{uploadId}/add/{n}?partMD5Hex=...`: record a copied part. An
     /// `ADD_FAILED` answer is returned as is for the caller to decide.
     pub async fn add_part(
