@@ -171,3 +171,50 @@ async fn source_handles_are_deleted_once_every_file_uses_its_copy() -> anyhow::R
     })
     .await
 }
+
+/// With `latest`, a handle an earlier version still uses is kept: Synapse refuses to delete it
+/// (409), and the file says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handle_an_earlier_version_still_uses_is_kept() -> anyhow::Result<()> {
+    bounded(async {
+        let fixture = project(json!([
+            {"type": "file", "name": "reused.txt",
+             "versions": [{"handle": "wide"}, {"handle": "wide"}]}
+        ]));
+        let deployment = LocalDeployment::start(&fixture, LocalOptions::default()).await?;
+        let before = snapshots(&deployment);
+        let (id, snapshot) = &before["reused.txt"];
+        let old = snapshot
+            .entity
+            .data_file_handle_id
+            .clone()
+            .context("a handle")?;
+        let input = input_with(
+            &deployment,
+            json!({"fileVersionStrategy": "latest", "deleteSourceFileHandles": true}),
+        );
+        let done = run_to_end(&deployment, "cleanup-latest", &input).await?;
+        let summary: Value = serde_json::from_str(done.output().unwrap_or("null"))?;
+        ensure!(
+            deployment.sim().file_handle(&old).is_some(),
+            "{old} was deleted"
+        );
+        let items = items(&deployment).await?;
+        let item = &items[&format!("{id}.2")];
+        ensure!(
+            item.status.name() == StatusName::Migrated,
+            "{:?}",
+            item.status
+        );
+        let fate = item.source_handle.as_deref().unwrap_or_default();
+        ensure!(
+            fate.starts_with("kept: Synapse says something else still uses it")
+                && fate.contains("Cannot delete a file handle that has been assigned"),
+            "{fate}"
+        );
+        ensure!(summary["totals"]["sourceKept"] == json!(1), "{summary}");
+        deployment.shutdown().await;
+        Ok(())
+    })
+    .await
+}
