@@ -86,8 +86,8 @@ pub enum Command {
     Report(ReportArgs),
     /// The project's lock holder and its runs.
     Status(MigrationArgs),
-    /// Prove every finished copy of a migration again (S3 only, no Synapse call): one CSV row
-    /// per copy, then a summary on standard error.
+    /// Prove the copy of every migrated file again (S3 only, no Synapse call): one CSV row per
+    /// file, then a summary on standard error.
     Verify(VerifyArgs),
 }
 

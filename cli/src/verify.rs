@@ -1,8 +1,10 @@
-//! `synmigrate verify`: proves every finished copy of a migration again from what its record
-//! keeps (both objects and the source's MD5). S3 only, no Synapse call, so it can run long after
-//! the migration, and with `--level bytes` it reads copies of any size (the functions read up to
-//! their limit and fall back to `checksum` above it).
+//! `synmigrate verify`: proves the copy of every migrated file again from what the copy's record
+//! keeps (both objects and the source's MD5), one row per file. S3 only, no Synapse call, so it
+//! can run long after the migration, and with `--level bytes` it reads copies of any size (the
+//! functions read up to their limit and fall back to `checksum` above it). A copy several files
+//! share is proven once per page of files.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 
 use futures::{stream, StreamExt};
@@ -10,7 +12,8 @@ use synmigrate::config::VerifyLevel;
 use synmigrate::copy::verify::{CopyProof, Verifier, VerifyLimits};
 use synmigrate::error::types;
 use synmigrate::report::csv_line;
-use synmigrate::state::{CopyRecord, CopyStatus, StateStore};
+use synmigrate::state::dynamo::DynamoStore;
+use synmigrate::state::{CopyStatus, MigrationKey, StateStore, StatusName};
 
 use crate::args::{Deployment, VerifyArgs};
 use crate::aws::Aws;
@@ -18,9 +21,10 @@ use crate::commands::migration;
 use crate::error::{CliError, Verdict};
 
 /// The header of `verify`'s CSV.
-pub const VERIFY_HEADER: &str = "from_file_handle_id,to_file_handle_id,destination,result,proof";
+pub const VERIFY_HEADER: &str =
+    "id,version,from_file_handle_id,to_file_handle_id,destination,result,proof";
 
-/// Copy records per state table page.
+/// Items per state table page.
 const PAGE: u32 = 500;
 
 /// What one copy's check found.
@@ -70,21 +74,47 @@ pub(crate) async fn verify(
     let mut token: Option<String> = None;
     loop {
         let page = store
-            .list_copies(&migration, PAGE, token.as_deref())
+            .list_items(&migration, None, PAGE, token.as_deref())
             .await?;
-        let finished: Vec<&CopyRecord> = page
+        let migrated: Vec<_> = page
             .items
             .iter()
-            .filter(|copy| copy.status == CopyStatus::Copied)
+            .filter(|item| item.status.name() == StatusName::Migrated)
             .collect();
-        let checked: Vec<(Outcome, String)> = stream::iter(finished)
-            .map(|copy| check(&verifier, level, copy))
+        let mut sources: Vec<&str> = migrated
+            .iter()
+            .map(|item| item.source_file_handle_id.as_str())
+            .collect();
+        sources.sort_unstable();
+        sources.dedup();
+        let checked: BTreeMap<&str, Checked> = stream::iter(sources)
+            .map(|source| {
+                let (store, verifier, migration) = (&store, &verifier, &migration);
+                async move {
+                    (
+                        source,
+                        check(store, verifier, level, migration, source).await,
+                    )
+                }
+            })
             .buffered(args.concurrency.max(1))
             .collect()
             .await;
-        for (outcome, row) in checked {
-            counts[outcome as usize] += 1;
-            out.write_all(row.as_bytes())?;
+        for item in migrated {
+            let checked = &checked[item.source_file_handle_id.as_str()];
+            counts[checked.outcome as usize] += 1;
+            let fields = [
+                item.key.entity_id.as_str(),
+                &item.key.version.to_string(),
+                &item.source_file_handle_id,
+                item.destination_file_handle_id
+                    .as_deref()
+                    .unwrap_or_default(),
+                &checked.destination,
+                checked.outcome.as_str(),
+                &checked.proof,
+            ];
+            out.write_all(csv_line(&fields).as_bytes())?;
         }
         match page.next_token {
             Some(next) => token = Some(next),
@@ -93,9 +123,9 @@ pub(crate) async fn verify(
     }
     let [proven, unproven, failed, errors, not_recorded] = counts;
     eprintln!(
-        "{} copies checked at level {}: {proven} proven, {unproven} without a proof S3 can \
-         give, {failed} FAILED, {errors} not checked (S3 errors), {not_recorded} without \
-         recorded objects",
+        "{} migrated files checked at level {}: {proven} proven, {unproven} without a proof S3 \
+         can give, {failed} FAILED, {errors} not checked (S3 or state errors), {not_recorded} \
+         without recorded objects",
         counts.iter().sum::<u64>(),
         level.as_str()
     );
@@ -106,28 +136,43 @@ pub(crate) async fn verify(
     })
 }
 
-/// Proves one finished copy again; its outcome and CSV row.
-async fn check(verifier: &Verifier, level: VerifyLevel, copy: &CopyRecord) -> (Outcome, String) {
-    let to = copy
-        .destination_file_handle_id
-        .as_deref()
-        .unwrap_or_default();
-    let row = |outcome: Outcome, destination: &str, proof: &str| {
-        let fields = [
-            copy.source_file_handle_id.as_str(),
-            to,
-            destination,
-            outcome.as_str(),
-            proof,
-        ];
-        (outcome, csv_line(&fields))
+/// What proving one copy again found.
+struct Checked {
+    outcome: Outcome,
+    destination: String,
+    proof: String,
+}
+
+/// Proves the finished copy of `source` again.
+async fn check(
+    store: &DynamoStore,
+    verifier: &Verifier,
+    level: VerifyLevel,
+    migration: &MigrationKey,
+    source: &str,
+) -> Checked {
+    let checked = |outcome: Outcome, destination: String, proof: String| Checked {
+        outcome,
+        destination,
+        proof,
+    };
+    let copy = match store.get_copy(migration, source).await {
+        Ok(Some(copy)) if copy.status == CopyStatus::Copied => copy,
+        Ok(_) => {
+            return checked(
+                Outcome::NotRecorded,
+                String::new(),
+                "no finished copy is recorded".to_owned(),
+            )
+        }
+        Err(error) => return checked(Outcome::Error, String::new(), error.to_string()),
     };
     let recorded = CopyProof::from_document(copy.verification.as_ref());
     let Some(object) = recorded.and_then(|proof| proof.object) else {
-        return row(
+        return checked(
             Outcome::NotRecorded,
-            "",
-            "the record keeps no objects (copied before proofs were kept, or not S3)",
+            String::new(),
+            "the record keeps no objects (copied before proofs were kept, or not S3)".to_owned(),
         );
     };
     let destination = object.destination.to_string();
@@ -137,12 +182,12 @@ async fn check(verifier: &Verifier, level: VerifyLevel, copy: &CopyRecord) -> (O
     };
     match proven {
         Ok(verified) if verified.is_unproven() => {
-            row(Outcome::Unproven, &destination, &verified.to_string())
+            checked(Outcome::Unproven, destination, verified.to_string())
         }
-        Ok(verified) => row(Outcome::Proven, &destination, &verified.to_string()),
+        Ok(verified) => checked(Outcome::Proven, destination, verified.to_string()),
         Err(error) if error.error_type() == types::VERIFICATION => {
-            row(Outcome::Failed, &destination, &error.to_string())
+            checked(Outcome::Failed, destination, error.to_string())
         }
-        Err(error) => row(Outcome::Error, &destination, &error.to_string()),
+        Err(error) => checked(Outcome::Error, destination, error.to_string()),
     }
 }

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::copy::parts::{MAX_PART_SIZE, MIB, MIN_PART_SIZE};
+pub use crate::copy::verify::VerifyLevel;
 use crate::copy::CopyMode;
 use crate::synapse::TokenSource;
 
@@ -48,31 +49,6 @@ impl FileVersionStrategy {
             FileVersionStrategy::New => "new",
             FileVersionStrategy::All => "all",
             FileVersionStrategy::Latest => "latest",
-        }
-    }
-}
-
-/// How a finished copy is proven equal to its source before any entity points at it
-/// ([`crate::copy::verify`]; the request's "force MD5 check").
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum VerifyLevel {
-    /// The copy engines' own checks: the new handle's size and MD5 fields match the source's.
-    #[default]
-    Metadata,
-    /// Also an S3 proof that reads no data: the destination's ETag as MD5, or the same
-    /// full-object checksum on both objects; the file is marked when S3 offers neither.
-    Checksum,
-    /// Read the destination and compare its MD5 with the source's `contentMd5`.
-    Bytes,
-}
-
-impl VerifyLevel {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            VerifyLevel::Metadata => "metadata",
-            VerifyLevel::Checksum => "checksum",
-            VerifyLevel::Bytes => "bytes",
         }
     }
 }

@@ -461,7 +461,7 @@ fn start_is_idempotent_per_window_and_watch_follows_to_the_end() -> anyhow::Resu
 }
 
 #[test]
-fn verify_proves_every_finished_copy_again_and_names_the_failures() -> anyhow::Result<()> {
+fn verify_proves_each_migrated_file_s_copy_again_and_names_the_failures() -> anyhow::Result<()> {
     let stack = AwsStack::start()?;
     let runtime = tokio::runtime::Runtime::new()?;
     let migration = MigrationKey::new("syn1000", 7001)?;
@@ -527,6 +527,19 @@ fn verify_proves_every_finished_copy_again_and_names_the_failures() -> anyhow::R
         store
             .claim_copy(&migration, "104", "w", at + 60, at)
             .await?;
+        // The migrated files: two share the good copy; one file is not migrated.
+        for (entity, source, status) in [
+            ("syn2001", "101", ItemStatus::Migrated),
+            ("syn2002", "102", ItemStatus::Migrated),
+            ("syn2003", "103", ItemStatus::Migrated),
+            ("syn2004", "101", ItemStatus::Migrated),
+            ("syn2005", "104", ItemStatus::Indexed),
+        ] {
+            let mut record = item(entity, status, "run")?;
+            record.source_file_handle_id = source.to_owned();
+            record.destination_file_handle_id = Some(format!("2{}", &source[1..]));
+            store.put_item(&migration, &record, 3).await?;
+        }
         anyhow::Ok(())
     })?;
     let env = [("SYNMIGRATE_TABLE", TABLE)];
@@ -539,24 +552,31 @@ fn verify_proves_every_finished_copy_again_and_names_the_failures() -> anyhow::R
         expect_exit(&output, 1, "verify with a failed copy")?;
         let out = text(&output.stdout);
         let rows: Vec<&str> = out.lines().collect();
-        ensure!(rows.len() == 4, "{level}: {out}");
+        ensure!(rows.len() == 5, "{level}: {out}");
         ensure!(rows[0] == VERIFY_HEADER, "{out}");
+        for (row, entity) in [(1, "syn2001"), (4, "syn2004")] {
+            ensure!(
+                rows[row]
+                    == format!("{entity},1,101,201,s3://{bucket}/good-copy,proven,{proven_by}"),
+                "{level}: {}",
+                rows[row]
+            );
+        }
         ensure!(
-            rows[1] == format!("101,201,s3://{bucket}/good-copy,proven,{proven_by}"),
-            "{level}: {}",
-            rows[1]
-        );
-        ensure!(
-            rows[2].starts_with(&format!("102,202,s3://{bucket}/bad-copy,FAILED,"))
+            rows[2].starts_with(&format!("syn2002,1,102,202,s3://{bucket}/bad-copy,FAILED,"))
                 && rows[2].contains(&md5),
             "{level}: {}",
             rows[2]
         );
-        ensure!(rows[3].starts_with("103,203,,not recorded,"), "{}", rows[3]);
+        ensure!(
+            rows[3].starts_with("syn2003,1,103,203,,not recorded,"),
+            "{}",
+            rows[3]
+        );
         let err = text(&output.stderr);
         ensure!(
-            err.contains("3 copies checked")
-                && err.contains("1 proven")
+            err.contains("4 migrated files checked")
+                && err.contains("2 proven")
                 && err.contains("1 FAILED"),
             "{err}"
         );

@@ -27,8 +27,32 @@ use synapse_model::FileHandle;
 use super::direct::{bare, etag_is_md5};
 use super::parts::MIB;
 use super::s3error::s3_error;
-use crate::config::VerifyLevel;
 use crate::error::{Error, Result};
+
+/// How a finished copy is proven equal to its source before any entity points at it
+/// (this module; the request's "force MD5 check").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VerifyLevel {
+    /// The copy engines' own checks: the new handle's size and MD5 fields match the source's.
+    #[default]
+    Metadata,
+    /// Also an S3 proof that reads no data: the destination's ETag as MD5, or the same
+    /// full-object checksum on both objects; the file is marked when S3 offers neither.
+    Checksum,
+    /// Read the destination and compare its MD5 with the source's `contentMd5`.
+    Bytes,
+}
+
+impl VerifyLevel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VerifyLevel::Metadata => "metadata",
+            VerifyLevel::Checksum => "checksum",
+            VerifyLevel::Bytes => "bytes",
+        }
+    }
+}
 
 /// An S3 object.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -231,8 +231,8 @@ pub struct ItemRecord {
     pub updated_at: EpochSeconds,
     /// The run that last indexed or changed the item.
     pub run_id: String,
-    /// How the copy this item points at was proven equal to its source (see
-    /// `crate::copy::verify`); set with the destination handle.
+    /// How the copy this item points at was proven equal to its source (the run's `verify`
+    /// level, as the report's `verified_by` shows it); set with the destination handle.
     #[serde(default)]
     pub verified_by: Option<String>,
     /// What became of the source file handle under `deleteSourceFileHandles`: `deleted`, or
@@ -422,8 +422,8 @@ pub struct CopyRecord {
     /// engine's registration). More than the one recorded means handles that may be orphaned.
     #[serde(default)]
     pub handle_requests: u32,
-    /// The finished copy's objects and proof (`crate::copy::verify::CopyProof` as JSON), so
-    /// that it can be proven again later.
+    /// The finished copy's objects and proof, as the copy engines' verification writes it, so
+    /// that it can be proven again later (`synmigrate verify`).
     #[serde(default)]
     pub verification: Option<serde_json::Value>,
     pub lease: Option<Lease>,

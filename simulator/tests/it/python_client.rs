@@ -13,6 +13,28 @@ use crate::common::{sample, start};
 
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(600);
 
+/// Runs the project's Python with `args` (HOME in `dir`) under the client's time limit; returns
+/// its standard output, failing the test with its standard error unless it exits 0.
+async fn python_in(dir: &std::path::Path, args: &[&std::ffi::OsStr]) -> String {
+    let output = tokio::time::timeout(
+        CLIENT_TIMEOUT,
+        tokio::process::Command::new(python().unwrap())
+            .args(args)
+            .env("HOME", dir)
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("the client finishes in time")
+    .expect("the client runs");
+    assert!(
+        output.status.success(),
+        "the client failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
 /// Runs `synapse -s -c CONFIG -p migrator-token migrate ...` with its own index file named after
 /// `run`; returns the CSV log as rows.
 async fn migrate(
@@ -24,33 +46,29 @@ async fn migrate(
     let config = dir.join("synapseConfig");
     std::fs::write(&config, sim.python_client_config()).unwrap();
     let csv = dir.join(format!("log-{run}.csv"));
+    let index = dir.join(format!("index-{run}.db"));
     let project = sim.project_id("Sample Project").unwrap();
-    let output = tokio::time::timeout(
-        CLIENT_TIMEOUT,
-        tokio::process::Command::new(python().unwrap())
-            .args(["-m", "synapseclient", "-s", "-c", config.to_str().unwrap()])
-            .args(["-p", "migrator-token", "migrate", &project, "7001"])
-            .arg(dir.join(format!("index-{run}.db")))
-            .args([
-                "--force",
-                "--continue_on_error",
-                "--file_version_strategy",
-                strategy,
-            ])
-            .arg("--csv_log_path")
-            .arg(&csv)
-            .env("HOME", dir)
-            .kill_on_drop(true)
-            .output(),
-    )
-    .await
-    .expect("the client finishes in time")
-    .expect("the client runs");
-    assert!(
-        output.status.success(),
-        "synapse migrate failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let words = [
+        "-m",
+        "synapseclient",
+        "-s",
+        "-c",
+        config.to_str().unwrap(),
+        "-p",
+        "migrator-token",
+        "migrate",
+        &project,
+        "7001",
+        index.to_str().unwrap(),
+        "--force",
+        "--continue_on_error",
+        "--file_version_strategy",
+        strategy,
+        "--csv_log_path",
+        csv.to_str().unwrap(),
+    ];
+    let args: Vec<&std::ffi::OsStr> = words.iter().map(std::ffi::OsStr::new).collect();
+    python_in(dir, &args).await;
     parse_csv(&std::fs::read_to_string(&csv).unwrap())
 }
 
@@ -217,29 +235,17 @@ for handle in handles:
         print(handle, error.response.status_code)
 "#;
     let run = |token: &'static str, handles: Vec<String>| {
-        let (script, config, dir) = (script, config.clone(), dir.clone());
+        let (config, dir) = (config.clone(), dir.clone());
         async move {
-            let output = tokio::time::timeout(
-                CLIENT_TIMEOUT,
-                tokio::process::Command::new(python().unwrap())
-                    .arg("-c")
-                    .arg(script)
-                    .arg(&config)
-                    .arg(token)
-                    .args(handles)
-                    .env("HOME", &dir)
-                    .kill_on_drop(true)
-                    .output(),
-            )
-            .await
-            .expect("the client finishes in time")
-            .expect("the client runs");
-            assert!(
-                output.status.success(),
-                "{}",
-                String::from_utf8_lossy(&output.stderr)
-            );
-            String::from_utf8(output.stdout).unwrap()
+            let mut args = vec![
+                std::ffi::OsString::from("-c"),
+                script.into(),
+                config.into_os_string(),
+                token.into(),
+            ];
+            args.extend(handles.into_iter().map(std::ffi::OsString::from));
+            let args: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_os_str()).collect();
+            python_in(&dir, &args).await
         }
     };
     let bob = run("bob-token", vec![unused.clone()]).await;
