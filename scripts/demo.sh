@@ -4,10 +4,12 @@
 #   1. installs the Python environment (moto, boto3) and builds every binary;
 #   2. starts the local deployment (`synmigrate-local up`: moto with Step Functions, DynamoDB, S3 and
 #      SQS, the real Lambda function binaries, the Synapse simulator seeded with the sample project);
-#   3. `synmigrate start` migrates the project into destination 7001, `synmigrate watch` shows the
+#   3. `synmigrate start --verify bytes` migrates the project into destination 7001 (each copy read
+#      back and its MD5 compared before its entity is updated), `synmigrate watch` shows the
 #      progress bar, `synmigrate report` prints the table and then one JSON line of counts per status;
 #   4. starts a second execution of the same migration and shows that nothing is redone
-#      (its JSON line says MIGRATED 0).
+#      (its JSON line says MIGRATED 0);
+#   5. `synmigrate verify` proves every migrated file's copy again from S3 alone.
 # The local deployment is stopped on every way out (success, failure, Ctrl-C).
 #
 #   scripts/demo.sh [FIXTURE.json]        default: fixtures/sample-project.json
@@ -94,8 +96,8 @@ migrate() {
   echo "$run_json"
 }
 
-step "First run: synmigrate start --project $project --destination $destination"
-migrate
+step "First run: synmigrate start --project $project --destination $destination --verify bytes"
+migrate --verify bytes
 step "Second run (--window 0 makes it a new execution): nothing should be redone"
 migrate --window 0
 migrated_again=$(printf '%s' "$run_json" |
@@ -103,6 +105,10 @@ migrated_again=$(printf '%s' "$run_json" |
 
 step "synmigrate status --project $project --destination $destination"
 "$bin/synmigrate" status --project "$project" --destination "$destination"
+
+step "synmigrate verify --project $project --destination $destination --level bytes"
+"$bin/synmigrate" verify --project "$project" --destination "$destination" --level bytes ||
+  failures=1
 
 if [[ $migrated_again != 0 ]]; then
   echo "demo: the second run migrated $migrated_again files again" >&2
