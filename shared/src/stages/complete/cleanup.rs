@@ -20,6 +20,11 @@ use crate::state::{ItemKey, StatusName};
 use crate::synapse::SynapseError;
 use crate::Result;
 
+/// What a file says while other files of its handle are still to be migrated.
+const PENDING: &str =
+    "pending: other files using it are still to be migrated; the unit that migrates the last one \
+     deletes it or says why not";
+
 /// Statuses of items whose entities may still point at their source handle.
 const UNSETTLED: [StatusName; 4] = [
     StatusName::Indexed,
@@ -38,7 +43,9 @@ pub(super) async fn clean_up_source(
 ) {
     let outcome = match decide(ctx, source, size, outcomes).await {
         Ok(Some(outcome)) => outcome,
-        Ok(None) => return,
+        // Said on this unit's files until the deciding unit writes the outcome over it (should
+        // no unit decide, say the index lagged behind both of the last two, it stays visible).
+        Ok(None) => PENDING.to_owned(),
         Err(error) => format!("kept: its other files could not be checked ({error})"),
     };
     tracing::info!(source, %outcome, "source file handle");
@@ -114,6 +121,9 @@ async fn note_on_migrated(
         store
             .set_source_handle(&ctx.migration, key, outcome)
             .await?;
+    }
+    if outcome == PENDING {
+        return Ok(());
     }
     let mut token: Option<String> = None;
     loop {
