@@ -288,20 +288,24 @@ async fn finish_copies(ctx: &UnitCtx<'_>, mut sources: Vec<Source>) -> Vec<Sourc
                 .collect(),
             Err(error) => vec![Err(ItemError::from(&error)); at.len()],
         };
-        for (i, result) in at.into_iter().zip(results) {
+        // The proofs of the unit's copies at the same time (`bytes` reads each copy).
+        let proven: Vec<Result<(FileHandle, CopyProof), ItemError>> =
+            stream::iter(copies.into_iter().zip(results))
+                .map(|((request, _), result)| async move {
+                    let handle = result?;
+                    crate::crash::point(crate::crash::COMPLETE_AFTER_HANDLE);
+                    let proof = prove_copy(ctx, request, &handle)
+                        .await
+                        .map_err(|error| ItemError::from(&error))?;
+                    Ok((handle, proof))
+                })
+                .buffered(services.tuning.unit_concurrency.max(1))
+                .collect()
+                .await;
+        for (i, result) in at.into_iter().zip(proven) {
             let source = &mut sources[i];
             let CopyStep::ToFinish(request, state) = &source.copy else {
                 continue;
-            };
-            let result = match result {
-                Ok(handle) => {
-                    crate::crash::point(crate::crash::COMPLETE_AFTER_HANDLE);
-                    prove_copy(ctx, request, &handle)
-                        .await
-                        .map(|proof| (handle, proof))
-                        .map_err(|error| ItemError::from(&error))
-                }
-                Err(error) => Err(error),
             };
             source.copy = match result {
                 Ok((handle, proof)) => record_copy(ctx, &source.id, request, handle, &proof)
