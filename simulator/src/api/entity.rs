@@ -66,7 +66,7 @@ pub async fn storage_location(
     let location = store
         .locations
         .get(&id)
-        .ok_or_else(|| ApiError::NotFound(format!("Storage location {id} does not exist")))?;
+        .ok_or_else(|| super::files::no_storage_location(id))?;
     if location.setting.created_by.map(|c| c.to_string()) != Some(user.id.clone()) {
         return Err(ApiError::Forbidden(
             "Only the creator can access storage location settings".into(),

@@ -56,9 +56,15 @@ async fn storage_locations_are_visible_to_their_creator_only() {
         alice.get("/storageLocation/1").await.0,
         StatusCode::FORBIDDEN
     );
-    assert_eq!(
-        alice.get("/storageLocation/999").await.0,
-        StatusCode::NOT_FOUND
+    assert_refused(
+        &alice.get("/storageLocation/999").await,
+        StatusCode::NOT_FOUND,
+        "Storage location setting: '999' does not exist",
+    );
+    assert_refused(
+        &alice.get("/storageLocation/7002").await,
+        StatusCode::FORBIDDEN,
+        "Only the creator can access storage location settings",
     );
     sim.shutdown().await;
 }
