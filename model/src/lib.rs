@@ -73,6 +73,10 @@ pub mod concrete {
         "org.sagebionetworks.repo.model.project.S3StorageLocationSetting";
     pub const EXTERNAL_S3_STORAGE_LOCATION: &str =
         "org.sagebionetworks.repo.model.project.ExternalS3StorageLocationSetting";
+    pub const S3_UPLOAD_DESTINATION: &str =
+        "org.sagebionetworks.repo.model.file.S3UploadDestination";
+    pub const EXTERNAL_S3_UPLOAD_DESTINATION: &str =
+        "org.sagebionetworks.repo.model.file.ExternalS3UploadDestination";
 
     pub const MULTIPART_UPLOAD_COPY_REQUEST: &str =
         "org.sagebionetworks.repo.model.file.MultipartUploadCopyRequest";

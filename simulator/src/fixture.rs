@@ -88,6 +88,9 @@ pub struct ProjectSpec {
     /// Other users' permissions on the whole project.
     #[serde(default)]
     pub acl: AclSpec,
+    /// The project's upload setting (`UploadDestinationListSetting.locations`); empty: none.
+    #[serde(default)]
+    pub upload_locations: Vec<i64>,
     #[serde(default)]
     pub children: Vec<NodeSpec>,
 }
@@ -99,6 +102,10 @@ pub enum NodeSpec {
         name: String,
         #[serde(default)]
         acl: Option<AclSpec>,
+        /// The folder's own upload setting (its first location is where files in it go, and in
+        /// its sub-folders without one of their own); empty: the nearest ancestor's.
+        #[serde(default, rename = "uploadLocations")]
+        upload_locations: Vec<i64>,
         #[serde(default)]
         children: Vec<NodeSpec>,
     },
@@ -261,6 +268,7 @@ impl Fixture {
                 grouped.push(NodeSpec::Folder {
                     name: format!("level{level}-folder{index:04}"),
                     acl: None,
+                    upload_locations: Vec::new(),
                     children,
                 });
                 index += 1;
@@ -311,6 +319,7 @@ impl Fixture {
                 name: format!("Generated project ({files} files, seed {seed})"),
                 owner: "owner".into(),
                 acl,
+                upload_locations: Vec::new(),
                 children: leaves,
             }],
         }

@@ -17,7 +17,9 @@ use crate::fixture::{
     AclSpec, Content, Fixture, HandleKind, HandleSpec, LocationKind, NodeSpec, Permission,
     VersionSpec,
 };
-use crate::store::{Acl, EntityKind, EntityRec, Location, Store, User, VersionRec};
+use crate::store::{
+    Acl, EntityKind, EntityRec, Location, Store, User, VersionRec, DEFAULT_STORAGE_LOCATION_ID,
+};
 use crate::util::{iso_now, new_etag};
 
 /// Objects above this size are uploaded with S3 multipart so memory stays bounded.
@@ -153,6 +155,7 @@ pub async fn seed(
             [Permission::Read, Permission::Download, Permission::Update].into(),
         );
         let id = seeder.entity(EntityKind::Project, &project.name, None, &owner, Some(acl))?;
+        seeder.upload_setting(id, &project.upload_locations)?;
         seeder.nodes(&project.children, id, &project.name, &owner)?;
     }
     let buckets: BTreeSet<String> = seeder
@@ -243,6 +246,28 @@ impl Seeder<'_> {
             .collect()
     }
 
+    /// A folder's or project's upload setting: at most 10 locations that exist
+    /// (`ProjectSettingsManagerImpl.validateUploadDestinationListSetting`).
+    fn upload_setting(&mut self, node: u64, locations: &[i64]) -> Result<(), SimError> {
+        if locations.is_empty() {
+            return Ok(());
+        }
+        if locations.len() > 10 {
+            return Err(SimError::Fixture(
+                "an upload setting holds at most 10 locations".into(),
+            ));
+        }
+        if let Some(unknown) = locations.iter().find(|id| {
+            !self.store.locations.contains_key(id) && **id != DEFAULT_STORAGE_LOCATION_ID
+        }) {
+            return Err(SimError::Fixture(format!(
+                "upload location {unknown} is not a storage location of the fixture"
+            )));
+        }
+        self.store.upload_settings.insert(node, locations.to_vec());
+        Ok(())
+    }
+
     fn entity(
         &mut self,
         kind: EntityKind,
@@ -294,10 +319,12 @@ impl Seeder<'_> {
                 NodeSpec::Folder {
                     name,
                     acl,
+                    upload_locations,
                     children,
                 } => {
                     let acl = self.override_acl(acl.as_ref(), owner)?;
                     let id = self.entity(EntityKind::Folder, name, Some(parent), owner, acl)?;
+                    self.upload_setting(id, upload_locations)?;
                     let path = format!("{parent_path}/{name}");
                     self.store.paths.insert(path.clone(), format!("syn{id}"));
                     self.nodes(children, id, &path, owner)?;
@@ -662,5 +689,41 @@ mod tests {
                 Err(other) => panic!("unexpected {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn an_upload_setting_names_at_most_ten_known_locations() {
+        let mut store = Store::default();
+        store.locations.insert(
+            7001,
+            Location {
+                setting: serde_json::from_value(serde_json::json!({
+                    "concreteType": synapse_model::concrete::EXTERNAL_S3_STORAGE_LOCATION,
+                    "storageLocationId": 7001
+                }))
+                .unwrap(),
+                region: "us-east-1".into(),
+            },
+        );
+        let mut seeder = Seeder {
+            store: &mut store,
+            default_region: "us-east-1",
+            named: BTreeMap::new(),
+            seeded_names: HashSet::new(),
+            jobs: Vec::new(),
+        };
+        seeder.upload_setting(5, &[7001, 1]).unwrap();
+        for (locations, part) in [
+            (vec![7001; 11], "at most 10"),
+            (vec![7001, 999], "upload location 999"),
+        ] {
+            match seeder.upload_setting(6, &locations) {
+                Err(SimError::Fixture(message)) => assert!(message.contains(part), "{message}"),
+                other => panic!("expected the fixture refused, got {other:?}"),
+            }
+        }
+        assert_eq!(store.upload_settings.get(&5), Some(&vec![7001, 1]));
+        assert_eq!(store.upload_location(5), 7001);
+        assert_eq!(store.upload_location(6), 1);
     }
 }

@@ -237,7 +237,13 @@ pub struct Store {
     pub next_entity_id: u64,
     pub next_handle_id: u64,
     pub next_upload_id: u64,
+    /// Upload settings (`UploadDestinationListSetting.locations`) by the folder or project that
+    /// owns them.
+    pub upload_settings: BTreeMap<u64, Vec<i64>>,
 }
+
+/// Synapse's own storage (`StorageLocationDAO.DEFAULT_STORAGE_LOCATION_ID`).
+pub const DEFAULT_STORAGE_LOCATION_ID: i64 = 1;
 
 /// Parses `syn123` (or `123`) into the numeric id.
 pub fn parse_syn_id(id: &str) -> Option<u64> {
@@ -268,6 +274,21 @@ impl Store {
         handle.id = self.next_handle_id.to_string();
         self.handles.insert(self.next_handle_id, handle.clone());
         handle
+    }
+
+    /// The storage location files under `node` upload to: the first location of the nearest
+    /// upload setting, the node's own or an ancestor's, else Synapse storage (1)
+    /// (`DBOProjectSettingsDAOImpl.getInheritedProjectSetting`, a walk up from the node itself;
+    /// `FileHandleManagerImpl.getDefaultUploadDestination`).
+    pub fn upload_location(&self, node: u64) -> i64 {
+        let mut at = Some(node);
+        while let Some(id) = at {
+            if let Some(first) = self.upload_settings.get(&id).and_then(|l| l.first()) {
+                return *first;
+            }
+            at = self.entities.get(&id).and_then(|e| e.parent);
+        }
+        DEFAULT_STORAGE_LOCATION_ID
     }
 
     /// Deletes a handle and the multipart uploads that produced it (their rows cascade with it,

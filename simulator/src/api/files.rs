@@ -9,7 +9,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::{Extension, Json};
-use serde_json::Value;
+use serde_json::{json, Value};
 use synapse_model::{
     concrete, BatchFileRequest, BatchFileResult, FileHandle, FileHandleAssociation, FileResult,
     S3FileHandleCreate,
@@ -19,7 +19,7 @@ use super::parse;
 use crate::app::App;
 use crate::error::ApiError;
 use crate::fixture::Permission;
-use crate::store::{parse_syn_id, Store, User};
+use crate::store::{parse_syn_id, Store, User, DEFAULT_STORAGE_LOCATION_ID};
 use crate::util::lock;
 use crate::util::{iso_now, new_etag};
 
@@ -197,6 +197,50 @@ pub async fn get_handle(
         )));
     }
     Ok(Json(handle.clone()))
+}
+
+/// `GET /entity/{id}/uploadDestination` (file service; `UploadController.
+/// getDefaultUploadDestination` -> `FileHandleManagerImpl.getDefaultUploadDestination`), 200:
+/// where files under the node go, from the nearest upload setting ([`Store::upload_location`]).
+/// No permission is checked (S3 destinations need none), so an unknown entity gets the default;
+/// an id that is no Synapse id is a 400 (`KeyFactory.stringToKey`).
+pub async fn upload_destination(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let node = parse_syn_id(&id)
+        .ok_or_else(|| ApiError::BadRequest(format!("{id} is not a valid Synapse ID.")))?;
+    let store = lock(&app.store);
+    let location_id = store.upload_location(node);
+    let default = json!({
+        "concreteType": concrete::S3_UPLOAD_DESTINATION,
+        "storageLocationId": location_id,
+        "uploadType": "S3",
+    });
+    if location_id == DEFAULT_STORAGE_LOCATION_ID {
+        return Ok(Json(default));
+    }
+    let setting = &store
+        .locations
+        .get(&location_id)
+        .ok_or_else(|| no_storage_location(location_id))?
+        .setting;
+    let mut destination = default;
+    if setting.concrete_type == concrete::EXTERNAL_S3_STORAGE_LOCATION {
+        destination["concreteType"] = json!(concrete::EXTERNAL_S3_UPLOAD_DESTINATION);
+        destination["bucket"] = json!(setting.bucket);
+    }
+    for (field, value) in [
+        ("uploadType", setting.upload_type.as_ref().map(|v| json!(v))),
+        ("baseKey", setting.base_key.as_ref().map(|v| json!(v))),
+        ("stsEnabled", setting.sts_enabled.map(|v| json!(v))),
+        ("banner", setting.banner.as_ref().map(|v| json!(v))),
+    ] {
+        if let Some(value) = value {
+            destination[field] = value;
+        }
+    }
+    Ok(Json(destination))
 }
 
 /// `DELETE /fileHandle/{id}` (`UploadController.deleteFileHandle` ->

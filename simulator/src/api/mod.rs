@@ -75,6 +75,10 @@ pub fn router(app: Arc<App>) -> Router {
             &format!("{FILE}/externalFileHandle/s3"),
             post(files::external_s3),
         )
+        .route(
+            &format!("{FILE}/entity/{{id}}/uploadDestination"),
+            get(files::upload_destination),
+        )
         .route(&format!("{FILE}/fileHandle/batch"), post(files::batch))
         .route(
             &format!("{FILE}/fileHandle/{{id}}"),

@@ -595,3 +595,44 @@ async fn file_handle_delete_follows_the_server_rules_and_its_object_count() {
     assert!(sim.file_handle(&three[2]).is_some());
     sim.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upload_destinations_are_inherited_from_the_nearest_setting() {
+    let sim = start(&small_fixture()).await;
+    let id = |path: &str| sim.entity_id(&format!("P{path}")).unwrap();
+    let external = json!({
+        "concreteType": "org.sagebionetworks.repo.model.file.ExternalS3UploadDestination",
+        "storageLocationId": 7001, "uploadType": "S3", "bucket": "sim-dest", "baseKey": "dest",
+        "stsEnabled": false
+    });
+    let synapse = json!({
+        "concreteType": "org.sagebionetworks.repo.model.file.S3UploadDestination",
+        "storageLocationId": 1, "uploadType": "S3"
+    });
+    // Anyone signed in gets the answer: no permission is checked (carol cannot read P).
+    for token in ["alice-token", "carol-token"] {
+        let api = Api::new(&sim, Some(token));
+        let destination = |node: String| {
+            let api = api.clone();
+            async move {
+                api.file_get(&format!("/entity/{node}/uploadDestination"))
+                    .await
+            }
+        };
+        // The folder's own setting (its first location), inherited below it.
+        for node in [id("/sub"), id("/sub/inner")] {
+            assert_eq!(destination(node).await, (StatusCode::OK, external.clone()));
+        }
+        // No setting on the way up, or no such entity: Synapse storage.
+        let project = sim.project_id("P").unwrap();
+        for node in [project, id("/multi.txt"), "syn999999".to_owned()] {
+            assert_eq!(destination(node).await, (StatusCode::OK, synapse.clone()));
+        }
+        assert_refused(
+            &destination("abc".to_owned()).await,
+            StatusCode::BAD_REQUEST,
+            "abc is not a valid Synapse ID.",
+        );
+    }
+    sim.shutdown().await;
+}

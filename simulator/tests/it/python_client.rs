@@ -265,3 +265,42 @@ for handle in handles:
     let _ = std::fs::remove_dir_all(&dir);
     sim.shutdown().await;
 }
+
+/// The official client's `_getDefaultUploadDestination` (its call of
+/// `GET /entity/{id}/uploadDestination`) reads a folder's inherited destination and Synapse
+/// storage where no setting applies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_official_client_reads_inherited_upload_destinations() {
+    let sim = start(&crate::common::small_fixture()).await;
+    let inner = sim.entity_id("P/sub/inner").unwrap();
+    let file = sim.entity_id("P/multi.txt").unwrap();
+    let dir = std::env::temp_dir().join(format!("synapse-sim-destination-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("synapseConfig");
+    std::fs::write(&config, sim.python_client_config()).unwrap();
+    let script = r#"
+import sys, synapseclient
+config, token, nodes = sys.argv[1], sys.argv[2], sys.argv[3:]
+syn = synapseclient.Synapse(configPath=config, skip_checks=True, silent=True)
+syn.login(authToken=token, silent=True)
+for node in nodes:
+    destination = syn._getDefaultUploadDestination(node)
+    print(node, destination["storageLocationId"], destination["concreteType"].rsplit(".", 1)[1])
+"#;
+    let words = [
+        "-c",
+        script,
+        config.to_str().unwrap(),
+        "alice-token",
+        &inner,
+        &file,
+    ];
+    let args: Vec<&std::ffi::OsStr> = words.iter().map(std::ffi::OsStr::new).collect();
+    let answers = python_in(&dir, &args).await;
+    assert_eq!(
+        answers,
+        format!("{inner} 7001 ExternalS3UploadDestination\n{file} 1 S3UploadDestination\n")
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    sim.shutdown().await;
+}

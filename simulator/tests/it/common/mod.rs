@@ -114,7 +114,7 @@ pub fn small_fixture() -> Fixture {
                 "name": "P", "owner": "alice", "acl": {"bob": ["READ"]},
                 "children": [
                     {"type": "folder", "name": "many", "children": batch},
-                    {"type": "folder", "name": "sub", "children": [
+                    {"type": "folder", "name": "sub", "uploadLocations": [7001, 7003], "children": [
                         {"type": "folder", "name": "inner", "children": []}
                     ]},
                     {"type": "file", "name": "multi.txt", "versions": [
