@@ -347,6 +347,18 @@ async fn stages(
         peaks_reset: true,
     };
     let (run, init, index) = init_and_index(args, &mut probe, files).await?;
+    // Said now: a later stage that fails (say Plan past the host's 900 s, moto reading its whole
+    // table for every query page on a loaded machine) must not take Index's numbers with it.
+    eprintln!(
+        "   index: {} invocations, {:.1} s, peak RSS {:.1} MiB, {} Synapse calls, {} DynamoDB \
+         requests ({:.1} s of them moto's)",
+        index.invocations,
+        index.wall.as_secs_f64(),
+        index.peak_kib as f64 / 1024.0,
+        index.synapse,
+        index.aws.dynamodb_requests(),
+        index.aws.dynamodb_time.as_secs_f64()
+    );
 
     let (plan, planned) = plan_stage(&mut probe, &run).await?;
 
