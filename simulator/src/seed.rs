@@ -633,16 +633,21 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_fixture_with_two_siblings_of_one_name_is_refused() {
-        let mut store = Store::default();
-        let mut seeder = Seeder {
-            store: &mut store,
+    /// A seeder over `store`, nothing seeded yet.
+    fn seeder(store: &mut Store) -> Seeder<'_> {
+        Seeder {
+            store,
             default_region: "us-east-1",
             named: BTreeMap::new(),
             seeded_names: HashSet::new(),
             jobs: Vec::new(),
-        };
+        }
+    }
+
+    #[test]
+    fn a_fixture_with_two_siblings_of_one_name_is_refused() {
+        let mut store = Store::default();
+        let mut seeder = seeder(&mut store);
         let owner = User {
             id: "1".into(),
             user_name: "owner".into(),
@@ -705,13 +710,7 @@ mod tests {
                 region: "us-east-1".into(),
             },
         );
-        let mut seeder = Seeder {
-            store: &mut store,
-            default_region: "us-east-1",
-            named: BTreeMap::new(),
-            seeded_names: HashSet::new(),
-            jobs: Vec::new(),
-        };
+        let mut seeder = seeder(&mut store);
         seeder.upload_setting(5, &[7001, 1]).unwrap();
         for (locations, part) in [
             (vec![7001; 11], "at most 10"),

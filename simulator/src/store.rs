@@ -291,23 +291,6 @@ impl Store {
         DEFAULT_STORAGE_LOCATION_ID
     }
 
-    /// Deletes a handle and the multipart uploads that produced it (their rows cascade with it,
-    /// `MultipartUpload-ddl.sql`), so that a later identical start begins a new upload.
-    pub fn remove_handle(&mut self, id: &str) {
-        if let Ok(n) = id.parse::<u64>() {
-            self.handles.remove(&n);
-        }
-        let gone: Vec<String> = self
-            .uploads
-            .values()
-            .filter(|u| u.result_file_handle_id.as_deref() == Some(id))
-            .map(|u| u.id.clone())
-            .collect();
-        self.uploads.retain(|_, u| !gone.contains(&u.id));
-        self.uploads_by_hash
-            .retain(|_, upload| !gone.contains(upload));
-    }
-
     /// The ACL that governs `entity`: its own, or the nearest ancestor's.
     fn benefactor_acl<'a>(&'a self, entity: &'a EntityRec) -> Option<&'a Acl> {
         let mut current = Some(entity);

@@ -234,33 +234,31 @@ impl Verifier {
         match level {
             VerifyLevel::Metadata => Ok(Verified::plain(Proof::Metadata)),
             VerifyLevel::Checksum => Ok(Verified::plain(self.checksum(copy).await?)),
-            VerifyLevel::Bytes => {
-                let fallback = match &copy.source_md5 {
-                    None => "the source file handle has no MD5".to_owned(),
-                    Some(_) if copy.size > self.limits.max_bytes_read => format!(
-                        "{} bytes is over the {} read inside a function",
-                        copy.size, self.limits.max_bytes_read
-                    ),
-                    Some(md5) => return self.bytes(copy, md5).await.map(Verified::plain),
-                };
-                Ok(Verified {
-                    proof: self.checksum(copy).await?,
-                    fallback: Some(fallback),
-                })
-            }
+            VerifyLevel::Bytes => self.bytes_within(copy, self.limits.max_bytes_read).await,
         }
     }
 
     /// Reads the whole destination and compares its MD5 with the source's, whatever its size
-    /// (the CLI's `verify --verify bytes`, which has no function's time limit).
+    /// (the CLI's `verify --level bytes`, which has no function's time limit).
     pub async fn prove_bytes_unbounded(&self, copy: &CopiedObject) -> Result<Verified> {
-        match &copy.source_md5 {
-            Some(md5) => self.bytes(copy, md5).await.map(Verified::plain),
-            None => Ok(Verified {
-                proof: self.checksum(copy).await?,
-                fallback: Some("the source file handle has no MD5".to_owned()),
-            }),
-        }
+        self.bytes_within(copy, u64::MAX).await
+    }
+
+    /// The `bytes` proof of a copy of at most `max_bytes`; the `checksum` proof, saying why,
+    /// for a bigger copy or a source without an MD5.
+    async fn bytes_within(&self, copy: &CopiedObject, max_bytes: u64) -> Result<Verified> {
+        let fallback = match &copy.source_md5 {
+            None => "the source file handle has no MD5".to_owned(),
+            Some(_) if copy.size > max_bytes => format!(
+                "{} bytes is over the {max_bytes} read inside a function",
+                copy.size
+            ),
+            Some(md5) => return self.bytes(copy, md5).await.map(Verified::plain),
+        };
+        Ok(Verified {
+            proof: self.checksum(copy).await?,
+            fallback: Some(fallback),
+        })
     }
 
     async fn checksum(&self, copy: &CopiedObject) -> Result<Proof> {
@@ -359,7 +357,7 @@ impl Verifier {
         }
     }
 
-    async fn read_range(&self, object: &ObjectRef, first: u64, last: u64) -> Result<Vec<u8>> {
+    async fn read_range(&self, object: &ObjectRef, first: u64, last: u64) -> Result<bytes::Bytes> {
         let answer = self
             .s3
             .get_object()
@@ -381,7 +379,7 @@ impl Verifier {
                 bytes.len()
             )));
         }
-        Ok(bytes.to_vec())
+        Ok(bytes)
     }
 
     async fn head(&self, object: &ObjectRef) -> Result<Head> {

@@ -274,7 +274,9 @@ pub async fn delete_handle(
                  FileHandle id: {id}"
             )));
         }
-        store.remove_handle(&id);
+        if let Ok(n) = id.parse::<u64>() {
+            store.handles.remove(&n);
+        }
         match (&handle.bucket_name, &handle.key) {
             (Some(bucket), Some(key)) if handle.is_s3() => {
                 let same = |h: &&FileHandle| {

@@ -6,7 +6,7 @@ use md5::{Digest, Md5};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::common::{assert_refused, register, small_fixture, start, Api};
+use crate::common::{assert_refused, copy_file, register, small_fixture, start, Api, MIB};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn auth_is_required_and_profiles_match_tokens() {
@@ -593,6 +593,33 @@ async fn file_handle_delete_follows_the_server_rules_and_its_object_count() {
         .await;
     assert!(!exists("dest/b.txt").await);
     assert!(sim.file_handle(&three[2]).is_some());
+    // The count ignores case (the keys' collation): two handles of `c.txt` and one of another
+    // object, `C.txt`, leave two "others" when one `c.txt` handle goes, so its object stays.
+    let mut named = Vec::new();
+    for key in ["dest/c.txt", "dest/c.txt", "dest/C.txt"] {
+        let (status, handle) = register(&sim, &alice, "sim-dest", key, 7001, b"c\n").await;
+        assert_eq!(status, StatusCode::OK, "{handle}");
+        named.push(handle["id"].as_str().unwrap().to_owned());
+    }
+    alice
+        .file_delete(&format!("/fileHandle/{}", named[0]))
+        .await;
+    assert!(exists("dest/c.txt").await);
+    // The upload that produced a deleted handle is gone for good: the same copy request starts
+    // anew (here because the copy's object went with the handle).
+    let file = sim.entity_id("P/multi.txt").unwrap();
+    let done = copy_file(&alice, &file, &used, 7001, 5 * MIB).await;
+    let copy = done["resultFileHandleId"].as_str().unwrap().to_owned();
+    assert_eq!(
+        alice.file_delete(&format!("/fileHandle/{copy}")).await.0,
+        StatusCode::OK
+    );
+    let (status, again) = alice
+        .start_copy(&file, &used, 7001, 5 * MIB, None, false)
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{again}");
+    assert_ne!(again["uploadId"], done["uploadId"], "{again}");
+    assert_eq!(again["state"], "UPLOADING");
     sim.shutdown().await;
 }
 

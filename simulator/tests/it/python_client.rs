@@ -35,8 +35,37 @@ async fn python_in(dir: &std::path::Path, args: &[&std::ffi::OsStr]) -> String {
     String::from_utf8(output.stdout).unwrap()
 }
 
-/// Runs `synapse -s -c CONFIG -p migrator-token migrate ...` with its own index file named after
-/// `run`; returns the CSV log as rows.
+/// A fresh working directory for the client named after `test`, with its config file pointing
+/// at `sim`; returns both.
+fn client_dir(sim: &RunningSim, test: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+    let dir = std::env::temp_dir().join(format!("synapse-sim-{test}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("synapseConfig");
+    std::fs::write(&config, sim.python_client_config()).unwrap();
+    (dir, config)
+}
+
+/// Runs a Python `script` of the client's calls with `sys.argv[1:]` = config, token, `rest`;
+/// returns what it printed.
+async fn client_script(
+    dir: &std::path::Path,
+    config: &std::path::Path,
+    script: &str,
+    token: &str,
+    rest: &[String],
+) -> String {
+    let mut args = vec![
+        std::ffi::OsStr::new("-c"),
+        std::ffi::OsStr::new(script),
+        config.as_os_str(),
+        std::ffi::OsStr::new(token),
+    ];
+    args.extend(rest.iter().map(std::ffi::OsStr::new));
+    python_in(dir, &args).await
+}
+
+/// Runs `synapse -s -c CONFIG -p migrator-token migrate ...` in `dir` (made by [`client_dir`])
+/// with its own index file named after `run`; returns the CSV log as rows.
 async fn migrate(
     sim: &RunningSim,
     dir: &std::path::Path,
@@ -44,7 +73,6 @@ async fn migrate(
     run: &str,
 ) -> Vec<BTreeMap<String, String>> {
     let config = dir.join("synapseConfig");
-    std::fs::write(&config, sim.python_client_config()).unwrap();
     let csv = dir.join(format!("log-{run}.csv"));
     let index = dir.join(format!("index-{run}.db"));
     let project = sim.project_id("Sample Project").unwrap();
@@ -110,8 +138,7 @@ fn status_of<'a>(rows: &'a [BTreeMap<String, String>], id: &str) -> Vec<&'a str>
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_official_client_migrates_the_sample_project() {
     let sim = start(&sample()).await;
-    let dir = std::env::temp_dir().join(format!("synapse-sim-python-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let (dir, _) = client_dir(&sim, "python");
     let id = |path: &str| sim.entity_id(&format!("Sample Project/{path}")).unwrap();
     let before_big = sim.entity(&id("big-101MiB.bin")).unwrap();
 
@@ -216,10 +243,7 @@ async fn the_official_client_deletes_a_handle_as_the_server_allows() {
         .as_str()
         .unwrap()
         .to_owned();
-    let dir = std::env::temp_dir().join(format!("synapse-sim-delete-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let config = dir.join("synapseConfig");
-    std::fs::write(&config, sim.python_client_config()).unwrap();
+    let (dir, config) = client_dir(&sim, "delete");
     // Each deletion prints "ok" or the HTTP status the client raised.
     let script = r#"
 import sys, synapseclient
@@ -235,18 +259,8 @@ for handle in handles:
         print(handle, error.response.status_code)
 "#;
     let run = |token: &'static str, handles: Vec<String>| {
-        let (config, dir) = (config.clone(), dir.clone());
-        async move {
-            let mut args = vec![
-                std::ffi::OsString::from("-c"),
-                script.into(),
-                config.into_os_string(),
-                token.into(),
-            ];
-            args.extend(handles.into_iter().map(std::ffi::OsString::from));
-            let args: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_os_str()).collect();
-            python_in(&dir, &args).await
-        }
+        let (dir, config) = (dir.clone(), config.clone());
+        async move { client_script(&dir, &config, script, token, &handles).await }
     };
     let bob = run("bob-token", vec![unused.clone()]).await;
     assert_eq!(bob, format!("{unused} 403\n"));
@@ -274,10 +288,7 @@ async fn the_official_client_reads_inherited_upload_destinations() {
     let sim = start(&crate::common::small_fixture()).await;
     let inner = sim.entity_id("P/sub/inner").unwrap();
     let file = sim.entity_id("P/multi.txt").unwrap();
-    let dir = std::env::temp_dir().join(format!("synapse-sim-destination-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let config = dir.join("synapseConfig");
-    std::fs::write(&config, sim.python_client_config()).unwrap();
+    let (dir, config) = client_dir(&sim, "destination");
     let script = r#"
 import sys, synapseclient
 config, token, nodes = sys.argv[1], sys.argv[2], sys.argv[3:]
@@ -287,16 +298,14 @@ for node in nodes:
     destination = syn._getDefaultUploadDestination(node)
     print(node, destination["storageLocationId"], destination["concreteType"].rsplit(".", 1)[1])
 "#;
-    let words = [
-        "-c",
+    let answers = client_script(
+        &dir,
+        &config,
         script,
-        config.to_str().unwrap(),
         "alice-token",
-        &inner,
-        &file,
-    ];
-    let args: Vec<&std::ffi::OsStr> = words.iter().map(std::ffi::OsStr::new).collect();
-    let answers = python_in(&dir, &args).await;
+        &[inner.clone(), file.clone()],
+    )
+    .await;
     assert_eq!(
         answers,
         format!("{inner} 7001 ExternalS3UploadDestination\n{file} 1 S3UploadDestination\n")
