@@ -91,15 +91,17 @@ pub enum Command {
     Verify(VerifyArgs),
 }
 
-/// Which migration: a project into one destination storage location.
+/// Which migration: a project into one destination storage location, or each file into its
+/// folder's upload location.
 #[derive(Debug, Clone, Args)]
 pub struct MigrationArgs {
     /// The project's Synapse id (syn123).
     #[arg(long, value_name = "SYN_ID")]
     pub project: String,
-    /// The destination storage location id.
+    /// The destination storage location id; without it every file goes to the storage
+    /// location its folder uploads to (its folder's or an ancestor's upload setting).
     #[arg(long, value_name = "ID")]
-    pub destination: i64,
+    pub destination: Option<i64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -245,10 +247,11 @@ pub struct WatchArgs {
     /// The execution to follow.
     #[arg(long, value_name = "ARN", conflicts_with_all = ["project", "destination"])]
     pub execution: Option<String>,
-    /// Follow the newest execution of this project (with --destination).
+    /// Follow the newest execution of this project (with --destination, or without for the
+    /// run into each folder's upload location).
     #[arg(long, value_name = "SYN_ID", required_unless_present = "execution")]
     pub project: Option<String>,
-    #[arg(long, value_name = "ID", required_unless_present = "execution")]
+    #[arg(long, value_name = "ID")]
     pub destination: Option<i64>,
     /// Seconds between two looks at the execution and its counters.
     #[arg(long, value_name = "SECONDS", default_value_t = 2.0)]

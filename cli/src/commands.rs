@@ -24,7 +24,7 @@ use crate::aws::Aws;
 use crate::error::{CliError, Verdict};
 use crate::naming::{
     check_destination, check_execution_name, check_project, execution_arn, execution_name,
-    execution_name_of, rfc3339,
+    execution_name_of, execution_prefix, rfc3339,
 };
 use crate::render::{self, Planned, Progress, RunReport};
 
@@ -53,7 +53,7 @@ pub async fn run(
 /// The execution input the state machine expects.
 pub fn execution_input(
     project: &str,
-    destination: i64,
+    destination: Option<i64>,
     options: &MigrationOptions,
 ) -> serde_json::Value {
     serde_json::json!({
@@ -68,13 +68,14 @@ pub fn execution_input(
 #[serde(rename_all = "camelCase")]
 struct ExecutionInput {
     project_id: String,
-    destination_storage_location_id: i64,
+    #[serde(default)]
+    destination_storage_location_id: Option<i64>,
 }
 
 pub(crate) fn migration(args: &MigrationArgs) -> Result<MigrationKey, CliError> {
     check_project(&args.project)?;
     check_destination(args.destination)?;
-    MigrationKey::new(&args.project, args.destination).map_err(CliError::from)
+    MigrationKey::with_destination(&args.project, args.destination).map_err(CliError::from)
 }
 
 async fn start(
@@ -164,9 +165,9 @@ async fn newest_execution(
     sfn: &aws_sdk_sfn::Client,
     state_machine: &str,
     project: &str,
-    destination: i64,
+    destination: Option<i64>,
 ) -> Result<String, CliError> {
-    let prefix = format!("{project}-{destination}-");
+    let prefix = execution_prefix(project, destination);
     let mut pages = sfn
         .list_executions()
         .state_machine_arn(state_machine)
@@ -188,8 +189,9 @@ async fn newest_execution(
         }
     }
     Err(CliError::NotFound(format!(
-        "no execution of {project} into {destination} in {state_machine}; \
-         start one with `synmigrate start`"
+        "no execution of {project} into {} in {state_machine}; \
+         start one with `synmigrate start`",
+        render::destination_text(destination)
     )))
 }
 
@@ -321,7 +323,7 @@ enum Target<'a> {
     Execution(&'a str),
     Newest {
         project: &'a str,
-        destination: i64,
+        destination: Option<i64>,
         state_machine: &'a str,
     },
 }
@@ -345,7 +347,7 @@ async fn watch(
             execution_name_of(arn)?;
             Target::Execution(arn)
         }
-        (None, Some(project), Some(destination)) => {
+        (None, Some(project), destination) => {
             check_project(project)?;
             check_destination(destination)?;
             Target::Newest {
@@ -356,7 +358,7 @@ async fn watch(
         }
         _ => {
             return Err(CliError::Usage(
-                "watch needs --execution ARN, or --project and --destination".to_owned(),
+                "watch needs --execution ARN, or --project (and --destination)".to_owned(),
             ))
         }
     };
@@ -379,10 +381,12 @@ async fn watch(
                  projectId/destinationStorageLocationId: {e})"
             ))
         })?;
-    let migration = MigrationKey::new(&input.project_id, input.destination_storage_location_id)?;
+    let migration =
+        MigrationKey::with_destination(&input.project_id, input.destination_storage_location_id)?;
     eprintln!(
-        "Watching {run_id} ({} -> storage location {})",
-        input.project_id, input.destination_storage_location_id
+        "Watching {run_id} ({} -> {})",
+        input.project_id,
+        render::destination_text(input.destination_storage_location_id)
     );
     let mut display = Display::new();
     let clock = Instant::now();
@@ -500,7 +504,8 @@ async fn report(
     let described = || {
         format!(
             "{} into {}",
-            args.migration.project, args.migration.destination
+            args.migration.project,
+            render::destination_text(args.migration.destination)
         )
     };
     let run = match &args.run {
@@ -535,7 +540,7 @@ async fn report(
         totals.add(&item);
         match args.format {
             Format::Table => rows.push(item),
-            Format::Csv => out.write_all(csv_row(&item).as_bytes())?,
+            Format::Csv => out.write_all(csv_row(&item, args.migration.destination).as_bytes())?,
             Format::Json => {}
         }
         Ok(())

@@ -40,13 +40,28 @@ pub fn rfc3339(epoch_seconds: i64) -> String {
 }
 
 /// The execution name for a start at `now`: `syn123-12345-20261121T0600` for a one-hour window,
-/// down to the second (`...T063640`) without a window.
-pub fn execution_name(project: &str, destination: i64, now: i64, window_minutes: u32) -> String {
+/// down to the second (`...T063640`) without a window; `syn123-aligned-...` for the run into
+/// each folder's upload location.
+pub fn execution_name(
+    project: &str,
+    destination: Option<i64>,
+    now: i64,
+    window_minutes: u32,
+) -> String {
     let start = window_start(now, window_minutes);
     format!(
-        "{project}-{destination}-{}",
+        "{}{}",
+        execution_prefix(project, destination),
         utc_stamp(start, window_minutes == 0)
     )
+}
+
+/// The start of every execution name of a migration.
+pub fn execution_prefix(project: &str, destination: Option<i64>) -> String {
+    match destination {
+        Some(id) => format!("{project}-{id}-"),
+        None => format!("{project}-aligned-"),
+    }
 }
 
 /// Checks a project id the way the pipeline's Init does, before anything is started.
@@ -63,14 +78,13 @@ pub fn check_project(project: &str) -> Result<(), CliError> {
     }
 }
 
-/// Checks a destination storage location id.
-pub fn check_destination(destination: i64) -> Result<(), CliError> {
-    if destination > 0 {
-        Ok(())
-    } else {
-        Err(CliError::Usage(format!(
-            "--destination must be a positive storage location id, got {destination}"
-        )))
+/// Checks a destination storage location id (none: each folder's upload location).
+pub fn check_destination(destination: Option<i64>) -> Result<(), CliError> {
+    match destination {
+        Some(id) if id <= 0 => Err(CliError::Usage(format!(
+            "--destination must be a positive storage location id, got {id}"
+        ))),
+        _ => Ok(()),
     }
 }
 

@@ -59,12 +59,12 @@ pub fn run_failed(run: &RunRecord) -> bool {
 /// `synmigrate status`: who holds the lock, then every run, oldest first.
 pub fn status_text(
     project: &str,
-    destination: i64,
+    destination: Option<i64>,
     lock: Option<&Lease>,
     runs: &[RunRecord],
     now: EpochSeconds,
 ) -> String {
-    let mut out = format!("Migration {project} -> storage location {destination}\n");
+    let mut out = format!("Migration {project} -> {}\n", destination_text(destination));
     out.push_str(&match lock {
         None => "Lock: free\n".to_owned(),
         Some(lease) if lease.expires_at <= now => format!(
@@ -111,11 +111,21 @@ pub fn status_text(
     out
 }
 
+/// Where a migration goes, in words: "storage location 7001", or "each folder's upload
+/// location" when no destination was given.
+pub fn destination_text(destination: Option<i64>) -> String {
+    match destination {
+        Some(id) => format!("storage location {id}"),
+        None => "each folder's upload location".to_owned(),
+    }
+}
+
 /// A run and the migration's items as they stand.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RunReport {
     pub project_id: String,
-    pub destination_storage_location_id: i64,
+    /// `None`: each file went to its folder's upload location.
+    pub destination_storage_location_id: Option<i64>,
     pub run: RunRecord,
     /// Every item of the migration (all runs so far).
     pub totals: ItemTotals,
@@ -138,7 +148,7 @@ fn all_statuses<T: Copy + Default>(
 #[serde(rename_all = "camelCase")]
 struct ReportLine<'a> {
     project_id: &'a str,
-    destination_storage_location_id: i64,
+    destination_storage_location_id: Option<i64>,
     run_id: &'a str,
     status: RunStatus,
     started_at: String,
@@ -243,9 +253,9 @@ fn counts_text<T: std::fmt::Display + Default + PartialEq>(
 pub fn report_table(report: &RunReport, items: &[ItemRecord]) -> String {
     let run = &report.run;
     let mut out = format!(
-        "Migration {} -> storage location {}, run {} ({})\n",
+        "Migration {} -> {}, run {} ({})\n",
         report.project_id,
-        report.destination_storage_location_id,
+        destination_text(report.destination_storage_location_id),
         run.run_id,
         run.status.as_str()
     );

@@ -107,7 +107,7 @@ pub struct UserProfile {
 }
 
 /// A storage location setting (`S3StorageLocationSetting` or `ExternalS3StorageLocationSetting`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct StorageLocationSetting {
     pub concrete_type: String,
@@ -132,6 +132,17 @@ pub struct StorageLocationSetting {
     pub created_on: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub created_by: Option<i64>,
+}
+
+/// Where files uploaded under a node go (`GET /entity/{id}/uploadDestination`): the nearest
+/// upload setting's first storage location, Synapse's own storage otherwise.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UploadDestination {
+    pub concrete_type: String,
+    pub storage_location_id: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upload_type: Option<String>,
 }
 
 impl StorageLocationSetting {

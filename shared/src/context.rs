@@ -200,12 +200,15 @@ impl Services {
 #[serde(rename_all = "camelCase")]
 pub struct RunContext {
     pub project_id: String,
-    pub destination_storage_location_id: i64,
+    /// The one destination of every file; `None` re-aligns each file to the storage location
+    /// its folder uploads to (an aligned run: each work unit carries its destination).
+    pub destination_storage_location_id: Option<i64>,
     /// The execution name: owner of the lock and id of the run.
     pub run_id: String,
     pub options: MigrationOptions,
-    /// The destination as Synapse described it at Init (the engines need bucket and base key).
-    pub destination: StorageLocationSetting,
+    /// The destination as Synapse described it at Init (the engines need bucket and base key);
+    /// `None` in an aligned run.
+    pub destination: Option<StorageLocationSetting>,
 }
 
 impl RunContext {
@@ -222,7 +225,7 @@ impl RunContext {
     }
 
     pub fn migration(&self) -> Result<MigrationKey> {
-        Ok(MigrationKey::new(
+        Ok(MigrationKey::with_destination(
             &self.project_id,
             self.destination_storage_location_id,
         )?)
@@ -261,6 +264,11 @@ impl RunContext {
 
     pub fn report_key(&self) -> String {
         format!("runs/{}/report.csv", self.run_id)
+    }
+
+    /// An aligned run's folder list (see `stages::report::FolderList`).
+    pub fn folders_key(&self) -> String {
+        format!("runs/{}/folders.csv", self.run_id)
     }
 
     pub fn orphaned_copies_key(&self) -> String {

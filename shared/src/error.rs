@@ -197,6 +197,7 @@ mod tests {
             run_id: "r".into(),
             verified_by: None,
             source_handle: None,
+            destination_storage_location_id: None,
         };
         assert!(old_record(types::INVALID_INPUT, Some("9"), 1).due_for_retry(3));
         assert!(!old_record(types::INVALID_INPUT, Some("9"), 3).due_for_retry(3));

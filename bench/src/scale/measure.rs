@@ -270,7 +270,7 @@ async fn clone_items(
         };
         let s = |text: String| AttributeValue::S(text);
         item.insert("SK".into(), s(key.sk()));
-        item.insert("SSK".into(), s(plan_order_key(size, &source, &key)));
+        item.insert("SSK".into(), s(plan_order_key(size, &source, None, &key)));
         item.insert("entityId".into(), s(key.entity_id.clone()));
         item.insert("version".into(), AttributeValue::N("1".into()));
         item.insert("sourceFileHandleId".into(), s(source));

@@ -106,6 +106,7 @@ fn item(entity: &str, status: ItemStatus, run_id: &str) -> anyhow::Result<ItemRe
         run_id: run_id.to_owned(),
         verified_by: None,
         source_handle: None,
+        destination_storage_location_id: None,
         ..item_record(entity, status)
     })
 }
@@ -213,7 +214,11 @@ fn status_and_report_read_the_state_table() -> anyhow::Result<()> {
         &for_migration("report", "7001", &["--run", first_run, "--format", "csv"]),
     )?;
     expect_exit(&csv, 0, "csv report")?;
-    let expected_csv = format!("{CSV_HEADER}\n{}{}", csv_row(&migrated), csv_row(&skipped));
+    let expected_csv = format!(
+        "{CSV_HEADER}\n{}{}",
+        csv_row(&migrated, Some(7001)),
+        csv_row(&skipped, Some(7001))
+    );
     ensure!(
         text(&csv.stdout) == expected_csv,
         "csv:\n{}",
@@ -330,7 +335,7 @@ fn start_is_idempotent_per_window_and_watch_follows_to_the_end() -> anyhow::Resu
     let name = arn.rsplit(':').next().unwrap_or_default().to_owned();
     let expected: Vec<String> = [before, after]
         .iter()
-        .map(|t| execution_name("syn1000", 7001, *t, 60))
+        .map(|t| execution_name("syn1000", Some(7001), *t, 60))
         .collect();
     ensure!(
         expected.contains(&name),
@@ -345,8 +350,8 @@ fn start_is_idempotent_per_window_and_watch_follows_to_the_end() -> anyhow::Resu
     let again_at = now();
     let again = synmigrate(&stack, &env, &start)?;
     // Both starts fell in one window unless the clock crossed a full hour in between.
-    let same_window = execution_name("syn1000", 7001, again_at, 60) == name
-        && execution_name("syn1000", 7001, now(), 60) == name;
+    let same_window = execution_name("syn1000", Some(7001), again_at, 60) == name
+        && execution_name("syn1000", Some(7001), now(), 60) == name;
     expect_exit(&again, 0, "second start")?;
     let second_arn = text(&again.stdout).trim().to_owned();
     if same_window {

@@ -22,5 +22,6 @@ pub fn item_record(entity: &str, status: ItemStatus) -> ItemRecord {
         run_id: String::new(),
         verified_by: None,
         source_handle: None,
+        destination_storage_location_id: None,
     }
 }

@@ -46,36 +46,41 @@ fn start_args(extra: &[&str]) -> Result<StartArgs, clap::Error> {
 #[test]
 fn execution_names_follow_the_window() {
     assert_eq!(
-        execution_name("syn123", 12345, NOW, 60),
+        execution_name("syn123", Some(12345), NOW, 60),
         "syn123-12345-20261121T0600"
     );
     assert_eq!(
-        execution_name("syn123", 12345, NOW, 15),
+        execution_name("syn123", Some(12345), NOW, 15),
         "syn123-12345-20261121T0630"
     );
     assert_eq!(
-        execution_name("syn123", 12345, NOW, 24 * 60),
+        execution_name("syn123", Some(12345), NOW, 24 * 60),
         "syn123-12345-20261121T0000"
     );
     // Without a window, a new name every second.
     assert_eq!(
-        execution_name("syn123", 12345, NOW, 0),
+        execution_name("syn123", Some(12345), NOW, 0),
         "syn123-12345-20261121T063640"
     );
     // Same window, same name; the next window, a new one.
     let window = window_start(NOW, 60);
     assert_eq!(
-        execution_name("syn123", 12345, window, 60),
-        execution_name("syn123", 12345, window + 3599, 60)
+        execution_name("syn123", Some(12345), window, 60),
+        execution_name("syn123", Some(12345), window + 3599, 60)
     );
     assert_ne!(
-        execution_name("syn123", 12345, window, 60),
-        execution_name("syn123", 12345, window + 3600, 60)
+        execution_name("syn123", Some(12345), window, 60),
+        execution_name("syn123", Some(12345), window + 3600, 60)
     );
     // Another destination is another migration.
     assert_ne!(
-        execution_name("syn123", 1, NOW, 60),
-        execution_name("syn123", 2, NOW, 60)
+        execution_name("syn123", Some(1), NOW, 60),
+        execution_name("syn123", Some(2), NOW, 60)
+    );
+    // Each folder's upload location is a migration of its own too.
+    assert_eq!(
+        execution_name("syn123", None, NOW, 60),
+        "syn123-aligned-20261121T0600"
     );
 }
 
@@ -135,7 +140,7 @@ fn start_flags_become_the_options_json() {
             ..MigrationOptions::default()
         }
     );
-    let input = execution_input("syn123", 12345, &options);
+    let input = execution_input("syn123", Some(12345), &options);
     assert_eq!(input["projectId"], "syn123");
     assert_eq!(input["destinationStorageLocationId"], 12345);
     assert_eq!(input["options"]["fileVersionStrategy"], "all");
@@ -247,7 +252,7 @@ fn status_lists_the_lock_and_the_runs_oldest_first() {
         owner: current.run_id.clone(),
         expires_at: NOW + 600,
     };
-    let text = render::status_text("syn1", 7001, Some(&lease), &[current, older], NOW);
+    let text = render::status_text("syn1", Some(7001), Some(&lease), &[current, older], NOW);
     let expected = "\
 Migration syn1 -> storage location 7001
 Lock: held by syn1-7001-20261121T0600 until 2026-11-21T06:46:40Z
@@ -259,13 +264,13 @@ syn1-7001-20261121T0600  RUNNING    2026-11-21T06:36:40Z  -                     
 ";
     assert_eq!(text, expected);
 
-    let expired = render::status_text("syn1", 7001, Some(&lease), &[], NOW + 601);
+    let expired = render::status_text("syn1", Some(7001), Some(&lease), &[], NOW + 601);
     assert!(
         expired.contains("Lock: free (last held by syn1-7001-20261121T0600"),
         "{expired}"
     );
     assert!(expired.ends_with("No runs yet.\n"), "{expired}");
-    assert!(render::status_text("syn1", 7001, None, &[], NOW).contains("Lock: free\n"));
+    assert!(render::status_text("syn1", Some(7001), None, &[], NOW).contains("Lock: free\n"));
 }
 
 fn item(entity: &str, status: ItemStatus) -> ItemRecord {
@@ -277,6 +282,7 @@ fn item(entity: &str, status: ItemStatus) -> ItemRecord {
         run_id: "syn1-7001-20261121T0600".into(),
         verified_by: None,
         source_handle: None,
+        destination_storage_location_id: None,
         ..item_record(entity, status)
     }
 }
@@ -309,7 +315,7 @@ fn sample_report(items: &[ItemRecord]) -> RunReport {
     items.iter().for_each(|i| totals.add(i));
     RunReport {
         project_id: "syn1".into(),
-        destination_storage_location_id: 7001,
+        destination_storage_location_id: Some(7001),
         run: run(
             &[
                 (StatusName::Indexed, 2),

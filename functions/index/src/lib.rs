@@ -54,7 +54,7 @@ mod tests {
             Event::Init(input) => {
                 assert_eq!(input, untagged::<InitInput>(INIT));
                 assert_eq!(input.project_id, "syn1000");
-                assert_eq!(input.destination_storage_location_id, 7001);
+                assert_eq!(input.destination_storage_location_id, Some(7001));
                 assert_eq!(input.execution_name, "sample-run");
                 assert_eq!(input.options.max_concurrency, 2);
             }

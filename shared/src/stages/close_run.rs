@@ -13,7 +13,9 @@ use crate::Result;
 #[serde(rename_all = "camelCase")]
 pub struct CloseRunInput {
     pub project_id: String,
-    pub destination_storage_location_id: i64,
+    /// `None` (null): an aligned run.
+    #[serde(default)]
+    pub destination_storage_location_id: Option<i64>,
     /// The execution's name: the run id and the lock's owner.
     pub run_id: String,
 }
@@ -29,7 +31,8 @@ pub struct CloseRunOutput {
 /// Marks the run FAILED (if it was opened) and releases its lock (if it still holds it).
 pub async fn close_run(services: &Services, input: CloseRunInput) -> Result<CloseRunOutput> {
     let run = &input;
-    let migration = MigrationKey::new(&run.project_id, run.destination_storage_location_id)?;
+    let migration =
+        MigrationKey::with_destination(&run.project_id, run.destination_storage_location_id)?;
     match services
         .store
         .finish_run(&migration, &run.run_id, RunStatus::Failed, now())

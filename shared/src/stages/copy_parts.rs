@@ -28,14 +28,19 @@ pub struct CopyPartsOutput {
 
 /// Copies one batch of a big file's parts.
 pub async fn copy_parts(services: &Services, input: CopyPartsInput) -> Result<CopyPartsOutput> {
-    let ctx = UnitCtx::new(services, &input.run, &input.unit_id)?;
+    let ctx = UnitCtx::new(
+        services,
+        &input.run,
+        &input.unit_id,
+        input.job.destination.clone(),
+    )?;
     let source_id = input.job.source.id.clone();
     // Claiming again renews our lease for the time the batch takes.
     let copy = services
         .store
         .claim_copy(
             &ctx.migration,
-            &source_id,
+            &ctx.copy_id(&source_id),
             &ctx.owner,
             ctx.lease_until(),
             now(),
@@ -52,7 +57,7 @@ pub async fn copy_parts(services: &Services, input: CopyPartsInput) -> Result<Co
     let parts: Vec<u32> = (input.batch.first_part..=input.batch.last_part)
         .filter(|n| *n <= state.part_count())
         .collect();
-    let request = input.job.request(&input.run);
+    let request = input.job.request(ctx.destination()?);
     services
         .engines
         .for_state(&state)

@@ -2,7 +2,7 @@
 //! run. The lock's renewal (Index, Plan, StartCopy) and best-effort release live here too.
 
 use serde::{Deserialize, Serialize};
-use synapse_model::concrete;
+use synapse_model::{concrete, StorageLocationSetting};
 
 use crate::config::MigrationOptions;
 use crate::context::{now, seconds, RunContext, Services};
@@ -14,7 +14,9 @@ use crate::{Error, Result};
 #[serde(rename_all = "camelCase")]
 pub struct InitInput {
     pub project_id: String,
-    pub destination_storage_location_id: i64,
+    /// Absent (or null): every file goes to the storage location its folder uploads to.
+    #[serde(default)]
+    pub destination_storage_location_id: Option<i64>,
     /// The Step Functions execution name (unique per execution).
     pub execution_name: String,
     #[serde(default)]
@@ -37,9 +39,9 @@ pub async fn init(services: &Services, input: InitInput) -> Result<RunContext> {
             "projectId must look like syn123, got {project_id:?}"
         )));
     }
-    if destination_id <= 0 {
+    if let Some(id) = destination_id.filter(|id| *id <= 0) {
         return Err(Error::InvalidInput(format!(
-            "destinationStorageLocationId must be a positive id, got {destination_id}"
+            "destinationStorageLocationId must be a positive id, got {id}"
         )));
     }
     if execution_name.is_empty() || execution_name.contains(['#', '/']) {
@@ -59,31 +61,14 @@ pub async fn init(services: &Services, input: InitInput) -> Result<RunContext> {
         )));
     }
     services.use_run_budget(
-        &MigrationKey::new(&project_id, destination_id)?,
+        &MigrationKey::with_destination(&project_id, destination_id)?,
         &execution_name,
         options.max_synapse_requests_per_minute,
     );
-    let destination = services
-        .synapse
-        .storage_location(destination_id)
-        .await
-        .map_err(|error| match error {
-            SynapseError::Forbidden { reason } => Error::Forbidden(format!(
-                "you did not create storage location {destination_id}, so files cannot be \
-                 migrated into it ({reason})"
-            )),
-            SynapseError::NotFound { reason } => Error::NotFound(format!(
-                "storage location {destination_id} does not exist ({reason})"
-            )),
-            other => other.into(),
-        })?;
-    if options.copy_mode == crate::copy::CopyMode::Direct && !destination.is_external_s3() {
-        return Err(Error::InvalidInput(format!(
-            "copyMode direct needs an external S3 destination; storage location {destination_id} \
-             is {}",
-            destination.concrete_type
-        )));
-    }
+    let destination = match destination_id {
+        Some(id) => Some(writable_destination(services, id, &options).await?),
+        None => None,
+    };
     let project = services
         .synapse
         .get_entity(&project_id)
@@ -123,7 +108,8 @@ pub async fn init(services: &Services, input: InitInput) -> Result<RunContext> {
                 owner, expires_at, ..
             } => Error::AlreadyRunning(format!(
                 "already running: execution {owner} holds the lock of {} into {} until {expires_at}",
-                run.project_id, run.destination_storage_location_id
+                run.project_id,
+                describe_destination(run.destination_storage_location_id)
             )),
             other => other.into(),
         })?;
@@ -131,7 +117,7 @@ pub async fn init(services: &Services, input: InitInput) -> Result<RunContext> {
     let settings = serde_json::json!({
         "options": run.options,
         "destinationStorageLocationId": run.destination_storage_location_id,
-        "destinationType": run.destination.concrete_type,
+        "destinationType": run.destination.as_ref().map_or(ALIGNED, |d| &d.concrete_type),
     });
     if let Err(error) = services
         .store
@@ -141,9 +127,49 @@ pub async fn init(services: &Services, input: InitInput) -> Result<RunContext> {
         release_lock(services, &run).await;
         return Err(error.into());
     }
-    tracing::info!(project = %run.project_id, destination = run.destination_storage_location_id,
+    tracing::info!(project = %run.project_id,
+                   destination = %describe_destination(run.destination_storage_location_id),
                    run = %run.run_id, "run opened");
     Ok(run)
+}
+
+/// What an aligned run records and shows as its destination type.
+const ALIGNED: &str = "each folder's upload location";
+
+/// A run's destination in messages: the location, or "each folder's upload location".
+pub fn describe_destination(destination: Option<i64>) -> String {
+    destination.map_or_else(|| ALIGNED.to_owned(), |id| id.to_string())
+}
+
+/// The storage location `id`, if the caller may copy files into it with the run's copy mode:
+/// Synapse shows a location only to its creator (403 otherwise), and the direct engine writes
+/// to external S3 buckets only.
+pub(crate) async fn writable_destination(
+    services: &Services,
+    id: i64,
+    options: &MigrationOptions,
+) -> Result<StorageLocationSetting> {
+    let destination = services
+        .synapse
+        .storage_location(id)
+        .await
+        .map_err(|error| match error {
+            SynapseError::Forbidden { reason } => Error::Forbidden(format!(
+                "you did not create storage location {id}, so files cannot be migrated into it \
+                 ({reason})"
+            )),
+            SynapseError::NotFound { reason } => {
+                Error::NotFound(format!("storage location {id} does not exist ({reason})"))
+            }
+            other => other.into(),
+        })?;
+    if options.copy_mode == crate::copy::CopyMode::Direct && !destination.is_external_s3() {
+        return Err(Error::InvalidInput(format!(
+            "copyMode direct needs an external S3 destination; storage location {id} is {}",
+            destination.concrete_type
+        )));
+    }
+    Ok(destination)
 }
 
 /// Extends the lock; fails if another execution took it meanwhile.

@@ -21,7 +21,7 @@
 //! (a Lambda retry, a re-run) without doing its work twice; see the crate docs for the rules.
 
 use serde::{Deserialize, Serialize};
-use synapse_model::FileHandle;
+use synapse_model::{FileHandle, StorageLocationSetting};
 
 use crate::copy::parts::PartBatch;
 use crate::copy::CopyRequest;
@@ -68,15 +68,18 @@ pub struct CopyJob {
     pub part_size: u64,
     /// The sanitised name, when the source's breaks Synapse's rule.
     pub file_name: Option<String>,
+    /// The unit's own destination in an aligned run (see [`plan::units::WorkUnit`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub destination: Option<StorageLocationSetting>,
 }
 
 impl CopyJob {
-    fn request(&self, run: &RunContext) -> CopyRequest {
+    fn request(&self, destination: &StorageLocationSetting) -> CopyRequest {
         CopyRequest {
             entity_id: self.entity_id.clone(),
             version: Some(self.version),
             source: self.source.clone(),
-            destination: run.destination.clone(),
+            destination: destination.clone(),
             part_size: self.part_size,
             file_name: self.file_name.clone(),
         }

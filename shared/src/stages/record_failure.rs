@@ -67,7 +67,7 @@ pub async fn record_failure(
     input: RecordFailureInput,
 ) -> Result<RecordFailureOutput> {
     let RecordFailureInput { run, unit, failure } = input;
-    let ctx = UnitCtx::new(services, &run, &unit.unit_id)?;
+    let ctx = UnitCtx::new(services, &run, &unit.unit_id, unit.destination.clone())?;
     let error = ItemError {
         retryable: types::is_retryable(&failure.error),
         class: failure.error,
@@ -120,7 +120,7 @@ pub async fn record_failure(
         // The unit is over: its copy leases would only keep the next run waiting.
         if let Err(error) = services
             .store
-            .release_copy(&ctx.migration, source, &ctx.owner, now())
+            .release_copy(&ctx.migration, &ctx.copy_id(source), &ctx.owner, now())
             .await
         {
             tracing::warn!(source, %error, "could not release the copy's lease");
@@ -141,10 +141,11 @@ pub async fn record_failure(
 /// before any entity pointed at it.
 async fn mark_unused_copy(ctx: &UnitCtx<'_>, source: &str, reason: &str) -> Result<()> {
     let store = &ctx.services.store;
-    match store.get_copy(&ctx.migration, source).await? {
+    let copy_id = ctx.copy_id(source);
+    match store.get_copy(&ctx.migration, &copy_id).await? {
         Some(copy) if copy.status == CopyStatus::Copied && copy.unused_reason.is_none() => {
             store
-                .set_copy_unused(&ctx.migration, source, Some(reason), now())
+                .set_copy_unused(&ctx.migration, &copy_id, Some(reason), now())
                 .await?;
         }
         _ => {}

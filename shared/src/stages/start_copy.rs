@@ -76,7 +76,7 @@ pub async fn start_copy(services: &Services, input: UnitInput) -> Result<StartCo
     let UnitInput { run, unit } = input;
     // Keeps the lock alive through a long copy phase, and stops a run whose lock was taken.
     renew_lock(services, &run).await?;
-    let ctx = UnitCtx::new(services, &run, &unit.unit_id)?;
+    let ctx = UnitCtx::new(services, &run, &unit.unit_id, unit.destination.clone())?;
     let mut outcomes = Vec::new();
     let mut claimed: Vec<(String, Vec<ItemRecord>, CopyRecord)> = Vec::new();
     for (source, keys) in by_source(&unit)? {
@@ -167,7 +167,13 @@ async fn claim_copy(
     let copy = ctx
         .services
         .store
-        .claim_copy(&ctx.migration, source, &ctx.owner, ctx.lease_until(), now())
+        .claim_copy(
+            &ctx.migration,
+            &ctx.copy_id(source),
+            &ctx.owner,
+            ctx.lease_until(),
+            now(),
+        )
         .await?;
     if copy.status != CopyStatus::Copied {
         return Ok(Some(copy));
@@ -205,8 +211,9 @@ async fn prepare_copy(
         version,
         part_size: part_plan.part_size(),
         file_name: first.destination_file_name.clone(),
+        destination: ctx.own_destination().cloned(),
     };
-    let request = job.request(ctx.run);
+    let request = job.request(ctx.destination()?);
     let started = match UnitCtx::engine_state(copy)? {
         Some(state) => {
             services
@@ -227,7 +234,7 @@ async fn prepare_copy(
         .store
         .save_copy_state(
             &ctx.migration,
-            &first.source_file_handle_id,
+            &ctx.copy_id(&first.source_file_handle_id),
             &ctx.owner,
             &started.state.to_document(),
             now(),

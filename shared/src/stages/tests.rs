@@ -40,7 +40,7 @@ fn services(store: Arc<MemoryStore>) -> Services {
 fn run() -> RunContext {
     RunContext {
         project_id: "syn1".into(),
-        destination_storage_location_id: 7001,
+        destination_storage_location_id: Some(7001),
         run_id: "run-2".into(),
         options: MigrationOptions::default(),
         destination: serde_json::from_value(serde_json::json!({
@@ -69,6 +69,7 @@ fn item(entity: &str, status: ItemStatus, attempts: u32, lease: Option<Lease>) -
         run_id: "run-1".into(),
         verified_by: None,
         source_handle: None,
+        destination_storage_location_id: None,
     }
 }
 
@@ -274,6 +275,7 @@ async fn record_failure_marks_unfinished_items_with_the_step_error() {
         key: format!("{e}.1"),
         size: 10,
         source: format!("fh-{e}"),
+        destination: None,
     }));
     let failure: StepFailure = serde_json::from_value(serde_json::json!({
         "Error": types::THROTTLED, "Cause": "Lambda throttled"
@@ -340,6 +342,7 @@ async fn recorded_error(error: &str) -> ItemError {
         key: "syn30.1".into(),
         size: 10,
         source: "fh-syn30".into(),
+        destination: None,
     }]);
     let failure: StepFailure =
         serde_json::from_value(serde_json::json!({"Error": error, "Cause": "c"})).unwrap();
@@ -506,7 +509,7 @@ async fn init_refuses_a_fan_out_above_the_deployments_ceiling() {
     services.tuning.max_concurrency_ceiling = 5;
     let input = InitInput {
         project_id: "syn1".into(),
-        destination_storage_location_id: 7001,
+        destination_storage_location_id: Some(7001),
         execution_name: "run-1".into(),
         options: MigrationOptions {
             max_concurrency: 6,

@@ -4,13 +4,14 @@
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
+use synapse_model::StorageLocationSetting;
 
 use super::plan::units::WorkUnit;
 use super::ItemOutcome;
 use crate::context::{now, seconds, RunContext, Services};
 use crate::copy::{CopyRequest, EngineState, HandleJournal};
 use crate::state::{
-    CopyRecord, EpochSeconds, ItemError, ItemKey, ItemRecord, ItemStatus, MigrationKey,
+    copy_id, CopyRecord, EpochSeconds, ItemError, ItemKey, ItemRecord, ItemStatus, MigrationKey,
     RunCounters, StatusName, Transition,
 };
 use crate::{Error, Result};
@@ -21,6 +22,8 @@ pub(crate) struct UnitCtx<'a> {
     pub(crate) run: &'a RunContext,
     pub(crate) migration: MigrationKey,
     pub(crate) owner: String,
+    /// The unit's own destination in an aligned run (see [`WorkUnit::destination`]).
+    destination: Option<StorageLocationSetting>,
 }
 
 impl UnitCtx<'_> {
@@ -28,13 +31,41 @@ impl UnitCtx<'_> {
         services: &'a Services,
         run: &'a RunContext,
         unit_id: &str,
+        destination: Option<StorageLocationSetting>,
     ) -> Result<UnitCtx<'a>> {
         Ok(UnitCtx {
             services,
             run,
             migration: run.use_budget(services)?,
             owner: run.unit_owner(unit_id),
+            destination,
         })
+    }
+
+    /// Where the unit copies to: its own destination in an aligned run, else the run's.
+    pub(crate) fn destination(&self) -> Result<&StorageLocationSetting> {
+        self.destination
+            .as_ref()
+            .or(self.run.destination.as_ref())
+            .ok_or_else(|| {
+                Error::InvalidInput(
+                    "the unit has no destination: an aligned run's units carry their own"
+                        .to_owned(),
+                )
+            })
+    }
+
+    /// The unit's own destination in an aligned run, for the copy jobs it hands on.
+    pub(crate) fn own_destination(&self) -> Option<&StorageLocationSetting> {
+        self.destination.as_ref()
+    }
+
+    /// The id of the copy of `source` this unit makes or uses ([`copy_id`]).
+    pub(crate) fn copy_id(&self, source: &str) -> String {
+        copy_id(
+            source,
+            self.destination.as_ref().map(|d| d.storage_location_id),
+        )
     }
 
     pub(crate) fn lease_until(&self) -> EpochSeconds {
@@ -154,7 +185,12 @@ impl HandleJournal for UnitCtx<'_> {
     async fn before_new_handle(&self, request: &CopyRequest) -> Result<()> {
         self.services
             .store
-            .note_handle_request(&self.migration, &request.source.id, &self.owner, now())
+            .note_handle_request(
+                &self.migration,
+                &self.copy_id(&request.source.id),
+                &self.owner,
+                now(),
+            )
             .await?;
         Ok(())
     }

@@ -28,7 +28,8 @@ mod table;
 
 use expr::{n, s, set_status, Expr};
 use parse::{
-    decode_token, encode_token, parse_budget, parse_copy, parse_item, parse_lock, parse_run, Reader,
+    decode_token, encode_token, parse_budget, parse_copy, parse_folder, parse_item, parse_lock,
+    parse_run, Reader,
 };
 pub use table::create_table;
 

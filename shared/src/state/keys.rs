@@ -7,11 +7,13 @@ use serde::{Deserialize, Serialize};
 
 use super::{StateError, StatusName};
 
-/// Identifies one migration: a project into one destination storage location.
+/// Identifies one migration: a project into one destination storage location, or a project
+/// re-aligned to each folder's own upload location ([`MigrationKey::aligned`]).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct MigrationKey {
     project_id: String,
-    destination_storage_location_id: i64,
+    /// `None`: every file goes where its folder uploads to.
+    destination_storage_location_id: Option<i64>,
 }
 
 /// Ids become parts of `#`-separated keys, so they may not contain `#` or be empty.
@@ -29,6 +31,19 @@ impl MigrationKey {
         project_id: impl Into<String>,
         destination_storage_location_id: i64,
     ) -> Result<Self, StateError> {
+        Self::with_destination(project_id, Some(destination_storage_location_id))
+    }
+
+    /// The migration that moves every file of the project to its folder's upload location.
+    pub fn aligned(project_id: impl Into<String>) -> Result<Self, StateError> {
+        Self::with_destination(project_id, None)
+    }
+
+    /// [`MigrationKey::new`] for `Some` destination, [`MigrationKey::aligned`] for `None`.
+    pub fn with_destination(
+        project_id: impl Into<String>,
+        destination_storage_location_id: Option<i64>,
+    ) -> Result<Self, StateError> {
         let project_id = project_id.into();
         check_id("project id", &project_id)?;
         Ok(Self {
@@ -41,18 +56,22 @@ impl MigrationKey {
         &self.project_id
     }
 
-    pub fn destination_storage_location_id(&self) -> i64 {
+    /// The one destination of every file, `None` when each goes where its folder uploads to.
+    pub fn destination_storage_location_id(&self) -> Option<i64> {
         self.destination_storage_location_id
     }
 
     /// The partition key shared by every record of this migration.
     pub fn pk(&self) -> String {
-        format!(
-            "MIG#{}#{}",
-            self.project_id, self.destination_storage_location_id
-        )
+        match self.destination_storage_location_id {
+            Some(id) => format!("MIG#{}#{id}", self.project_id),
+            None => format!("MIG#{}#{ALIGNED}", self.project_id),
+        }
     }
 }
+
+/// Stands for the destination in the keys of an aligned migration.
+const ALIGNED: &str = "aligned";
 
 pub(crate) const LOCK_SK: &str = "LOCK";
 pub(crate) const ITEM_PREFIX: &str = "ITEM#";
@@ -75,20 +94,53 @@ pub(crate) fn budget_sk(run_id: &str) -> String {
     format!("BUDGET#{run_id}")
 }
 
-pub(crate) fn copy_sk(source_file_handle_id: &str) -> String {
-    format!("{COPY_PREFIX}{source_file_handle_id}")
+pub(crate) fn copy_sk(copy_id: &str) -> String {
+    format!("{COPY_PREFIX}{copy_id}")
+}
+
+/// Folder records of a run: what its walk found in each folder of an aligned migration.
+pub(crate) fn folder_sk(run_id: &str, folder_id: &str) -> String {
+    format!("{}{folder_id}", folder_prefix(run_id))
+}
+
+pub(crate) fn folder_prefix(run_id: &str) -> String {
+    format!("FOLDER#{run_id}#")
+}
+
+/// Names the one copy of a source handle into one destination (rule 2): the handle id where the
+/// migration has one destination, `<handle>@<location>` where each folder has its own (an
+/// aligned migration may copy one handle into two locations for files in two folders).
+pub fn copy_id(source_file_handle_id: &str, destination: Option<i64>) -> String {
+    match destination {
+        Some(location) => format!("{source_file_handle_id}@{location}"),
+        None => source_file_handle_id.to_owned(),
+    }
+}
+
+/// The source handle id of a [`copy_id`].
+pub fn copy_source(copy_id: &str) -> &str {
+    copy_id
+        .split_once('@')
+        .map_or(copy_id, |(source, _)| source)
 }
 
 /// Sort key of the status index: an item's place in the Plan's order, biggest sources first, then
 /// by source handle, then by item key. Plan reads each status in this order, so the items that
 /// share a source come together and the big sources come first, whatever the project's size.
 /// The size is stored as its complement, zero-padded, so that text order is size descending.
-pub fn plan_order_key(size: u64, source_file_handle_id: &str, key: &ItemKey) -> String {
-    format!(
-        "{}{}",
-        source_order_prefix(size, source_file_handle_id),
-        key.sk()
-    )
+/// In an aligned migration the item's destination comes between source and key, so that the
+/// items of one copy ([`copy_id`]) come together too.
+pub fn plan_order_key(
+    size: u64,
+    source_file_handle_id: &str,
+    destination: Option<i64>,
+    key: &ItemKey,
+) -> String {
+    let source = source_order_prefix(size, source_file_handle_id);
+    match destination {
+        Some(location) => format!("{source}{location}#{}", key.sk()),
+        None => format!("{source}{}", key.sk()),
+    }
 }
 
 /// The start of [`plan_order_key`] shared by every item of one source (of `size` bytes).

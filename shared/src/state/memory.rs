@@ -18,6 +18,7 @@ struct Tables {
     copies: BTreeMap<(String, String), CopyRecord>,
     budgets: BTreeMap<(String, String), BudgetRecord>,
     seen: BTreeMap<(String, String), SeenFile>,
+    folders: BTreeMap<(String, String), FolderRecord>,
 }
 
 /// See the module docs.
@@ -174,6 +175,42 @@ impl StateStore for MemoryStore {
     ) -> Result<Option<SavedFrontier>, StateError> {
         let tables = self.tables.lock().await;
         Ok(tables.frontiers.get(&migration.pk()).cloned())
+    }
+
+    async fn put_folder(
+        &self,
+        migration: &MigrationKey,
+        run_id: &str,
+        folder: &FolderRecord,
+        _expires_at: EpochSeconds,
+    ) -> Result<(), StateError> {
+        check_id("run id", run_id)?;
+        check_id("folder id", &folder.folder_id)?;
+        let mut tables = self.tables.lock().await;
+        tables.folders.insert(
+            (migration.pk(), folder_sk(run_id, &folder.folder_id)),
+            folder.clone(),
+        );
+        Ok(())
+    }
+
+    async fn list_folders(
+        &self,
+        migration: &MigrationKey,
+        run_id: &str,
+        limit: u32,
+        page_token: Option<&str>,
+    ) -> Result<Page<FolderRecord>, StateError> {
+        check_id("run id", run_id)?;
+        let tables = self.tables.lock().await;
+        page_of(
+            &tables.folders,
+            migration,
+            &folder_prefix(run_id),
+            limit,
+            page_token,
+            |_| true,
+        )
     }
 
     async fn get_seen(

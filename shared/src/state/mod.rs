@@ -64,14 +64,15 @@ mod store;
 
 use keys::check_id;
 pub(crate) use keys::{
-    budget_sk, copy_sk, run_sk, seen_sk, status_pk, COPY_PREFIX, FRONTIER_SK, ITEM_PREFIX, LOCK_SK,
+    budget_sk, copy_sk, folder_prefix, folder_sk, run_sk, seen_sk, status_pk, COPY_PREFIX,
+    FRONTIER_SK, ITEM_PREFIX, LOCK_SK,
 };
-pub use keys::{plan_order_key, source_order_prefix, ItemKey, MigrationKey};
+pub use keys::{copy_id, copy_source, plan_order_key, source_order_prefix, ItemKey, MigrationKey};
 pub(crate) use records::update_retry_allowed;
 pub use records::{
-    transition_allowed, BudgetRecord, CopyRecord, CopyStatus, ItemError, ItemRecord, ItemStatus,
-    Lease, Page, PutOutcome, RunCounters, RunRecord, RunStatus, SavedFrontier, SeenFile,
-    SkipReason, StatusName, Transition, MAX_ERROR_MESSAGE_CHARS,
+    transition_allowed, BudgetRecord, CopyRecord, CopyStatus, FolderRecord, ItemError, ItemRecord,
+    ItemStatus, Lease, Page, PutOutcome, RunCounters, RunRecord, RunStatus, SavedFrontier,
+    SeenFile, SkipReason, StatusName, Transition, MAX_ERROR_MESSAGE_CHARS,
 };
 pub(crate) use rules::{
     apply_transition, check_copy_claim, check_copy_complete, check_copy_finished,

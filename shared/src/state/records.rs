@@ -106,15 +106,19 @@ pub enum SkipReason {
     FilteredOut,
     /// The file name breaks Synapse's rule and sanitising is turned off.
     InvalidFileName,
+    /// Its folder uploads to a storage location the user cannot copy into (one they did not
+    /// create, such as Synapse's own storage); the report's folder list says which and why.
+    DestinationNotWritable,
 }
 
 impl SkipReason {
-    pub(crate) const ALL: [SkipReason; 5] = [
+    pub(crate) const ALL: [SkipReason; 6] = [
         SkipReason::NotS3,
         SkipReason::ExternalLink,
         SkipReason::EmptyFile,
         SkipReason::FilteredOut,
         SkipReason::InvalidFileName,
+        SkipReason::DestinationNotWritable,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -124,6 +128,7 @@ impl SkipReason {
             SkipReason::EmptyFile => "EMPTY_FILE",
             SkipReason::FilteredOut => "FILTERED_OUT",
             SkipReason::InvalidFileName => "INVALID_FILE_NAME",
+            SkipReason::DestinationNotWritable => "DESTINATION_NOT_WRITABLE",
         }
     }
 
@@ -239,12 +244,29 @@ pub struct ItemRecord {
     /// `kept: <why>`; `None` when the option was off or the handle's fate is not decided yet.
     #[serde(default)]
     pub source_handle: Option<String>,
+    /// Where this file goes in an aligned migration (its folder's upload location); `None`
+    /// where the migration has one destination for every file.
+    #[serde(default)]
+    pub destination_storage_location_id: Option<i64>,
 }
 
 impl ItemRecord {
+    /// The copy this item uses ([`super::copy_id`]).
+    pub fn copy_id(&self) -> String {
+        super::copy_id(
+            &self.source_file_handle_id,
+            self.destination_storage_location_id,
+        )
+    }
+
     /// The item's place in the Plan's order (the status index's sort key).
     pub fn plan_order(&self) -> String {
-        super::plan_order_key(self.size, &self.source_file_handle_id, &self.key)
+        super::plan_order_key(
+            self.size,
+            &self.source_file_handle_id,
+            self.destination_storage_location_id,
+            &self.key,
+        )
     }
 
     /// Whether a new run takes this ERRORED item on again (rule 4): a retryable error under the
@@ -409,6 +431,8 @@ impl CopyStatus {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CopyRecord {
+    /// The copy's id ([`super::copy_id`]): the source handle's id, followed by `@<location>`
+    /// in an aligned migration; [`CopyRecord::source_handle_id`] is the handle's alone.
     pub source_file_handle_id: String,
     pub status: CopyStatus,
     /// What the copy engine needs to resume or abort (upload id, engine, ...).
@@ -430,6 +454,43 @@ pub struct CopyRecord {
     pub updated_at: EpochSeconds,
 }
 
+/// What one run's walk found in one folder of an aligned migration: where its files go, and
+/// what became of them. The report lists these as the plan per folder.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FolderRecord {
+    pub folder_id: String,
+    /// The folder's upload location (`GET /entity/{id}/uploadDestination`).
+    pub destination_storage_location_id: i64,
+    /// Why files cannot be copied there (`None`: they can).
+    #[serde(default)]
+    pub not_writable: Option<String>,
+    /// Files (versions) the walk indexed to copy, found already there, skipped or errored, and
+    /// left alone as unchanged since they were settled.
+    pub to_copy: u64,
+    pub bytes_to_copy: u64,
+    pub already_there: u64,
+    pub skipped: u64,
+    pub errored: u64,
+    pub unchanged: u64,
+}
+
+impl FolderRecord {
+    /// Counts one of the folder's items as written (`kept`: found in a later state).
+    pub fn count(&mut self, item: &ItemRecord, kept: bool) {
+        match item.status.name() {
+            _ if kept => self.unchanged += 1,
+            StatusName::Indexed => {
+                self.to_copy += 1;
+                self.bytes_to_copy += item.size;
+            }
+            StatusName::AlreadyMigrated => self.already_there += 1,
+            StatusName::Skipped => self.skipped += 1,
+            _ => self.errored += 1,
+        }
+    }
+}
+
 /// A file the walk need not read again while its listing is unchanged: its current version and
 /// that version's `modifiedOn` when it was last settled (migrated, found in the destination or
 /// skipped), under the walk options `scope`.
@@ -448,6 +509,11 @@ pub struct SavedFrontier {
 }
 
 impl CopyRecord {
+    /// The id of the file handle this is a copy of.
+    pub fn source_handle_id(&self) -> &str {
+        super::copy_source(&self.source_file_handle_id)
+    }
+
     /// Handles Synapse may have created for this copy that no record names: requests beyond
     /// the one whose handle was recorded (a crash after registering and before recording).
     pub fn unrecorded_handles(&self) -> u32 {

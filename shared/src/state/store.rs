@@ -128,6 +128,25 @@ pub trait StateStore: Send + Sync {
         seen: &SeenFile,
     ) -> Result<(), StateError>;
 
+    /// Records what a run's walk found in one folder (see [`FolderRecord`]), replacing the
+    /// run's earlier record of it; kept until `expires_at`.
+    async fn put_folder(
+        &self,
+        migration: &MigrationKey,
+        run_id: &str,
+        folder: &FolderRecord,
+        expires_at: EpochSeconds,
+    ) -> Result<(), StateError>;
+
+    /// A run's folder records in key order, at most `limit` per page.
+    async fn list_folders(
+        &self,
+        migration: &MigrationKey,
+        run_id: &str,
+        limit: u32,
+        page_token: Option<&str>,
+    ) -> Result<Page<FolderRecord>, StateError>;
+
     /// Writes an item if it is absent or re-indexable (rule 1), keeping its attempt count and
     /// dropping any lease. The new status may not be COPYING or COPIED.
     async fn put_item(

@@ -139,6 +139,7 @@ fn item_record_json_is_flat() {
         run_id: "r1".into(),
         verified_by: None,
         source_handle: None,
+        destination_storage_location_id: None,
     };
     let json = serde_json::to_value(&record).unwrap();
     assert_eq!(json["status"], "SKIPPED");

@@ -16,7 +16,7 @@ use synapse_model::{
     EntityBundleRequest, EntityChildrenRequest, EntityChildrenResponse, EntityHeader,
     ErrorResponse, FileHandle, FileHandleVersionUpdate, MultipartUploadCopyRequest,
     MultipartUploadStatus, PaginatedResults, S3FileHandleCreate, StorageLocationSetting,
-    UserProfile, VersionInfo,
+    UploadDestination, UserProfile, VersionInfo,
 };
 
 use super::budget::{RequestBudget, Throttling};

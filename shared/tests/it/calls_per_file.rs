@@ -76,7 +76,7 @@ async fn calls(
             .sim
             .project_id(PROJECT)
             .context("the project was seeded")?,
-        destination_storage_location_id: DEST,
+        destination_storage_location_id: Some(DEST),
         execution_name: "calls".into(),
         options: MigrationOptions {
             file_version_strategy: strategy,

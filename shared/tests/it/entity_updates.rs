@@ -128,6 +128,7 @@ impl Env {
             run_id: "run".into(),
             verified_by: None,
             source_handle: None,
+            destination_storage_location_id: None,
         })
     }
 

@@ -220,7 +220,7 @@ impl Env {
     fn input(&self, execution: &str, options: MigrationOptions) -> InitInput {
         InitInput {
             project_id: self.project_id.clone(),
-            destination_storage_location_id: DEST,
+            destination_storage_location_id: Some(DEST),
             execution_name: execution.to_owned(),
             options,
         }
@@ -852,7 +852,7 @@ async fn the_lock_keeps_a_second_run_out_and_init_refuses_bad_input() -> anyhow:
         ensure!(again.run_id == "third", "the lock is free after Report");
 
         let mut foreign = env.input("foreign", opts());
-        foreign.destination_storage_location_id = FOREIGN;
+        foreign.destination_storage_location_id = Some(FOREIGN);
         let error = stages::init(&services, foreign).await.unwrap_err();
         ensure!(error.error_type() == types::FORBIDDEN, "{error}");
         ensure!(

@@ -41,6 +41,7 @@ fn item(entity: &str, version: u64, status: ItemStatus) -> ItemRecord {
         run_id: "run-1".into(),
         verified_by: None,
         source_handle: None,
+        destination_storage_location_id: None,
     }
 }
 
@@ -258,6 +259,7 @@ async fn reindexing_never_overwrites_a_later_state<S: StateStore>(store: &S) {
         run_id: "run-2".into(),
         verified_by: None,
         source_handle: None,
+        destination_storage_location_id: None,
         ..fresh.clone()
     };
     assert_eq!(

@@ -97,11 +97,20 @@ pub(crate) fn snapshots(
 pub(crate) async fn items(
     deployment: &LocalDeployment,
 ) -> anyhow::Result<BTreeMap<String, ItemRecord>> {
+    items_of(deployment, Some(DEST)).await
+}
+
+/// The items of the migration into `destination` (`None`: into each folder's upload location).
+pub(crate) async fn items_of(
+    deployment: &LocalDeployment,
+    destination: Option<i64>,
+) -> anyhow::Result<BTreeMap<String, ItemRecord>> {
     let store = DynamoStore::new(
         aws_sdk_dynamodb::Client::new(deployment.sdk_config()),
         deployment.table(),
     );
-    let migration = MigrationKey::new(deployment.project_id().context("the project")?, DEST)?;
+    let project = deployment.project_id().context("the project")?;
+    let migration = MigrationKey::with_destination(project, destination)?;
     let mut items = BTreeMap::new();
     let mut token: Option<String> = None;
     loop {

@@ -567,13 +567,15 @@ async fn failures_are_recorded_and_stop_the_run() -> anyhow::Result<()> {
         });
         let run_context = RunContext {
             project_id: deployment.project_id().context("the project")?.to_owned(),
-            destination_storage_location_id: DEST,
+            destination_storage_location_id: Some(DEST),
             run_id: "e2e-dry".to_owned(),
             options: MigrationOptions::default(),
-            destination: deployment
-                .sim()
-                .storage_location(DEST)
-                .context("the destination")?,
+            destination: Some(
+                deployment
+                    .sim()
+                    .storage_location(DEST)
+                    .context("the destination")?,
+            ),
         };
         let recorded = deployment
             .invoke(

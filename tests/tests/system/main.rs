@@ -2,6 +2,7 @@
 //! runs, the crash matrix, the fault storm and the clean-up of source handles (sharing `common`), and the official client against
 //! the simulator with its `differential` submodule.
 
+mod aligned;
 mod common;
 mod crash_matrix;
 mod end_to_end;

@@ -48,7 +48,7 @@ pub struct CompleteOutput {
 /// Finishes each copy, records it (rule 2), then updates each entity (rule 3).
 pub async fn complete(services: &Services, input: CompleteInput) -> Result<CompleteOutput> {
     let CompleteInput { run, unit, jobs } = input;
-    let ctx = UnitCtx::new(services, &run, &unit.unit_id)?;
+    let ctx = UnitCtx::new(services, &run, &unit.unit_id, unit.destination.clone())?;
     let jobs: BTreeMap<String, CopyJob> = jobs
         .into_iter()
         .map(|job| (job.source.id.clone(), job))
@@ -213,7 +213,12 @@ async fn note_copy_use(
     if let Err(error) = ctx
         .services
         .store
-        .set_copy_unused(&ctx.migration, source, reason.as_deref(), now())
+        .set_copy_unused(
+            &ctx.migration,
+            &ctx.copy_id(source),
+            reason.as_deref(),
+            now(),
+        )
         .await
     {
         tracing::warn!(source, %error, "could not record whether the copy is used");
@@ -236,7 +241,7 @@ async fn copy_step(ctx: &UnitCtx<'_>, source: &str, job: Option<&CopyJob>) -> Re
     let copy = ctx
         .services
         .store
-        .get_copy(&ctx.migration, source)
+        .get_copy(&ctx.migration, &ctx.copy_id(source))
         .await?
         .ok_or_else(|| Error::Conflict(format!("the copy of {source} was never started")))?;
     if copy.status == CopyStatus::Copied {
@@ -255,7 +260,10 @@ async fn copy_step(ctx: &UnitCtx<'_>, source: &str, job: Option<&CopyJob>) -> Re
     })?;
     let state = UnitCtx::engine_state(&copy)?
         .ok_or_else(|| Error::Conflict(format!("the copy of {source} has not been started")))?;
-    Ok(CopyStep::ToFinish(Box::new(job.request(ctx.run)), state))
+    Ok(CopyStep::ToFinish(
+        Box::new(job.request(ctx.destination()?)),
+        state,
+    ))
 }
 
 /// Completes the copies still to finish, each engine's together, and records each before any
@@ -365,7 +373,7 @@ async fn record_copy(
         .store
         .complete_copy(
             &ctx.migration,
-            source,
+            &ctx.copy_id(source),
             &ctx.owner,
             &handle.id,
             Some(&proof.to_document()),
@@ -399,7 +407,7 @@ async fn abort_copy(ctx: &UnitCtx<'_>, source: &str, state: &EngineState) {
         .store
         .save_copy_state(
             &ctx.migration,
-            source,
+            &ctx.copy_id(source),
             &ctx.owner,
             &serde_json::Value::Null,
             now(),
@@ -430,7 +438,7 @@ async fn migrate_item(
         EntityUpdate {
             item: &item,
             destination_file_handle_id: destination,
-            destination_storage_location_id: ctx.run.destination_storage_location_id,
+            destination_storage_location_id: ctx.destination()?.storage_location_id,
             strategy: ctx.run.options.file_version_strategy,
         },
     )

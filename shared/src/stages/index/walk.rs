@@ -25,9 +25,10 @@ use synapse_model::{
 use crate::config::FileVersionStrategy;
 use crate::context::{now, RunContext, Services};
 use crate::error::types;
+use crate::stages::init::writable_destination;
 use crate::state::{
-    ItemError, ItemKey, ItemRecord, ItemStatus, PutOutcome, RunCounters, SeenFile, SkipReason,
-    StatusName,
+    FolderRecord, ItemError, ItemKey, ItemRecord, ItemStatus, PutOutcome, RunCounters, SeenFile,
+    SkipReason, StatusName,
 };
 use crate::{Error, Result};
 
@@ -42,6 +43,10 @@ const FRONTIER_TTL_SECONDS: i64 = 30 * 24 * 3600;
 pub struct Cursor {
     pub parent_id: String,
     pub next_page_token: Option<String>,
+    /// Aligned runs: where the container's files go and what its pages held so far, from its
+    /// first page on (written as the folder's record after its last page).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub folder: Option<FolderRecord>,
 }
 
 /// Progress of the walk of a migration, saved after every page. A run continues the walk of an
@@ -65,6 +70,7 @@ impl Frontier {
             stack: vec![Cursor {
                 parent_id: project_id.to_owned(),
                 next_page_token: None,
+                folder: None,
             }],
             done: false,
             scope,
@@ -156,10 +162,24 @@ pub async fn walk(
     let mut frontier = frontier_of(services, run, &scope).await?;
     let mut counts = IndexCounts::default();
     let mut delta = RunCounters::default();
+    let mut locations = Locations::default();
     while !frontier.done && (counts.pages == 0 || Instant::now() < deadline) {
-        let Some(cursor) = frontier.stack.pop() else {
+        let Some(mut cursor) = frontier.stack.pop() else {
             frontier.done = true;
             break;
+        };
+        let mut folder = match cursor.folder.take() {
+            Some(folder) => Some(folder),
+            None if run.destination_storage_location_id.is_none() => {
+                Some(locations.folder(services, run, &cursor.parent_id).await?)
+            }
+            None => None,
+        };
+        // A folder's files are settled for the location it uploads to: when that changes,
+        // they are read again.
+        let scope = match &folder {
+            Some(folder) => format!("{scope}@{}", folder.destination_storage_location_id),
+            None => scope.clone(),
         };
         let page = services
             .synapse
@@ -187,14 +207,18 @@ pub async fn walk(
                 if listed.is_some() && seen.get(&child.id) == listed {
                     // Settled, and its listing unchanged since: nothing to read or write.
                     counts.unchanged += 1;
+                    if let Some(folder) = folder.as_mut() {
+                        folder.unchanged += 1;
+                    }
                     continue;
                 }
-                let items = match file_items(services, run, child).await {
+                let items = match file_items(services, run, folder.as_ref(), child).await {
                     Ok(items) => items,
                     // One unreadable file must not stop the walk: it is reported instead.
                     Err(error) if !error.is_retryable() => {
                         let version = child.version_number.unwrap_or(1);
-                        vec![unreadable(run, &child.id, &child.name, version, &error)?]
+                        let file = (child.id.as_str(), child.name.as_str(), version);
+                        vec![unreadable(run, folder.as_ref(), file, &error)?]
                     }
                     Err(error) => return Err(error),
                 };
@@ -206,15 +230,18 @@ pub async fn walk(
                 });
                 for item in items {
                     let status = item.status.name();
-                    match store
+                    let outcome = store
                         .put_item(&migration, &item, run.options.max_attempts)
-                        .await?
-                    {
-                        PutOutcome::Kept { .. } => counts.unchanged += 1,
-                        PutOutcome::Created | PutOutcome::Replaced { .. } => {
-                            counts.count(status);
-                            *delta.by_status.entry(status).or_default() += 1;
-                        }
+                        .await?;
+                    let kept = matches!(outcome, PutOutcome::Kept { .. });
+                    if let Some(folder) = folder.as_mut() {
+                        folder.count(&item, kept);
+                    }
+                    if kept {
+                        counts.unchanged += 1;
+                    } else {
+                        counts.count(status);
+                        *delta.by_status.entry(status).or_default() += 1;
                     }
                 }
                 if let Some(listed) = listed.filter(|_| settled) {
@@ -222,11 +249,24 @@ pub async fn walk(
                 }
             }
         }
-        if let Some(token) = page.next_page_token {
-            frontier.stack.push(Cursor {
+        match (page.next_page_token, folder) {
+            (Some(token), folder) => frontier.stack.push(Cursor {
                 parent_id: cursor.parent_id,
                 next_page_token: Some(token),
-            });
+                folder,
+            }),
+            // The folder's last page: its record is complete (a repeat writes the same).
+            (None, Some(folder)) => {
+                store
+                    .put_folder(
+                        &migration,
+                        &run.run_id,
+                        &folder,
+                        now() + FRONTIER_TTL_SECONDS,
+                    )
+                    .await?
+            }
+            (None, None) => {}
         }
         // Reversed so that the first folder by name is walked first.
         frontier
@@ -234,6 +274,7 @@ pub async fn walk(
             .extend(folders.into_iter().rev().map(|parent_id| Cursor {
                 parent_id,
                 next_page_token: None,
+                folder: None,
             }));
         frontier.done = frontier.stack.is_empty();
         counts.pages += 1;
@@ -267,6 +308,7 @@ pub struct IndexOutcome {
 async fn file_items(
     services: &Services,
     run: &RunContext,
+    folder: Option<&FolderRecord>,
     file: &EntityHeader,
 ) -> Result<Vec<ItemRecord>> {
     let entity_id = file.id.as_str();
@@ -312,6 +354,7 @@ async fn file_items(
         });
         let mut item = classify(
             run,
+            folder,
             key,
             &entity.name,
             entity.data_file_handle_id.as_deref(),
@@ -350,18 +393,57 @@ async fn migrated_by_us(services: &Services, run: &RunContext, found: &ItemRecor
     }))
 }
 
-/// The item that reports a file the walk could not read.
+/// The item that reports a file (id, name, version) the walk could not read.
 fn unreadable(
     run: &RunContext,
-    entity_id: &str,
-    name: &str,
-    version: i64,
+    folder: Option<&FolderRecord>,
+    (entity_id, name, version): (&str, &str, i64),
     error: &Error,
 ) -> Result<ItemRecord> {
     let key = ItemKey::new(entity_id, u64::try_from(version).unwrap_or(1))?;
-    let mut item = classify(run, key, name, None, None);
+    let mut item = classify(run, folder, key, name, None, None);
     item.status = ItemStatus::Errored(ItemError::from(error));
     Ok(item)
+}
+
+/// The upload locations an aligned walk met in this invocation, and whether files can be
+/// copied into each (`Some(why)` when not), so that each is asked about once.
+#[derive(Default)]
+struct Locations(BTreeMap<i64, Option<String>>);
+
+impl Locations {
+    /// The record of a folder (or the project) whose listing starts: where its files go
+    /// (`GET /entity/{id}/uploadDestination`), and whether they can be copied there.
+    async fn folder(
+        &mut self,
+        services: &Services,
+        run: &RunContext,
+        folder_id: &str,
+    ) -> Result<FolderRecord> {
+        let location = services
+            .synapse
+            .upload_destination(folder_id)
+            .await?
+            .storage_location_id;
+        let not_writable = match self.0.get(&location) {
+            Some(known) => known.clone(),
+            None => {
+                let why = match writable_destination(services, location, &run.options).await {
+                    Ok(_) => None,
+                    Err(error) if !error.is_retryable() => Some(error.to_string()),
+                    Err(error) => return Err(error),
+                };
+                self.0.insert(location, why.clone());
+                why
+            }
+        };
+        Ok(FolderRecord {
+            folder_id: folder_id.to_owned(),
+            destination_storage_location_id: location,
+            not_writable,
+            ..FolderRecord::default()
+        })
+    }
 }
 
 /// Every version number of an entity, newest first. Synapse's total is exact after a short
@@ -385,9 +467,11 @@ async fn all_versions(services: &Services, entity_id: &str) -> Result<Vec<i64>> 
     }
 }
 
-/// Decides what to do with one file version. Pure, so every rule is unit-tested.
+/// Decides what to do with one file version, in `folder` for an aligned run. Pure, so every
+/// rule is unit-tested.
 pub fn classify(
     run: &RunContext,
+    folder: Option<&FolderRecord>,
     key: ItemKey,
     entity_name: &str,
     handle_id: Option<&str>,
@@ -414,7 +498,11 @@ pub fn classify(
         run_id: run.run_id.clone(),
         verified_by: None,
         source_handle: None,
+        destination_storage_location_id: folder.map(|f| f.destination_storage_location_id),
     };
+    let destination = item
+        .destination_storage_location_id
+        .or(run.destination_storage_location_id);
     let skip = |reason| ItemStatus::Skipped { reason };
     item.status = match handle {
         None => ItemStatus::Errored(ItemError {
@@ -430,11 +518,14 @@ pub fn classify(
             skip(SkipReason::ExternalLink)
         }
         Some(h) if !h.is_s3() => skip(SkipReason::NotS3),
-        Some(h) if h.storage_location_id == Some(run.destination_storage_location_id) => {
+        Some(h) if h.storage_location_id.is_some() && h.storage_location_id == destination => {
             item.destination_file_handle_id = Some(h.id.clone());
             ItemStatus::AlreadyMigrated
         }
         Some(h) if !options.selects_source(h.storage_location_id) => skip(SkipReason::FilteredOut),
+        Some(_) if folder.is_some_and(|f| f.not_writable.is_some()) => {
+            skip(SkipReason::DestinationNotWritable)
+        }
         Some(_) if item.size == 0 => skip(SkipReason::EmptyFile),
         Some(_) => match crate::copy::sanitize_file_name(&item.file_name) {
             Some(_) if !options.sanitize_file_names => skip(SkipReason::InvalidFileName),
@@ -456,10 +547,10 @@ mod tests {
     fn run(options: MigrationOptions) -> RunContext {
         RunContext {
             project_id: "syn1".into(),
-            destination_storage_location_id: 7001,
+            destination_storage_location_id: Some(7001),
             run_id: "run-1".into(),
             options,
-            destination: StorageLocationSetting {
+            destination: Some(StorageLocationSetting {
                 concrete_type: concrete::EXTERNAL_S3_STORAGE_LOCATION.into(),
                 storage_location_id: 7001,
                 upload_type: None,
@@ -472,7 +563,7 @@ mod tests {
                 etag: None,
                 created_on: None,
                 created_by: None,
-            },
+            }),
         }
     }
 
@@ -486,7 +577,14 @@ mod tests {
 
     fn status(options: MigrationOptions, h: &FileHandle) -> ItemRecord {
         let key = ItemKey::new("syn9", 2).unwrap();
-        classify(&run(options), key, "entity name", Some(&h.id), Some(h))
+        classify(
+            &run(options),
+            None,
+            key,
+            "entity name",
+            Some(&h.id),
+            Some(h),
+        )
     }
 
     #[test]
@@ -563,6 +661,44 @@ mod tests {
     }
 
     #[test]
+    fn an_aligned_run_classifies_each_file_against_its_folders_location() {
+        let aligned = RunContext {
+            destination_storage_location_id: None,
+            destination: None,
+            ..run(MigrationOptions::default())
+        };
+        let folder = |location, not_writable: Option<&str>| FolderRecord {
+            folder_id: "syn2".into(),
+            destination_storage_location_id: location,
+            not_writable: not_writable.map(str::to_owned),
+            ..FolderRecord::default()
+        };
+        let classify_in = |folder: &FolderRecord, h: &FileHandle| {
+            let key = ItemKey::new("syn9", 1).unwrap();
+            classify(&aligned, Some(folder), key, "x", Some(&h.id), Some(h))
+        };
+        let in_7003 = handle(concrete::S3_FILE_HANDLE, 7003, 10, "a");
+        let there = classify_in(&folder(7003, None), &in_7003);
+        assert_eq!(there.status, ItemStatus::AlreadyMigrated);
+        assert_eq!(there.destination_storage_location_id, Some(7003));
+        let to_copy = classify_in(&folder(7001, None), &in_7003);
+        assert_eq!(to_copy.status, ItemStatus::Indexed);
+        assert_eq!(to_copy.destination_storage_location_id, Some(7001));
+        assert_eq!(to_copy.copy_id(), "55@7001");
+        let refused = classify_in(&folder(7002, Some("not yours")), &in_7003);
+        assert_eq!(
+            refused.status,
+            ItemStatus::Skipped {
+                reason: SkipReason::DestinationNotWritable
+            }
+        );
+        // Already in a location nobody may copy into is still already there.
+        let in_synapse = handle(concrete::S3_FILE_HANDLE, 1, 10, "a");
+        let kept = classify_in(&folder(1, Some("Synapse's")), &in_synapse);
+        assert_eq!(kept.status, ItemStatus::AlreadyMigrated);
+    }
+
+    #[test]
     fn invalid_names_are_sanitised_by_default() {
         let item = status(
             MigrationOptions::default(),
@@ -581,6 +717,7 @@ mod tests {
         let key = ItemKey::new("syn9", 1).unwrap();
         let item = classify(
             &run(MigrationOptions::default()),
+            None,
             key,
             "x",
             Some("77"),

@@ -2,11 +2,12 @@
 //! in plan order, and writes the manifests the Distributed Map reads: the lead units, and the
 //! follower units of widely shared sources for the Map's second pass.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 
 use serde::{Deserialize, Serialize};
+use synapse_model::StorageLocationSetting;
 
-use super::init::renew_lock;
+use super::init::{renew_lock, writable_destination};
 use crate::artifacts::ArtifactWriter;
 use crate::context::{now, RunContext, Services, LIST_PAGE};
 use crate::state::{ItemRecord, ItemStatus, MigrationKey, StatusName};
@@ -154,17 +155,21 @@ pub async fn plan(services: &Services, input: PlanInput) -> Result<PlanOutput> {
     if !run.options.dry_run {
         let mut planner = UnitPlanner::new(services.tuning.unit_limits)?;
         let mut candidates = Candidates::new(services, run)?;
+        let mut destinations = Destinations::default();
         while let Some(item) = candidates.next().await? {
             let planned = planner.push(UnitItem {
                 key: item.key.to_string(),
                 size: item.size,
                 source: item.source_file_handle_id,
+                destination: item.destination_storage_location_id,
             });
             for unit in planned {
+                let unit = destinations.attach(services, run, unit).await?;
                 write_unit(&mut leads, &mut followers, unit).await?;
             }
         }
         for unit in planner.finish() {
+            let unit = destinations.attach(services, run, unit).await?;
             write_unit(&mut leads, &mut followers, unit).await?;
         }
     }
@@ -185,6 +190,35 @@ pub async fn plan(services: &Services, input: PlanInput) -> Result<PlanOutput> {
         followers_key: (follower_units > 0).then(|| run.followers_key()),
         follower_unit_count: follower_units,
     })
+}
+
+/// The storage locations an aligned run's units copy to, as Synapse describes them (the
+/// engines need bucket and base key), each asked for once per Plan.
+#[derive(Default)]
+struct Destinations(BTreeMap<i64, StorageLocationSetting>);
+
+impl Destinations {
+    /// The unit with its destination's description, if its items have their own destination.
+    async fn attach(
+        &mut self,
+        services: &Services,
+        run: &RunContext,
+        mut planned: Planned,
+    ) -> Result<Planned> {
+        let (Planned::Lead(unit) | Planned::Follower(unit)) = &mut planned;
+        if let Some(id) = unit.destination_id() {
+            let setting = match self.0.get(&id) {
+                Some(setting) => setting.clone(),
+                None => {
+                    let setting = writable_destination(services, id, &run.options).await?;
+                    self.0.insert(id, setting.clone());
+                    setting
+                }
+            };
+            unit.destination = Some(setting);
+        }
+        Ok(planned)
+    }
 }
 
 async fn write_unit(

@@ -1,7 +1,10 @@
 //! How the Plan stage groups the items to copy into work units for the Distributed Map. No
 //! I/O here, so every boundary is property-tested.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
+use synapse_model::StorageLocationSetting;
 
 use crate::copy::parts::{PlanError, GIB};
 
@@ -14,6 +17,10 @@ pub struct UnitItem {
     pub size: u64,
     /// The source file handle id. Versions often share one; their single copy is shared too.
     pub source: String,
+    /// The item's own destination in an aligned run (its folder's upload location): a unit
+    /// holds items of one destination only. `None` where the run has one destination.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub destination: Option<i64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -34,6 +41,17 @@ pub struct WorkUnit {
     /// Bytes to copy: each source counted once.
     pub total_bytes: u64,
     pub items: Vec<UnitItem>,
+    /// Where an aligned run's unit copies to (its items' destination, as Synapse describes
+    /// it); `None` where the run has one destination for every unit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub destination: Option<StorageLocationSetting>,
+}
+
+impl WorkUnit {
+    /// The storage location its items go to in an aligned run.
+    pub fn destination_id(&self) -> Option<i64> {
+        self.items.first().and_then(|item| item.destination)
+    }
 }
 
 /// Limits for grouping files into units.
@@ -83,17 +101,29 @@ pub enum Planned {
 ///   spreads the rest over follower units of at most `max_files` each ([`Planned::Follower`]),
 ///   so no unit's input or entity updates grow with the fan-in.
 ///
+/// - Items of an aligned run go to different destinations: each destination has its own packers,
+///   so a unit copies into one location, and a source shared by folders with different
+///   locations is copied once into each.
+///
 /// Unit ids are `unit-000001`, ... for leads and `follower-000001`, ... for followers, in order.
 pub struct UnitPlanner {
     limits: UnitLimits,
-    leads: Packer,
-    followers: Packer,
+    packers: BTreeMap<Option<i64>, Packers>,
+    /// Units made so far, leads and followers: their ids' numbers.
+    made: (usize, usize),
     group: Option<SourceGroup>,
 }
 
-/// The items of one source seen so far.
+/// The lead and follower packers of one destination.
+struct Packers {
+    leads: Packer,
+    followers: Packer,
+}
+
+/// The items of one source (into one destination) seen so far.
 struct SourceGroup {
     source: String,
+    destination: Option<i64>,
     size: u64,
     leads: Vec<UnitItem>,
     /// Followers not yet handed to the follower packer (fewer than `max_files`).
@@ -110,8 +140,8 @@ impl UnitPlanner {
         }
         Ok(Self {
             limits,
-            leads: Packer::new(limits, "unit"),
-            followers: Packer::new(limits, "follower"),
+            packers: BTreeMap::new(),
+            made: (0, 0),
             group: None,
         })
     }
@@ -120,7 +150,7 @@ impl UnitPlanner {
     pub fn push(&mut self, item: UnitItem) -> Vec<Planned> {
         let mut done = Vec::new();
         match &mut self.group {
-            Some(group) if group.source == item.source => {
+            Some(group) if group.source == item.source && group.destination == item.destination => {
                 // All items of a source have its size; `max` keeps a disagreement safe.
                 group.size = group.size.max(item.size);
                 if group.leads.len() < self.limits.max_files {
@@ -129,12 +159,17 @@ impl UnitPlanner {
                     group.followers.push(item);
                     if group.followers.len() == self.limits.max_files {
                         let chunk = std::mem::take(&mut group.followers);
+                        let (size, destination) = (group.size, group.destination);
+                        let mut made = self.made.1;
+                        let packers = self.packers_of(destination);
                         done.extend(
-                            self.followers
-                                .add(group.size, chunk)
+                            packers
+                                .followers
+                                .add(&mut made, size, chunk)
                                 .into_iter()
                                 .map(Planned::Follower),
                         );
+                        self.made.1 = made;
                     }
                 }
             }
@@ -142,6 +177,7 @@ impl UnitPlanner {
                 done.extend(self.close_group());
                 self.group = Some(SourceGroup {
                     source: item.source.clone(),
+                    destination: item.destination,
                     size: item.size,
                     leads: vec![item],
                     followers: Vec::new(),
@@ -154,38 +190,56 @@ impl UnitPlanner {
     /// Ends the input; returns the last units.
     pub fn finish(mut self) -> Vec<Planned> {
         let mut done = self.close_group();
-        done.extend(self.leads.flush().map(Planned::Lead));
-        done.extend(self.followers.flush().map(Planned::Follower));
+        let (leads, followers) = &mut self.made;
+        for packers in self.packers.values_mut() {
+            done.extend(packers.leads.flush(leads).map(Planned::Lead));
+        }
+        for packers in self.packers.values_mut() {
+            done.extend(packers.followers.flush(followers).map(Planned::Follower));
+        }
         done
+    }
+
+    /// The packers of `destination`, made when it first comes.
+    fn packers_of(&mut self, destination: Option<i64>) -> &mut Packers {
+        let limits = self.limits;
+        self.packers.entry(destination).or_insert_with(|| Packers {
+            leads: Packer::new(limits, "unit"),
+            followers: Packer::new(limits, "follower"),
+        })
     }
 
     fn close_group(&mut self) -> Vec<Planned> {
         let Some(group) = self.group.take() else {
             return Vec::new();
         };
-        let mut done: Vec<Planned> = self
+        let (mut leads, mut followers) = self.made;
+        let packers = self.packers_of(group.destination);
+        let mut done: Vec<Planned> = packers
             .leads
-            .add(group.size, group.leads)
+            .add(&mut leads, group.size, group.leads)
             .into_iter()
             .map(Planned::Lead)
             .collect();
         if !group.followers.is_empty() {
             done.extend(
-                self.followers
-                    .add(group.size, group.followers)
+                packers
+                    .followers
+                    .add(&mut followers, group.size, group.followers)
                     .into_iter()
                     .map(Planned::Follower),
             );
         }
+        self.made = (leads, followers);
         done
     }
 }
 
-/// Packs groups of at most `max_files` items (one source each) into units.
+/// Packs groups of at most `max_files` items (one source each) into units; `made` counts the
+/// units of its kind over every destination, for their ids.
 struct Packer {
     limits: UnitLimits,
     prefix: &'static str,
-    made: usize,
     current: Vec<UnitItem>,
     current_bytes: u64,
 }
@@ -195,7 +249,6 @@ impl Packer {
         Self {
             limits,
             prefix,
-            made: 0,
             current: Vec::new(),
             current_bytes: 0,
         }
@@ -203,36 +256,44 @@ impl Packer {
 
     /// Adds one source's group; returns the units completed (at most two: the small unit it
     /// did not fit in, and its own large one).
-    fn add(&mut self, size: u64, items: Vec<UnitItem>) -> Vec<WorkUnit> {
+    fn add(&mut self, made: &mut usize, size: u64, items: Vec<UnitItem>) -> Vec<WorkUnit> {
         if size > self.limits.large_threshold {
-            let large = self.unit(UnitKind::Large, size, items);
-            return self.flush().into_iter().chain([large]).collect();
+            let flushed = self.flush(made);
+            let large = self.unit(made, UnitKind::Large, size, items);
+            return flushed.into_iter().chain([large]).collect();
         }
         let full = self.current.len() + items.len() > self.limits.max_files
             || self.current_bytes.saturating_add(size) > self.limits.max_bytes;
-        let flushed = if full { self.flush() } else { None };
+        let flushed = if full { self.flush(made) } else { None };
         self.current_bytes = self.current_bytes.saturating_add(size);
         self.current.extend(items);
         flushed.into_iter().collect()
     }
 
     /// The small unit under construction, if any.
-    fn flush(&mut self) -> Option<WorkUnit> {
+    fn flush(&mut self, made: &mut usize) -> Option<WorkUnit> {
         if self.current.is_empty() {
             return None;
         }
         let items = std::mem::take(&mut self.current);
         let bytes = std::mem::take(&mut self.current_bytes);
-        Some(self.unit(UnitKind::Small, bytes, items))
+        Some(self.unit(made, UnitKind::Small, bytes, items))
     }
 
-    fn unit(&mut self, kind: UnitKind, total_bytes: u64, items: Vec<UnitItem>) -> WorkUnit {
-        self.made += 1;
+    fn unit(
+        &self,
+        made: &mut usize,
+        kind: UnitKind,
+        total_bytes: u64,
+        items: Vec<UnitItem>,
+    ) -> WorkUnit {
+        *made += 1;
         WorkUnit {
-            unit_id: format!("{}-{:06}", self.prefix, self.made),
+            unit_id: format!("{}-{made:06}", self.prefix),
             kind,
             total_bytes,
             items,
+            destination: None,
         }
     }
 }
@@ -258,11 +319,13 @@ pub(crate) fn group_units(
 #[cfg(test)]
 impl UnitItem {
     /// The item's place in the Plan's order ([`crate::state::plan_order_key`]'s: size
-    /// descending, source, key; here by the key's text, which only reorders within a source).
-    fn plan_order(&self) -> (std::cmp::Reverse<u64>, String, String) {
+    /// descending, source, destination, key; here by the key's text, which only reorders
+    /// within a source's destination).
+    fn plan_order(&self) -> (std::cmp::Reverse<u64>, String, Option<i64>, String) {
         (
             std::cmp::Reverse(self.size),
             self.source.clone(),
+            self.destination,
             self.key.clone(),
         )
     }
@@ -291,9 +354,11 @@ mod tests {
             max_files in 1usize..=60,
             max_bytes in 1u64..=8 * GIB,
             large_threshold in 0u64..=2 * GIB,
+            destinations in 0i64..=3,
         ) {
             // Items pick their source at random, so some sources are shared by several items
-            // (and some by more than a unit holds).
+            // (and some by more than a unit holds); in an aligned run (`destinations` > 0) they
+            // also go to one of several locations, so a source may be copied into each.
             let items: Vec<UnitItem> = picks
                 .iter()
                 .enumerate()
@@ -303,6 +368,7 @@ mod tests {
                         key: format!("syn{i}.1"),
                         size: source_sizes[source],
                         source: format!("fh{source}"),
+                        destination: (destinations > 0).then(|| 7000 + i as i64 % destinations),
                     }
                 })
                 .collect();
@@ -316,13 +382,16 @@ mod tests {
             expected.sort_by(|a, b| a.key.cmp(&b.key));
             prop_assert_eq!(seen, expected);
 
-            // Every source's items start in one lead unit (the manifests are apart, so the
-            // order of leads and followers between them does not matter).
-            let mut lead_unit_of_source: BTreeMap<&str, &WorkUnit> = BTreeMap::new();
+            // Every copy's items (a source into a destination) start in one lead unit (the
+            // manifests are apart, so the order of leads and followers between them does not
+            // matter).
+            let mut lead_unit_of_source: BTreeMap<(&str, Option<i64>), &WorkUnit> =
+                BTreeMap::new();
             for planned in &planned {
                 if let Planned::Lead(unit) = planned {
                     for item in &unit.items {
-                        let first = lead_unit_of_source.insert(&item.source, unit);
+                        let first =
+                            lead_unit_of_source.insert((&item.source, item.destination), unit);
                         prop_assert!(
                             first.is_none_or(|u| u.unit_id == unit.unit_id),
                             "source {} in two lead units", item.source
@@ -336,19 +405,21 @@ mod tests {
                 prop_assert!(!unit.items.is_empty());
                 // No unit grows with the fan-in: at most max_files items, whatever the sharing.
                 prop_assert!(unit.items.len() <= max_files);
+                // A unit copies into one location.
+                prop_assert!(unit.items.iter().all(|i| i.destination == unit.destination_id()));
                 let sources: BTreeMap<&str, u64> =
                     unit.items.iter().map(|i| (i.source.as_str(), i.size)).collect();
                 prop_assert_eq!(unit.total_bytes, sources.values().sum::<u64>());
                 if let Planned::Follower(_) = planned {
                     for source in sources.keys() {
                         // A follower's source has a lead unit full of its items.
-                        let lead = lead_unit_of_source.get(source);
+                        let lead = lead_unit_of_source.get(&(*source, unit.destination_id()));
                         prop_assert!(lead.is_some(), "follower of {} without a lead", source);
                         let lead_items = lead
                             .unwrap()
                             .items
                             .iter()
-                            .filter(|i| i.source == *source)
+                            .filter(|i| i.source == *source && i.destination == unit.destination_id())
                             .count();
                         prop_assert_eq!(lead_items, max_files);
                     }
@@ -432,6 +503,7 @@ mod tests {
             key: key.into(),
             size,
             source: source.into(),
+            destination: None,
         };
         let limits = UnitLimits {
             max_files: 2,

@@ -3,17 +3,39 @@
 //! The CSV starts with the official client's columns (`synapse migrate --csv_log_path`), so
 //! tools written for that log read ours, and adds `reason`, `renamed_to`, `bytes`,
 //! `verified_by` (how the copy was proven, see [`crate::copy::verify`]) and `source_handle`
-//! (what `deleteSourceFileHandles` did with the old handle) at the end.
+//! (what `deleteSourceFileHandles` did with the old handle) and `to_storage_location_id` (where
+//! the file goes: the run's destination, or its folder's upload location in an aligned run)
+//! at the end. An aligned run also lists its folders ([`folder_row`]).
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::state::{CopyRecord, ItemRecord, ItemStatus, StatusName};
+use crate::state::{CopyRecord, FolderRecord, ItemRecord, ItemStatus, StatusName};
 
 /// The header row.
 pub const CSV_HEADER: &str = "id,type,version,row_id,col_name,from_storage_location_id,\
-from_file_handle_id,to_file_handle_id,status,exception,reason,renamed_to,bytes,verified_by,source_handle";
+from_file_handle_id,to_file_handle_id,status,exception,reason,renamed_to,bytes,verified_by,source_handle,\
+to_storage_location_id";
+
+/// The header of an aligned run's folder list: the plan per folder.
+pub const FOLDERS_HEADER: &str = "folder_id,to_storage_location_id,not_writable,to_copy,\
+bytes_to_copy,already_there,skipped,errored,unchanged";
+
+/// One row of the folder list (with its trailing newline).
+pub fn folder_row(folder: &FolderRecord) -> String {
+    csv_line(&[
+        folder.folder_id.clone(),
+        folder.destination_storage_location_id.to_string(),
+        folder.not_writable.clone().unwrap_or_default(),
+        folder.to_copy.to_string(),
+        folder.bytes_to_copy.to_string(),
+        folder.already_there.to_string(),
+        folder.skipped.to_string(),
+        folder.errored.to_string(),
+        folder.unchanged.to_string(),
+    ])
+}
 
 /// Totals over every item of a migration.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -62,8 +84,9 @@ impl ItemTotals {
     }
 }
 
-/// One CSV row for an item (with its trailing newline).
-pub fn csv_row(item: &ItemRecord) -> String {
+/// One CSV row for an item of a run into `destination` (`None`: an aligned run, where each
+/// item has its own), with its trailing newline.
+pub fn csv_row(item: &ItemRecord, destination: Option<i64>) -> String {
     let (exception, reason) = match &item.status {
         ItemStatus::Errored(error) => (error.message.clone(), error.class.clone()),
         ItemStatus::Skipped { reason } => (String::new(), reason.as_str().to_owned()),
@@ -87,6 +110,10 @@ pub fn csv_row(item: &ItemRecord) -> String {
         item.size.to_string(),
         item.verified_by.clone().unwrap_or_default(),
         item.source_handle.clone().unwrap_or_default(),
+        item.destination_storage_location_id
+            .or(destination)
+            .map(|id| id.to_string())
+            .unwrap_or_default(),
     ];
     csv_line(&fields)
 }
@@ -123,13 +150,13 @@ pub fn orphaned_copy_notes(copy: &CopyRecord) -> Vec<(String, String)> {
 pub fn orphaned_copy_row(copy: &CopyRecord) -> String {
     orphaned_copy_notes(copy)
         .iter()
-        .map(|(to, why)| csv_line(&[&copy.source_file_handle_id, to, why]))
+        .map(|(to, why)| csv_line(&[copy.source_handle_id(), to, why]))
         .collect()
 }
 
 /// A row of the orphaned copies' CSV about a copy without a destination handle.
 pub(super) fn note_row(copy: &CopyRecord, why: &str) -> String {
-    csv_line(&[&copy.source_file_handle_id, "", why])
+    csv_line(&[copy.source_handle_id(), "", why])
 }
 
 /// One CSV line (RFC 4180 quoting, `\n` at the end) of `fields`.
@@ -170,6 +197,7 @@ mod tests {
             run_id: "r".into(),
             verified_by: None,
             source_handle: None,
+            destination_storage_location_id: None,
         }
     }
 
@@ -179,7 +207,7 @@ mod tests {
             "id,type,version,row_id,col_name,from_storage_location_id,from_file_handle_id,\
              to_file_handle_id,status,exception"
         ));
-        assert_eq!(CSV_HEADER.split(',').count(), 15);
+        assert_eq!(CSV_HEADER.split(',').count(), 16);
     }
 
     #[test]
@@ -190,15 +218,15 @@ mod tests {
         migrated.verified_by = Some("bytes-md5".into());
         migrated.source_handle = Some("deleted".into());
         assert_eq!(
-            csv_row(&migrated),
-            "syn5,file,3,,,1,100,200,MIGRATED,,,caf_.txt,42,bytes-md5,deleted\n"
+            csv_row(&migrated, Some(7001)),
+            "syn5,file,3,,,1,100,200,MIGRATED,,,caf_.txt,42,bytes-md5,deleted,7001\n"
         );
         let skipped = item(ItemStatus::Skipped {
             reason: SkipReason::EmptyFile,
         });
         assert_eq!(
-            csv_row(&skipped),
-            "syn5,file,3,,,1,100,,SKIPPED,,EMPTY_FILE,,42,,\n"
+            csv_row(&skipped, Some(7001)),
+            "syn5,file,3,,,1,100,,SKIPPED,,EMPTY_FILE,,42,,,7001\n"
         );
     }
 
@@ -210,8 +238,8 @@ mod tests {
             retryable: false,
         }));
         assert_eq!(
-            csv_row(&errored),
-            "syn5,file,3,,,1,100,,ERRORED,\"no, \"\"really\"\"\nno\",Fatal.Forbidden,,42,,\n"
+            csv_row(&errored, Some(7001)),
+            "syn5,file,3,,,1,100,,ERRORED,\"no, \"\"really\"\"\nno\",Fatal.Forbidden,,42,,,7001\n"
         );
     }
 

@@ -11,7 +11,10 @@ use crate::Result;
 pub mod csv;
 mod uploads;
 
-use self::csv::{csv_row, orphaned_copy_row, ItemTotals, CSV_HEADER, ORPHANED_COPIES_HEADER};
+use self::csv::{
+    csv_row, folder_row, orphaned_copy_row, ItemTotals, CSV_HEADER, FOLDERS_HEADER,
+    ORPHANED_COPIES_HEADER,
+};
 use uploads::{cleanup_advice, unfinished_upload, upload_note};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -28,7 +31,8 @@ pub struct ReportInput {
 #[serde(rename_all = "camelCase")]
 pub struct Summary {
     pub project_id: String,
-    pub destination_storage_location_id: i64,
+    /// `None`: an aligned run (each file went to its folder's upload location).
+    pub destination_storage_location_id: Option<i64>,
     pub run_id: String,
     pub status: RunStatus,
     pub dry_run: bool,
@@ -65,6 +69,9 @@ pub struct Summary {
     /// What to do about them, for the execution's failure cause and the CLI.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unfinished_message: Option<String>,
+    /// An aligned run's plan per folder; absent for a run with one destination.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub folders: Option<FolderList>,
 }
 
 /// The items a finished run left behind without an error (see [`Summary::unfinished`]).
@@ -158,9 +165,10 @@ pub async fn report(services: &Services, input: ReportInput) -> Result<Summary> 
         for item in &page.items {
             totals.add(item);
             unfinished.add(item, at);
+            let destination = run.destination_storage_location_id;
             match would_delete(run, item) {
-                Some(planned) => rows.push_str(&csv_row(&planned)),
-                None => rows.push_str(&csv_row(item)),
+                Some(planned) => rows.push_str(&csv_row(&planned, destination)),
+                None => rows.push_str(&csv_row(item, destination)),
             }
         }
         csv.write(rows.as_bytes()).await?;
@@ -170,6 +178,7 @@ pub async fn report(services: &Services, input: ReportInput) -> Result<Summary> 
         }
     }
     csv.finish().await?;
+    let folders = report_folders(services, run).await?;
     let orphans = report_orphaned_copies(services, run, at).await?;
     let upload_cleanup = match orphans.uploads {
         0 => None,
@@ -230,7 +239,64 @@ pub async fn report(services: &Services, input: ReportInput) -> Result<Summary> 
         orphaned_copies_key: orphans.key,
         unfinished: unfinished.count(),
         unfinished_message,
+        folders,
     })
+}
+
+/// An aligned run's folder list: where each folder's files go and what the walk found there.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FolderList {
+    /// The CSV (see [`csv::FOLDERS_HEADER`]).
+    pub key: String,
+    /// Folders (and the project) the run walked.
+    pub folders: u64,
+    /// Those whose upload location cannot take copies, and the first of them with the reason.
+    pub not_writable: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_not_writable: Option<String>,
+}
+
+/// Writes an aligned run's folder list, page by page; `None` for a run with one destination.
+async fn report_folders(services: &Services, run: &RunContext) -> Result<Option<FolderList>> {
+    if run.destination_storage_location_id.is_some() {
+        return Ok(None);
+    }
+    let migration = run.migration()?;
+    let mut list = FolderList {
+        key: run.folders_key(),
+        ..FolderList::default()
+    };
+    let mut csv = ArtifactWriter::new(services, list.key.clone(), "text/csv");
+    csv.write(format!("{FOLDERS_HEADER}\n").as_bytes()).await?;
+    let mut token: Option<String> = None;
+    loop {
+        let page = services
+            .store
+            .list_folders(&migration, &run.run_id, LIST_PAGE, token.as_deref())
+            .await?;
+        let mut rows = String::new();
+        for folder in &page.items {
+            list.folders += 1;
+            if let Some(why) = &folder.not_writable {
+                list.not_writable += 1;
+                list.first_not_writable.get_or_insert_with(|| {
+                    format!(
+                        "{} uploads to storage location {}: {why}",
+                        folder.folder_id, folder.destination_storage_location_id
+                    )
+                });
+            }
+            rows.push_str(&folder_row(folder));
+        }
+        csv.write(rows.as_bytes()).await?;
+        match page.next_token {
+            Some(next) => token = Some(next),
+            None => break,
+        }
+    }
+    csv.finish().await?;
+    Ok(Some(list))
 }
 
 /// What the orphaned copies' CSV lists.

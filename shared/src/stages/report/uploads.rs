@@ -46,7 +46,15 @@ pub(super) fn upload_note(state: &EngineState) -> String {
 
 /// What becomes of `count` unfinished uploads in the run's destination, and what to do.
 pub(super) async fn cleanup_advice(services: &Services, run: &RunContext, count: u64) -> String {
-    let Some(bucket) = run.destination.bucket.as_deref() else {
+    let Some(destination) = &run.destination else {
+        return format!(
+            "{count} unfinished multipart uploads in the folders' upload locations: a later run \
+             resumes them if their files are retried; otherwise abort them, or let the buckets' \
+             lifecycle rules (or Synapse's cleanup, after {SYNAPSE_CLEANUP_DAYS} days, for the \
+             uploads it started) clear them"
+        );
+    };
+    let Some(bucket) = destination.bucket.as_deref() else {
         return format!(
             "{count} unfinished multipart uploads in Synapse's storage: Synapse clears the \
              uploads it started after {SYNAPSE_CLEANUP_DAYS} days"

@@ -159,6 +159,7 @@ pub(super) fn parse_item(attrs: &Attrs) -> Result<ItemRecord, StateError> {
         run_id: reader.s("runId")?.to_owned(),
         verified_by: reader.opt_s("verifiedBy")?.map(str::to_owned),
         source_handle: reader.opt_s("sourceHandle")?.map(str::to_owned),
+        destination_storage_location_id: reader.opt_n("destinationStorageLocationId")?,
     })
 }
 
@@ -175,6 +176,12 @@ pub(super) fn parse_copy(attrs: &Attrs) -> Result<CopyRecord, StateError> {
         lease: reader.lease("leaseOwner", "leaseExpiresAt")?,
         updated_at: reader.n("updatedAt")?,
     })
+}
+
+pub(super) fn parse_folder(attrs: &Attrs) -> Result<FolderRecord, StateError> {
+    let reader = Reader { attrs };
+    serde_json::from_str(reader.s("folder")?)
+        .map_err(|e| StateError::Invalid(format!("stored folder record does not parse: {e}")))
 }
 
 /// Opaque page token: the last evaluated key as JSON (all key attributes are strings).

@@ -212,6 +212,46 @@ impl StateStore for DynamoStore {
             .transpose()?)
     }
 
+    async fn put_folder(
+        &self,
+        migration: &MigrationKey,
+        run_id: &str,
+        folder: &FolderRecord,
+        expires_at: EpochSeconds,
+    ) -> Result<(), StateError> {
+        check_id("run id", run_id)?;
+        check_id("folder id", &folder.folder_id)?;
+        let document = serde_json::to_string(folder)
+            .map_err(|e| StateError::Invalid(format!("folder record does not encode: {e}")))?;
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .item(PK, s(migration.pk()))
+            .item(SK, s(folder_sk(run_id, &folder.folder_id)))
+            .item("folder", s(document))
+            .item(TTL_ATTRIBUTE, n(expires_at))
+            .send()
+            .await
+            .map_err(|e| service_error("PutItem", e))?;
+        Ok(())
+    }
+
+    async fn list_folders(
+        &self,
+        migration: &MigrationKey,
+        run_id: &str,
+        limit: u32,
+        page_token: Option<&str>,
+    ) -> Result<Page<FolderRecord>, StateError> {
+        check_id("run id", run_id)?;
+        let query = self.page_query(limit, page_token)?;
+        read_page(
+            with_prefix(query, migration, &folder_prefix(run_id)),
+            parse_folder,
+        )
+        .await
+    }
+
     async fn get_seen(
         &self,
         migration: &MigrationKey,
@@ -290,6 +330,10 @@ impl StateStore for DynamoStore {
                 item.source_storage_location_id.map(n),
             )
             .set("fileName", s(&item.file_name))
+            .set_or_remove(
+                "destinationStorageLocationId",
+                item.destination_storage_location_id.map(n),
+            )
             .set_or_remove(
                 "destinationFileName",
                 item.destination_file_name.as_deref().map(s),

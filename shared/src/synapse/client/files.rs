@@ -43,6 +43,21 @@ impl SynapseClient {
         self.send_json(call).await
     }
 
+    /// `GET /entity/{id}/uploadDestination` (file service): where files created under the
+    /// node go, inherited from the nearest folder or project with an upload setting.
+    pub async fn upload_destination(
+        &self,
+        entity_id: &str,
+    ) -> Result<UploadDestination, SynapseError> {
+        let call = Call::new(
+            Method::GET,
+            Service::File,
+            format!("/entity/{entity_id}/uploadDestination"),
+            "GET /entity/{id}/uploadDestination",
+        );
+        self.send_json(call).await
+    }
+
     /// `DELETE /fileHandle/{id}` (file service): 200 with no body, also for a handle already
     /// gone. Only its creator may (403); a handle an entity version uses cannot go (409).
     pub async fn delete_file_handle(&self, file_handle_id: &str) -> Result<(), SynapseError> {
