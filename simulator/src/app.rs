@@ -1,6 +1,7 @@
 //! The state one running simulator shares between its handlers, its middleware and its owner:
 //! the store, the S3 client, the presigner, the throttle, the injected faults and the request log.
 
+use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -54,6 +55,37 @@ impl App {
         *lock(&self.presign_expiry) = expiry;
     }
 
+    pub fn table(&self, id: &str) -> Option<TableView> {
+        let store = lock(&self.store);
+        let table = store.entity(id).ok()?.table.as_ref()?;
+        let schema = store.tables.schema(table);
+        let name_of = |column: &u64| {
+            schema
+                .iter()
+                .find(|c| c.id == column.to_string())
+                .map(|c| c.name.clone())
+        };
+        Some(TableView {
+            column_ids: schema
+                .iter()
+                .map(|c| (c.name.clone(), c.id.clone()))
+                .collect(),
+            rows: table
+                .rows
+                .iter()
+                .map(|(id, row)| TableRowView {
+                    row_id: *id,
+                    version_number: row.version,
+                    values: row
+                        .values
+                        .iter()
+                        .filter_map(|(c, v)| Some((name_of(c)?, v.clone())))
+                        .collect(),
+                })
+                .collect(),
+        })
+    }
+
     pub fn snapshot(&self, id: &str) -> Option<EntitySnapshot> {
         let store = lock(&self.store);
         let rec = store.entity(id).ok()?;
@@ -78,6 +110,25 @@ impl App {
                 .collect(),
         })
     }
+}
+
+/// A table's current rows as the admin API shows them, cells by column name.
+#[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TableView {
+    /// Column name -> column model id.
+    pub column_ids: BTreeMap<String, String>,
+    /// ROW_ID ascending.
+    pub rows: Vec<TableRowView>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TableRowView {
+    pub row_id: i64,
+    pub version_number: i64,
+    /// Non-null cells by column name.
+    pub values: BTreeMap<String, String>,
 }
 
 /// An entity as the admin API shows it: latest, every version (oldest first), its handles.

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 use crate::error::SimError;
+pub use crate::tables::ColumnType;
 
 /// A whole simulated Synapse: users, storage locations, shared handles and projects.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -123,6 +124,39 @@ pub enum NodeSpec {
         #[serde(default)]
         acl: Option<AclSpec>,
     },
+    /// A `TableEntity` (one version, `in progress`, as the server creates it) with its columns
+    /// and rows; row ids are 1, 2, ... in order, all rows one change (row version 1).
+    Table {
+        name: String,
+        /// At least one column; names distinct.
+        columns: Vec<ColumnSpec>,
+        /// Each row: column name -> cell; a column left out is null.
+        #[serde(default)]
+        rows: Vec<BTreeMap<String, CellSpec>>,
+        #[serde(default)]
+        acl: Option<AclSpec>,
+    },
+}
+
+/// A table column: `columnType` is `FILEHANDLEID`, `STRING` (`maximumSize`, default 50) or
+/// `INTEGER`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ColumnSpec {
+    pub name: String,
+    pub column_type: ColumnType,
+    #[serde(default)]
+    pub maximum_size: Option<u64>,
+}
+
+/// A table cell: text for STRING, a number for INTEGER, and for FILEHANDLEID a file handle
+/// written as a file version is (`{"handle": "name"}` for a named handle, or the handle itself).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum CellSpec {
+    Text(String),
+    Number(i64),
+    File(VersionSpec),
 }
 
 /// What a file version carries besides its handle.
@@ -336,6 +370,7 @@ mod tests {
             .map(|n| match n {
                 NodeSpec::Folder { children, .. } => count_files(children),
                 NodeSpec::File { .. } => 1,
+                NodeSpec::Table { .. } => 0,
             })
             .sum()
     }

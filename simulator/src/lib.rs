@@ -69,7 +69,8 @@
 //! server's throttle filter writes them), seeded fault injection ([`FaultConfig`])
 //! and a request log of every `/repo/v1` and `/file/v1` request (method, route template, status,
 //! user id) readable through [`RunningSim`] and `GET /admin/requests` (`POST /admin/requests/reset`).
-//! `GET /admin/entities/{id}` and `GET /admin/fileHandles/{id}` show state without auth.
+//! `GET /admin/entities/{id}`, `GET /admin/tables/{id}` and `GET /admin/fileHandles/{id}` show
+//! state without auth.
 //!
 //! # Strict where Synapse is strict
 //! Every rule below is traced to the server source and proven by a test that the simulator
@@ -91,16 +92,19 @@ mod presign;
 mod request_log;
 mod seed;
 mod server;
+mod sql;
 mod store;
+mod tables;
 mod throttle;
 mod util;
 
-pub use app::EntitySnapshot;
+pub use app::{EntitySnapshot, TableRowView, TableView};
 pub use config::{Burst, FaultConfig, SimConfig, ThrottleConfig};
 pub use error::{ApiError, SimError};
 pub use fixture::{
-    AclSpec, Content, Fixture, HandleKind, HandleSpec, LocationKind, NodeSpec, Permission,
-    ProjectSpec, StorageLocationSpec, UserSpec, VersionMeta, VersionSpec,
+    AclSpec, CellSpec, ColumnSpec, ColumnType, Content, Fixture, HandleKind, HandleSpec,
+    LocationKind, NodeSpec, Permission, ProjectSpec, StorageLocationSpec, UserSpec, VersionMeta,
+    VersionSpec,
 };
 pub use request_log::{RequestCounts, RequestRecord};
 pub use seed::{content_bytes, ContentStream};

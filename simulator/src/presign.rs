@@ -83,6 +83,34 @@ impl Presigner {
             encode_path(&upload.dest_key),
             encode(&upload.s3_upload_id)
         );
+        let url = self.sign("PUT", base, &headers, expires_in)?;
+        Ok(PartPresignedUrl {
+            part_number: part,
+            upload_presigned_url: url,
+            signed_headers: headers,
+        })
+    }
+
+    /// A presigned GET of an object, as `FileHandleManagerImpl.getURLForFileHandle` hands out
+    /// for an S3 file handle (no response-header overrides).
+    pub fn presign_get(
+        &self,
+        bucket: &str,
+        key: &str,
+        expires_in: Duration,
+    ) -> Result<String, ApiError> {
+        let base = format!("{}/{}/{}", self.endpoint, encode(bucket), encode_path(key));
+        self.sign("GET", base, &BTreeMap::new(), expires_in)
+    }
+
+    /// `base` with the SigV4 query-string signature of `method` and `headers` appended.
+    fn sign(
+        &self,
+        method: &str,
+        base: String,
+        headers: &BTreeMap<String, String>,
+        expires_in: Duration,
+    ) -> Result<String, ApiError> {
         let identity = aws_credential_types::Credentials::new(
             &self.access_key,
             &self.secret_key,
@@ -106,7 +134,7 @@ impl Presigner {
             .map_err(|e| ApiError::Internal(format!("presign: {e}")))?
             .into();
         let signable = SignableRequest::new(
-            "PUT",
+            method,
             base.as_str(),
             headers.iter().map(|(k, v)| (k.as_str(), v.as_str())),
             SignableBody::UnsignedPayload,
@@ -115,18 +143,15 @@ impl Presigner {
         let (instructions, _) = sign(signable, &params)
             .map_err(|e| ApiError::Internal(format!("presign: {e}")))?
             .into_parts();
+        let separator = if base.contains('?') { '&' } else { '?' };
         let mut url = base;
-        for (name, value) in instructions.params() {
-            url.push('&');
+        for (i, (name, value)) in instructions.params().into_iter().enumerate() {
+            url.push(if i == 0 { separator } else { '&' });
             url.push_str(name);
             url.push('=');
             url.push_str(&encode(value));
         }
-        Ok(PartPresignedUrl {
-            part_number: part,
-            upload_presigned_url: url,
-            signed_headers: headers,
-        })
+        Ok(url)
     }
 }
 

@@ -14,12 +14,13 @@ use synapse_model::{concrete, AnnotationValue, FileHandle, StorageLocationSettin
 
 use crate::error::{sdk_message, SimError};
 use crate::fixture::{
-    AclSpec, Content, Fixture, HandleKind, HandleSpec, LocationKind, NodeSpec, Permission,
-    VersionSpec,
+    AclSpec, CellSpec, ColumnSpec, ColumnType, Content, Fixture, HandleKind, HandleSpec,
+    LocationKind, NodeSpec, Permission, VersionSpec,
 };
 use crate::store::{
     Acl, EntityKind, EntityRec, Location, Store, User, VersionRec, DEFAULT_STORAGE_LOCATION_ID,
 };
+use crate::tables::{PartialRow, TableData, IN_PROGRESS};
 use crate::util::{iso_now, new_etag};
 
 /// Objects above this size are uploaded with S3 multipart so memory stays bounded.
@@ -302,6 +303,7 @@ impl Seeder<'_> {
                 versions: Vec::new(),
                 annotations: BTreeMap::new(),
                 acl,
+                table: None,
             },
         );
         Ok(id)
@@ -377,9 +379,107 @@ impl Seeder<'_> {
                     let rec = self.store.entities.get_mut(&id).expect("just inserted");
                     rec.versions = recs;
                 }
+                NodeSpec::Table {
+                    name,
+                    columns,
+                    rows,
+                    acl,
+                } => {
+                    let acl = self.override_acl(acl.as_ref(), owner)?;
+                    let id = self.entity(EntityKind::Table, name, Some(parent), owner, acl)?;
+                    self.store
+                        .paths
+                        .insert(format!("{parent_path}/{name}"), format!("syn{id}"));
+                    let table = self.table(name, columns, rows, owner)?;
+                    let rec = self.store.entities.get_mut(&id).expect("just inserted");
+                    // TableEntityMetadataProvider.validateEntity: a new table's version is
+                    // labelled and commented "in progress".
+                    rec.versions = vec![VersionRec {
+                        number: 1,
+                        label: IN_PROGRESS.into(),
+                        comment: Some(IN_PROGRESS.into()),
+                        file_handle_id: None,
+                        annotations: BTreeMap::new(),
+                        modified_on: rec.modified_on.clone(),
+                        modified_by: owner.id.clone(),
+                    }];
+                    rec.table = Some(table);
+                }
             }
         }
         Ok(())
+    }
+
+    /// A table's data: its column models (shared with equal columns of other tables), then its
+    /// rows as one change, each cell checked as the server checks a written value.
+    fn table(
+        &mut self,
+        name: &str,
+        columns: &[ColumnSpec],
+        rows: &[BTreeMap<String, CellSpec>],
+        owner: &User,
+    ) -> Result<TableData, SimError> {
+        let invalid = |what: String| SimError::Fixture(format!("table {name}: {what}"));
+        if columns.is_empty() {
+            return Err(invalid("a table needs at least one column".into()));
+        }
+        let mut ids = Vec::new();
+        for column in columns {
+            if columns.iter().filter(|c| c.name == column.name).count() > 1 {
+                return Err(invalid(format!("column {} declared twice", column.name)));
+            }
+            ids.push(self.store.tables.column(
+                &column.name,
+                column.column_type,
+                column.maximum_size,
+            ));
+        }
+        let mut partial = Vec::new();
+        for (index, row) in rows.iter().enumerate() {
+            let mut values = Vec::new();
+            for (column_name, cell) in row {
+                let Some(at) = columns.iter().position(|c| &c.name == column_name) else {
+                    return Err(invalid(format!(
+                        "row {} names no column {column_name}",
+                        index + 1
+                    )));
+                };
+                let value = match (columns[at].column_type, cell) {
+                    (ColumnType::FILEHANDLEID, CellSpec::File(VersionSpec::Shared { handle })) => {
+                        self.named.get(handle).cloned().ok_or_else(|| {
+                            SimError::Fixture(format!("unknown shared handle {handle}"))
+                        })?
+                    }
+                    (ColumnType::FILEHANDLEID, CellSpec::File(VersionSpec::Own(spec))) => {
+                        let default_name = format!("{name}-row{}-{column_name}", index + 1);
+                        self.handle(spec, &default_name, &owner.user_name)?
+                    }
+                    (ColumnType::STRING, CellSpec::Text(text)) => text.clone(),
+                    (ColumnType::INTEGER, CellSpec::Number(n)) => n.to_string(),
+                    (column_type, _) => {
+                        return Err(invalid(format!(
+                            "row {} cell {column_name} does not fit a {column_type:?} column",
+                            index + 1
+                        )))
+                    }
+                };
+                values.push((ids[at].to_string(), Some(value)));
+            }
+            partial.push(PartialRow {
+                row_id: None,
+                values,
+            });
+        }
+        let mut table = TableData::new(ids);
+        let cells = table
+            .validate_partial_rows(&self.store.tables, &partial)
+            .map_err(|e| invalid(e.to_string()))?;
+        if !cells.is_empty() {
+            table
+                .append(&self.store.tables, cells)
+                .map_err(|e| invalid(e.to_string()))?;
+        }
+        Ok(table)
     }
 
     /// An entity-level ACL replaces the inherited one; the project owner keeps full control.

@@ -8,7 +8,7 @@ use synapse_model::{FileHandle, StorageLocationSetting};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::app::{App, EntitySnapshot};
+use crate::app::{App, EntitySnapshot, TableView};
 use crate::config::{FaultConfig, SimConfig, ThrottleConfig};
 use crate::error::SimError;
 use crate::fixture::Fixture;
@@ -129,6 +129,11 @@ impl RunningSim {
 
     pub fn entity(&self, id: &str) -> Option<EntitySnapshot> {
         self.app.snapshot(id)
+    }
+
+    /// A table's current rows (`None` for an entity that is no table).
+    pub fn table(&self, id: &str) -> Option<TableView> {
+        self.app.table(id)
     }
 
     pub fn file_handle(&self, id: &str) -> Option<FileHandle> {

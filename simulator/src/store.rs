@@ -9,6 +9,7 @@ use synapse_model::{
 
 use crate::error::ApiError;
 use crate::fixture::Permission;
+use crate::tables::{TableData, Tables};
 use crate::util::{iso_now, new_etag};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -28,6 +29,7 @@ pub enum EntityKind {
     Project,
     Folder,
     File,
+    Table,
 }
 
 impl EntityKind {
@@ -36,6 +38,7 @@ impl EntityKind {
             Self::Project => concrete::PROJECT,
             Self::Folder => concrete::FOLDER,
             Self::File => concrete::FILE_ENTITY,
+            Self::Table => concrete::TABLE_ENTITY,
         }
     }
 
@@ -45,6 +48,7 @@ impl EntityKind {
             Self::Project => "project",
             Self::Folder => "folder",
             Self::File => "file",
+            Self::Table => "table",
         }
     }
 }
@@ -79,12 +83,15 @@ pub struct EntityRec {
     pub created_on: String,
     pub modified_on: String,
     pub modified_by: String,
-    /// Oldest first; empty for containers.
+    /// Oldest first; empty for containers. A table's versions are its snapshots and the
+    /// version in progress (no file handle).
     pub versions: Vec<VersionRec>,
     /// A container's annotations; a file's live on its versions.
     pub annotations: BTreeMap<String, AnnotationValue>,
     /// Present on projects and on entities with their own ACL (they are their own benefactor).
     pub acl: Option<Acl>,
+    /// A table's columns and rows.
+    pub table: Option<TableData>,
 }
 
 impl EntityRec {
@@ -115,6 +122,11 @@ impl EntityRec {
             if let Some(comment) = &v.comment {
                 extra.insert("versionComment".into(), comment.clone().into());
             }
+        }
+        if let Some(table) = &self.table {
+            // TableEntityMetadataProvider.addTypeSpecificMetadata: the schema's column ids.
+            let ids: Vec<String> = table.column_ids.iter().map(u64::to_string).collect();
+            extra.insert("columnIds".into(), ids.into());
         }
         Entity {
             concrete_type: self.kind.concrete_type().to_owned(),
@@ -240,6 +252,8 @@ pub struct Store {
     /// Upload settings (`UploadDestinationListSetting.locations`) by the folder or project that
     /// owns them.
     pub upload_settings: BTreeMap<u64, Vec<i64>>,
+    /// Column models and asynchronous table jobs.
+    pub tables: Tables,
 }
 
 /// Synapse's own storage (`StorageLocationDAO.DEFAULT_STORAGE_LOCATION_ID`).

@@ -7,7 +7,7 @@ use axum::extract::{Path, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 
-use crate::app::{App, EntitySnapshot};
+use crate::app::{App, EntitySnapshot, TableView};
 use crate::error::ApiError;
 use crate::request_log::{RequestCounts, RequestRecord};
 use crate::util::lock;
@@ -17,6 +17,7 @@ pub fn router() -> Router<Arc<App>> {
     Router::new()
         .route("/admin/entities/{id}", get(entity))
         .route("/admin/fileHandles/{id}", get(file_handle))
+        .route("/admin/tables/{id}", get(table))
         .route("/admin/requests", get(requests))
         .route("/admin/requests/reset", post(reset))
 }
@@ -28,6 +29,15 @@ async fn entity(
     app.snapshot(&id)
         .map(Json)
         .ok_or_else(|| ApiError::NotFound(format!("Entity {id} does not exist")))
+}
+
+async fn table(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+) -> Result<Json<TableView>, ApiError> {
+    app.table(&id)
+        .map(Json)
+        .ok_or_else(|| ApiError::NotFound(format!("Table {id} does not exist")))
 }
 
 async fn file_handle(

@@ -403,6 +403,12 @@ pub async fn put_entity(
     let rec = store
         .entity(&id)
         .map_err(|_| ApiError::NotFound(format!("Entity {id} does not exist")))?;
+    if rec.kind == EntityKind::Table {
+        // TableEntityMetadataProvider.entityUpdated changes the schema, which is not simulated.
+        return Err(ApiError::BadRequest(
+            "The simulator does not update table entities".into(),
+        ));
+    }
     let is_file = rec.kind == EntityKind::File;
     if is_file && body.data_file_handle_id.is_none() {
         return Err(ApiError::BadRequest(

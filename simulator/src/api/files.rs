@@ -29,6 +29,10 @@ const MAX_BATCH: usize = 100;
 const NOT_SET: &str = "NOT_SET";
 /// The association type of a file entity's handle (`FileHandleAssociateType.FileEntity`).
 const FILE_ENTITY_ASSOCIATION: &str = "FileEntity";
+/// The association type of a table cell's handle (`FileHandleAssociateType.TableEntity`).
+const TABLE_ENTITY_ASSOCIATION: &str = "TableEntity";
+/// `FileHandleManagerImpl.PRESIGNED_URL_EXPIRE_TIME_S`: how long a download URL lives.
+const DOWNLOAD_URL_EXPIRY: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// `DBOStorageLocationDAOImpl.get`: 404 for an unknown storage location.
 pub(super) fn no_storage_location(id: i64) -> ApiError {
@@ -42,8 +46,10 @@ pub(super) fn no_file_handle(id: &str) -> ApiError {
 
 /// `AuthorizationManagerImpl.canDownloadFile` for one association: the handle's creator always
 /// may; anyone else needs DOWNLOAD on the associated object and the handle must be associated with
-/// it. A missing entity, a handle not associated and a missing permission are all the same "no".
-/// The simulator has file entities only, so other association types are never associated.
+/// it: a version's data file for `FileEntity` (`FileEntityFileHandleAssociationProvider`), a
+/// FILEHANDLEID cell ever written for `TableEntity` (`TableFileHandleAssociationProvider`). A
+/// missing entity, a handle not associated and a missing permission are all the same "no"; other
+/// association types are never associated here.
 pub(super) fn can_download(
     store: &Store,
     user: &User,
@@ -56,13 +62,20 @@ pub(super) fn can_download(
     {
         return true;
     }
-    association.associate_object_type == FILE_ENTITY_ASSOCIATION
-        && parse_syn_id(&association.associate_object_id)
-            .and_then(|id| store.entities.get(&id))
-            .is_some_and(|entity| {
-                store.is_associated(entity, handle_id)
-                    && store.allowed(user, entity, Permission::Download)
-            })
+    let Some(entity) =
+        parse_syn_id(&association.associate_object_id).and_then(|id| store.entities.get(&id))
+    else {
+        return false;
+    };
+    let associated = match association.associate_object_type.as_str() {
+        FILE_ENTITY_ASSOCIATION => store.is_associated(entity, handle_id),
+        TABLE_ENTITY_ASSOCIATION => entity
+            .table
+            .as_ref()
+            .is_some_and(|t| t.is_associated(handle_id)),
+        _ => false,
+    };
+    associated && store.allowed(user, entity, Permission::Download)
 }
 
 /// The non-empty string `field` of a JSON object, or `requiredNotEmpty`'s 400 naming it `name`.
@@ -305,9 +318,24 @@ pub async fn delete_handle(
     Ok(StatusCode::OK)
 }
 
+/// `FileHandleManagerImpl.getURLForFileHandle`: a presigned GET for an S3 handle, the URL of an
+/// external one; none for the kinds the simulator cannot serve (Google Cloud, proxy).
+fn download_url(app: &App, handle: &FileHandle) -> Result<Option<String>, ApiError> {
+    if handle.concrete_type == concrete::EXTERNAL_FILE_HANDLE {
+        return Ok(handle.external_url.clone());
+    }
+    match (&handle.bucket_name, &handle.key) {
+        (Some(bucket), Some(key)) if handle.is_s3() => app
+            .presigner
+            .presign_get(bucket, key, DOWNLOAD_URL_EXPIRY)
+            .map(Some),
+        _ => Ok(None),
+    }
+}
+
 /// `POST /fileHandle/batch` (`FileHandleManagerImpl.getFileHandleAndUrlBatch`), 201. A file the
 /// caller may not download is `UNAUTHORIZED` in the answer, never an HTTP error; `NOT_FOUND` is
-/// for an authorised file whose handle is gone. Presigned URLs are not produced.
+/// for an authorised file whose handle is gone. `includePreSignedURLs` adds a download URL.
 pub async fn batch(
     State(app): State<Arc<App>>,
     Extension(user): Extension<User>,
@@ -353,12 +381,15 @@ pub async fn batch(
                 result.failure_code = Some("UNAUTHORIZED".into());
             } else if let Some(handle) = store.handle(&association.file_handle_id) {
                 result.file_handle = request.include_file_handles.then(|| handle.clone());
+                if request.include_pre_signed_urls {
+                    result.pre_signed_url = download_url(&app, handle)?;
+                }
             } else {
                 result.failure_code = Some("NOT_FOUND".into());
             }
-            result
+            Ok(result)
         })
-        .collect();
+        .collect::<Result<_, ApiError>>()?;
     Ok((
         StatusCode::CREATED,
         Json(BatchFileResult {

@@ -4,6 +4,7 @@ mod admin;
 mod entity;
 mod files;
 mod multipart;
+mod tables;
 
 use std::sync::Arc;
 
@@ -57,6 +58,47 @@ pub fn router(app: Arc<App>) -> Router {
         .route(
             &format!("{REPO}/entity/{{id}}/annotations2"),
             get(entity::get_annotations).put(entity::put_annotations),
+        )
+        .route(&format!("{REPO}/column/{{id}}"), get(tables::get_column))
+        .route(
+            &format!("{REPO}/entity/{{id}}/column"),
+            get(tables::entity_columns),
+        )
+        .route(
+            &format!("{REPO}/entity/{{id}}/table/query/async/start"),
+            post(tables::start_query),
+        )
+        .route(
+            &format!("{REPO}/entity/{{id}}/table/query/async/get/{{token}}"),
+            get(tables::get_query),
+        )
+        .route(
+            &format!("{REPO}/entity/{{id}}/table/query/nextPage/async/start"),
+            post(tables::start_next_page),
+        )
+        .route(
+            &format!("{REPO}/entity/{{id}}/table/query/nextPage/async/get/{{token}}"),
+            get(tables::get_next_page),
+        )
+        .route(
+            &format!("{REPO}/entity/{{id}}/table/download/csv/async/start"),
+            post(tables::start_csv),
+        )
+        .route(
+            &format!("{REPO}/entity/{{id}}/table/download/csv/async/get/{{token}}"),
+            get(tables::get_csv),
+        )
+        .route(
+            &format!("{REPO}/entity/{{id}}/table/transaction/async/start"),
+            post(tables::start_transaction),
+        )
+        .route(
+            &format!("{REPO}/entity/{{id}}/table/transaction/async/get/{{token}}"),
+            get(tables::get_transaction),
+        )
+        .route(
+            &format!("{REPO}/entity/{{id}}/table/snapshot"),
+            post(tables::create_snapshot),
         )
         .route(&format!("{FILE}/file/multipart"), post(multipart::start))
         .route(

@@ -8,4 +8,5 @@ mod entity_updates;
 mod multipart_copy;
 mod python_client;
 mod sample_fixture;
+mod tables;
 mod throttle_faults_log;

@@ -15,7 +15,7 @@ const CLIENT_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// Runs the project's Python with `args` (HOME in `dir`) under the client's time limit; returns
 /// its standard output, failing the test with its standard error unless it exits 0.
-async fn python_in(dir: &std::path::Path, args: &[&std::ffi::OsStr]) -> String {
+pub(crate) async fn python_in(dir: &std::path::Path, args: &[&std::ffi::OsStr]) -> String {
     let output = tokio::time::timeout(
         CLIENT_TIMEOUT,
         tokio::process::Command::new(python().unwrap())
@@ -37,7 +37,7 @@ async fn python_in(dir: &std::path::Path, args: &[&std::ffi::OsStr]) -> String {
 
 /// A fresh working directory for the client named after `test`, with its config file pointing
 /// at `sim`; returns both.
-fn client_dir(sim: &RunningSim, test: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+pub(crate) fn client_dir(sim: &RunningSim, test: &str) -> (std::path::PathBuf, std::path::PathBuf) {
     let dir = std::env::temp_dir().join(format!("synapse-sim-{test}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let config = dir.join("synapseConfig");
@@ -47,7 +47,7 @@ fn client_dir(sim: &RunningSim, test: &str) -> (std::path::PathBuf, std::path::P
 
 /// Runs a Python `script` of the client's calls with `sys.argv[1:]` = config, token, `rest`;
 /// returns what it printed.
-async fn client_script(
+pub(crate) async fn client_script(
     dir: &std::path::Path,
     config: &std::path::Path,
     script: &str,
