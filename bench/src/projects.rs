@@ -126,6 +126,8 @@ pub fn shrink_files(nodes: &mut [NodeSpec], min: u64, max: u64) {
                     }
                 }
             }
+            // A table's cells name handles of files; it has no content of its own.
+            NodeSpec::Table { .. } => {}
         }
     }
 }
@@ -141,6 +143,8 @@ fn rename_shared(nodes: &mut [NodeSpec], tag: &str) {
                     }
                 }
             }
+            // The benchmark's projects have no tables (the tools compared migrate files only).
+            NodeSpec::Table { .. } => {}
         }
     }
 }
@@ -153,6 +157,7 @@ pub fn count_files(project: &ProjectSpec) -> usize {
             .map(|node| match node {
                 NodeSpec::Folder { children, .. } => count(children),
                 NodeSpec::File { .. } => 1,
+                NodeSpec::Table { .. } => 0,
             })
             .sum()
     }

@@ -279,7 +279,7 @@ async fn in_process(
     );
     let input = InitInput {
         project_id: project_id.to_owned(),
-        destination_storage_location_id: DESTINATION,
+        destination_storage_location_id: Some(DESTINATION),
         execution_name: name.to_owned(),
         options: options(mode),
     };

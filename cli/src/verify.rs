@@ -81,27 +81,23 @@ pub(crate) async fn verify(
             .iter()
             .filter(|item| item.status.name() == StatusName::Migrated)
             .collect();
-        let mut sources: Vec<&str> = migrated
-            .iter()
-            .map(|item| item.source_file_handle_id.as_str())
-            .collect();
-        sources.sort_unstable();
-        sources.dedup();
-        let checked: BTreeMap<&str, Checked> = stream::iter(sources)
-            .map(|source| {
+        // One check per copy (an aligned run may copy a source into two locations).
+        let mut copies: Vec<String> = migrated.iter().map(|item| item.copy_id()).collect();
+        copies.sort_unstable();
+        copies.dedup();
+        let checked: BTreeMap<String, Checked> = stream::iter(copies)
+            .map(|copy| {
                 let (store, verifier, migration) = (&store, &verifier, &migration);
                 async move {
-                    (
-                        source,
-                        check(store, verifier, level, migration, source).await,
-                    )
+                    let checked = check(store, verifier, level, migration, &copy).await;
+                    (copy, checked)
                 }
             })
             .buffered(args.concurrency.max(1))
             .collect()
             .await;
         for item in migrated {
-            let checked = &checked[item.source_file_handle_id.as_str()];
+            let checked = &checked[&item.copy_id()];
             counts[checked.outcome as usize] += 1;
             let fields = [
                 item.key.entity_id.as_str(),
@@ -143,20 +139,20 @@ struct Checked {
     proof: String,
 }
 
-/// Proves the finished copy of `source` again.
+/// Proves the finished copy `copy_id` ([`synmigrate::state::copy_id`]) again.
 async fn check(
     store: &DynamoStore,
     verifier: &Verifier,
     level: VerifyLevel,
     migration: &MigrationKey,
-    source: &str,
+    copy_id: &str,
 ) -> Checked {
     let checked = |outcome: Outcome, destination: String, proof: String| Checked {
         outcome,
         destination,
         proof,
     };
-    let copy = match store.get_copy(migration, source).await {
+    let copy = match store.get_copy(migration, copy_id).await {
         Ok(Some(copy)) if copy.status == CopyStatus::Copied => copy,
         Ok(_) => {
             return checked(

@@ -121,16 +121,18 @@ async fn each_file_goes_to_its_folders_upload_location() -> anyhow::Result<()> {
         let project = deployment.project_id().context("the project")?.to_owned();
         let before = snapshots(&deployment);
         let input = |dry_run: bool| json!({"projectId": project, "options": {"dryRun": dry_run}});
-        let ids: BTreeMap<String, String> = before
-            .iter()
-            .map(|(path, (id, _))| (id.clone(), path.clone()))
+        // Folder paths below the project ("" for the project itself), by id.
+        let root = format!("{PROJECT}/");
+        let ids: BTreeMap<String, String> = deployment
+            .sim()
+            .paths()
+            .into_iter()
+            .map(|(path, id)| (id, path.strip_prefix(&root).unwrap_or_default().to_owned()))
             .collect();
-        let folder_of = |id: &str| -> String {
-            if id == project {
-                String::new()
-            } else {
-                ids.get(id).cloned().unwrap_or_else(|| id.to_owned())
-            }
+        let folder_of = |id: &str| match ids.get(id) {
+            _ if id == project => String::new(),
+            Some(path) => path.clone(),
+            None => id.to_owned(),
         };
 
         // The dry run: the plan per folder, nothing copied.
