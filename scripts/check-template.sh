@@ -45,6 +45,7 @@ echo "check-template: cfn-lint" >&2
 echo "check-template: IAM, state machine substitutions, state table" >&2
 "$bin/python" - "$template" "$root/shared/src" <<'PY'
 import copy
+import itertools
 import json
 import os
 import re
@@ -283,20 +284,38 @@ def sample(name):
     return str(spec.get("Default") or (spec.get("AllowedValues") or ["1"])[0])
 
 
+def branches(value):
+    """Every value a Fn::Sub variable may take: a literal, a Ref, or either side of a Fn::If."""
+    if isinstance(value, dict) and "Fn::If" in value:
+        return branches(value["Fn::If"][1]) + branches(value["Fn::If"][2])
+    if isinstance(value, dict) and "Ref" in value:
+        return [sample(value["Ref"])]
+    return [str(value)]
+
+
 for name, schedule in resources_of(template, "AWS::Scheduler::Schedule").items():
-    body = schedule.get("Properties", {}).get("Target", {}).get("Input", {}).get("Fn::Sub")
-    if not isinstance(body, str):
-        problems.append(f"{name}: Target.Input is expected as a Fn::Sub string")
+    sub = schedule.get("Properties", {}).get("Target", {}).get("Input", {}).get("Fn::Sub")
+    if isinstance(sub, list) and len(sub) == 2 and isinstance(sub[0], str) and isinstance(sub[1], dict):
+        body, variables = sub
+    elif isinstance(sub, str):
+        body, variables = sub, {}
+    else:
+        problems.append(f"{name}: Target.Input is expected as a Fn::Sub string (with variables or not)")
         continue
-    try:
-        rendered = json.loads(re.sub(r"\$\{([\w:]+)\}", lambda m: sample(m.group(1)), body))
-    except ValueError as error:
-        problems.append(f"{name}: Target.Input does not render to JSON: {error}")
-        continue
-    for key in sorted(set(rendered) - init_fields):
-        problems.append(f"{name}: input field {key} is not a field of InitInput")
-    for key in sorted(set(rendered.get("options", {})) - option_fields):
-        problems.append(f"{name}: option {key} is not a field of MigrationOptions")
+    # Every combination of the variables' branches must render an input Init accepts.
+    names = sorted(variables)
+    for values in itertools.product(*(branches(variables[v]) for v in names)):
+        chosen = dict(zip(names, values))
+        try:
+            rendered = json.loads(re.sub(r"\$\{([\w:]+)\}",
+                                         lambda m: chosen.get(m.group(1)) or sample(m.group(1)), body))
+        except ValueError as error:
+            problems.append(f"{name}: Target.Input does not render to JSON with {chosen}: {error}")
+            continue
+        for key in sorted(set(rendered) - init_fields):
+            problems.append(f"{name}: input field {key} is not a field of InitInput")
+        for key in sorted(set(rendered.get("options", {})) - option_fields):
+            problems.append(f"{name}: option {key} is not a field of MigrationOptions")
 
 # ---- Leases versus the timeouts of the functions that take them ----
 # A dead invocation's lease must expire soon after that invocation could last have been alive:
