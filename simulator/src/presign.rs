@@ -145,7 +145,7 @@ impl Presigner {
             .into_parts();
         let separator = if base.contains('?') { '&' } else { '?' };
         let mut url = base;
-        for (i, (name, value)) in instructions.params().into_iter().enumerate() {
+        for (i, (name, value)) in instructions.params().iter().enumerate() {
             url.push(if i == 0 { separator } else { '&' });
             url.push_str(name);
             url.push('=');

@@ -433,13 +433,23 @@ fn descriptor_char(descriptor: &Value, field: &str, default: char) -> Result<cha
 }
 
 /// The CSV of a download request and the result without its file handle
-/// (`TableQueryManagerImpl.runQueryDownloadAsStream`, `CSVWriterRowHandler`): the header and
-/// ROW_ID, ROW_VERSION unless switched off (both default to true), every field quoted.
+/// (`TableCSVDownloadWorker`, `TableQueryManagerImpl.runQueryDownloadAsStream`,
+/// `CSVWriterRowHandler`): the query's checks, then the descriptor's; the header and ROW_ID,
+/// ROW_VERSION unless switched off (both default to true), every field quoted.
 fn csv_of(store: &Store, user: &User, request: &Value) -> Result<(String, Value), ApiError> {
+    // TableQueryManagerImpl.queryPreflight: `ValidateArgument.required(query.getSql(), "Query")`.
     let sql = request
         .get("sql")
         .and_then(Value::as_str)
-        .ok_or_else(|| ApiError::required("query.sql"))?;
+        .ok_or_else(|| ApiError::required("Query"))?;
+    // The worker counts the rows (every check of the query) before it makes the CSV writer.
+    let selection = select(
+        store,
+        user,
+        sql,
+        number(request, "offset")?,
+        number(request, "limit")?,
+    )?;
     let flag = |field: &str| request.get(field).and_then(Value::as_bool).unwrap_or(true);
     let (write_header, with_ids) = (flag("writeHeader"), flag("includeRowIdAndRowVersion"));
     let descriptor = request
@@ -454,13 +464,6 @@ fn csv_of(store: &Store, user: &User, request: &Value) -> Result<(String, Value)
         .and_then(Value::as_str)
         .unwrap_or("\n")
         .to_owned();
-    let selection = select(
-        store,
-        user,
-        sql,
-        number(request, "offset")?,
-        number(request, "limit")?,
-    )?;
     let line = |fields: &[Option<&str>]| csv_line(fields, separator, quote, escape, &line_end);
     let mut csv = String::new();
     if write_header {
