@@ -34,7 +34,14 @@
 //!          "versionMeta": [{"label": "raw", "comment": "as delivered"},
 //!                          {"annotations": {"tissue": ["liver"], "qc": ["passed"]}}],
 //!          "acl": {"other": ["READ", "DOWNLOAD"]}},
-//!         {"type": "file", "name": "b.txt", "versions": [{"handle": "shared"}]}
+//!         {"type": "file", "name": "b.txt", "versions": [{"handle": "shared"}]},
+//!         {"type": "table", "name": "samples",
+//!          "columns": [{"name": "file", "columnType": "FILEHANDLEID"},
+//!                      {"name": "label", "columnType": "STRING", "maximumSize": 20},
+//!                      {"name": "n", "columnType": "INTEGER"}],
+//!          "rows": [{"file": {"content": {"text": "row 1"}, "fileName": "r1.txt"}, "label": "a", "n": 1},
+//!                   {"file": {"handle": "shared"}, "label": "b"},
+//!                   {"label": "no file"}]}
 //!       ]}
 //!     ]
 //!   }]
@@ -59,6 +66,15 @@
 //!   to the lowest `synapse` location; `fileName` defaults to the entity name; `contentType`;
 //!   `createdBy` (userName, default the project owner); `omitMd5: true` leaves `contentMd5` out;
 //!   `declaredSize` makes the handle claim another `contentSize` (to reach the 10,000-part limit).
+//! - `table`: a `TableEntity` (one version, labelled `in progress`) with `columns` (`columnType`
+//!   `FILEHANDLEID`, `STRING` with `maximumSize` (default 50) or `INTEGER`; at least one, names
+//!   distinct; equal definitions share one column model id, from 100) and `rows`: each a map from
+//!   column name to cell (text for STRING, a number for INTEGER, for FILEHANDLEID a handle written
+//!   as a file version is: `{"handle": "name"}` or the handle itself, `fileName` defaulting to
+//!   `<table>-row<n>-<column>`); a column left out is null, a row with no cell is skipped (as the
+//!   server skips it). Rows get ids 1, 2, ... and row version 1 (the schema change took id and
+//!   version 0); tables may carry an `acl` like files. [`RunningSim::table`] and
+//!   `GET /admin/tables/{id}` show the rows.
 //! - Entity ids are assigned depth-first in file order from `syn1000`; the S3 key of a handle is
 //!   `{baseKey/}{ownerId}/{uuid}/{fileName}`. [`RunningSim::entity_id`] maps `Project/dir/name` to ids.
 //!

@@ -797,6 +797,66 @@ mod tests {
     }
 
     #[test]
+    fn a_fixture_table_is_checked_like_a_written_row() {
+        let mut store = Store::default();
+        let owner = User {
+            id: "1".into(),
+            user_name: "owner".into(),
+        };
+        store.users_by_name.insert("owner".into(), owner.clone());
+        let mut seeder = seeder(&mut store);
+        let column = |name: &str, kind: &str| -> ColumnSpec {
+            serde_json::from_value(serde_json::json!({"name": name, "columnType": kind,
+                                                      "maximumSize": 3}))
+            .unwrap()
+        };
+        let row = |cells: serde_json::Value| -> BTreeMap<String, CellSpec> {
+            serde_json::from_value(cells).unwrap()
+        };
+        let good = seeder
+            .table(
+                "t",
+                &[column("s", "STRING"), column("n", "INTEGER")],
+                &[
+                    row(serde_json::json!({"s": "ab", "n": 2})),
+                    row(serde_json::json!({})),
+                ],
+                &owner,
+            )
+            .unwrap();
+        assert_eq!(good.rows.len(), 1, "a row with no cell is skipped");
+        assert_eq!((good.sequence, good.version), (1, 1));
+        for (columns, rows, part) in [
+            (vec![], vec![], "at least one column"),
+            (
+                vec![column("s", "STRING"), column("s", "INTEGER")],
+                vec![],
+                "declared twice",
+            ),
+            (
+                vec![column("s", "STRING")],
+                vec![row(serde_json::json!({"x": "a"}))],
+                "names no column x",
+            ),
+            (
+                vec![column("n", "INTEGER")],
+                vec![row(serde_json::json!({"n": "a"}))],
+                "does not fit a INTEGER column",
+            ),
+            (
+                vec![column("s", "STRING")],
+                vec![row(serde_json::json!({"s": "abcd"}))],
+                "exceeds the maximum length of 3",
+            ),
+        ] {
+            match seeder.table("t", &columns, &rows, &owner) {
+                Err(SimError::Fixture(message)) => assert!(message.contains(part), "{message}"),
+                other => panic!("expected the fixture refused, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
     fn an_upload_setting_names_at_most_ten_known_locations() {
         let mut store = Store::default();
         store.locations.insert(
