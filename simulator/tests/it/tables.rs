@@ -232,6 +232,18 @@ async fn tables_are_entities_with_columns() {
         StatusCode::NOT_FOUND,
         "Resource: 'syn999999' does not exist",
     );
+    // The admin view shows the rows by column name, without auth.
+    let admin: Value = reqwest::get(format!("{}/admin/tables/{table}", sim.base_url()))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        admin["rows"][2],
+        json!({"rowId": 3, "versionNumber": 1,
+                                        "values": {"label": "no file", "n": "3"}})
+    );
     // A folder has no columns.
     let folder = sim.entity_id("T/data").unwrap();
     let (_, none) = bob.get(&format!("/entity/{folder}/column")).await;
