@@ -342,7 +342,11 @@ async fn check_migrated(
             row.contains(&format!(",{},", item.status.name().as_str())),
             "{key}: {row}"
         );
-        // `verified_by`, then an empty `source_handle` (no clean-up in these runs).
+        // `verified_by`, then an empty `source_handle` (no clean-up in these runs), then the
+        // destination.
+        let row = row
+            .strip_suffix(&format!(",{DEST}"))
+            .with_context(|| format!("{key}: the to_storage_location_id column: {row}"))?;
         if let Some(proof) = &item.verified_by {
             let verified = row.strip_suffix(',').context("the source_handle column")?;
             let verified = verified.strip_suffix('"').unwrap_or(verified);
