@@ -204,6 +204,19 @@ pub struct StartArgs {
     /// Migrate only files in this storage location (repeatable).
     #[arg(long = "source-location", value_name = "ID")]
     pub source_locations: Vec<i64>,
+    /// Migrate only this entity instead of the whole project (repeatable, at most 100): a file
+    /// (syn123, or syn123.4 for that version alone, with --strategy all or latest) or a folder,
+    /// which is walked.
+    #[arg(
+        long = "entity",
+        value_name = "SYN_ID[.VERSION]",
+        conflicts_with = "manifest"
+    )]
+    pub entities: Vec<String>,
+    /// The same for a list in a CSV (an `id` column, optionally `version`) or JSON file in the
+    /// deployment's bucket.
+    #[arg(long, value_name = "s3://BUCKET/KEY")]
+    pub manifest: Option<String>,
     /// Starts within this many minutes share one execution name, so a repeated start (a retried
     /// script, a double click) does not run twice. 0: a new execution every second.
     #[arg(long, value_name = "MINUTES", default_value_t = 60)]
@@ -225,6 +238,8 @@ impl StartArgs {
             copy_mode: self.copy_mode.into(),
             verify: self.verify.into(),
             delete_source_file_handles: self.delete_source_file_handles,
+            entities: self.entities.clone(),
+            manifest: self.manifest.clone(),
             part_size_bytes: self.part_size.unwrap_or(defaults.part_size_bytes),
             max_concurrency: self.max_concurrency.unwrap_or(defaults.max_concurrency),
             max_synapse_requests_per_minute: self

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::copy::parts::{MAX_PART_SIZE, MIB, MIN_PART_SIZE};
 pub use crate::copy::verify::VerifyLevel;
 use crate::copy::CopyMode;
+use crate::manifest::{parse_location, ManifestEntry, MAX_INLINE_ENTITIES};
 use crate::synapse::TokenSource;
 
 /// Errors of configuration: always the caller's to fix, never retried.
@@ -85,6 +86,12 @@ pub struct MigrationOptions {
     /// Delete each source file handle once every file that used it points at its verified copy
     /// (`all`/`latest` only; see `stages::complete::cleanup`).
     pub delete_source_file_handles: bool,
+    /// Migrate these entities instead of the whole project: files (`syn123`, or `syn123.4` for
+    /// that version alone) and folders, which are walked ([`crate::manifest`]); at most
+    /// [`MAX_INLINE_ENTITIES`].
+    pub entities: Vec<String>,
+    /// The same list in a CSV or JSON file in the deployment's bucket, `s3://<bucket>/<key>`.
+    pub manifest: Option<String>,
 }
 
 impl Default for MigrationOptions {
@@ -103,6 +110,8 @@ impl Default for MigrationOptions {
             tolerated_failure_percentage: 0,
             verify: VerifyLevel::Metadata,
             delete_source_file_handles: false,
+            entities: Vec::new(),
+            manifest: None,
         }
     }
 }
@@ -163,6 +172,40 @@ impl MigrationOptions {
                     .to_owned(),
             );
         }
+        if self.entities.len() > MAX_INLINE_ENTITIES {
+            return invalid(
+                "entities",
+                format!(
+                    "{} entities are more than the {MAX_INLINE_ENTITIES} an input may carry: \
+                     list them in a manifest file",
+                    self.entities.len()
+                ),
+            );
+        }
+        if !self.entities.is_empty() && self.manifest.is_some() {
+            return invalid(
+                "manifest",
+                "give entities or a manifest, not both".to_owned(),
+            );
+        }
+        if let Some(uri) = &self.manifest {
+            parse_location(uri).map_err(|message| ConfigError::InvalidOption {
+                field: "manifest",
+                message,
+            })?;
+        }
+        for text in &self.entities {
+            let entry: ManifestEntry =
+                text.parse().map_err(|message| ConfigError::InvalidOption {
+                    field: "entities",
+                    message,
+                })?;
+            self.check_entry(&entry)
+                .map_err(|message| ConfigError::InvalidOption {
+                    field: "entities",
+                    message,
+                })?;
+        }
         if let Some(bad) = self.source_storage_location_ids.iter().find(|id| **id <= 0) {
             return invalid(
                 "sourceStorageLocationIds",
@@ -170,6 +213,21 @@ impl MigrationOptions {
             );
         }
         Ok(())
+    }
+
+    /// Whether a manifest entry can be migrated under these options: a version alone needs a
+    /// strategy that swaps handles in place (`new` copies the latest version only).
+    pub fn check_entry(&self, entry: &ManifestEntry) -> Result<(), String> {
+        match entry.version {
+            Some(version) if self.file_version_strategy == FileVersionStrategy::New => {
+                Err(format!(
+                    "{}.{version} names a version: that needs fileVersionStrategy all or latest \
+                 (new stores a copy of the latest version as a new one)",
+                    entry.entity_id
+                ))
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Whether a file in `storage_location_id` is selected by `sourceStorageLocationIds`.
@@ -383,6 +441,35 @@ mod tests {
         assert!(!options.selects_source(Some(3)));
         assert!(!options.selects_source(None));
         assert!(MigrationOptions::default().selects_source(None));
+    }
+
+    #[test]
+    fn manifests_are_checked_before_anything_starts() {
+        let with = |entities: &[&str], manifest: Option<&str>| MigrationOptions {
+            entities: entities.iter().map(|e| (*e).to_owned()).collect(),
+            manifest: manifest.map(str::to_owned),
+            file_version_strategy: FileVersionStrategy::All,
+            ..MigrationOptions::default()
+        };
+        with(&["syn1", "syn2.3"], None).validate().unwrap();
+        with(&[], Some("s3://bucket/list.csv")).validate().unwrap();
+        let refused = |options: MigrationOptions, field: &str, text: &str| {
+            let error = options.validate().unwrap_err().to_string();
+            assert!(error.contains(field) && error.contains(text), "{error}");
+        };
+        refused(with(&["syn1", "x"], None), "entities", "\"x\"");
+        refused(with(&["syn1"], Some("s3://b/k")), "manifest", "not both");
+        refused(with(&[], Some("list.csv")), "manifest", "s3://bucket/key");
+        let many: Vec<String> = (0..=MAX_INLINE_ENTITIES)
+            .map(|i| format!("syn{i}"))
+            .collect();
+        let many: Vec<&str> = many.iter().map(String::as_str).collect();
+        refused(with(&many, None), "entities", "manifest file");
+        let new = MigrationOptions {
+            file_version_strategy: FileVersionStrategy::New,
+            ..with(&["syn1.2"], None)
+        };
+        refused(new, "entities", "all or latest");
     }
 
     #[test]

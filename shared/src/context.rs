@@ -224,6 +224,23 @@ impl RunContext {
         .to_string()
     }
 
+    /// What a walk covers as well as [`Self::walk_scope`]: a walk left unfinished is continued
+    /// only by a run that covers the same (the whole project, or the same manifest).
+    pub(crate) fn frontier_scope(&self) -> String {
+        let options = &self.options;
+        if !self.is_partial() {
+            return self.walk_scope();
+        }
+        let coverage = serde_json::json!([options.entities, options.manifest]);
+        format!("{}{coverage}", self.walk_scope())
+    }
+
+    /// Whether the run covers only part of the project (a manifest): its Plan and Report then
+    /// count only the items its own walk wrote, not what other runs of the migration left.
+    pub fn is_partial(&self) -> bool {
+        !self.options.entities.is_empty() || self.options.manifest.is_some()
+    }
+
     pub fn migration(&self) -> Result<MigrationKey> {
         Ok(MigrationKey::with_destination(
             &self.project_id,

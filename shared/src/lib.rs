@@ -83,6 +83,7 @@ pub mod crash;
 pub mod error;
 mod error_types;
 pub mod index;
+pub mod manifest;
 pub mod plan;
 pub mod report;
 pub mod runner;

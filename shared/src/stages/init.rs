@@ -6,6 +6,7 @@ use synapse_model::{concrete, StorageLocationSetting};
 
 use crate::config::MigrationOptions;
 use crate::context::{now, seconds, RunContext, Services};
+use crate::manifest;
 use crate::state::{MigrationKey, StateError};
 use crate::synapse::SynapseError;
 use crate::{Error, Result};
@@ -85,6 +86,7 @@ pub async fn init(services: &Services, input: InitInput) -> Result<RunContext> {
             project.concrete_type
         )));
     }
+    check_manifest(services, &options).await?;
     let run = RunContext {
         project_id,
         destination_storage_location_id: destination_id,
@@ -131,6 +133,32 @@ pub async fn init(services: &Services, input: InitInput) -> Result<RunContext> {
                    destination = %describe_destination(run.destination_storage_location_id),
                    run = %run.run_id, "run opened");
     Ok(run)
+}
+
+/// Reads a manifest run's entries once before anything starts, so that a bad manifest is
+/// refused with its line named instead of failing the walk.
+async fn check_manifest(services: &Services, options: &MigrationOptions) -> Result<()> {
+    let entries = manifest::load(
+        &services.s3,
+        &services.bucket,
+        &options.entities,
+        options.manifest.as_deref(),
+    )
+    .await?;
+    let Some(entries) = entries else {
+        return Ok(());
+    };
+    if entries.is_empty() {
+        return Err(Error::InvalidInput(
+            "manifest: it names no entity".to_owned(),
+        ));
+    }
+    for entry in &entries {
+        options
+            .check_entry(entry)
+            .map_err(|message| Error::InvalidInput(format!("manifest: {message}")))?;
+    }
+    Ok(())
 }
 
 /// What an aligned run records and shows as its destination type.

@@ -7,5 +7,6 @@ mod common;
 mod crash_matrix;
 mod end_to_end;
 mod fault_storm;
+mod manifest;
 mod official_client;
 mod source_cleanup;

@@ -25,10 +25,11 @@ use synapse_model::{
 use crate::config::FileVersionStrategy;
 use crate::context::{now, RunContext, Services};
 use crate::error::types;
+use crate::manifest::{self, ManifestEntry};
 use crate::stages::init::writable_destination;
 use crate::state::{
-    FolderRecord, ItemError, ItemKey, ItemRecord, ItemStatus, PutOutcome, RunCounters, SeenFile,
-    SkipReason, StatusName,
+    FolderRecord, ItemError, ItemKey, ItemRecord, ItemStatus, MigrationKey, PutOutcome,
+    RunCounters, SeenFile, SkipReason, StatusName,
 };
 use crate::{Error, Result};
 
@@ -58,9 +59,12 @@ pub struct Frontier {
     /// Containers to list; the last one is listed next.
     pub stack: Vec<Cursor>,
     pub done: bool,
-    /// The options that decide which items the walk writes ([`RunContext::walk_scope`]).
+    /// The options that decide which items the walk writes ([`RunContext::frontier_scope`]).
     #[serde(default)]
     pub scope: String,
+    /// A manifest run: the next manifest entry to take once the stack is empty.
+    #[serde(default)]
+    pub manifest_next: usize,
 }
 
 impl Frontier {
@@ -74,6 +78,17 @@ impl Frontier {
             }],
             done: false,
             scope,
+            manifest_next: 0,
+        }
+    }
+
+    /// The start of a walk of a manifest's entries with options `scope`.
+    pub fn start_manifest(scope: String) -> Self {
+        Self {
+            stack: Vec::new(),
+            done: false,
+            scope,
+            manifest_next: 0,
         }
     }
 }
@@ -98,11 +113,15 @@ fn listings<'a>(page: &'a [EntityHeader], scope: &str) -> BTreeMap<&'a str, Seen
 }
 
 /// This run's frontier: its own, or the unfinished one of an earlier run with the same scope,
-/// or a new one.
-async fn frontier_of(services: &Services, run: &RunContext, scope: &str) -> Result<Frontier> {
-    let scope = scope.to_owned();
+/// or a new one (from the project, or from the first manifest entry).
+async fn frontier_of(services: &Services, run: &RunContext, manifest: bool) -> Result<Frontier> {
+    let scope = run.frontier_scope();
+    let start = |scope| match manifest {
+        true => Frontier::start_manifest(scope),
+        false => Frontier::start(&run.project_id, scope),
+    };
     let Some(saved) = services.store.load_frontier(&run.migration()?).await? else {
-        return Ok(Frontier::start(&run.project_id, scope));
+        return Ok(start(scope));
     };
     let frontier: Frontier = serde_json::from_value(saved.frontier)
         .map_err(|e| Error::Internal(format!("stored index frontier does not parse: {e}")))?;
@@ -114,7 +133,7 @@ async fn frontier_of(services: &Services, run: &RunContext, scope: &str) -> Resu
                        "continuing the walk an earlier run left unfinished");
         return Ok(frontier);
     }
-    Ok(Frontier::start(&run.project_id, scope))
+    Ok(start(scope))
 }
 
 /// Items written by one Index invocation, by what happened to them.
@@ -150,37 +169,115 @@ impl IndexCounts {
     }
 }
 
-/// Walks until the budget is spent (always at least one page) or the project is done.
+/// Walks until the budget is spent (always at least one page) or the project (or the
+/// manifest's entities) is done.
 pub async fn walk(
     services: &Services,
     run: &RunContext,
     deadline: Instant,
 ) -> Result<IndexOutcome> {
-    let migration = run.migration()?;
-    let store = &services.store;
-    let scope = run.walk_scope();
-    let mut frontier = frontier_of(services, run, &scope).await?;
-    let mut counts = IndexCounts::default();
-    let mut delta = RunCounters::default();
-    let mut locations = Locations::default();
-    while !frontier.done && (counts.pages == 0 || Instant::now() < deadline) {
-        let Some(mut cursor) = frontier.stack.pop() else {
-            frontier.done = true;
-            break;
-        };
+    let manifest = manifest::load(
+        &services.s3,
+        &services.bucket,
+        &run.options.entities,
+        run.options.manifest.as_deref(),
+    )
+    .await?;
+    let mut walker = Walker {
+        services,
+        run,
+        migration: run.migration()?,
+        scope: run.walk_scope(),
+        counts: IndexCounts::default(),
+        delta: RunCounters::default(),
+        locations: Locations::default(),
+    };
+    let mut frontier = frontier_of(services, run, manifest.is_some()).await?;
+    while !frontier.done && (walker.counts.pages == 0 || Instant::now() < deadline) {
+        match frontier.stack.pop() {
+            Some(cursor) => walker.page(&mut frontier, cursor).await?,
+            None => {
+                let entries = manifest.as_deref().unwrap_or_default();
+                let Some(entry) = entries.get(frontier.manifest_next) else {
+                    frontier.done = true;
+                    break;
+                };
+                walker.entry(&mut frontier, entry).await?;
+                frontier.manifest_next += 1;
+            }
+        }
+        let entries_left = manifest
+            .as_ref()
+            .is_some_and(|entries| frontier.manifest_next < entries.len());
+        frontier.done = frontier.stack.is_empty() && !entries_left;
+        walker.counts.pages += 1;
+        crate::crash::point(crate::crash::INDEX_AFTER_PAGE);
+        let json = serde_json::to_value(&frontier)
+            .map_err(|e| Error::Internal(format!("cannot encode the index frontier: {e}")))?;
+        services
+            .store
+            .save_frontier(
+                &walker.migration,
+                &run.run_id,
+                &json,
+                now() + FRONTIER_TTL_SECONDS,
+            )
+            .await?;
+    }
+    if !walker.delta.by_status.is_empty() {
+        services
+            .store
+            .add_to_counters(&walker.migration, &run.run_id, &walker.delta)
+            .await?;
+    }
+    Ok(IndexOutcome {
+        done: frontier.done,
+        counts: walker.counts,
+    })
+}
+
+/// What one invocation's walk carries from page to page.
+struct Walker<'a> {
+    services: &'a Services,
+    run: &'a RunContext,
+    migration: MigrationKey,
+    /// The run's walk scope ([`RunContext::walk_scope`]), what settled files are recorded under.
+    scope: String,
+    counts: IndexCounts,
+    delta: RunCounters,
+    locations: Locations,
+}
+
+impl Walker<'_> {
+    /// The record of a container whose listing starts, in an aligned run.
+    async fn folder_of(&mut self, container_id: &str) -> Result<Option<FolderRecord>> {
+        if self.run.destination_storage_location_id.is_some() {
+            return Ok(None);
+        }
+        let folder = self
+            .locations
+            .folder(self.services, self.run, container_id)
+            .await?;
+        Ok(Some(folder))
+    }
+
+    /// The scope a file in `folder` is settled under: a folder's files are settled for the
+    /// location it uploads to, so when that changes they are read again.
+    fn scope_in(&self, folder: Option<&FolderRecord>) -> String {
+        match folder {
+            Some(folder) => format!("{}@{}", self.scope, folder.destination_storage_location_id),
+            None => self.scope.clone(),
+        }
+    }
+
+    /// Lists one page of a container: its files become items, its folders are pushed.
+    async fn page(&mut self, frontier: &mut Frontier, mut cursor: Cursor) -> Result<()> {
+        let (services, store) = (self.services, &self.services.store);
         let mut folder = match cursor.folder.take() {
             Some(folder) => Some(folder),
-            None if run.destination_storage_location_id.is_none() => {
-                Some(locations.folder(services, run, &cursor.parent_id).await?)
-            }
-            None => None,
+            None => self.folder_of(&cursor.parent_id).await?,
         };
-        // A folder's files are settled for the location it uploads to: when that changes,
-        // they are read again.
-        let scope = match &folder {
-            Some(folder) => format!("{scope}@{}", folder.destination_storage_location_id),
-            None => scope.clone(),
-        };
+        let scope = self.scope_in(folder.as_ref());
         let page = services
             .synapse
             .children_page(&EntityChildrenRequest {
@@ -198,55 +295,15 @@ pub async fn walk(
         let listed = listings(&page.page, &scope);
         let ids: Vec<String> = listed.keys().map(|id| (*id).to_owned()).collect();
         // No request when the page has no such file (an empty batch asks for nothing).
-        let seen = store.get_seen(&migration, &ids).await?;
+        let seen = store.get_seen(&self.migration, &ids).await?;
         for child in &page.page {
             if child.kind == concrete::FOLDER {
                 folders.push(child.id.clone());
             } else if child.kind == concrete::FILE_ENTITY {
                 let listed = listed.get(child.id.as_str());
-                if listed.is_some() && seen.get(&child.id) == listed {
-                    // Settled, and its listing unchanged since: nothing to read or write.
-                    counts.unchanged += 1;
-                    if let Some(folder) = folder.as_mut() {
-                        folder.unchanged += 1;
-                    }
-                    continue;
-                }
-                let items = match file_items(services, run, folder.as_ref(), child).await {
-                    Ok(items) => items,
-                    // One unreadable file must not stop the walk: it is reported instead.
-                    Err(error) if !error.is_retryable() => {
-                        let version = child.version_number.unwrap_or(1);
-                        let file = (child.id.as_str(), child.name.as_str(), version);
-                        vec![unreadable(run, folder.as_ref(), file, &error)?]
-                    }
-                    Err(error) => return Err(error),
-                };
-                let settled = items.iter().all(|item| {
-                    matches!(
-                        item.status,
-                        ItemStatus::AlreadyMigrated | ItemStatus::Skipped { .. }
-                    )
-                });
-                for item in items {
-                    let status = item.status.name();
-                    let outcome = store
-                        .put_item(&migration, &item, run.options.max_attempts)
-                        .await?;
-                    let kept = matches!(outcome, PutOutcome::Kept { .. });
-                    if let Some(folder) = folder.as_mut() {
-                        folder.count(&item, kept);
-                    }
-                    if kept {
-                        counts.unchanged += 1;
-                    } else {
-                        counts.count(status);
-                        *delta.by_status.entry(status).or_default() += 1;
-                    }
-                }
-                if let Some(listed) = listed.filter(|_| settled) {
-                    store.put_seen(&migration, &child.id, listed).await?;
-                }
+                let seen = seen.get(&child.id);
+                self.file(child, (listed, seen), folder.as_mut(), None)
+                    .await?;
             }
         }
         match (page.next_page_token, folder) {
@@ -259,8 +316,8 @@ pub async fn walk(
             (None, Some(folder)) => {
                 store
                     .put_folder(
-                        &migration,
-                        &run.run_id,
+                        &self.migration,
+                        &self.run.run_id,
                         &folder,
                         now() + FRONTIER_TTL_SECONDS,
                     )
@@ -276,24 +333,148 @@ pub async fn walk(
                 next_page_token: None,
                 folder: None,
             }));
-        frontier.done = frontier.stack.is_empty();
-        counts.pages += 1;
-        crate::crash::point(crate::crash::INDEX_AFTER_PAGE);
-        let json = serde_json::to_value(&frontier)
-            .map_err(|e| Error::Internal(format!("cannot encode the index frontier: {e}")))?;
-        store
-            .save_frontier(&migration, &run.run_id, &json, now() + FRONTIER_TTL_SECONDS)
-            .await?;
+        Ok(())
     }
-    if !delta.by_status.is_empty() {
-        store
-            .add_to_counters(&migration, &run.run_id, &delta)
-            .await?;
+
+    /// Takes one manifest entry: a folder or project is pushed to be walked, a file (or one
+    /// version of it) becomes items; anything else, or an entity that cannot be read, is an
+    /// ERRORED item that says why.
+    async fn entry(&mut self, frontier: &mut Frontier, entry: &ManifestEntry) -> Result<()> {
+        let (services, run) = (self.services, self.run);
+        let version = i64::try_from(entry.version.unwrap_or(1)).unwrap_or(1);
+        let entity = match services.synapse.get_entity(&entry.entity_id).await {
+            Ok(entity) => entity,
+            Err(error) => {
+                let error = Error::from(error);
+                if error.is_retryable() {
+                    return Err(error);
+                }
+                let file = (entry.entity_id.as_str(), "", version);
+                return self.put(unreadable(run, None, file, &error)?, None).await;
+            }
+        };
+        if entity.is_container() {
+            frontier.stack.push(Cursor {
+                parent_id: entry.entity_id.clone(),
+                next_page_token: None,
+                folder: None,
+            });
+            return Ok(());
+        }
+        if !entity.is_file() {
+            let error = Error::InvalidInput(format!(
+                "{} is a {}: a manifest names files, folders or projects",
+                entry.entity_id, entity.concrete_type
+            ));
+            let file = (entry.entity_id.as_str(), entity.name.as_str(), version);
+            return self.put(unreadable(run, None, file, &error)?, None).await;
+        }
+        let mut folder = match &entity.parent_id {
+            Some(parent) => self.folder_of(parent).await?,
+            None => None,
+        };
+        let header = EntityHeader {
+            id: entry.entity_id.clone(),
+            name: entity.name.clone(),
+            kind: entity.concrete_type.clone(),
+            version_number: entity.version_number,
+            version_label: None,
+            is_latest_version: None,
+            modified_on: entity.modified_on.clone(),
+        };
+        let scope = self.scope_in(folder.as_ref());
+        // A file named without a version is settled like a listed one; one version alone is
+        // indexed each time (it is one read, and its item keeps it from being redone).
+        let listed = match entry.version {
+            None => listings(std::slice::from_ref(&header), &scope).remove(header.id.as_str()),
+            Some(_) => None,
+        };
+        let seen = match &listed {
+            Some(_) => {
+                let ids = [header.id.clone()];
+                let mut seen = self.services.store.get_seen(&self.migration, &ids).await?;
+                seen.remove(&header.id)
+            }
+            None => None,
+        };
+        self.file(
+            &header,
+            (listed.as_ref(), seen.as_ref()),
+            folder.as_mut(),
+            entry.version,
+        )
+        .await
     }
-    Ok(IndexOutcome {
-        done: frontier.done,
-        counts,
-    })
+
+    /// Indexes one file as its listing (`child`) shows it, unless it was settled under the same
+    /// listing (`listed` equal to `seen`); `version`: that version alone.
+    async fn file(
+        &mut self,
+        child: &EntityHeader,
+        (listed, seen): (Option<&SeenFile>, Option<&SeenFile>),
+        mut folder: Option<&mut FolderRecord>,
+        version: Option<u64>,
+    ) -> Result<()> {
+        if listed.is_some() && seen == listed {
+            // Settled, and its listing unchanged since: nothing to read or write.
+            self.counts.unchanged += 1;
+            if let Some(folder) = folder.as_mut() {
+                folder.unchanged += 1;
+            }
+            return Ok(());
+        }
+        let (services, run) = (self.services, self.run);
+        let items = match file_items(services, run, folder.as_deref(), child, version).await {
+            Ok(items) => items,
+            // One unreadable file must not stop the walk: it is reported instead.
+            Err(error) if !error.is_retryable() => {
+                let number = version
+                    .and_then(|v| i64::try_from(v).ok())
+                    .or(child.version_number)
+                    .unwrap_or(1);
+                let file = (child.id.as_str(), child.name.as_str(), number);
+                vec![unreadable(run, folder.as_deref(), file, &error)?]
+            }
+            Err(error) => return Err(error),
+        };
+        let settled = items.iter().all(|item| {
+            matches!(
+                item.status,
+                ItemStatus::AlreadyMigrated | ItemStatus::Skipped { .. }
+            )
+        });
+        for item in items {
+            self.put(item, folder.as_deref_mut()).await?;
+        }
+        if let Some(listed) = listed.filter(|_| settled) {
+            services
+                .store
+                .put_seen(&self.migration, &child.id, listed)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Writes one item (rule 1 decides whether it replaces what is there) and counts it.
+    async fn put(&mut self, item: ItemRecord, folder: Option<&mut FolderRecord>) -> Result<()> {
+        let status = item.status.name();
+        let outcome = self
+            .services
+            .store
+            .put_item(&self.migration, &item, self.run.options.max_attempts)
+            .await?;
+        let kept = matches!(outcome, PutOutcome::Kept { .. });
+        if let Some(folder) = folder {
+            folder.count(&item, kept);
+        }
+        if kept {
+            self.counts.unchanged += 1;
+        } else {
+            self.counts.count(status);
+            *self.delta.by_status.entry(status).or_default() += 1;
+        }
+        Ok(())
+    }
 }
 
 /// What one walk did.
@@ -310,6 +491,7 @@ async fn file_items(
     run: &RunContext,
     folder: Option<&FolderRecord>,
     file: &EntityHeader,
+    only_version: Option<u64>,
 ) -> Result<Vec<ItemRecord>> {
     let entity_id = file.id.as_str();
     let request = EntityBundleRequest {
@@ -319,6 +501,8 @@ async fn file_items(
     };
     let strategy = run.options.file_version_strategy;
     let versions: Vec<Option<i64>> = match strategy {
+        // A manifest's version alone (Init allows it with `all` and `latest` only).
+        _ if only_version.is_some() => vec![only_version.and_then(|v| i64::try_from(v).ok())],
         FileVersionStrategy::New | FileVersionStrategy::Latest => vec![None],
         // The listing's version is the latest (the server joins the current revision): when
         // that is 1 there is no other. A higher number proves nothing, versions can be deleted.

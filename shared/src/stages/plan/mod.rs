@@ -80,6 +80,8 @@ struct StatusPages {
 pub(super) struct Candidates<'a> {
     services: &'a Services,
     migration: MigrationKey,
+    /// A manifest run takes only the items its own walk wrote (see [`RunContext::is_partial`]).
+    only_run: Option<String>,
     max_attempts: u32,
     at: i64,
     statuses: Vec<StatusPages>,
@@ -90,6 +92,7 @@ impl<'a> Candidates<'a> {
         Ok(Self {
             services,
             migration: run.migration()?,
+            only_run: run.is_partial().then(|| run.run_id.clone()),
             max_attempts: run.options.max_attempts,
             at: now(),
             statuses: CANDIDATE_STATUSES
@@ -137,7 +140,8 @@ impl<'a> Candidates<'a> {
                 return Ok(None);
             };
             let (_, item) = first.page.pop_front().expect("a page that is not empty");
-            if is_candidate(&item, self.max_attempts, self.at) {
+            let ours = self.only_run.as_ref().is_none_or(|run| &item.run_id == run);
+            if ours && is_candidate(&item, self.max_attempts, self.at) {
                 return Ok(Some(item));
             }
         }

@@ -164,7 +164,9 @@ pub async fn report(services: &Services, input: ReportInput) -> Result<Summary> 
         let mut rows = String::new();
         for item in &page.items {
             totals.add(item);
-            unfinished.add(item, at);
+            if !run.is_partial() || item.run_id == run.run_id {
+                unfinished.add(item, at);
+            }
             let destination = run.destination_storage_location_id;
             match would_delete(run, item) {
                 Some(planned) => rows.push_str(&csv_row(&planned, destination)),
