@@ -159,6 +159,31 @@ fn start_flags_become_the_options_json() {
 }
 
 #[test]
+fn entities_and_manifests_become_options() {
+    let args = start_args(&["--entity", "syn5", "--entity", "syn6"]).unwrap();
+    let options = args.options().unwrap();
+    assert_eq!(options.entities, ["syn5", "syn6"]);
+    let input = execution_input("syn123", Some(12345), &options);
+    assert_eq!(
+        input["options"]["entities"],
+        serde_json::json!(["syn5", "syn6"])
+    );
+    let args = start_args(&["--manifest", "s3://bucket/list.csv"]).unwrap();
+    assert_eq!(
+        args.options().unwrap().manifest.as_deref(),
+        Some("s3://bucket/list.csv")
+    );
+    // A version alone needs a strategy that swaps in place; both lists at once are refused.
+    let error = start_args(&["--entity", "syn5.2"])
+        .unwrap()
+        .options()
+        .unwrap_err();
+    assert!(error.to_string().contains("all or latest"), "{error}");
+    let both = start_args(&["--entity", "syn5", "--manifest", "s3://b/k"]).unwrap_err();
+    assert_eq!(both.exit_code(), i32::from(EXIT_USAGE));
+}
+
+#[test]
 fn bad_start_flags_are_usage_errors() {
     let tiny_parts = start_args(&["--part-size", "1024"]).unwrap();
     let error = tiny_parts.options().unwrap_err();
