@@ -217,6 +217,10 @@ pub struct StartArgs {
     /// deployment's bucket.
     #[arg(long, value_name = "s3://BUCKET/KEY")]
     pub manifest: Option<String>,
+    /// Also migrate the files tables' FILEHANDLEID cells name, and point the cells at the
+    /// copies (each table kept as a snapshot version first).
+    #[arg(long)]
+    pub include_table_files: bool,
     /// Starts within this many minutes share one execution name, so a repeated start (a retried
     /// script, a double click) does not run twice. 0: a new execution every second.
     #[arg(long, value_name = "MINUTES", default_value_t = 60)]
@@ -240,6 +244,7 @@ impl StartArgs {
             delete_source_file_handles: self.delete_source_file_handles,
             entities: self.entities.clone(),
             manifest: self.manifest.clone(),
+            include_table_files: self.include_table_files,
             part_size_bytes: self.part_size.unwrap_or(defaults.part_size_bytes),
             max_concurrency: self.max_concurrency.unwrap_or(defaults.max_concurrency),
             max_synapse_requests_per_minute: self

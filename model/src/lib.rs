@@ -134,6 +134,45 @@ pub struct StorageLocationSetting {
     pub created_by: Option<i64>,
 }
 
+/// A table column (`GET /column/{id}`, `GET /entity/{id}/column`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ColumnModel {
+    pub id: String,
+    pub name: String,
+    pub column_type: String,
+}
+
+/// The column type whose cells name file handles.
+pub const FILE_HANDLE_COLUMN: &str = "FILEHANDLEID";
+
+/// `GET /entity/{id}/column`: the table's schema.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PaginatedColumnModels {
+    #[serde(default)]
+    pub results: Vec<ColumnModel>,
+}
+
+/// One row of a query's results: its id, version and the selected cells (null: empty).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Row {
+    pub row_id: i64,
+    #[serde(default)]
+    pub version_number: Option<i64>,
+    #[serde(default)]
+    pub values: Vec<Option<String>>,
+}
+
+/// A page of a table query's rows (`QueryResultBundle.queryResult` with `partMask` 1), and
+/// whether more follow.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct QueryPage {
+    pub rows: Vec<Row>,
+    pub more: bool,
+}
+
 /// Where files uploaded under a node go (`GET /entity/{id}/uploadDestination`): the nearest
 /// upload setting's first storage location, Synapse's own storage otherwise.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -92,6 +92,9 @@ pub struct MigrationOptions {
     pub entities: Vec<String>,
     /// The same list in a CSV or JSON file in the deployment's bucket, `s3://<bucket>/<key>`.
     pub manifest: Option<String>,
+    /// Also migrate the files that tables' FILEHANDLEID cells name, and point the cells at the
+    /// copies (the official client's `include_table_files`).
+    pub include_table_files: bool,
 }
 
 impl Default for MigrationOptions {
@@ -112,6 +115,7 @@ impl Default for MigrationOptions {
             delete_source_file_handles: false,
             entities: Vec::new(),
             manifest: None,
+            include_table_files: false,
         }
     }
 }

@@ -228,11 +228,15 @@ impl RunContext {
     /// only by a run that covers the same (the whole project, or the same manifest).
     pub(crate) fn frontier_scope(&self) -> String {
         let options = &self.options;
-        if !self.is_partial() {
-            return self.walk_scope();
+        // Each part is appended only when set, so that walks made before it existed still match.
+        let mut scope = self.walk_scope();
+        if options.include_table_files {
+            scope.push_str("+tables");
         }
-        let coverage = serde_json::json!([options.entities, options.manifest]);
-        format!("{}{coverage}", self.walk_scope())
+        if self.is_partial() {
+            scope.push_str(&serde_json::json!([options.entities, options.manifest]).to_string());
+        }
+        scope
     }
 
     /// Whether the run covers only part of the project (a manifest): its Plan and Report then

@@ -198,6 +198,7 @@ mod tests {
             verified_by: None,
             source_handle: None,
             destination_storage_location_id: None,
+            column_name: None,
         };
         assert!(old_record(types::INVALID_INPUT, Some("9"), 1).due_for_retry(3));
         assert!(!old_record(types::INVALID_INPUT, Some("9"), 3).due_for_retry(3));

@@ -107,6 +107,7 @@ fn item(entity: &str, status: ItemStatus, run_id: &str) -> anyhow::Result<ItemRe
         verified_by: None,
         source_handle: None,
         destination_storage_location_id: None,
+        column_name: None,
         ..item_record(entity, status)
     })
 }

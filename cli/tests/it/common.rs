@@ -23,5 +23,6 @@ pub fn item_record(entity: &str, status: ItemStatus) -> ItemRecord {
         verified_by: None,
         source_handle: None,
         destination_storage_location_id: None,
+        column_name: None,
     }
 }

@@ -308,6 +308,7 @@ fn item(entity: &str, status: ItemStatus) -> ItemRecord {
         verified_by: None,
         source_handle: None,
         destination_storage_location_id: None,
+        column_name: None,
         ..item_record(entity, status)
     }
 }

@@ -45,6 +45,8 @@ pub use synapse::SynapseEngine;
 
 /// The association type of a file entity's handle in Synapse requests.
 pub const FILE_ENTITY_ASSOCIATION: &str = "FileEntity";
+/// The association type of a handle a table's cell names.
+pub const TABLE_ENTITY_ASSOCIATION: &str = "TableEntity";
 /// File handles per `POST /fileHandle/batch` (Synapse's limit).
 pub const FILE_HANDLE_BATCH: usize = 100;
 
@@ -53,6 +55,8 @@ pub const FILE_HANDLE_BATCH: usize = 100;
 pub struct CopyRequest {
     /// An entity that uses the handle; Synapse authorises reading the source through it.
     pub entity_id: String,
+    /// `entity_id` is a table one of whose cells names the handle (not a file entity).
+    pub in_table: bool,
     pub version: Option<i64>,
     /// The source S3 file handle, as the index read it.
     pub source: FileHandle,
@@ -86,7 +90,15 @@ impl CopyRequest {
         FileHandleAssociation {
             file_handle_id: self.source.id.clone(),
             associate_object_id: self.entity_id.clone(),
-            associate_object_type: FILE_ENTITY_ASSOCIATION.to_owned(),
+            associate_object_type: self.association_type().to_owned(),
+        }
+    }
+
+    /// How `entity_id` uses the handle, as Synapse's associations name it.
+    pub fn association_type(&self) -> &'static str {
+        match self.in_table {
+            true => TABLE_ENTITY_ASSOCIATION,
+            false => FILE_ENTITY_ASSOCIATION,
         }
     }
 }

@@ -17,7 +17,7 @@ use synapse_model::{
 
 use super::{
     CopyEngine, CopyRequest, EngineConfig, EngineKind, EngineState, HandleJournal, Started,
-    FILE_ENTITY_ASSOCIATION, FILE_HANDLE_BATCH,
+    FILE_HANDLE_BATCH,
 };
 use crate::error::{Error, Result};
 use crate::synapse::{SynapseClient, SynapseError};
@@ -75,7 +75,7 @@ impl SynapseEngine {
                 Some(FileHandleAssociation {
                     file_handle_id: id.as_ref().ok()?.clone(),
                     associate_object_id: request.entity_id.clone(),
-                    associate_object_type: FILE_ENTITY_ASSOCIATION.to_owned(),
+                    associate_object_type: request.association_type().to_owned(),
                 })
             })
             .collect();

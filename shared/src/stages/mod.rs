@@ -71,13 +71,17 @@ pub struct CopyJob {
     /// The unit's own destination in an aligned run (see [`plan::units::WorkUnit`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub destination: Option<StorageLocationSetting>,
+    /// `entity_id` is a table one of whose cells names the source.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub in_table: bool,
 }
 
 impl CopyJob {
     fn request(&self, destination: &StorageLocationSetting) -> CopyRequest {
         CopyRequest {
             entity_id: self.entity_id.clone(),
-            version: Some(self.version),
+            in_table: self.in_table,
+            version: (!self.in_table).then_some(self.version),
             source: self.source.clone(),
             destination: destination.clone(),
             part_size: self.part_size,

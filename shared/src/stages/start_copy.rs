@@ -15,7 +15,7 @@ use super::{BatchRef, CopyJob, ItemOutcome};
 use crate::context::{now, RunContext, Services};
 use crate::copy::parts::{part_batches, PartBatch, PartPlan};
 use crate::copy::verify::CopyProof;
-use crate::copy::{choose, FILE_ENTITY_ASSOCIATION, FILE_HANDLE_BATCH};
+use crate::copy::{choose, FILE_ENTITY_ASSOCIATION, FILE_HANDLE_BATCH, TABLE_ENTITY_ASSOCIATION};
 use crate::state::{CopyRecord, CopyStatus, ItemKey, ItemRecord};
 use crate::{Error, Result};
 
@@ -51,7 +51,11 @@ async fn source_handles(
                 .map(|(source, key)| FileHandleAssociation {
                     file_handle_id: source.clone(),
                     associate_object_id: key.entity_id.clone(),
-                    associate_object_type: FILE_ENTITY_ASSOCIATION.to_owned(),
+                    associate_object_type: match key.cell {
+                        Some(_) => TABLE_ENTITY_ASSOCIATION,
+                        None => FILE_ENTITY_ASSOCIATION,
+                    }
+                    .to_owned(),
                 })
                 .collect(),
             include_file_handles: true,
@@ -212,6 +216,7 @@ async fn prepare_copy(
         part_size: part_plan.part_size(),
         file_name: first.destination_file_name.clone(),
         destination: ctx.own_destination().cloned(),
+        in_table: first.key.cell.is_some(),
     };
     let request = job.request(ctx.destination()?);
     let started = match UnitCtx::engine_state(copy)? {

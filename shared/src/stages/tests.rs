@@ -70,6 +70,7 @@ fn item(entity: &str, status: ItemStatus, attempts: u32, lease: Option<Lease>) -
         verified_by: None,
         source_handle: None,
         destination_storage_location_id: None,
+        column_name: None,
     }
 }
 

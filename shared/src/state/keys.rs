@@ -153,11 +153,23 @@ pub(crate) fn status_pk(migration: &MigrationKey, status: StatusName) -> String 
     format!("{}#{}", migration.pk(), status.as_str())
 }
 
-/// One file version: `syn123.4` in text (Synapse's own notation), `ITEM#syn123#4` as a sort key.
+/// One file version, `syn123.4` in text (Synapse's own notation) and `ITEM#syn123#4` as a sort
+/// key; or one file-handle cell of a table, `syn123.r5.c77` (table, row id, column id) and
+/// `ITEM#syn123#R5#C77`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ItemKey {
     pub entity_id: String,
+    /// The file version; 0 for a table cell (a row's version changes with every update, so the
+    /// row and column name the cell).
     pub version: u64,
+    pub cell: Option<TableCell>,
+}
+
+/// A file-handle cell of a table: the row and the column that hold it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TableCell {
+    pub row_id: u64,
+    pub column_id: u64,
 }
 
 impl ItemKey {
@@ -169,17 +181,42 @@ impl ItemKey {
                 "entity id may not contain '.': {entity_id:?}"
             )));
         }
-        Ok(Self { entity_id, version })
+        Ok(Self {
+            entity_id,
+            version,
+            cell: None,
+        })
+    }
+
+    /// The cell of table `table_id` at (`row_id`, `column_id`).
+    pub fn cell(
+        table_id: impl Into<String>,
+        row_id: u64,
+        column_id: u64,
+    ) -> Result<Self, StateError> {
+        Ok(Self {
+            cell: Some(TableCell { row_id, column_id }),
+            ..Self::new(table_id, 0)?
+        })
     }
 
     pub fn sk(&self) -> String {
-        format!("{ITEM_PREFIX}{}#{}", self.entity_id, self.version)
+        match self.cell {
+            Some(cell) => format!(
+                "{ITEM_PREFIX}{}#R{}#C{}",
+                self.entity_id, cell.row_id, cell.column_id
+            ),
+            None => format!("{ITEM_PREFIX}{}#{}", self.entity_id, self.version),
+        }
     }
 }
 
 impl fmt::Display for ItemKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}.{}", self.entity_id, self.version)
+        match self.cell {
+            Some(cell) => write!(f, "{}.r{}.c{}", self.entity_id, cell.row_id, cell.column_id),
+            None => write!(f, "{}.{}", self.entity_id, self.version),
+        }
     }
 }
 
@@ -187,10 +224,23 @@ impl FromStr for ItemKey {
     type Err = StateError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let invalid = || StateError::Invalid(format!("item key must look like syn123.4: {s:?}"));
-        let (entity_id, version) = s.rsplit_once('.').ok_or_else(invalid)?;
-        let version = version.parse().map_err(|_| invalid())?;
-        ItemKey::new(entity_id, version)
+        let invalid = || {
+            StateError::Invalid(format!(
+                "item key must look like syn123.4 or syn123.r5.c77: {s:?}"
+            ))
+        };
+        let number = |text: Option<&str>| text.and_then(|t| t.parse::<u64>().ok());
+        match s.split('.').collect::<Vec<_>>().as_slice() {
+            [entity_id, version] => {
+                ItemKey::new(*entity_id, number(Some(version)).ok_or_else(invalid)?)
+            }
+            [table_id, row, column] => {
+                let row = number(row.strip_prefix('r')).ok_or_else(invalid)?;
+                let column = number(column.strip_prefix('c')).ok_or_else(invalid)?;
+                ItemKey::cell(*table_id, row, column)
+            }
+            _ => Err(invalid()),
+        }
     }
 }
 

@@ -248,6 +248,9 @@ pub struct ItemRecord {
     /// where the migration has one destination for every file.
     #[serde(default)]
     pub destination_storage_location_id: Option<i64>,
+    /// A table cell's column name (the report's `col_name`).
+    #[serde(default)]
+    pub column_name: Option<String>,
 }
 
 impl ItemRecord {

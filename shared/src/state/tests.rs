@@ -140,6 +140,7 @@ fn item_record_json_is_flat() {
         verified_by: None,
         source_handle: None,
         destination_storage_location_id: None,
+        column_name: None,
     };
     let json = serde_json::to_value(&record).unwrap();
     assert_eq!(json["status"], "SKIPPED");

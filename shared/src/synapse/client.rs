@@ -27,6 +27,7 @@ use super::retry::{with_retries, RetryPolicy};
 use super::token::SynapseToken;
 
 mod files;
+mod tables;
 
 /// Production repository service.
 pub const PROD_REPO_ENDPOINT: &str = "https://repo-prod.prod.sagebase.org/repo/v1";

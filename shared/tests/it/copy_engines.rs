@@ -127,6 +127,7 @@ impl Env {
         let file_name = source.file_name.as_deref().and_then(sanitize_file_name);
         CopyRequest {
             entity_id,
+            in_table: false,
             version: snapshot.entity.version_number,
             source,
             destination: self.location(destination),

@@ -129,6 +129,7 @@ impl Env {
             verified_by: None,
             source_handle: None,
             destination_storage_location_id: None,
+            column_name: None,
         })
     }
 

@@ -42,6 +42,7 @@ fn item(entity: &str, version: u64, status: ItemStatus) -> ItemRecord {
         verified_by: None,
         source_handle: None,
         destination_storage_location_id: None,
+        column_name: None,
     }
 }
 
@@ -260,6 +261,7 @@ async fn reindexing_never_overwrites_a_later_state<S: StateStore>(store: &S) {
         verified_by: None,
         source_handle: None,
         destination_storage_location_id: None,
+        column_name: None,
         ..fresh.clone()
     };
     assert_eq!(

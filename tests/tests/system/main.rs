@@ -10,3 +10,4 @@ mod fault_storm;
 mod manifest;
 mod official_client;
 mod source_cleanup;
+mod tables;

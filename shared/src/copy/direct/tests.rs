@@ -5,6 +5,7 @@ use synapse_model::{concrete, StorageLocationSetting};
 fn request(base_key: Option<&str>, key: &str, file_name: Option<&str>) -> CopyRequest {
     CopyRequest {
         entity_id: "syn1".into(),
+        in_table: false,
         version: Some(1),
         source: FileHandle {
             id: "987".into(),

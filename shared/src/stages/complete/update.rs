@@ -27,6 +27,7 @@ use synapse_model::{
 };
 
 use crate::config::FileVersionStrategy;
+use crate::copy::{FILE_ENTITY_ASSOCIATION, TABLE_ENTITY_ASSOCIATION};
 use crate::state::ItemRecord;
 use crate::synapse::{SynapseClient, SynapseError};
 use crate::{Error, Result};
@@ -62,6 +63,8 @@ pub async fn update_entity(
     update: EntityUpdate<'_>,
 ) -> Result<UpdateOutcome> {
     let result = match update.strategy {
+        // A table's cell is rewritten in place whatever the strategy (as the official client does).
+        _ if update.item.key.cell.is_some() => update_cell(client, update).await,
         FileVersionStrategy::New => new_version(client, update).await,
         FileVersionStrategy::All | FileVersionStrategy::Latest => {
             swap_version(client, update).await
@@ -197,6 +200,46 @@ async fn swap_version(client: &SynapseClient, update: EntityUpdate<'_>) -> Resul
     }
 }
 
+/// Points a table's cell at the copy, under the same rule as an entity: the cell is read first
+/// (`... WHERE ROW_ID = r`), rewritten (a `PartialRowSet` transaction) only while it still names
+/// the source, and left alone when it names anything but the copy or a handle in the
+/// destination. A repeat after a crash finds the copy and writes nothing.
+async fn update_cell(client: &SynapseClient, update: EntityUpdate<'_>) -> Result<UpdateOutcome> {
+    let item = update.item;
+    let (table_id, cell) = (&item.key.entity_id, item.key.cell.unwrap_or_default());
+    let column = item
+        .column_name
+        .as_deref()
+        .ok_or_else(|| Error::Internal(format!("cell {} has no column name", item.key)))?;
+    let sql = format!(
+        "select \"{}\" from {table_id} where ROW_ID = {}",
+        column.replace('"', "\"\""),
+        cell.row_id
+    );
+    let page = client.query_table(table_id, &sql, 0, 1).await?;
+    let Some(row) = page.rows.first() else {
+        return Err(Error::NotFound(format!(
+            "row {} of {table_id} no longer exists",
+            cell.row_id
+        )));
+    };
+    let current = row.values.first().cloned().flatten();
+    if current.as_deref() != Some(item.source_file_handle_id.as_str()) {
+        return already_in_destination(client, update, current.as_deref(), None).await;
+    }
+    let row_id = i64::try_from(cell.row_id)
+        .map_err(|_| Error::InvalidInput(format!("row of {} is out of range", item.key)))?;
+    let values = vec![(
+        cell.column_id.to_string(),
+        update.destination_file_handle_id.to_owned(),
+    )];
+    client.update_cells(table_id, &[(row_id, values)]).await?;
+    Ok(UpdateOutcome::Updated {
+        version: None,
+        modified_on: None,
+    })
+}
+
 /// The entity points at something other than the source: fine if that is the copy or any
 /// handle in the destination location, a conflict otherwise.
 async fn already_in_destination(
@@ -220,7 +263,11 @@ async fn already_in_destination(
             requested_files: vec![FileHandleAssociation {
                 file_handle_id: current.to_owned(),
                 associate_object_id: item.key.entity_id.clone(),
-                associate_object_type: "FileEntity".to_owned(),
+                associate_object_type: match item.key.cell {
+                    Some(_) => TABLE_ENTITY_ASSOCIATION,
+                    None => FILE_ENTITY_ASSOCIATION,
+                }
+                .to_owned(),
             }],
             include_file_handles: true,
             include_pre_signed_urls: false,
@@ -237,6 +284,7 @@ async fn already_in_destination(
         return Ok(UpdateOutcome::AlreadyDone);
     }
     let which = match version {
+        _ if item.key.cell.is_some() => format!("cell {}", item.key),
         Some(v) => format!("version {v} of {}", item.key.entity_id),
         None => format!("the latest version of {}", item.key.entity_id),
     };

@@ -19,11 +19,13 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 use synapse_model::{
-    concrete, entity_type, EntityBundleRequest, EntityChildrenRequest, EntityHeader, FileHandle,
+    concrete, entity_type, BatchFileRequest, EntityBundleRequest, EntityChildrenRequest,
+    EntityHeader, FileHandle, FileHandleAssociation, FILE_HANDLE_COLUMN,
 };
 
 use crate::config::FileVersionStrategy;
 use crate::context::{now, RunContext, Services};
+use crate::copy::{FILE_HANDLE_BATCH, TABLE_ENTITY_ASSOCIATION};
 use crate::error::types;
 use crate::manifest::{self, ManifestEntry};
 use crate::stages::init::writable_destination;
@@ -48,7 +50,24 @@ pub struct Cursor {
     /// first page on (written as the folder's record after its last page).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub folder: Option<FolderRecord>,
+    /// A table (with `includeTableFiles`): where the walk of its file-handle cells stands.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub table: Option<TableWalk>,
 }
+
+/// Where the walk of a table's file-handle cells stands.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TableWalk {
+    /// Its FILEHANDLEID columns (id, name), read on its first page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub columns: Option<Vec<(String, String)>>,
+    /// Rows read so far.
+    pub offset: u64,
+}
+
+/// Rows asked for per query of a table (Synapse may answer fewer: it caps a page's bytes).
+const TABLE_PAGE_ROWS: u64 = 1_000;
 
 /// Progress of the walk of a migration, saved after every page. A run continues the walk of an
 /// earlier run that stopped before its end (a crash, or retries spent) if it walks with the
@@ -75,6 +94,7 @@ impl Frontier {
                 parent_id: project_id.to_owned(),
                 next_page_token: None,
                 folder: None,
+                table: None,
             }],
             done: false,
             scope,
@@ -272,6 +292,9 @@ impl Walker<'_> {
 
     /// Lists one page of a container: its files become items, its folders are pushed.
     async fn page(&mut self, frontier: &mut Frontier, mut cursor: Cursor) -> Result<()> {
+        if cursor.table.is_some() {
+            return self.table_page(frontier, cursor).await;
+        }
         let (services, store) = (self.services, &self.services.store);
         let mut folder = match cursor.folder.take() {
             Some(folder) => Some(folder),
@@ -282,16 +305,25 @@ impl Walker<'_> {
             .synapse
             .children_page(&EntityChildrenRequest {
                 parent_id: Some(cursor.parent_id.clone()),
-                include_types: Some(vec![
-                    entity_type::FOLDER.to_owned(),
-                    entity_type::FILE.to_owned(),
-                ]),
+                include_types: Some(
+                    [entity_type::FOLDER, entity_type::FILE]
+                        .into_iter()
+                        .chain(
+                            self.run
+                                .options
+                                .include_table_files
+                                .then_some(entity_type::TABLE),
+                        )
+                        .map(str::to_owned)
+                        .collect(),
+                ),
                 sort_by: Some("NAME".into()),
                 sort_direction: Some("ASC".into()),
                 next_page_token: cursor.next_page_token.clone(),
             })
             .await?;
         let mut folders = Vec::new();
+        let mut tables = Vec::new();
         let listed = listings(&page.page, &scope);
         let ids: Vec<String> = listed.keys().map(|id| (*id).to_owned()).collect();
         // No request when the page has no such file (an empty batch asks for nothing).
@@ -299,6 +331,8 @@ impl Walker<'_> {
         for child in &page.page {
             if child.kind == concrete::FOLDER {
                 folders.push(child.id.clone());
+            } else if child.kind == concrete::TABLE_ENTITY {
+                tables.push(Self::table_cursor(&child.id, folder.as_ref()));
             } else if child.kind == concrete::FILE_ENTITY {
                 let listed = listed.get(child.id.as_str());
                 let seen = seen.get(&child.id);
@@ -311,6 +345,7 @@ impl Walker<'_> {
                 parent_id: cursor.parent_id,
                 next_page_token: Some(token),
                 folder,
+                table: None,
             }),
             // The folder's last page: its record is complete (a repeat writes the same).
             (None, Some(folder)) => {
@@ -325,15 +360,130 @@ impl Walker<'_> {
             }
             (None, None) => {}
         }
-        // Reversed so that the first folder by name is walked first.
+        // Reversed so that the first folder (or table) by name is walked first.
+        frontier.stack.extend(tables.into_iter().rev());
         frontier
             .stack
             .extend(folders.into_iter().rev().map(|parent_id| Cursor {
                 parent_id,
                 next_page_token: None,
                 folder: None,
+                table: None,
             }));
         Ok(())
+    }
+
+    /// The cursor that starts the walk of table `table_id`'s cells; in an aligned run its files
+    /// go where the table's container uploads to (`container`), and the table gets a record
+    /// of its own in the folder list.
+    fn table_cursor(table_id: &str, container: Option<&FolderRecord>) -> Cursor {
+        Cursor {
+            parent_id: table_id.to_owned(),
+            next_page_token: None,
+            folder: container.map(|container| FolderRecord {
+                folder_id: table_id.to_owned(),
+                destination_storage_location_id: container.destination_storage_location_id,
+                not_writable: container.not_writable.clone(),
+                ..FolderRecord::default()
+            }),
+            table: Some(TableWalk::default()),
+        }
+    }
+
+    /// Reads one page of a table's rows: every file-handle cell becomes an item (its handle
+    /// read through the table, `TableEntity`); a table that cannot be read becomes one ERRORED
+    /// item that says why.
+    async fn table_page(&mut self, frontier: &mut Frontier, mut cursor: Cursor) -> Result<()> {
+        let table_id = cursor.parent_id.clone();
+        let mut folder = cursor.folder.take();
+        let mut table = cursor.table.take().unwrap_or_default();
+        let more = match self
+            .table_cells(&table_id, &mut table, folder.as_mut())
+            .await
+        {
+            Ok(more) => more,
+            Err(error) if !error.is_retryable() => {
+                let item = unreadable(self.run, folder.as_ref(), (&table_id, "", 1), &error)?;
+                self.put(item, folder.as_mut()).await?;
+                false
+            }
+            Err(error) => return Err(error),
+        };
+        if more {
+            frontier.stack.push(Cursor {
+                parent_id: table_id,
+                next_page_token: None,
+                folder,
+                table: Some(table),
+            });
+        } else if let Some(folder) = folder {
+            self.services
+                .store
+                .put_folder(
+                    &self.migration,
+                    &self.run.run_id,
+                    &folder,
+                    now() + FRONTIER_TTL_SECONDS,
+                )
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Indexes the cells of the next page of rows of `table`; whether more rows follow.
+    async fn table_cells(
+        &mut self,
+        table_id: &str,
+        table: &mut TableWalk,
+        mut folder: Option<&mut FolderRecord>,
+    ) -> Result<bool> {
+        let (services, run) = (self.services, self.run);
+        let columns = match table.columns.take() {
+            Some(columns) => columns,
+            None => services
+                .synapse
+                .table_columns(table_id)
+                .await?
+                .results
+                .into_iter()
+                .filter(|column| column.column_type == FILE_HANDLE_COLUMN)
+                .map(|column| (column.id, column.name))
+                .collect(),
+        };
+        if columns.is_empty() {
+            return Ok(false);
+        }
+        let select: Vec<String> = columns
+            .iter()
+            .map(|(_, name)| format!("\"{}\"", name.replace('"', "\"\"")))
+            .collect();
+        let sql = format!("select {} from {table_id}", select.join(", "));
+        let page = services
+            .synapse
+            .query_table(table_id, &sql, table.offset, TABLE_PAGE_ROWS)
+            .await?;
+        let mut cells = Vec::new();
+        for row in &page.rows {
+            for ((column_id, name), value) in columns.iter().zip(&row.values) {
+                if let Some(handle) = value.as_deref().filter(|v| !v.is_empty()) {
+                    let row_id = u64::try_from(row.row_id).unwrap_or_default();
+                    let column: u64 = column_id.parse().map_err(|_| {
+                        Error::Internal(format!("column id {column_id:?} is not a number"))
+                    })?;
+                    cells.push((ItemKey::cell(table_id, row_id, column)?, name, handle));
+                }
+            }
+        }
+        let handles = table_handles(services, table_id, cells.iter().map(|c| c.2)).await?;
+        for (key, name, handle_id) in cells {
+            let handle = handles.get(handle_id);
+            let mut item = classify(run, folder.as_deref(), key, "", Some(handle_id), handle);
+            item.column_name = Some(name.clone());
+            self.put(item, folder.as_deref_mut()).await?;
+        }
+        table.offset += page.rows.len() as u64;
+        table.columns = Some(columns);
+        Ok(page.more && !page.rows.is_empty())
     }
 
     /// Takes one manifest entry: a folder or project is pushed to be walked, a file (or one
@@ -358,12 +508,23 @@ impl Walker<'_> {
                 parent_id: entry.entity_id.clone(),
                 next_page_token: None,
                 folder: None,
+                table: None,
             });
+            return Ok(());
+        }
+        if entity.concrete_type == concrete::TABLE_ENTITY && run.options.include_table_files {
+            let container = match &entity.parent_id {
+                Some(parent) => self.folder_of(parent).await?,
+                None => None,
+            };
+            let cursor = Self::table_cursor(&entry.entity_id, container.as_ref());
+            frontier.stack.push(cursor);
             return Ok(());
         }
         if !entity.is_file() {
             let error = Error::InvalidInput(format!(
-                "{} is a {}: a manifest names files, folders or projects",
+                "{} is a {}: a manifest names files, folders or projects (and tables, with \
+                 includeTableFiles)",
                 entry.entity_id, entity.concrete_type
             ));
             let file = (entry.entity_id.as_str(), entity.name.as_str(), version);
@@ -630,6 +791,41 @@ impl Locations {
     }
 }
 
+/// The handles named by a table's cells, read through the table (`TableEntity`, 100 per
+/// call); a handle Synapse does not give is absent (its cell becomes an ERRORED item).
+async fn table_handles<'a>(
+    services: &Services,
+    table_id: &str,
+    ids: impl Iterator<Item = &'a str>,
+) -> Result<BTreeMap<String, FileHandle>> {
+    let mut ids: Vec<&str> = ids.collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let mut handles = BTreeMap::new();
+    for chunk in ids.chunks(FILE_HANDLE_BATCH) {
+        let request = BatchFileRequest {
+            requested_files: chunk
+                .iter()
+                .map(|id| FileHandleAssociation {
+                    file_handle_id: (*id).to_owned(),
+                    associate_object_id: table_id.to_owned(),
+                    associate_object_type: TABLE_ENTITY_ASSOCIATION.to_owned(),
+                })
+                .collect(),
+            include_file_handles: true,
+            include_pre_signed_urls: false,
+            include_preview_pre_signed_urls: false,
+        };
+        let answer = services.synapse.file_handle_batch(&request).await?;
+        for file in answer.requested_files {
+            if let Some(handle) = file.file_handle {
+                handles.insert(file.file_handle_id, handle);
+            }
+        }
+    }
+    Ok(handles)
+}
+
 /// Every version number of an entity, newest first. Synapse's total is exact after a short
 /// page and one more than seen after a full one (`PaginatedResults.createWithLimitAndOffset`), so
 /// a page that reaches it is the last: no empty page is asked for.
@@ -683,6 +879,7 @@ pub fn classify(
         verified_by: None,
         source_handle: None,
         destination_storage_location_id: folder.map(|f| f.destination_storage_location_id),
+        column_name: None,
     };
     let destination = item
         .destination_storage_location_id

@@ -2,7 +2,7 @@
 //! in plan order, and writes the manifests the Distributed Map reads: the lead units, and the
 //! follower units of widely shared sources for the Map's second pass.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use serde::{Deserialize, Serialize};
 use synapse_model::StorageLocationSetting;
@@ -160,7 +160,11 @@ pub async fn plan(services: &Services, input: PlanInput) -> Result<PlanOutput> {
         let mut planner = UnitPlanner::new(services.tuning.unit_limits)?;
         let mut candidates = Candidates::new(services, run)?;
         let mut destinations = Destinations::default();
+        let mut tables = BTreeSet::new();
         while let Some(item) = candidates.next().await? {
+            if item.key.cell.is_some() {
+                tables.insert(item.key.entity_id.clone());
+            }
             let planned = planner.push(UnitItem {
                 key: item.key.to_string(),
                 size: item.size,
@@ -176,6 +180,7 @@ pub async fn plan(services: &Services, input: PlanInput) -> Result<PlanOutput> {
             let unit = destinations.attach(services, run, unit).await?;
             write_unit(&mut leads, &mut followers, unit).await?;
         }
+        snapshot_tables(services, run, &tables).await?;
     }
     let (follower_units, follower_items) = (followers.units, followers.items);
     let (unit_count, item_count, total_bytes) = (leads.units, leads.items, leads.bytes);
@@ -194,6 +199,31 @@ pub async fn plan(services: &Services, input: PlanInput) -> Result<PlanOutput> {
         followers_key: (follower_units > 0).then(|| run.followers_key()),
         follower_unit_count: follower_units,
     })
+}
+
+/// Keeps each table whose cells the run will rewrite as a snapshot version first, as the
+/// official client does, so the table as it was stays readable. A table the user may not
+/// snapshot (403) is said in the log and left to its cells' updates, which fail the same way
+/// and are recorded per cell.
+async fn snapshot_tables(
+    services: &Services,
+    run: &RunContext,
+    tables: &BTreeSet<String>,
+) -> Result<()> {
+    let comment = format!(
+        "before synmigrate run {} pointed its file cells at copies",
+        run.run_id
+    );
+    for table in tables {
+        match services.synapse.snapshot_table(table, &comment).await {
+            Ok(_) => tracing::info!(%table, "table snapshot kept"),
+            Err(error) if !error.is_retryable() => {
+                tracing::warn!(%table, %error, "could not keep a snapshot of the table")
+            }
+            Err(error) => return Err(error.into()),
+        }
+    }
+    Ok(())
 }
 
 /// The storage locations an aligned run's units copy to, as Synapse describes them (the

@@ -92,12 +92,28 @@ pub fn csv_row(item: &ItemRecord, destination: Option<i64>) -> String {
         ItemStatus::Skipped { reason } => (String::new(), reason.as_str().to_owned()),
         _ => (String::new(), String::new()),
     };
+    // A table's cell has a row and a column where a file has a version (the official client's
+    // `type`, `row_id`, `col_name`).
+    let (kind, version, row, column) = match item.key.cell {
+        Some(cell) => (
+            "table",
+            String::new(),
+            cell.row_id.to_string(),
+            item.column_name.clone().unwrap_or_default(),
+        ),
+        None => (
+            "file",
+            item.key.version.to_string(),
+            String::new(),
+            String::new(),
+        ),
+    };
     let fields = [
         item.key.entity_id.clone(),
-        "file".to_owned(),
-        item.key.version.to_string(),
-        String::new(),
-        String::new(),
+        kind.to_owned(),
+        version,
+        row,
+        column,
         item.source_storage_location_id
             .map(|id| id.to_string())
             .unwrap_or_default(),
@@ -198,6 +214,7 @@ mod tests {
             verified_by: None,
             source_handle: None,
             destination_storage_location_id: None,
+            column_name: None,
         }
     }
 

@@ -139,7 +139,10 @@ pub(super) fn parse_item(attrs: &Attrs) -> Result<ItemRecord, StateError> {
         }),
     };
     Ok(ItemRecord {
-        key: ItemKey::new(reader.s("entityId")?, reader.n("version")?)?,
+        key: match (reader.opt_n("rowId")?, reader.opt_n("columnId")?) {
+            (Some(row), Some(column)) => ItemKey::cell(reader.s("entityId")?, row, column)?,
+            _ => ItemKey::new(reader.s("entityId")?, reader.n("version")?)?,
+        },
         source_file_handle_id: reader.s("sourceFileHandleId")?.to_owned(),
         size: reader.n("size")?,
         content_md5: reader.opt_s("contentMd5")?.map(str::to_owned),
@@ -160,6 +163,7 @@ pub(super) fn parse_item(attrs: &Attrs) -> Result<ItemRecord, StateError> {
         verified_by: reader.opt_s("verifiedBy")?.map(str::to_owned),
         source_handle: reader.opt_s("sourceHandle")?.map(str::to_owned),
         destination_storage_location_id: reader.opt_n("destinationStorageLocationId")?,
+        column_name: reader.opt_s("columnName")?.map(str::to_owned),
     })
 }
 

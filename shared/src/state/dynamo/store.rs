@@ -319,8 +319,12 @@ impl StateStore for DynamoStore {
             .map(|entity| check_document("entity", &serde_json::json!(entity)))
             .transpose()?;
         let mut expr = Expr::default();
+        let cell = item.key.cell;
         expr.set("entityId", s(&item.key.entity_id))
             .set("version", n(item.key.version))
+            .set_or_remove("rowId", cell.map(|c| n(c.row_id)))
+            .set_or_remove("columnId", cell.map(|c| n(c.column_id)))
+            .set_or_remove("columnName", item.column_name.as_deref().map(s))
             .set("sourceFileHandleId", s(&item.source_file_handle_id))
             .set("size", n(item.size))
             .set(SSK, s(item.plan_order()))
