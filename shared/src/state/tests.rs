@@ -78,9 +78,25 @@ fn keys() {
         serde_json::to_value(&key).unwrap(),
         serde_json::json!("syn9.12")
     );
-    for bad in ["syn9", "syn9.x", ".3", "sy#n.3"] {
+    for bad in [
+        "syn9",
+        "syn9.x",
+        ".3",
+        "sy#n.3",
+        "syn9.5.77",
+        "syn9.r5",
+        "syn9.r5.cx",
+    ] {
         assert!(bad.parse::<ItemKey>().is_err(), "{bad}");
     }
+    let cell: ItemKey = "syn9.r5.c77".parse().unwrap();
+    assert_eq!(cell, ItemKey::cell("syn9", 5, 77).unwrap());
+    assert_eq!(cell.sk(), "ITEM#syn9#R5#C77");
+    assert_eq!(cell.to_string(), "syn9.r5.c77");
+    assert_ne!(cell.sk(), ItemKey::new("syn9", 5).unwrap().sk());
+    let aligned = MigrationKey::aligned("syn123").unwrap();
+    assert_eq!(aligned.pk(), "MIG#syn123#aligned");
+    assert_eq!(aligned.destination_storage_location_id(), None);
     assert!(MigrationKey::new("", 1).is_err());
     assert!(MigrationKey::new("a#b", 1).is_err());
 }

@@ -54,7 +54,13 @@ fn fixture() -> Fixture {
             copy("in-destination.txt", "already there"),
             file("other.txt", "other bytes"),
             // Same bytes as a file, for swaps (Synapse swaps only handles of equal MD5).
-            file("changed-twin.txt", "changed"), copy("elsewhere-twin.txt", "elsewhere")
+            file("changed-twin.txt", "changed"), copy("elsewhere-twin.txt", "elsewhere"),
+            // A table whose file cells are rewritten, and a copy for its first row.
+            {"type": "table", "name": "cells",
+             "columns": [{"name": "the file", "columnType": "FILEHANDLEID"}],
+             "rows": [{"the file": {"content": {"text": "cell one"}}},
+                      {"the file": {"content": {"text": "cell two"}}}]},
+            copy("cell-copy.txt", "cell one")
         ]}]
     }))
 }
@@ -171,6 +177,70 @@ impl Env {
             .await?;
         Ok(())
     }
+}
+
+/// The query and transaction jobs of a cell update (each a start and a get).
+const QUERY_START: &str = "POST /entity/{id}/table/query/async/start";
+const QUERY_GET: &str = "GET /entity/{id}/table/query/async/get/{token}";
+const TRANSACTION_START: &str = "POST /entity/{id}/table/transaction/async/start";
+const TRANSACTION_GET: &str = "GET /entity/{id}/table/transaction/async/get/{token}";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cells_are_read_and_rewritten_only_while_they_name_the_source() -> anyhow::Result<()> {
+    bounded(TEST_TIMEOUT, async {
+        let env = Env::start().await?;
+        let table_id = env.id("cells");
+        let cells = |row: i64| {
+            let table = env.env.sim.table(&table_id).expect("the table");
+            let value = table
+                .rows
+                .iter()
+                .find(|r| r.row_id == row)
+                .and_then(|r| r.values.get("the file").cloned());
+            (table.column_ids["the file"].clone(), value)
+        };
+        let (column, first) = cells(1);
+        let column: u64 = column.parse()?;
+        let copy = env.handle("cell-copy.txt")?;
+        let mut item = env.item("cell-copy.txt", None)?;
+        item.key = ItemKey::cell(&table_id, 1, column)?;
+        item.column_name = Some("the file".to_owned());
+        item.source_file_handle_id = first.context("row 1's file")?;
+        item.destination_file_handle_id = Some(copy.clone());
+        let strategy = FileVersionStrategy::New;
+
+        let (outcome, made) = env.update(&item, strategy).await;
+        assert!(matches!(outcome?, UpdateOutcome::Updated { .. }));
+        assert_eq!(cells(1).1.as_deref(), Some(copy.as_str()));
+        let job = |start, get| [(start, 201), (get, 201)];
+        let expected: Vec<(&str, u16)> = job(QUERY_START, QUERY_GET)
+            .into_iter()
+            .chain(job(TRANSACTION_START, TRANSACTION_GET))
+            .collect();
+        assert_eq!(made, calls(&expected));
+
+        // Again (a retry after a crash): the cell names the copy, nothing is written.
+        let (outcome, made) = env.update(&item, strategy).await;
+        assert_eq!(outcome?, UpdateOutcome::AlreadyDone);
+        assert_eq!(made, calls(&job(QUERY_START, QUERY_GET)));
+
+        // Row 2 names a handle other than the indexed source and outside the destination:
+        // changed after indexing, so it is left alone.
+        let (_, second) = cells(2);
+        item.key = ItemKey::cell(&table_id, 2, column)?;
+        item.source_file_handle_id = "999999".to_owned();
+        let (outcome, made) = env.update(&item, strategy).await;
+        let error = outcome.unwrap_err();
+        assert_eq!(error.error_type(), types::CONFLICT, "{error}");
+        assert!(error.to_string().contains("cell"), "{error}");
+        assert!(
+            !made.iter().any(|(e, _)| e == TRANSACTION_START),
+            "{made:?}"
+        );
+        assert_eq!(cells(2).1, second);
+        Ok(())
+    })
+    .await
 }
 
 fn copy_of(name: &str) -> String {

@@ -10,9 +10,9 @@ use synmigrate::error::types;
 use synmigrate::state::dynamo::{create_table, DynamoStore};
 use synmigrate::state::memory::MemoryStore;
 use synmigrate::state::{
-    orphaned_copies, BudgetRecord, CopyStatus, ItemError, ItemKey, ItemRecord, ItemStatus,
-    MigrationKey, PutOutcome, RunCounters, RunStatus, SavedFrontier, SeenFile, SkipReason,
-    StateError, StateStore, StatusName, Transition, MAX_DOCUMENT_BYTES,
+    orphaned_copies, BudgetRecord, CopyStatus, FolderRecord, ItemError, ItemKey, ItemRecord,
+    ItemStatus, MigrationKey, PutOutcome, RunCounters, RunStatus, SavedFrontier, SeenFile,
+    SkipReason, StateError, StateStore, StatusName, Transition, MAX_DOCUMENT_BYTES,
 };
 use synmigrate_testkit::AwsStack;
 
@@ -390,6 +390,15 @@ async fn reindexing_never_overwrites_a_later_state<S: StateStore>(store: &S) {
         store.get_item(&m, &renamed.key).await.unwrap(),
         Some(renamed)
     );
+    // A table's cell and an aligned run's file keep their row, column and destination.
+    let cell = ItemRecord {
+        key: ItemKey::cell("syn19", 5, 77).unwrap(),
+        column_name: Some("raw data".into()),
+        destination_storage_location_id: Some(7003),
+        ..item("syn19", 1, ItemStatus::Indexed)
+    };
+    store.put_item(&m, &cell, MAX_ATTEMPTS).await.unwrap();
+    assert_eq!(store.get_item(&m, &cell.key).await.unwrap(), Some(cell));
 
     assert!(matches!(
         store
@@ -917,6 +926,50 @@ async fn budget_is_compare_and_set<S: StateStore>(store: &S) {
 }
 
 /// The whole suite; every case uses its own migration key, so one table serves them all.
+async fn folder_records_list_per_run_in_pages<S: StateStore>(store: &S) {
+    let m = migration("syn-folders");
+    let folder = |id: &str, to_copy| FolderRecord {
+        folder_id: id.into(),
+        destination_storage_location_id: 7003,
+        not_writable: (id == "syn3").then(|| "not yours".to_owned()),
+        to_copy,
+        ..FolderRecord::default()
+    };
+    for (run, id) in [
+        ("run-a", "syn1"),
+        ("run-a", "syn2"),
+        ("run-a", "syn3"),
+        ("run-b", "syn1"),
+    ] {
+        store.put_folder(&m, run, &folder(id, 1), 0).await.unwrap();
+    }
+    // A repeat replaces the run's record of the folder.
+    store
+        .put_folder(&m, "run-a", &folder("syn2", 5), 0)
+        .await
+        .unwrap();
+    let mut listed = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let page = store
+            .list_folders(&m, "run-a", 2, token.as_deref())
+            .await
+            .unwrap();
+        assert!(page.items.len() <= 2);
+        listed.extend(page.items);
+        match page.next_token {
+            Some(next) => token = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(
+        listed,
+        vec![folder("syn1", 1), folder("syn2", 5), folder("syn3", 1)]
+    );
+    let other = store.list_folders(&m, "run-b", 10, None).await.unwrap();
+    assert_eq!(other.items, vec![folder("syn1", 1)]);
+}
+
 async fn conformance<S: StateStore>(store: &S) {
     let suite = async {
         lock_is_exclusive_expires_and_is_released_by_its_owner_only(store).await;
@@ -931,6 +984,7 @@ async fn conformance<S: StateStore>(store: &S) {
         items_list_by_status_in_pages(store).await;
         items_of_one_source_list_apart_and_keep_their_handle_outcome(store).await;
         budget_is_compare_and_set(store).await;
+        folder_records_list_per_run_in_pages(store).await;
     };
     tokio::time::timeout(SUITE_TIMEOUT, suite)
         .await
