@@ -2,7 +2,8 @@
 //! table's cells are not touched; with it every FILEHANDLEID cell's file is copied (a handle a
 //! file entity shares is copied once), the table is kept as a snapshot version, the cells point
 //! at the copies, the report has `row_id` and `col_name` as the official client's log does, a cell
-//! already in the destination is ALREADY_MIGRATED, and a re-run writes nothing.
+//! already in the destination is ALREADY_MIGRATED, the clean-up keeps an old handle the snapshot
+//! still names, and a re-run writes nothing.
 
 use std::collections::BTreeMap;
 
@@ -22,7 +23,8 @@ fn fixture() -> synapse_sim::Fixture {
                          {"name": "label", "columnType": "STRING"},
                          {"name": "extra file", "columnType": "FILEHANDLEID"}],
              "rows": [
-                {"file": {"content": {"text": "row 1"}, "fileName": "r1.txt"}, "label": "a"},
+                {"file": {"content": {"text": "row 1"}, "fileName": "r1.txt",
+                          "createdBy": "migrator"}, "label": "a"},
                 {"file": {"handle": "shared"}, "label": "b",
                  "extra file": {"content": {"text": "row 2 extra"}, "fileName": "r2.txt"}},
                 {"label": "no file"},
@@ -33,11 +35,12 @@ fn fixture() -> synapse_sim::Fixture {
     ]))
 }
 
-/// The report's rows of type `table`, by (row_id, col_name): (status, to_file_handle_id).
+/// The report's rows of type `table`, by (row_id, col_name): (status, to_file_handle_id,
+/// source_handle).
 async fn table_rows(
     deployment: &LocalDeployment,
     summary: &Value,
-) -> anyhow::Result<BTreeMap<(String, String), (String, String)>> {
+) -> anyhow::Result<BTreeMap<(String, String), (String, String, String)>> {
     let s3 = deployment.s3_client().await;
     let bytes = object_bytes(
         &s3,
@@ -48,12 +51,13 @@ async fn table_rows(
     let mut reader = csv::Reader::from_reader(bytes.as_slice());
     let headers = reader.headers()?.clone();
     let at = |name: &str| headers.iter().position(|h| h == name).context("a column");
-    let (kind, row, col, status, to) = (
+    let (kind, row, col, status, to, fate) = (
         at("type")?,
         at("row_id")?,
         at("col_name")?,
         at("status")?,
         at("to_file_handle_id")?,
+        at("source_handle")?,
     );
     let mut rows = BTreeMap::new();
     for record in reader.records() {
@@ -61,7 +65,11 @@ async fn table_rows(
         if &record[kind] == "table" {
             rows.insert(
                 (record[row].to_owned(), record[col].to_owned()),
-                (record[status].to_owned(), record[to].to_owned()),
+                (
+                    record[status].to_owned(),
+                    record[to].to_owned(),
+                    record[fate].to_owned(),
+                ),
             );
         }
     }
@@ -104,7 +112,11 @@ async fn table_cells_point_at_their_copies() -> anyhow::Result<()> {
             "cells changed"
         );
 
-        let options = json!({"includeTableFiles": true});
+        // With `all` and the clean-up of old handles: the migrator's own handle of row 1 is kept,
+        // since the table's snapshot still names it.
+        let old_row_1 = before.rows[0].values["file"].clone();
+        let options = json!({"includeTableFiles": true, "fileVersionStrategy": "all",
+                             "deleteSourceFileHandles": true});
         let done = run_to_end(
             &deployment,
             "tables-1",
@@ -127,7 +139,7 @@ async fn table_cells_point_at_their_copies() -> anyhow::Result<()> {
             (2, "extra file", "MIGRATED"),
             (4, "file", "ALREADY_MIGRATED"),
         ] {
-            let (got, to) = rows
+            let (got, to, _) = rows
                 .get(&(row.to_string(), column.to_owned()))
                 .with_context(|| format!("row {row} {column} in {rows:?}"))?;
             ensure!(got == status, "row {row} {column}: {got}");
@@ -147,6 +159,15 @@ async fn table_cells_point_at_their_copies() -> anyhow::Result<()> {
             );
         }
         ensure!(rows.len() == 4, "one report row per file cell: {rows:?}");
+        let fate = &rows[&("1".to_owned(), "file".to_owned())].2;
+        ensure!(
+            fate.starts_with(&format!("kept: the snapshot of table {table_id}")),
+            "row 1's old handle: {fate:?}"
+        );
+        ensure!(
+            deployment.sim().file_handle(&old_row_1).is_some(),
+            "row 1's old handle {old_row_1} was deleted"
+        );
         ensure!(
             cell(3, "label").as_deref() == Some("no file"),
             "other cells kept"

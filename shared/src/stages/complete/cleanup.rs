@@ -84,6 +84,12 @@ async fn decide(
         }
         return Ok(None);
     }
+    if let Some(table) = table_using(ctx, source, size, outcomes).await? {
+        return Ok(Some(format!(
+            "kept: the snapshot of table {table} taken before its cells were rewritten still \
+             names it"
+        )));
+    }
     Ok(Some(
         match ctx.services.synapse.delete_file_handle(source).await {
             Ok(()) => "deleted".to_owned(),
@@ -100,6 +106,47 @@ async fn decide(
             Err(other) => format!("kept: it could not be deleted ({other})"),
         },
     ))
+}
+
+/// A table whose cell used `source` (among this unit's `outcomes`, which the status index may
+/// not list yet, or the migrated items it lists): the snapshot Plan kept of it still names the
+/// handle, and Synapse would let it go (a cell has no link to its handle), leaving the
+/// snapshot's cell without its file.
+async fn table_using(
+    ctx: &UnitCtx<'_>,
+    source: &str,
+    size: u64,
+    outcomes: &[ItemOutcome],
+) -> Result<Option<String>> {
+    let cell_of_unit = outcomes
+        .iter()
+        .filter_map(|o| o.key.parse::<ItemKey>().ok())
+        .find(|key| key.cell.is_some());
+    if let Some(key) = cell_of_unit {
+        return Ok(Some(key.entity_id));
+    }
+    let mut token: Option<String> = None;
+    loop {
+        let page = ctx
+            .services
+            .store
+            .list_items_of_source(
+                &ctx.migration,
+                StatusName::Migrated,
+                size,
+                source,
+                LIST_PAGE,
+                token.as_deref(),
+            )
+            .await?;
+        if let Some(cell) = page.items.iter().find(|item| item.key.cell.is_some()) {
+            return Ok(Some(cell.key.entity_id.clone()));
+        }
+        match page.next_token {
+            Some(next) => token = Some(next),
+            None => return Ok(None),
+        }
+    }
 }
 
 /// Records `outcome` on this unit's migrated files of `source` (the status index may not list
