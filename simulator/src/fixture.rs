@@ -128,7 +128,8 @@ pub enum NodeSpec {
     /// and rows; row ids are 1, 2, ... in order, all rows one change (row version 1).
     Table {
         name: String,
-        /// At least one column; names distinct.
+        /// At least one column; names distinct, none a reserved row column name (`ROW_ID`,
+        /// `ROW_VERSION`, ... in any case).
         columns: Vec<ColumnSpec>,
         /// Each row: column name -> cell; a column left out is null.
         #[serde(default)]

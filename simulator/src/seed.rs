@@ -20,7 +20,7 @@ use crate::fixture::{
 use crate::store::{
     Acl, EntityKind, EntityRec, Location, Store, User, VersionRec, DEFAULT_STORAGE_LOCATION_ID,
 };
-use crate::tables::{PartialRow, TableData, IN_PROGRESS};
+use crate::tables::{PartialRow, TableData, IN_PROGRESS, RESERVED_COLUMN_NAMES};
 use crate::util::{iso_now, new_etag};
 
 /// Objects above this size are uploaded with S3 multipart so memory stays bounded.
@@ -425,6 +425,14 @@ impl Seeder<'_> {
         }
         let mut ids = Vec::new();
         for column in columns {
+            // ColumnModelManagerImpl.checkColumnNaming (TableConstants.isReservedColumnName):
+            // so a WHERE on ROW_ID never names a schema column.
+            if RESERVED_COLUMN_NAMES.contains(&column.name.trim().to_uppercase().as_str()) {
+                return Err(invalid(format!(
+                    "The column name: {} is a system reserved column name.",
+                    column.name
+                )));
+            }
             if columns.iter().filter(|c| c.name == column.name).count() > 1 {
                 return Err(invalid(format!("column {} declared twice", column.name)));
             }
@@ -832,6 +840,11 @@ mod tests {
                 vec![column("s", "STRING"), column("s", "INTEGER")],
                 vec![],
                 "declared twice",
+            ),
+            (
+                vec![column("row_id ", "INTEGER")],
+                vec![],
+                "The column name: row_id  is a system reserved column name.",
             ),
             (
                 vec![column("s", "STRING")],

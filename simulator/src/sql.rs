@@ -1,11 +1,25 @@
-//! The part of Synapse's table SQL the simulator answers: `SELECT <columns> FROM syn<id>` with an
-//! optional `LIMIT n [OFFSET m]`, which is all a migration (and the official client's
-//! `synapseutils.migrate`) sends. Columns are `*`, bare names or double-quoted names (`""` inside
-//! a quoted name is one `"`, as in the server's grammar, `DelimitedIdentifier`). Keywords are
-//! case-insensitive. Anything else is refused with a 400 that says the simulator does not
-//! support it: the server would answer such SQL, so pretending it is invalid would be wrong.
+//! The part of Synapse's table SQL the simulator answers: `SELECT <columns> FROM syn<id>`, then
+//! optionally a row filter `WHERE ROW_ID = n` or `WHERE ROW_ID IN (n, m, ...)`, then optionally
+//! `LIMIT n [OFFSET m]`: what a migration (and the official client's `synapseutils.migrate`)
+//! sends, and the form the server itself writes to read given cells
+//! (`SQLUtils.buildSelectRowIds`: `SELECT "a", "b" FROM syn123 WHERE ROW_ID IN (222, 333)`).
+//! Columns are `*`, bare names or double-quoted names (`""` inside a quoted name is one `"`, as in
+//! the server's grammar, `DelimitedIdentifier`). `ROW_ID` is the row metadata column the server
+//! resolves in any case, bare or double-quoted (`TableInfo.lookupColumnReference` →
+//! `RowMetadataColumnTranslationReference.lookupColumnReference`, `equalsIgnoreCase`; no schema
+//! column can take the name: `ColumnModelManagerImpl.checkColumnNaming`). Row ids are unsigned
+//! integer literals. Keywords are case-insensitive. Anything else, other WHERE forms and malformed
+//! SQL included, is refused with a 400 that says the simulator does not support it: the server
+//! would answer valid SQL, so pretending it is invalid would be wrong, and for malformed SQL the
+//! server's text is its parser's (`ParseException`: `Encountered ... Was expecting one of: ...`),
+//! whose lists of expected tokens the simulator does not reproduce.
+
+use std::collections::BTreeSet;
 
 use crate::error::ApiError;
+
+/// The row metadata column a WHERE may name (`TableConstants.ROW_ID`).
+pub const ROW_ID: &str = "ROW_ID";
 
 /// One entry of the select list.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -23,6 +37,9 @@ pub struct Select {
     pub table: u64,
     /// `syn<id>.<version>`: a snapshot. Parsed so that it can be refused by name.
     pub version: Option<u64>,
+    /// `WHERE ROW_ID = n` or `WHERE ROW_ID IN (...)`: the rows it keeps (an id no row has keeps
+    /// nothing); `None` without a WHERE.
+    pub row_ids: Option<BTreeSet<u64>>,
     pub limit: Option<u64>,
     pub offset: Option<u64>,
 }
@@ -35,12 +52,15 @@ enum Token {
     Comma,
     Star,
     Dot,
+    Equals,
+    LeftParen,
+    RightParen,
 }
 
 fn unsupported(sql: &str) -> ApiError {
     ApiError::BadRequest(format!(
-        "The simulator only answers SQL of the form SELECT <columns> FROM syn<id> [LIMIT <n> \
-         [OFFSET <m>]]: {sql}"
+        "The simulator only answers SQL of the form SELECT <columns> FROM syn<id> [WHERE ROW_ID = \
+         <n> | WHERE ROW_ID IN (<n>, ...)] [LIMIT <n> [OFFSET <m>]]: {sql}"
     ))
 }
 
@@ -52,12 +72,15 @@ fn tokens(sql: &str) -> Result<Vec<Token>, ApiError> {
             c if c.is_whitespace() => {
                 chars.next();
             }
-            ',' | '*' | '.' => {
+            ',' | '*' | '.' | '=' | '(' | ')' => {
                 chars.next();
                 out.push(match c {
                     ',' => Token::Comma,
                     '*' => Token::Star,
-                    _ => Token::Dot,
+                    '.' => Token::Dot,
+                    '=' => Token::Equals,
+                    '(' => Token::LeftParen,
+                    _ => Token::RightParen,
                 });
             }
             '"' => {
@@ -146,6 +169,35 @@ pub fn parse(sql: &str) -> Result<Select, ApiError> {
         Some(Token::Number(n)) => Ok(*n),
         _ => Err(unsupported(sql)),
     };
+    let mut row_ids = None;
+    if keyword(at.peek().copied(), "where") {
+        at.next();
+        match at.next() {
+            Some(Token::Word(name) | Token::Quoted(name)) if name.eq_ignore_ascii_case(ROW_ID) => {}
+            _ => return Err(unsupported(sql)),
+        }
+        let mut ids = BTreeSet::new();
+        match at.next() {
+            Some(Token::Equals) => {
+                ids.insert(number(&mut at)?);
+            }
+            Some(Token::Word(w)) if w.eq_ignore_ascii_case("in") => {
+                if at.next() != Some(&Token::LeftParen) {
+                    return Err(unsupported(sql));
+                }
+                loop {
+                    ids.insert(number(&mut at)?);
+                    match at.next() {
+                        Some(Token::Comma) => continue,
+                        Some(Token::RightParen) => break,
+                        _ => return Err(unsupported(sql)),
+                    }
+                }
+            }
+            _ => return Err(unsupported(sql)),
+        }
+        row_ids = Some(ids);
+    }
     let (mut limit, mut offset) = (None, None);
     if keyword(at.peek().copied(), "limit") {
         at.next();
@@ -162,6 +214,7 @@ pub fn parse(sql: &str) -> Result<Select, ApiError> {
         columns,
         table,
         version,
+        row_ids,
         limit,
         offset,
     })
@@ -193,9 +246,49 @@ mod tests {
     }
 
     #[test]
+    fn a_row_id_filter_parses_with_its_pagination() {
+        let ids = |sql: &str| parse(sql).unwrap().row_ids;
+        let set = |ids: &[u64]| Some(ids.iter().copied().collect::<BTreeSet<u64>>());
+        // The server's own form (SQLUtils.buildSelectRowIds).
+        let select =
+            parse(r#"SELECT "col_1", "col_2" FROM syn123 WHERE ROW_ID IN (222, 333)"#).unwrap();
+        assert_eq!(select.columns.len(), 2);
+        assert_eq!((select.table, select.limit), (123, None));
+        assert_eq!(select.row_ids, set(&[222, 333]));
+        assert_eq!(ids("select * from syn1 where ROW_ID = 5"), set(&[5]));
+        assert_eq!(ids("select * from syn1 WHERE row_id=5;"), set(&[5]));
+        assert_eq!(
+            ids(r#"select a from syn1 where "Row_Id" in(3,1,3)"#),
+            set(&[1, 3])
+        );
+        assert_eq!(ids("select a from syn1"), None);
+        let select =
+            parse("select a from syn1 where ROW_ID in (1, 2, 3) limit 2 offset 1").unwrap();
+        assert_eq!(select.row_ids, set(&[1, 2, 3]));
+        assert_eq!((select.limit, select.offset), (Some(2), Some(1)));
+    }
+
+    #[test]
     fn anything_else_is_refused_as_beyond_the_simulator() {
         for sql in [
             "select a from syn1 where a = 1",
+            "select a from syn1 where ROW_ID > 1",
+            "select a from syn1 where ROW_ID not in (1)",
+            "select a from syn1 where ROW_ID = 1 and a = 2",
+            "select a from syn1 where ROW_ID = 1 or ROW_ID = 2",
+            "select a from syn1 where ROW_ID = '1'",
+            "select a from syn1 where ROW_ID = -1",
+            "select a from syn1 where ROW_VERSION = 1",
+            "select a from syn1 where syn1.ROW_ID = 1",
+            "select a from syn1 where (ROW_ID = 1)",
+            "select a from syn1 where ROW_ID in ()",
+            "select a from syn1 where ROW_ID in (1,)",
+            "select a from syn1 where ROW_ID in (1, 2",
+            "select a from syn1 where ROW_ID in 1",
+            "select a from syn1 where ROW_ID",
+            "select a from syn1 where",
+            "select a from syn1 limit 1 where ROW_ID = 1",
+            "select a from syn1 where ROW_ID = 1 order by a",
             "select count(*) from syn1",
             "update syn1",
             "select a from folder",

@@ -31,6 +31,16 @@ const MAX_BYTES_PER_CHAR: u64 = 4;
 const MAX_BYTES_PER_PAGE: u64 = 2 * 1024 * 1024;
 /// `TableConstants.IN_PROGRESS`: the label and comment of a table's version in progress.
 pub const IN_PROGRESS: &str = "in progress";
+/// `TableConstants.RESERVED_COLUMNS_NAMES`: the row metadata columns no column model may be named
+/// after, in any case (`TableConstants.isReservedColumnName`).
+pub const RESERVED_COLUMN_NAMES: [&str; 6] = [
+    "ROW_ID",
+    "ROW_VERSION",
+    "ROW_ETAG",
+    "ROW_BENEFACTOR",
+    "ROW_SEARCH_CONTENT",
+    "ROW_HASH_CODE",
+];
 /// `ColumnConstants.DEFAULT_STRING_SIZE`.
 pub const DEFAULT_STRING_SIZE: u64 = 50;
 

@@ -123,8 +123,9 @@ struct Selection {
 
 /// `TableQueryManagerImpl.queryPreflight` and the query itself: the table of the SQL (the path's
 /// id is not read), READ then DOWNLOAD on it (`TableManagerSupportImpl.validateTableReadAccess`),
-/// every selected column known (`SQLTranslatorUtils.validateSelectColumn`), then the SQL's
-/// pagination combined with the request's (`SqlElementUtils.overridePagination`).
+/// every selected column known (`SQLTranslatorUtils.validateSelectColumn`), the rows of a
+/// `WHERE ROW_ID` filter (an unknown id matches nothing), then the SQL's pagination combined with
+/// the request's (`SqlElementUtils.overridePagination`), applied to the filtered rows.
 fn select(
     store: &Store,
     user: &User,
@@ -172,6 +173,12 @@ fn select(
     let rows = table
         .rows
         .iter()
+        .filter(|(id, _)| {
+            parsed
+                .row_ids
+                .as_ref()
+                .is_none_or(|ids| u64::try_from(**id).is_ok_and(|id| ids.contains(&id)))
+        })
         .skip(usize::try_from(skip).unwrap_or(usize::MAX))
         .take(usize::try_from(take).unwrap_or(usize::MAX))
         .map(|(id, row)| {

@@ -77,8 +77,9 @@ fn column_id(sim: &TestSim, path: &str, name: &str) -> String {
 }
 
 /// The official client's calls of a table migration, one by one: the columns, the CSV query
-/// iterated as the migration does (row id, row version, then the file cells), a snapshot, and a
-/// partial row set that points a cell at a new handle.
+/// iterated as the migration does (row id, row version, then the file cells), queries of given
+/// rows (`WHERE ROW_ID IN (...)`, `WHERE ROW_ID = n`), a snapshot, and a partial row set that
+/// points a cell at a new handle.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_official_client_reads_snapshots_and_updates_a_table() {
     let sim = start(&table_fixture()).await;
@@ -102,6 +103,10 @@ files = [c for c in columns if c["columnType"] == "FILEHANDLEID"]
 select = ",".join('"%s"' % c["name"] for c in files)
 for row in syn.tableQuery("select %s from %s" % (select, table_id)):
     print("row", ",".join(str(v) for v in row))
+for row in syn.tableQuery('select "label" from %s where ROW_ID in (3, 1, 99)' % table_id):
+    print("picked", ",".join(str(v) for v in row))
+for row in syn.tableQuery("select n from %s where ROW_ID = 2" % table_id):
+    print("one", ",".join(str(v) for v in row))
 print("snapshot", syn.create_snapshot_version(table_id))
 result = syn.store(PartialRowset(table_id, [PartialRow({files[0]["id"]: new_handle}, 1)]))
 print("stored", ",".join("%s:%s" % (r["rowId"], r["versionNumber"]) for r in result["rowReferenceSet"]["rows"]))
@@ -118,6 +123,7 @@ print("stored", ",".join("%s:%s" % (r["rowId"], r["versionNumber"]) for r in res
     let expected = format!(
         "columns file:FILEHANDLEID,label:STRING,n:INTEGER,other:FILEHANDLEID\n\
          row 1,1,{},{}\nrow 2,1,{},None\nrow 3,1,None,None\n\
+         picked 1,1,a\npicked 3,1,no file\none 2,1,2\n\
          snapshot 1\nstored 1:2\n",
         cell(0, "file").unwrap(),
         cell(0, "other").unwrap(),
@@ -474,16 +480,7 @@ async fn table_queries_csv_downloads_and_jobs_follow_the_server() {
     )
     .await;
     let sql = format!("select label from {table} where n > 1");
-    refused(
-        &bob,
-        query(&sql),
-        bad,
-        format!(
-            "The simulator only answers SQL of the form SELECT <columns> FROM syn<id> \
-             [LIMIT <n> [OFFSET <m>]]: {sql}"
-        ),
-    )
-    .await;
+    refused(&bob, query(&sql), bad, beyond_the_simulator(&sql)).await;
     refused(
         &bob,
         query("select * from syn999999"),
@@ -593,6 +590,146 @@ async fn table_queries_csv_downloads_and_jobs_follow_the_server() {
         .get(&format!("/entity/syn1/table/query/async/get/{token}"))
         .await;
     assert_eq!(status, StatusCode::CREATED);
+    sim.shutdown().await;
+}
+
+/// The simulator's refusal of SQL it does not answer (the server would).
+fn beyond_the_simulator(sql: &str) -> String {
+    format!(
+        "The simulator only answers SQL of the form SELECT <columns> FROM syn<id> \
+         [WHERE ROW_ID = <n> | WHERE ROW_ID IN (<n>, ...)] [LIMIT <n> [OFFSET <m>]]: {sql}"
+    )
+}
+
+/// The row ids of a query bundle's first page.
+fn row_ids(bundle: &Value) -> Vec<i64> {
+    bundle["queryResult"]["queryResults"]["rows"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no rows: {bundle}"))
+        .iter()
+        .map(|row| row["rowId"].as_i64().unwrap())
+        .collect()
+}
+
+/// `WHERE ROW_ID IN (...)` and `WHERE ROW_ID = n` (the server's `SQLUtils.buildSelectRowIds`
+/// form, `ROW_ID` resolved as row metadata in any case, bare or quoted): exactly the named rows,
+/// ROW_ID ascending, an unknown id matching nothing, LIMIT/OFFSET applied after the filter, in
+/// queries and CSV downloads alike; the current values after an update. Every other WHERE, and a
+/// malformed one, is still refused as beyond the simulator.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn row_id_filters_select_exactly_the_named_rows() {
+    let sim = start(&table_fixture()).await;
+    let (alice, bob) = (
+        Api::new(&sim, Some("alice-token")),
+        Api::new(&sim, Some("bob-token")),
+    );
+    let table = sim.entity_id("T/samples").unwrap();
+    let run = |sql: String| {
+        let (bob, table) = (bob.clone(), table.clone());
+        async move {
+            let (status, bundle) = job(&bob, &table, "query", query(&sql)).await;
+            assert_eq!(status, StatusCode::CREATED, "{sql}: {bundle}");
+            bundle
+        }
+    };
+    let bundle = run(format!(
+        "SELECT \"label\", \"n\" FROM {table} WHERE ROW_ID IN (3, 1)"
+    ))
+    .await;
+    assert_eq!(row_ids(&bundle), [1, 3]);
+    assert_eq!(bundle["queryCount"], 2);
+    assert_eq!(
+        bundle["queryResult"]["queryResults"]["rows"],
+        json!([{"rowId": 1, "versionNumber": 1, "values": ["a", "1"]},
+               {"rowId": 3, "versionNumber": 1, "values": ["no file", "3"]}])
+    );
+    let bundle = run(format!("select label from {table} where row_id = 2")).await;
+    assert_eq!(row_ids(&bundle), [2]);
+    assert_eq!(
+        bundle["queryResult"]["queryResults"]["rows"][0]["values"],
+        json!(["b \"quoted\""])
+    );
+    let bundle = run(format!(
+        "select * from {table} where \"ROW_ID\" in (2, 99, 2)"
+    ))
+    .await;
+    assert_eq!(row_ids(&bundle), [2], "an unknown id matches nothing");
+    assert_eq!(bundle["queryCount"], 1);
+    let bundle = run(format!("select * from {table} where ROW_ID = 99")).await;
+    assert_eq!(row_ids(&bundle), Vec::<i64>::new());
+    let bundle = run(format!(
+        "select * from {table} where ROW_ID in (1, 2, 3) limit 1 offset 1"
+    ))
+    .await;
+    assert_eq!(
+        row_ids(&bundle),
+        [2],
+        "LIMIT and OFFSET page the filtered rows"
+    );
+    let bundle = run(format!(
+        "select * from {table} where ROW_ID in (1, 3) limit 5 offset 1"
+    ))
+    .await;
+    assert_eq!(row_ids(&bundle), [3]);
+
+    // A CSV download filters alike.
+    let (status, csv) = job(
+        &bob,
+        &table,
+        "download/csv",
+        json!({"sql": format!("select \"n\" from {table} where ROW_ID in (2, 3)")}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{csv}");
+    let handle_id = csv["resultsFileHandleId"].as_str().unwrap();
+    let (_, batch) = bob
+        .file_post(
+            "/fileHandle/batch",
+            json!({"includeFileHandles": true, "includePreSignedURLs": true,
+                   "requestedFiles": [{"fileHandleId": handle_id, "associateObjectId": table,
+                                       "associateObjectType": "TableEntity"}]}),
+        )
+        .await;
+    let url = batch["requestedFiles"][0]["preSignedURL"].as_str().unwrap();
+    let text = reqwest::get(url).await.unwrap().text().await.unwrap();
+    assert_eq!(
+        text,
+        "\"ROW_ID\",\"ROW_VERSION\",\"n\"\n\"2\",\"1\",\"2\"\n\"3\",\"1\",\"3\"\n"
+    );
+
+    // The current value of a cell, after an update of it.
+    let label = column_id(&sim, "T/samples", "label");
+    let (status, written) = job(
+        &alice,
+        &table,
+        "transaction",
+        transaction(&table, &[(json!(1), label.as_str(), json!("z"))]),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{written}");
+    let bundle = run(format!("select label from {table} where ROW_ID = 1")).await;
+    assert_eq!(
+        bundle["queryResult"]["queryResults"]["rows"],
+        json!([{"rowId": 1, "versionNumber": 2, "values": ["z"]}])
+    );
+
+    // Every other WHERE is refused as beyond the simulator, and so is a malformed one.
+    for filter in [
+        "where ROW_ID > 1",
+        "where ROW_ID not in (1)",
+        "where label = 'a'",
+        "where ROW_ID = 1 and n = 1",
+        "where ROW_VERSION = 1",
+        "where ROW_ID in ()",
+        "where ROW_ID in (1, 2",
+    ] {
+        let sql = format!("select label from {table} {filter}");
+        assert_refused(
+            &job(&bob, &table, "query", query(&sql)).await,
+            StatusCode::BAD_REQUEST,
+            &beyond_the_simulator(&sql),
+        );
+    }
     sim.shutdown().await;
 }
 
