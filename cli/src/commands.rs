@@ -463,6 +463,9 @@ fn final_status(
         }
         None => text.push_str("\nNo run was recorded (the execution ended before opening one)"),
     }
+    if let Some(line) = render::folder_list_line(execution.output()) {
+        text.push_str(&format!("\n{line}"));
+    }
     for (label, value) in [("Error", &execution.error), ("Cause", &execution.cause)] {
         if let Some(value) = value.as_deref().filter(|v| !v.is_empty()) {
             let shown: String = value.chars().take(MAX_CAUSE_CHARS).collect();

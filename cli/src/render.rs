@@ -111,6 +111,24 @@ pub fn status_text(
     out
 }
 
+/// Where an aligned run's plan per folder is, from the execution's output (the run's summary).
+pub fn folder_list_line(output: Option<&str>) -> Option<String> {
+    let summary: serde_json::Value = serde_json::from_str(output?).ok()?;
+    let folders = summary.get("folders")?;
+    let mut line = format!(
+        "Folders: {} walked, {} whose upload location cannot take copies; the plan per folder is \
+         s3://{}/{}",
+        folders["folders"],
+        folders["notWritable"],
+        summary["reportBucket"].as_str()?,
+        folders["key"].as_str()?
+    );
+    if let Some(first) = folders["firstNotWritable"].as_str() {
+        line.push_str(&format!(" (first: {first})"));
+    }
+    Some(line)
+}
+
 /// Where a migration goes, in words: "storage location 7001", or "each folder's upload
 /// location" when no destination was given.
 pub fn destination_text(destination: Option<i64>) -> String {

@@ -159,6 +159,25 @@ fn start_flags_become_the_options_json() {
 }
 
 #[test]
+fn watch_names_an_aligned_runs_folder_list() {
+    let output = serde_json::json!({
+        "reportBucket": "artifacts",
+        "folders": {"key": "runs/r1/folders.csv", "folders": 6, "notWritable": 1,
+                    "firstNotWritable": "syn9 uploads to storage location 1: not yours"}
+    });
+    let line = render::folder_list_line(Some(&output.to_string())).unwrap();
+    assert!(
+        line.contains("6 walked, 1 whose upload location cannot take copies")
+            && line.contains("s3://artifacts/runs/r1/folders.csv")
+            && line.contains("syn9 uploads to storage location 1"),
+        "{line}"
+    );
+    let one_destination = serde_json::json!({"reportBucket": "artifacts"}).to_string();
+    assert_eq!(render::folder_list_line(Some(&one_destination)), None);
+    assert_eq!(render::folder_list_line(None), None);
+}
+
+#[test]
 fn entities_and_manifests_become_options() {
     let args = start_args(&["--entity", "syn5", "--entity", "syn6"]).unwrap();
     let options = args.options().unwrap();

@@ -6,7 +6,9 @@ use std::fmt;
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
-use reqwest::header::{HeaderName, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
+use reqwest::header::{
+    HeaderName, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, COOKIE, RETRY_AFTER,
+};
 use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -107,6 +109,9 @@ struct Inner {
     file: String,
     /// `Bearer <token>`, marked sensitive so reqwest never prints it.
     authorization: HeaderValue,
+    /// `sessionID=<random>`: this client's own session from its first request (see
+    /// [`session_cookie`]).
+    session: HeaderValue,
     limiter: Arc<RateLimiter>,
     /// The run's fleet-wide budget, drawn from after the process limiter (see [`RequestBudget`]).
     budget: RwLock<Option<Arc<dyn RequestBudget>>>,
@@ -114,6 +119,18 @@ struct Inner {
     part_copy_timeout: Duration,
     retry: RetryPolicy,
     max_conflict_attempts: u32,
+}
+
+/// A session of this client's own, sent from its first request. Synapse counts requests in
+/// flight per user, session and address (`HttpRequestIdentifier.getUserMachineIdentifierString`,
+/// at most 3: `UserConcurrentConnectionThrottler`) and gives a request without a `sessionID` cookie
+/// none (`SessionIdCookieSetterFilter` only sets one on the response). Without its own, every
+/// function instance behind one address (a NAT gateway) would share one allowance of 3, however
+/// well each keeps to it; with it each instance is the one client its limiter is sized for, as a
+/// client that keeps Synapse's cookie is after its first answer.
+fn session_cookie() -> HeaderValue {
+    HeaderValue::from_str(&format!("sessionID={:032x}", rand::random::<u128>()))
+        .expect("hex digits are a valid header value")
 }
 
 impl fmt::Debug for SynapseClient {
@@ -247,6 +264,7 @@ impl SynapseClient {
         Ok(Self {
             inner: Arc::new(Inner {
                 http,
+                session: session_cookie(),
                 repo: config.repo_endpoint.trim_end_matches('/').to_owned(),
                 file: config.file_endpoint.trim_end_matches('/').to_owned(),
                 authorization,
@@ -294,6 +312,7 @@ impl SynapseClient {
                 .request(call.method.clone(), &url)
                 .timeout(inner.request_timeout)
                 .header(AUTHORIZATION, inner.authorization.clone())
+                .header(COOKIE, inner.session.clone())
                 .header(ACCEPT, "application/json");
             if !call.query.is_empty() {
                 request = request.query(&call.query);

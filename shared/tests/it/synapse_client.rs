@@ -187,6 +187,37 @@ async fn copy_file(
     done.result_file_handle_id.context("no result handle")
 }
 
+/// Two clients (two function instances behind one address) sending 3 requests each at once: each
+/// is its own session from its first request, so Synapse's limit of 3 in flight per user, session
+/// and address holds for each, and none is throttled.
+#[tokio::test]
+async fn each_client_is_its_own_session_from_its_first_request() -> anyhow::Result<()> {
+    bounded(TEST_TIMEOUT, async {
+        let env = Env::start(ThrottleConfig::default()).await?;
+        let (a, b) = (env.client(), env.client());
+        env.sim.reset_requests();
+        let burst = |client: &SynapseClient| {
+            let client = client.clone();
+            async move {
+                let calls = (0..3).map(|_| client.user_profile());
+                futures::future::try_join_all(calls).await
+            }
+        };
+        let (from_a, from_b) = tokio::join!(burst(&a), burst(&b));
+        from_a?;
+        from_b?;
+        let requests = env.sim.requests();
+        assert_eq!(requests.len(), 6);
+        assert!(requests.iter().all(|r| r.status == 200), "{requests:?}");
+        let sessions: std::collections::BTreeSet<_> =
+            requests.iter().map(|r| r.session_id.clone()).collect();
+        assert_eq!(sessions.len(), 2, "{sessions:?}");
+        assert!(sessions.iter().all(Option::is_some), "{sessions:?}");
+        Ok(())
+    })
+    .await
+}
+
 #[tokio::test]
 async fn read_calls_round_trip() -> anyhow::Result<()> {
     bounded(TEST_TIMEOUT, async {
