@@ -13,9 +13,10 @@ use serde_json::{json, Value};
 use synapse_sim::Fixture;
 use synmigrate::state::StatusName;
 use synmigrate_local::{LocalDeployment, LocalOptions};
-use synmigrate_testkit::object_bytes;
 
-use super::common::{bounded, items_of, latest_handle, run_to_end, snapshots, DEST, PROJECT};
+use super::common::{
+    bounded, csv_rows, items_of, latest_handle, run_to_end, snapshots, DEST, PROJECT,
+};
 
 /// The migrator's second bucket.
 const SECOND: i64 = 7005;
@@ -84,34 +85,6 @@ fn expected() -> BTreeMap<&'static str, (i64, StatusName)> {
         ("synapse/e.txt", (SYNAPSE, AlreadyMigrated)),
         ("synapse/f.txt", (SYNAPSE, Skipped)),
     ])
-}
-
-/// The CSV at the summary's `key` field (under `reportBucket`), as rows of named fields.
-async fn csv_rows(
-    deployment: &LocalDeployment,
-    summary: &Value,
-    key: &Value,
-) -> anyhow::Result<Vec<BTreeMap<String, String>>> {
-    let s3 = deployment.s3_client().await;
-    let bytes = object_bytes(
-        &s3,
-        summary["reportBucket"].as_str().context("reportBucket")?,
-        key.as_str().context("a CSV key")?,
-    )
-    .await?;
-    let mut reader = csv::Reader::from_reader(bytes.as_slice());
-    let headers = reader.headers()?.clone();
-    reader
-        .records()
-        .map(|record| {
-            let record = record?;
-            Ok(headers
-                .iter()
-                .zip(record.iter())
-                .map(|(h, v)| (h.to_owned(), v.to_owned()))
-                .collect())
-        })
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

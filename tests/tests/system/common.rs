@@ -159,3 +159,31 @@ pub(crate) fn latest_handle(snapshot: &EntitySnapshot) -> anyhow::Result<String>
         .clone()
         .context("a file entity has a handle")
 }
+
+/// The CSV at the summary's `key` field (under `reportBucket`), as rows of named fields.
+pub(crate) async fn csv_rows(
+    deployment: &LocalDeployment,
+    summary: &Value,
+    key: &Value,
+) -> anyhow::Result<Vec<BTreeMap<String, String>>> {
+    let s3 = deployment.s3_client().await;
+    let bytes = object_bytes(
+        &s3,
+        summary["reportBucket"].as_str().context("reportBucket")?,
+        key.as_str().context("a CSV key")?,
+    )
+    .await?;
+    let mut reader = csv::Reader::from_reader(bytes.as_slice());
+    let headers = reader.headers()?.clone();
+    reader
+        .records()
+        .map(|record| {
+            let record = record?;
+            Ok(headers
+                .iter()
+                .zip(record.iter())
+                .map(|(h, v)| (h.to_owned(), v.to_owned()))
+                .collect())
+        })
+        .collect()
+}

@@ -10,9 +10,10 @@ use std::collections::BTreeMap;
 use anyhow::{ensure, Context};
 use serde_json::{json, Value};
 use synmigrate_local::{LocalDeployment, LocalOptions};
-use synmigrate_testkit::object_bytes;
 
-use super::common::{bounded, input_with, latest_handle, project, run_to_end, snapshots, DEST};
+use super::common::{
+    bounded, csv_rows, input_with, latest_handle, project, run_to_end, snapshots, DEST,
+};
 
 fn fixture() -> synapse_sim::Fixture {
     project(json!([
@@ -41,39 +42,20 @@ async fn table_rows(
     deployment: &LocalDeployment,
     summary: &Value,
 ) -> anyhow::Result<BTreeMap<(String, String), (String, String, String)>> {
-    let s3 = deployment.s3_client().await;
-    let bytes = object_bytes(
-        &s3,
-        summary["reportBucket"].as_str().context("reportBucket")?,
-        summary["reportKey"].as_str().context("reportKey")?,
-    )
-    .await?;
-    let mut reader = csv::Reader::from_reader(bytes.as_slice());
-    let headers = reader.headers()?.clone();
-    let at = |name: &str| headers.iter().position(|h| h == name).context("a column");
-    let (kind, row, col, status, to, fate) = (
-        at("type")?,
-        at("row_id")?,
-        at("col_name")?,
-        at("status")?,
-        at("to_file_handle_id")?,
-        at("source_handle")?,
-    );
-    let mut rows = BTreeMap::new();
-    for record in reader.records() {
-        let record = record?;
-        if &record[kind] == "table" {
-            rows.insert(
-                (record[row].to_owned(), record[col].to_owned()),
-                (
-                    record[status].to_owned(),
-                    record[to].to_owned(),
-                    record[fate].to_owned(),
-                ),
+    let rows = csv_rows(deployment, summary, &summary["reportKey"]).await?;
+    Ok(rows
+        .into_iter()
+        .filter(|row| row["type"] == "table")
+        .map(|row| {
+            let key = (row["row_id"].clone(), row["col_name"].clone());
+            let value = (
+                row["status"].clone(),
+                row["to_file_handle_id"].clone(),
+                row["source_handle"].clone(),
             );
-        }
-    }
-    Ok(rows)
+            (key, value)
+        })
+        .collect())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -16,7 +16,7 @@ use std::collections::BTreeSet;
 use super::super::unit::UnitCtx;
 use super::super::ItemOutcome;
 use crate::context::LIST_PAGE;
-use crate::state::{ItemKey, StatusName};
+use crate::state::{ItemKey, ItemRecord, Page, StatusName};
 use crate::synapse::SynapseError;
 use crate::Result;
 
@@ -127,18 +127,7 @@ async fn table_using(
     }
     let mut token: Option<String> = None;
     loop {
-        let page = ctx
-            .services
-            .store
-            .list_items_of_source(
-                &ctx.migration,
-                StatusName::Migrated,
-                size,
-                source,
-                LIST_PAGE,
-                token.as_deref(),
-            )
-            .await?;
+        let page = migrated_page(ctx, source, size, token.as_deref()).await?;
         if let Some(cell) = page.items.iter().find(|item| item.key.cell.is_some()) {
             return Ok(Some(cell.key.entity_id.clone()));
         }
@@ -147,6 +136,27 @@ async fn table_using(
             None => return Ok(None),
         }
     }
+}
+
+/// A page of the migrated items of `source` (of `size` bytes) the status index lists.
+async fn migrated_page(
+    ctx: &UnitCtx<'_>,
+    source: &str,
+    size: u64,
+    token: Option<&str>,
+) -> Result<Page<ItemRecord>> {
+    Ok(ctx
+        .services
+        .store
+        .list_items_of_source(
+            &ctx.migration,
+            StatusName::Migrated,
+            size,
+            source,
+            LIST_PAGE,
+            token,
+        )
+        .await?)
 }
 
 /// Records `outcome` on this unit's migrated files of `source` (the status index may not list
@@ -174,16 +184,7 @@ async fn note_on_migrated(
     }
     let mut token: Option<String> = None;
     loop {
-        let page = store
-            .list_items_of_source(
-                &ctx.migration,
-                StatusName::Migrated,
-                size,
-                source,
-                LIST_PAGE,
-                token.as_deref(),
-            )
-            .await?;
+        let page = migrated_page(ctx, source, size, token.as_deref()).await?;
         for item in page.items.iter().filter(|item| !own.contains(&item.key)) {
             store
                 .set_source_handle(&ctx.migration, &item.key, outcome)
