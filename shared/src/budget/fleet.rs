@@ -346,12 +346,12 @@ mod tests {
             .await
             .unwrap()
             .unwrap();
+        // Four leases for 24 slots: they grew (leases of 2 would have taken twelve).
         assert_eq!(last.version, 4);
+        // At least the 22 slots leased after the first; a slow machine adds idle time between
+        // leases (a lease starts no earlier than now), so only the lower bound is exact.
         let leased = last.next_slot_ms - first.next_slot_ms;
-        assert!(
-            (210..=230).contains(&leased),
-            "{leased} ms of slots after the first lease"
-        );
+        assert!(leased >= 210, "{leased} ms of slots after the first lease");
     }
 
     #[test]

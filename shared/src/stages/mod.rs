@@ -3,7 +3,7 @@
 //! | stage | file |
 //! |---|---|
 //! | [`init()`] (and the lock's renewal and release) | `init.rs` |
-//! | [`index()`] | `index/mod.rs`, the tree walk in `index/walk.rs` |
+//! | [`index()`] | `index/mod.rs`, the tree walk in `index/walk.rs` (a file's items in `files.rs`, their rules in `classify.rs`, tables in `tables.rs`, upload locations in `locations.rs`) |
 //! | [`plan()`] | `plan/mod.rs`, the unit grouping in `plan/units.rs` |
 //! | [`start_copy()`] | `start_copy.rs` |
 //! | [`copy_parts()`] | `copy_parts.rs` |

@@ -8,8 +8,13 @@ use super::init::renew_lock;
 use crate::context::{RunContext, Services};
 use crate::Result;
 
+mod classify;
+mod files;
+mod locations;
+mod tables;
 pub mod walk;
 
+pub use classify::classify;
 pub use walk::IndexCounts;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

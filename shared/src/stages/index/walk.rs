@@ -18,25 +18,21 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
-use synapse_model::{
-    concrete, entity_type, BatchFileRequest, EntityBundleRequest, EntityChildrenRequest,
-    EntityHeader, FileHandle, FileHandleAssociation, FILE_HANDLE_COLUMN,
+use synapse_model::{concrete, entity_type, EntityChildrenRequest, EntityHeader};
+
+use crate::context::{now, RunContext, Services};
+use crate::manifest::{self, ManifestEntry};
+use crate::state::{
+    FolderRecord, ItemRecord, ItemStatus, MigrationKey, PutOutcome, RunCounters, SeenFile,
+    StatusName,
 };
 
-use crate::config::FileVersionStrategy;
-use crate::context::{now, RunContext, Services};
-use crate::copy::{FILE_HANDLE_BATCH, TABLE_ENTITY_ASSOCIATION};
-use crate::error::types;
-use crate::manifest::{self, ManifestEntry};
-use crate::stages::init::writable_destination;
-use crate::state::{
-    FolderRecord, ItemError, ItemKey, ItemRecord, ItemStatus, MigrationKey, PutOutcome,
-    RunCounters, SeenFile, SkipReason, StatusName,
-};
+use super::classify::unreadable;
+use super::files::file_items;
+use super::locations::Locations;
+use super::tables::{self, TableWalk};
 use crate::{Error, Result};
 
-/// Versions asked for per page of `GET /entity/{id}/version`.
-const VERSIONS_PAGE: u64 = 100;
 /// How long a frontier outlives its last save (the table's TTL removes it afterwards).
 const FRONTIER_TTL_SECONDS: i64 = 30 * 24 * 3600;
 
@@ -54,20 +50,6 @@ pub struct Cursor {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub table: Option<TableWalk>,
 }
-
-/// Where the walk of a table's file-handle cells stands.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct TableWalk {
-    /// Its FILEHANDLEID columns (id, name), read on its first page.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub columns: Option<Vec<(String, String)>>,
-    /// Rows read so far.
-    pub offset: u64,
-}
-
-/// Rows asked for per query of a table (Synapse may answer fewer: it caps a page's bytes).
-const TABLE_PAGE_ROWS: u64 = 1_000;
 
 /// Progress of the walk of a migration, saved after every page. A run continues the walk of an
 /// earlier run that stopped before its end (a crash, or retries spent) if it walks with the
@@ -397,11 +379,20 @@ impl Walker<'_> {
         let table_id = cursor.parent_id.clone();
         let mut folder = cursor.folder.take();
         let mut table = cursor.table.take().unwrap_or_default();
-        let more = match self
-            .table_cells(&table_id, &mut table, folder.as_mut())
-            .await
-        {
-            Ok(more) => more,
+        let cells = tables::cells(
+            self.services,
+            self.run,
+            &table_id,
+            &mut table,
+            folder.as_ref(),
+        );
+        let more = match cells.await {
+            Ok((items, more)) => {
+                for item in items {
+                    self.put(item, folder.as_mut()).await?;
+                }
+                more
+            }
             Err(error) if !error.is_retryable() => {
                 let item = unreadable(self.run, folder.as_ref(), (&table_id, "", 1), &error)?;
                 self.put(item, folder.as_mut()).await?;
@@ -428,62 +419,6 @@ impl Walker<'_> {
                 .await?;
         }
         Ok(())
-    }
-
-    /// Indexes the cells of the next page of rows of `table`; whether more rows follow.
-    async fn table_cells(
-        &mut self,
-        table_id: &str,
-        table: &mut TableWalk,
-        mut folder: Option<&mut FolderRecord>,
-    ) -> Result<bool> {
-        let (services, run) = (self.services, self.run);
-        let columns = match table.columns.take() {
-            Some(columns) => columns,
-            None => services
-                .synapse
-                .table_columns(table_id)
-                .await?
-                .results
-                .into_iter()
-                .filter(|column| column.column_type == FILE_HANDLE_COLUMN)
-                .map(|column| (column.id, column.name))
-                .collect(),
-        };
-        if columns.is_empty() {
-            return Ok(false);
-        }
-        let select: Vec<String> = columns
-            .iter()
-            .map(|(_, name)| format!("\"{}\"", name.replace('"', "\"\"")))
-            .collect();
-        let sql = format!("select {} from {table_id}", select.join(", "));
-        let page = services
-            .synapse
-            .query_table(table_id, &sql, table.offset, TABLE_PAGE_ROWS)
-            .await?;
-        let mut cells = Vec::new();
-        for row in &page.rows {
-            for ((column_id, name), value) in columns.iter().zip(&row.values) {
-                if let Some(handle) = value.as_deref().filter(|v| !v.is_empty()) {
-                    let row_id = u64::try_from(row.row_id).unwrap_or_default();
-                    let column: u64 = column_id.parse().map_err(|_| {
-                        Error::Internal(format!("column id {column_id:?} is not a number"))
-                    })?;
-                    cells.push((ItemKey::cell(table_id, row_id, column)?, name, handle));
-                }
-            }
-        }
-        let handles = table_handles(services, table_id, cells.iter().map(|c| c.2)).await?;
-        for (key, name, handle_id) in cells {
-            let handle = handles.get(handle_id);
-            let mut item = classify(run, folder.as_deref(), key, "", Some(handle_id), handle);
-            item.column_name = Some(name.clone());
-            self.put(item, folder.as_deref_mut()).await?;
-        }
-        table.offset += page.rows.len() as u64;
-        table.columns = Some(columns);
-        Ok(page.more && !page.rows.is_empty())
     }
 
     /// Takes one manifest entry: a folder or project is pushed to be walked, a file (or one
@@ -645,474 +580,9 @@ pub struct IndexOutcome {
     pub counts: IndexCounts,
 }
 
-/// The items for one file entity (as its children listing shows it) under the run's version
-/// strategy.
-async fn file_items(
-    services: &Services,
-    run: &RunContext,
-    folder: Option<&FolderRecord>,
-    file: &EntityHeader,
-    only_version: Option<u64>,
-) -> Result<Vec<ItemRecord>> {
-    let entity_id = file.id.as_str();
-    let request = EntityBundleRequest {
-        include_entity: true,
-        include_file_handles: true,
-        ..EntityBundleRequest::default()
-    };
-    let strategy = run.options.file_version_strategy;
-    let versions: Vec<Option<i64>> = match strategy {
-        // A manifest's version alone (Init allows it with `all` and `latest` only).
-        _ if only_version.is_some() => vec![only_version.and_then(|v| i64::try_from(v).ok())],
-        FileVersionStrategy::New | FileVersionStrategy::Latest => vec![None],
-        // The listing's version is the latest (the server joins the current revision): when
-        // that is 1 there is no other. A higher number proves nothing, versions can be deleted.
-        FileVersionStrategy::All if file.version_number == Some(1) => vec![Some(1)],
-        FileVersionStrategy::All => all_versions(services, entity_id)
-            .await?
-            .into_iter()
-            .map(Some)
-            .collect(),
-    };
-    let mut items = Vec::with_capacity(versions.len());
-    for version in versions {
-        let bundle = services
-            .synapse
-            .entity_bundle(entity_id, version, &request)
-            .await?;
-        let entity = bundle.entity.ok_or_else(|| {
-            Error::Internal(format!("the bundle of {entity_id} carries no entity"))
-        })?;
-        let number = entity.version_number.ok_or_else(|| {
-            Error::Internal(format!(
-                "the bundle of {entity_id} carries no version number"
-            ))
-        })?;
-        let key = ItemKey::new(entity_id, u64::try_from(number).unwrap_or_default())?;
-        let handle = entity.data_file_handle_id.as_deref().and_then(|id| {
-            bundle
-                .file_handles
-                .as_deref()
-                .unwrap_or_default()
-                .iter()
-                .find(|h| h.id == id)
-        });
-        let mut item = classify(
-            run,
-            folder,
-            key,
-            &entity.name,
-            entity.data_file_handle_id.as_deref(),
-            handle,
-        );
-        if item.status == ItemStatus::AlreadyMigrated
-            && migrated_by_us(services, run, &item).await?
-        {
-            continue;
-        }
-        // What Complete's `new` update PUTs back, so that it need not read the entity first.
-        if strategy == FileVersionStrategy::New && item.status == ItemStatus::Indexed {
-            item.entity = Some(entity);
-        }
-        items.push(item);
-    }
-    Ok(items)
-}
-
-/// Whether a file version found in the destination got there through an item of ours, which
-/// then stands for it: with `new` the item of the version before (the migration created this
-/// one), with `all`/`latest` the item of this very version (its handle was swapped). Such an
-/// item is left to finish (say, after a crash between update and state write) instead of being
-/// overwritten as ALREADY_MIGRATED.
-async fn migrated_by_us(services: &Services, run: &RunContext, found: &ItemRecord) -> Result<bool> {
-    let key = &found.key;
-    let ours = match run.options.file_version_strategy {
-        FileVersionStrategy::New if key.version <= 1 => return Ok(false),
-        FileVersionStrategy::New => ItemKey::new(key.entity_id.clone(), key.version - 1)?,
-        FileVersionStrategy::All | FileVersionStrategy::Latest => key.clone(),
-    };
-    let existing = services.store.get_item(&run.migration()?, &ours).await?;
-    Ok(existing.is_some_and(|item| {
-        item.status.name() != StatusName::Skipped
-            && item.source_file_handle_id != found.source_file_handle_id
-    }))
-}
-
-/// The item that reports a file (id, name, version) the walk could not read.
-fn unreadable(
-    run: &RunContext,
-    folder: Option<&FolderRecord>,
-    (entity_id, name, version): (&str, &str, i64),
-    error: &Error,
-) -> Result<ItemRecord> {
-    let key = ItemKey::new(entity_id, u64::try_from(version).unwrap_or(1))?;
-    let mut item = classify(run, folder, key, name, None, None);
-    item.status = ItemStatus::Errored(ItemError::from(error));
-    Ok(item)
-}
-
-/// The upload locations an aligned walk met in this invocation, and whether files can be
-/// copied into each (`Some(why)` when not), so that each is asked about once.
-#[derive(Default)]
-struct Locations(BTreeMap<i64, Option<String>>);
-
-impl Locations {
-    /// The record of a folder (or the project) whose listing starts: where its files go
-    /// (`GET /entity/{id}/uploadDestination`), and whether they can be copied there.
-    async fn folder(
-        &mut self,
-        services: &Services,
-        run: &RunContext,
-        folder_id: &str,
-    ) -> Result<FolderRecord> {
-        let location = services
-            .synapse
-            .upload_destination(folder_id)
-            .await?
-            .storage_location_id;
-        let not_writable = match self.0.get(&location) {
-            Some(known) => known.clone(),
-            None => {
-                let why = match writable_destination(services, location, &run.options).await {
-                    Ok(_) => None,
-                    Err(error) if !error.is_retryable() => Some(error.to_string()),
-                    Err(error) => return Err(error),
-                };
-                self.0.insert(location, why.clone());
-                why
-            }
-        };
-        Ok(FolderRecord {
-            folder_id: folder_id.to_owned(),
-            destination_storage_location_id: location,
-            not_writable,
-            ..FolderRecord::default()
-        })
-    }
-}
-
-/// The handles named by a table's cells, read through the table (`TableEntity`, 100 per
-/// call); a handle Synapse does not give is absent (its cell becomes an ERRORED item).
-async fn table_handles<'a>(
-    services: &Services,
-    table_id: &str,
-    ids: impl Iterator<Item = &'a str>,
-) -> Result<BTreeMap<String, FileHandle>> {
-    let mut ids: Vec<&str> = ids.collect();
-    ids.sort_unstable();
-    ids.dedup();
-    let mut handles = BTreeMap::new();
-    for chunk in ids.chunks(FILE_HANDLE_BATCH) {
-        let request = BatchFileRequest {
-            requested_files: chunk
-                .iter()
-                .map(|id| FileHandleAssociation {
-                    file_handle_id: (*id).to_owned(),
-                    associate_object_id: table_id.to_owned(),
-                    associate_object_type: TABLE_ENTITY_ASSOCIATION.to_owned(),
-                })
-                .collect(),
-            include_file_handles: true,
-            include_pre_signed_urls: false,
-            include_preview_pre_signed_urls: false,
-        };
-        let answer = services.synapse.file_handle_batch(&request).await?;
-        for file in answer.requested_files {
-            if let Some(handle) = file.file_handle {
-                handles.insert(file.file_handle_id, handle);
-            }
-        }
-    }
-    Ok(handles)
-}
-
-/// Every version number of an entity, newest first. Synapse's total is exact after a short
-/// page and one more than seen after a full one (`PaginatedResults.createWithLimitAndOffset`), so
-/// a page that reaches it is the last: no empty page is asked for.
-async fn all_versions(services: &Services, entity_id: &str) -> Result<Vec<i64>> {
-    let mut versions = Vec::new();
-    loop {
-        let page = services
-            .synapse
-            .versions_page(entity_id, versions.len() as u64, VERSIONS_PAGE)
-            .await?;
-        let full = page.results.len() as u64 == VERSIONS_PAGE;
-        versions.extend(page.results.iter().map(|v| v.version_number));
-        let more = page
-            .total_number_of_results
-            .map_or(full, |total| (versions.len() as u64) < total);
-        if page.results.is_empty() || !more {
-            return Ok(versions);
-        }
-    }
-}
-
-/// Decides what to do with one file version, in `folder` for an aligned run. Pure, so every
-/// rule is unit-tested.
-pub fn classify(
-    run: &RunContext,
-    folder: Option<&FolderRecord>,
-    key: ItemKey,
-    entity_name: &str,
-    handle_id: Option<&str>,
-    handle: Option<&FileHandle>,
-) -> ItemRecord {
-    let options = &run.options;
-    let file_name = handle
-        .and_then(|h| h.file_name.clone())
-        .unwrap_or_else(|| entity_name.to_owned());
-    let mut item = ItemRecord {
-        key,
-        source_file_handle_id: handle_id.unwrap_or_default().to_owned(),
-        size: handle.and_then(|h| h.content_size).unwrap_or_default(),
-        content_md5: handle.and_then(|h| h.content_md5.clone()),
-        source_storage_location_id: handle.and_then(|h| h.storage_location_id),
-        file_name,
-        destination_file_name: None,
-        entity: None,
-        status: ItemStatus::Indexed,
-        destination_file_handle_id: None,
-        attempts: 0,
-        lease: None,
-        updated_at: now(),
-        run_id: run.run_id.clone(),
-        verified_by: None,
-        source_handle: None,
-        destination_storage_location_id: folder.map(|f| f.destination_storage_location_id),
-        column_name: None,
-    };
-    let destination = item
-        .destination_storage_location_id
-        .or(run.destination_storage_location_id);
-    let skip = |reason| ItemStatus::Skipped { reason };
-    item.status = match handle {
-        None => ItemStatus::Errored(ItemError {
-            class: types::NOT_FOUND.to_owned(),
-            message: format!(
-                "file handle {} of {} is not readable",
-                handle_id.unwrap_or("(none)"),
-                item.key
-            ),
-            retryable: false,
-        }),
-        Some(h) if h.concrete_type == concrete::EXTERNAL_FILE_HANDLE => {
-            skip(SkipReason::ExternalLink)
-        }
-        Some(h) if !h.is_s3() => skip(SkipReason::NotS3),
-        Some(h) if h.storage_location_id.is_some() && h.storage_location_id == destination => {
-            item.destination_file_handle_id = Some(h.id.clone());
-            ItemStatus::AlreadyMigrated
-        }
-        Some(h) if !options.selects_source(h.storage_location_id) => skip(SkipReason::FilteredOut),
-        Some(_) if folder.is_some_and(|f| f.not_writable.is_some()) => {
-            skip(SkipReason::DestinationNotWritable)
-        }
-        Some(_) if item.size == 0 => skip(SkipReason::EmptyFile),
-        Some(_) => match crate::copy::sanitize_file_name(&item.file_name) {
-            Some(_) if !options.sanitize_file_names => skip(SkipReason::InvalidFileName),
-            renamed => {
-                item.destination_file_name = renamed;
-                ItemStatus::Indexed
-            }
-        },
-    };
-    item
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::MigrationOptions;
-    use synapse_model::StorageLocationSetting;
-
-    fn run(options: MigrationOptions) -> RunContext {
-        RunContext {
-            project_id: "syn1".into(),
-            destination_storage_location_id: Some(7001),
-            run_id: "run-1".into(),
-            options,
-            destination: Some(StorageLocationSetting {
-                concrete_type: concrete::EXTERNAL_S3_STORAGE_LOCATION.into(),
-                storage_location_id: 7001,
-                upload_type: None,
-                bucket: Some("dest".into()),
-                base_key: None,
-                sts_enabled: None,
-                endpoint_url: None,
-                banner: None,
-                description: None,
-                etag: None,
-                created_on: None,
-                created_by: None,
-            }),
-        }
-    }
-
-    fn handle(kind: &str, location: i64, size: u64, name: &str) -> FileHandle {
-        serde_json::from_value(serde_json::json!({
-            "id": "55", "concreteType": kind, "storageLocationId": location,
-            "contentSize": size, "contentMd5": "abc", "fileName": name
-        }))
-        .unwrap()
-    }
-
-    fn status(options: MigrationOptions, h: &FileHandle) -> ItemRecord {
-        let key = ItemKey::new("syn9", 2).unwrap();
-        classify(
-            &run(options),
-            None,
-            key,
-            "entity name",
-            Some(&h.id),
-            Some(h),
-        )
-    }
-
-    #[test]
-    fn s3_files_outside_the_destination_are_indexed() {
-        let item = status(
-            MigrationOptions::default(),
-            &handle(concrete::S3_FILE_HANDLE, 1, 10, "a.txt"),
-        );
-        assert_eq!(item.status, ItemStatus::Indexed);
-        assert_eq!(item.source_file_handle_id, "55");
-        assert_eq!(item.size, 10);
-        assert_eq!(item.file_name, "a.txt");
-        assert_eq!(item.destination_file_name, None);
-    }
-
-    #[test]
-    fn skips_carry_their_reason() {
-        let defaults = MigrationOptions::default;
-        let cases = [
-            (
-                defaults(),
-                handle(concrete::EXTERNAL_FILE_HANDLE, 1, 10, "a"),
-                SkipReason::ExternalLink,
-            ),
-            (
-                defaults(),
-                handle(concrete::GOOGLE_CLOUD_FILE_HANDLE, 1, 10, "a"),
-                SkipReason::NotS3,
-            ),
-            (
-                defaults(),
-                handle(concrete::PROXY_FILE_HANDLE, 1, 10, "a"),
-                SkipReason::NotS3,
-            ),
-            (
-                defaults(),
-                handle(concrete::S3_FILE_HANDLE, 1, 0, "a"),
-                SkipReason::EmptyFile,
-            ),
-            (
-                MigrationOptions {
-                    source_storage_location_ids: vec![2],
-                    ..defaults()
-                },
-                handle(concrete::S3_FILE_HANDLE, 1, 10, "a"),
-                SkipReason::FilteredOut,
-            ),
-            (
-                MigrationOptions {
-                    sanitize_file_names: false,
-                    ..defaults()
-                },
-                handle(concrete::S3_FILE_HANDLE, 1, 10, "données#1.csv"),
-                SkipReason::InvalidFileName,
-            ),
-        ];
-        for (options, h, reason) in cases {
-            assert_eq!(
-                status(options, &h).status,
-                ItemStatus::Skipped { reason },
-                "{h:?}"
-            );
-        }
-    }
-
-    #[test]
-    fn files_in_the_destination_are_already_migrated() {
-        let item = status(
-            MigrationOptions::default(),
-            &handle(concrete::S3_FILE_HANDLE, 7001, 10, "a"),
-        );
-        assert_eq!(item.status, ItemStatus::AlreadyMigrated);
-        assert_eq!(item.destination_file_handle_id.as_deref(), Some("55"));
-    }
-
-    #[test]
-    fn an_aligned_run_classifies_each_file_against_its_folders_location() {
-        let aligned = RunContext {
-            destination_storage_location_id: None,
-            destination: None,
-            ..run(MigrationOptions::default())
-        };
-        let folder = |location, not_writable: Option<&str>| FolderRecord {
-            folder_id: "syn2".into(),
-            destination_storage_location_id: location,
-            not_writable: not_writable.map(str::to_owned),
-            ..FolderRecord::default()
-        };
-        let classify_in = |folder: &FolderRecord, h: &FileHandle| {
-            let key = ItemKey::new("syn9", 1).unwrap();
-            classify(&aligned, Some(folder), key, "x", Some(&h.id), Some(h))
-        };
-        let in_7003 = handle(concrete::S3_FILE_HANDLE, 7003, 10, "a");
-        let there = classify_in(&folder(7003, None), &in_7003);
-        assert_eq!(there.status, ItemStatus::AlreadyMigrated);
-        assert_eq!(there.destination_storage_location_id, Some(7003));
-        let to_copy = classify_in(&folder(7001, None), &in_7003);
-        assert_eq!(to_copy.status, ItemStatus::Indexed);
-        assert_eq!(to_copy.destination_storage_location_id, Some(7001));
-        assert_eq!(to_copy.copy_id(), "55@7001");
-        let refused = classify_in(&folder(7002, Some("not yours")), &in_7003);
-        assert_eq!(
-            refused.status,
-            ItemStatus::Skipped {
-                reason: SkipReason::DestinationNotWritable
-            }
-        );
-        // Already in a location nobody may copy into is still already there.
-        let in_synapse = handle(concrete::S3_FILE_HANDLE, 1, 10, "a");
-        let kept = classify_in(&folder(1, Some("Synapse's")), &in_synapse);
-        assert_eq!(kept.status, ItemStatus::AlreadyMigrated);
-    }
-
-    #[test]
-    fn invalid_names_are_sanitised_by_default() {
-        let item = status(
-            MigrationOptions::default(),
-            &handle(concrete::S3_FILE_HANDLE, 1, 10, "données#1.csv"),
-        );
-        assert_eq!(item.status, ItemStatus::Indexed);
-        let renamed = item.destination_file_name.expect("a sanitised name");
-        assert!(
-            crate::copy::sanitize_file_name(&renamed).is_none(),
-            "{renamed}"
-        );
-    }
-
-    #[test]
-    fn unreadable_handles_are_errors_that_are_not_retried() {
-        let key = ItemKey::new("syn9", 1).unwrap();
-        let item = classify(
-            &run(MigrationOptions::default()),
-            None,
-            key,
-            "x",
-            Some("77"),
-            None,
-        );
-        match item.status {
-            ItemStatus::Errored(error) => {
-                assert_eq!(error.class, types::NOT_FOUND);
-                assert!(!error.retryable);
-                assert!(error.message.contains("77"));
-            }
-            other => panic!("expected ERRORED, got {other:?}"),
-        }
-    }
 
     #[test]
     fn frontier_round_trips() {
