@@ -20,6 +20,11 @@ pub struct Fixture {
     pub file_handles: BTreeMap<String, HandleSpec>,
     #[serde(default)]
     pub projects: Vec<ProjectSpec>,
+    /// userNames of the users who have not passed Synapse's certification quiz (every other user
+    /// has). The server refuses them UPDATE on anything but a project
+    /// (`EntityDeciderFunctions.DENY_IF_NOT_PROJECT_AND_NOT_CERTIFIED`), whatever the ACL grants.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub uncertified_users: Vec<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -58,13 +63,34 @@ pub struct StorageLocationSpec {
     pub sts_enabled: bool,
 }
 
-/// Permissions of the simple ACL model.
+/// Permissions of the ACL model: the server's entity `ACCESS_TYPE`s. The simulator's endpoints
+/// check READ, DOWNLOAD and UPDATE; the others only show in `GET /entity/{id}/permissions`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Permission {
     Read,
     Download,
     Update,
+    Create,
+    Delete,
+    ChangePermissions,
+    ChangeSettings,
+    Moderate,
+}
+
+impl Permission {
+    /// What a project's creator is granted (`ModelConstants.ENTITY_ADMIN_ACCESS_PERMISSIONS`,
+    /// `AccessControlListUtil.createACLToGrantEntityAdminAccess`).
+    pub const ADMIN: [Permission; 8] = [
+        Self::Read,
+        Self::Download,
+        Self::Update,
+        Self::Create,
+        Self::Delete,
+        Self::ChangePermissions,
+        Self::ChangeSettings,
+        Self::Moderate,
+    ];
 }
 
 impl std::fmt::Display for Permission {
@@ -73,6 +99,11 @@ impl std::fmt::Display for Permission {
             Self::Read => "READ",
             Self::Download => "DOWNLOAD",
             Self::Update => "UPDATE",
+            Self::Create => "CREATE",
+            Self::Delete => "DELETE",
+            Self::ChangePermissions => "CHANGE_PERMISSIONS",
+            Self::ChangeSettings => "CHANGE_SETTINGS",
+            Self::Moderate => "MODERATE",
         })
     }
 }
@@ -84,7 +115,7 @@ pub type AclSpec = BTreeMap<String, Vec<Permission>>;
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ProjectSpec {
     pub name: String,
-    /// userName of the creator, who gets every permission.
+    /// userName of the creator, who gets every permission ([`Permission::ADMIN`]).
     pub owner: String,
     /// Other users' permissions on the whole project.
     #[serde(default)]
@@ -357,6 +388,7 @@ impl Fixture {
                 upload_locations: Vec::new(),
                 children: leaves,
             }],
+            uncertified_users: Vec::new(),
         }
     }
 }

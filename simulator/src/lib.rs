@@ -49,6 +49,9 @@
 //! ```
 //!
 //! - `users`: `token` is the bearer token (never logged or printed); `ownerId` is the numeric user id.
+//!   Every user has passed the certification quiz but those named (by userName) in the optional
+//!   top-level `uncertifiedUsers`: they may update projects only, whatever the ACL grants (403
+//!   `Only certified users may create or update content in Synapse.`), as on the server.
 //! - `storageLocations`: `kind` is `synapse` (an `S3StorageLocationSetting`, Synapse's own storage)
 //!   or `externalS3` (an `ExternalS3StorageLocationSetting`); `createdBy` is a userName (only the
 //!   creator may read it, copy into it or register objects in it); `region` defaults to the
@@ -57,9 +60,11 @@
 //!   unique per entity), `comment` and `annotations` (default: the file's `annotations`, which
 //!   every version carries, as Synapse copies them into each new version).
 //! - `fileHandles`: named handles that several versions share (`{"handle": "name"}` in `versions`).
-//! - `projects`: the owner gets READ, DOWNLOAD and UPDATE; `acl` grants others (by userName).
-//!   Folders and files may carry an `acl` that replaces the inherited one for their subtree (the
-//!   project owner keeps every permission).
+//! - `projects`: the owner gets every permission a creator gets on Synapse (READ, DOWNLOAD,
+//!   UPDATE, CREATE, DELETE, CHANGE_PERMISSIONS, CHANGE_SETTINGS, MODERATE); `acl` grants others
+//!   (by userName) any of these. Folders and files may carry an `acl` that replaces the inherited
+//!   one for their subtree (the project owner keeps every permission). The endpoints check READ,
+//!   DOWNLOAD and UPDATE; the others show in `GET /entity/{id}/permissions`.
 //! - A version (or named handle) has `kind` = `s3` (default), `external` (with `externalUrl`),
 //!   `googleCloud` or `proxy`; `content` is `{"size": N, "seed": S}` (deterministic bytes,
 //!   generated and uploaded in streaming parts) or `{"text": "..."}`; `storageLocationId` defaults

@@ -151,10 +151,7 @@ pub async fn seed(
     for project in &fixture.projects {
         let owner = seeder.user(&project.owner)?;
         let mut acl = seeder.acl(&project.acl)?;
-        acl.insert(
-            owner.id.clone(),
-            [Permission::Read, Permission::Download, Permission::Update].into(),
-        );
+        acl.insert(owner.id.clone(), Permission::ADMIN.into());
         let id = seeder.entity(EntityKind::Project, &project.name, None, &owner, Some(acl))?;
         seeder.upload_setting(id, &project.upload_locations)?;
         seeder.nodes(&project.children, id, &project.name, &owner)?;
@@ -191,11 +188,15 @@ impl Seeder<'_> {
             let user = User {
                 id: u.owner_id.clone(),
                 user_name: u.user_name.clone(),
+                certified: !fixture.uncertified_users.contains(&u.user_name),
             };
             self.store
                 .users_by_token
                 .insert(u.token.clone(), user.clone());
             self.store.users_by_name.insert(u.user_name.clone(), user);
+        }
+        for name in &fixture.uncertified_users {
+            self.user(name)?;
         }
         for spec in &fixture.storage_locations {
             let created_by = match &spec.created_by {
@@ -494,10 +495,7 @@ impl Seeder<'_> {
     fn override_acl(&self, spec: Option<&AclSpec>, owner: &User) -> Result<Option<Acl>, SimError> {
         spec.map(|spec| {
             let mut acl = self.acl(spec)?;
-            acl.insert(
-                owner.id.clone(),
-                [Permission::Read, Permission::Download, Permission::Update].into(),
-            );
+            acl.insert(owner.id.clone(), Permission::ADMIN.into());
             Ok(acl)
         })
         .transpose()
@@ -753,12 +751,37 @@ mod tests {
     }
 
     #[test]
+    fn uncertified_users_are_known_users() {
+        let fixture = |uncertified: &str| -> Fixture {
+            serde_json::from_value(serde_json::json!({
+                "users": [{"userName": "a", "ownerId": "1", "token": "ta"},
+                          {"userName": "b", "ownerId": "2", "token": "tb"}],
+                "uncertifiedUsers": [uncertified]
+            }))
+            .unwrap()
+        };
+        let mut store = Store::default();
+        seeder(&mut store)
+            .users_and_locations(&fixture("b"))
+            .unwrap();
+        assert!(store.users_by_name["a"].certified);
+        assert!(!store.users_by_name["b"].certified);
+        assert!(!store.users_by_token["tb"].certified);
+        let mut store = Store::default();
+        match seeder(&mut store).users_and_locations(&fixture("ghost")) {
+            Err(SimError::Fixture(message)) => assert_eq!(message, "unknown user ghost"),
+            other => panic!("expected the fixture refused, got {other:?}"),
+        }
+    }
+
+    #[test]
     fn a_fixture_with_two_siblings_of_one_name_is_refused() {
         let mut store = Store::default();
         let mut seeder = seeder(&mut store);
         let owner = User {
             id: "1".into(),
             user_name: "owner".into(),
+            certified: true,
         };
         let mut add =
             |name: &str, parent| seeder.entity(EntityKind::Folder, name, parent, &owner, None);
@@ -810,6 +833,7 @@ mod tests {
         let owner = User {
             id: "1".into(),
             user_name: "owner".into(),
+            certified: true,
         };
         store.users_by_name.insert("owner".into(), owner.clone());
         let mut seeder = seeder(&mut store);

@@ -16,6 +16,9 @@ use crate::util::{iso_now, new_etag};
 pub struct User {
     pub id: String,
     pub user_name: String,
+    /// Passed the certification quiz (in the `CERTIFIED_USERS` group): true unless the fixture
+    /// lists the user in `uncertifiedUsers`.
+    pub certified: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -256,6 +259,9 @@ pub struct Store {
     pub tables: Tables,
 }
 
+/// `AuthorizationConstants.ERR_MSG_CERTIFIED_USER_CONTENT`.
+pub const CERTIFIED_ONLY: &str = "Only certified users may create or update content in Synapse.";
+
 /// Synapse's own storage (`StorageLocationDAO.DEFAULT_STORAGE_LOCATION_ID`).
 pub const DEFAULT_STORAGE_LOCATION_ID: i64 = 1;
 
@@ -317,10 +323,27 @@ impl Store {
         None
     }
 
-    pub fn allowed(&self, user: &User, entity: &EntityRec, permission: Permission) -> bool {
+    /// True when the ACL that governs `entity` grants `user` `permission`
+    /// (`UserEntityPermissionsState.has*`, read by `UsersEntityPermissionsDaoImpl`).
+    pub fn granted(&self, user: &User, entity: &EntityRec, permission: Permission) -> bool {
         self.benefactor_acl(entity)
             .and_then(|acl| acl.get(&user.id))
             .is_some_and(|perms| perms.contains(&permission))
+    }
+
+    /// `EntityAuthorizationUtils.determineUpdateAccess`: `DENY_IF_NOT_PROJECT_AND_NOT_CERTIFIED`
+    /// comes before `GRANT_IF_HAS_UPDATE`, so a user who has not passed the certification quiz
+    /// may update projects only, whatever the ACL grants.
+    fn uncertified_update(user: &User, entity: &EntityRec, permission: Permission) -> bool {
+        permission == Permission::Update && !user.certified && entity.kind != EntityKind::Project
+    }
+
+    /// The server's access decision for READ, DOWNLOAD and UPDATE on an existing entity (the
+    /// simulator has no trash, no admins, no anonymous callers, no access requirements and no
+    /// open data, so the ACL decides, but for the certification rule of UPDATE).
+    pub fn allowed(&self, user: &User, entity: &EntityRec, permission: Permission) -> bool {
+        !Self::uncertified_update(user, entity, permission)
+            && self.granted(user, entity, permission)
     }
 
     /// 403 unless `user` holds `permission` on `entity`.
@@ -330,7 +353,10 @@ impl Store {
         entity: &EntityRec,
         permission: Permission,
     ) -> Result<(), ApiError> {
-        if self.allowed(user, entity, permission) {
+        if Self::uncertified_update(user, entity, permission) {
+            // AuthorizationConstants.ERR_MSG_CERTIFIED_USER_CONTENT.
+            Err(ApiError::Forbidden(CERTIFIED_ONLY.into()))
+        } else if self.granted(user, entity, permission) {
             Ok(())
         } else {
             // EntityDeciderFunctions: ERR_MSG_YOU_LACK_ACCESS_TO_REQUESTED_ENTITY_TEMPLATE.

@@ -4,6 +4,7 @@ mod admin;
 mod entity;
 mod files;
 mod multipart;
+mod permissions;
 mod tables;
 
 use std::sync::Arc;
@@ -34,6 +35,10 @@ pub fn router(app: Arc<App>) -> Router {
         .route(
             &format!("{REPO}/entity/{{id}}/bundle2"),
             post(entity::bundle),
+        )
+        .route(
+            &format!("{REPO}/entity/{{id}}/permissions"),
+            get(permissions::get_permissions),
         )
         .route(
             &format!("{REPO}/entity/{{id}}/version"),

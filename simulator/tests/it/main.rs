@@ -6,6 +6,7 @@ mod binary;
 mod common;
 mod entity_updates;
 mod multipart_copy;
+mod permissions;
 mod python_client;
 mod sample_fixture;
 mod tables;
