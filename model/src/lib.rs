@@ -134,6 +134,24 @@ pub struct StorageLocationSetting {
     pub created_by: Option<i64>,
 }
 
+/// What the caller may do with an entity (`GET /entity/{id}/permissions`), the fields the
+/// migration reads.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UserEntityPermissions {
+    #[serde(default)]
+    pub can_view: bool,
+    /// UPDATE, and certified unless the entity is a project (a project's `canEdit` alone does
+    /// not say the caller may update the files in it: see `is_certified_user`).
+    #[serde(default)]
+    pub can_edit: bool,
+    #[serde(default)]
+    pub is_certified_user: bool,
+    /// Absent when the entity does not exist (Synapse still answers 200).
+    #[serde(default)]
+    pub owner_principal_id: Option<i64>,
+}
+
 /// A table column (`GET /column/{id}`, `GET /entity/{id}/column`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -12,7 +12,7 @@ use crate::copy::parts::{MAX_PART_SIZE, MIB, MIN_PART_SIZE};
 pub use crate::copy::verify::VerifyLevel;
 use crate::copy::CopyMode;
 use crate::manifest::{parse_location, ManifestEntry, MAX_INLINE_ENTITIES};
-use crate::synapse::TokenSource;
+use crate::synapse::{check_endpoint, TokenSource};
 
 /// Errors of configuration: always the caller's to fix, never retried.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -123,6 +123,8 @@ impl Default for MigrationOptions {
 /// Highest accepted `maxConcurrency`: the Distributed Map allows more, but every unit shares the
 /// one Synapse rate limit, so more than this only queues.
 pub const MAX_CONCURRENCY: u32 = 1_000;
+/// Most `sourceStorageLocationIds`: options travel in every Step Functions payload (256 KiB).
+pub const MAX_SOURCE_LOCATIONS: usize = 100;
 /// Synapse's published per-user limit.
 pub const SYNAPSE_REQUESTS_PER_MINUTE_LIMIT: u32 = 600;
 
@@ -209,6 +211,15 @@ impl MigrationOptions {
                     field: "entities",
                     message,
                 })?;
+        }
+        if self.source_storage_location_ids.len() > MAX_SOURCE_LOCATIONS {
+            return invalid(
+                "sourceStorageLocationIds",
+                format!(
+                    "{} locations are more than the {MAX_SOURCE_LOCATIONS} an input may carry",
+                    self.source_storage_location_ids.len()
+                ),
+            );
         }
         if let Some(bad) = self.source_storage_location_ids.iter().find(|id| **id <= 0) {
             return invalid(
@@ -383,10 +394,8 @@ impl Settings {
         let endpoint = |name: &'static str| -> Result<Option<String>, ConfigError> {
             get(name)
                 .map(|value| {
-                    url::Url::parse(&value).map_err(|e| ConfigError::InvalidVariable {
-                        name,
-                        message: e.to_string(),
-                    })?;
+                    check_endpoint(&value)
+                        .map_err(|message| ConfigError::InvalidVariable { name, message })?;
                     Ok(value)
                 })
                 .transpose()

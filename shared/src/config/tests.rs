@@ -43,6 +43,22 @@ fn camel_case_input_parses() {
 }
 
 #[test]
+fn lists_that_would_swell_every_payload_are_refused() {
+    let options = MigrationOptions {
+        source_storage_location_ids: (1..=MAX_SOURCE_LOCATIONS as i64 + 1).collect(),
+        ..MigrationOptions::default()
+    };
+    let error = options.validate().unwrap_err().to_string();
+    assert!(error.contains("sourceStorageLocationIds"), "{error}");
+    MigrationOptions {
+        source_storage_location_ids: (1..=MAX_SOURCE_LOCATIONS as i64).collect(),
+        ..MigrationOptions::default()
+    }
+    .validate()
+    .unwrap();
+}
+
+#[test]
 fn manifests_are_checked_before_anything_starts() {
     let with = |entities: &[&str], manifest: Option<&str>| MigrationOptions {
         entities: entities.iter().map(|e| (*e).to_owned()).collect(),
@@ -202,6 +218,22 @@ fn settings_name_the_missing_variable() {
     with_file.insert(env::REPO_ENDPOINT, "not a url");
     let error = Settings::from_lookup(lookup(with_file.clone())).unwrap_err();
     assert!(error.to_string().contains(env::REPO_ENDPOINT), "{error}");
+    // The token travels with every request: https, or http to a loopback address only.
+    for (endpoint, allowed) in [
+        ("https://repo-prod.prod.sagebase.org/repo/v1", true),
+        ("http://localhost:8080/repo/v1", true),
+        ("http://[::1]:8080/repo/v1", true),
+        ("http://repo.example.org/repo/v1", false),
+        ("http://10.0.0.5/repo/v1", false),
+        ("ftp://127.0.0.1/repo/v1", false),
+    ] {
+        with_file.insert(env::REPO_ENDPOINT, endpoint);
+        let result = Settings::from_lookup(lookup(with_file.clone()));
+        assert_eq!(result.is_ok(), allowed, "{endpoint}: {result:?}");
+        if let Err(error) = result {
+            assert!(error.to_string().contains(env::REPO_ENDPOINT), "{error}");
+        }
+    }
     with_file.insert(env::REPO_ENDPOINT, "http://127.0.0.1:1/repo/v1");
     let settings = Settings::from_lookup(lookup(with_file)).unwrap();
     assert_eq!(

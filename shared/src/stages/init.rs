@@ -14,6 +14,9 @@ use crate::{Error, Result};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct InitInput {
+    /// Absent or null in the input reads as empty, so that Init refuses it as
+    /// `Fatal.InvalidInput` instead of the function failing to read its input.
+    #[serde(default, deserialize_with = "null_as_empty")]
     pub project_id: String,
     /// Absent (or null): every file goes to the storage location its folder uploads to.
     #[serde(default)]
@@ -22,6 +25,12 @@ pub struct InitInput {
     pub execution_name: String,
     #[serde(default)]
     pub options: MigrationOptions,
+}
+
+fn null_as_empty<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> std::result::Result<String, D::Error> {
+    Option::<String>::deserialize(deserializer).map(Option::unwrap_or_default)
 }
 
 /// Validates the input and the destination, takes the project lock and opens the run.
@@ -86,6 +95,9 @@ pub async fn init(services: &Services, input: InitInput) -> Result<RunContext> {
             project.concrete_type
         )));
     }
+    if !options.dry_run {
+        check_may_update(services, &project_id).await?;
+    }
     check_manifest(services, &options).await?;
     let run = RunContext {
         project_id,
@@ -133,6 +145,27 @@ pub async fn init(services: &Services, input: InitInput) -> Result<RunContext> {
                    destination = %describe_destination(run.destination_storage_location_id),
                    run = %run.run_id, "run opened");
     Ok(run)
+}
+
+/// Refuses, before anything is copied, a token whose user may not update the project's files:
+/// the copies would be made and paid for, and every entity update refused. A project's
+/// `canEdit` holds for a user who is not certified, whose updates of files Synapse refuses
+/// (`EntityDeciderFunctions`), so certification is required too. (A file with an ACL of its own
+/// may still refuse; that file's update fails and is recorded.)
+async fn check_may_update(services: &Services, project_id: &str) -> Result<()> {
+    let permissions = services.synapse.entity_permissions(project_id).await?;
+    if permissions.can_edit && permissions.is_certified_user {
+        return Ok(());
+    }
+    let why = if permissions.can_edit {
+        "is not a certified user, and Synapse lets only certified users update files"
+    } else {
+        "may not edit it"
+    };
+    Err(Error::Forbidden(format!(
+        "the token's user {why}: the files of {project_id} could be copied but not pointed at \
+         their copies (a dry run needs only read access)"
+    )))
 }
 
 /// Reads a manifest run's entries once before anything starts, so that a bad manifest is
@@ -191,13 +224,34 @@ pub(crate) async fn writable_destination(
             }
             other => other.into(),
         })?;
-    if options.copy_mode == crate::copy::CopyMode::Direct && !destination.is_external_s3() {
+    check_destination(id, &destination, options.copy_mode)?;
+    Ok(destination)
+}
+
+/// Whether files can be copied into `destination` with `copy_mode`: the copy is S3's
+/// (UploadPartCopy), so only S3 storage (Synapse's or an external bucket) can take it, and the
+/// direct engine writes to external buckets only.
+fn check_destination(
+    id: i64,
+    destination: &StorageLocationSetting,
+    copy_mode: crate::copy::CopyMode,
+) -> Result<()> {
+    let kind = destination.concrete_type.as_str();
+    if !matches!(
+        kind,
+        concrete::S3_STORAGE_LOCATION | concrete::EXTERNAL_S3_STORAGE_LOCATION
+    ) {
         return Err(Error::InvalidInput(format!(
-            "copyMode direct needs an external S3 destination; storage location {id} is {}",
-            destination.concrete_type
+            "storage location {id} is {kind}: files can only be copied into S3 storage (Synapse's \
+             or an external S3 bucket)"
         )));
     }
-    Ok(destination)
+    if copy_mode == crate::copy::CopyMode::Direct && !destination.is_external_s3() {
+        return Err(Error::InvalidInput(format!(
+            "copyMode direct needs an external S3 destination; storage location {id} is {kind}"
+        )));
+    }
+    Ok(())
 }
 
 /// Extends the lock; fails if another execution took it meanwhile.
@@ -229,5 +283,40 @@ pub(crate) async fn release_lock(services: &Services, run: &RunContext) {
     };
     if let Err(error) = released {
         tracing::warn!(run = %run.run_id, %error, "could not release the project lock");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::copy::CopyMode;
+
+    fn location(kind: &str) -> StorageLocationSetting {
+        serde_json::from_value(serde_json::json!({"concreteType": kind, "storageLocationId": 5}))
+            .unwrap()
+    }
+
+    #[test]
+    fn only_s3_storage_takes_copies() {
+        let external = location(concrete::EXTERNAL_S3_STORAGE_LOCATION);
+        let synapse = location(concrete::S3_STORAGE_LOCATION);
+        for mode in [CopyMode::Synapse, CopyMode::Auto, CopyMode::Direct] {
+            check_destination(5, &external, mode).unwrap();
+        }
+        check_destination(5, &synapse, CopyMode::Synapse).unwrap();
+        let direct = check_destination(5, &synapse, CopyMode::Direct).unwrap_err();
+        assert!(direct.to_string().contains("copyMode direct"), "{direct}");
+        for kind in [
+            "org.sagebionetworks.repo.model.project.ExternalGoogleCloudStorageLocationSetting",
+            "org.sagebionetworks.repo.model.project.ExternalObjectStorageLocationSetting",
+            "org.sagebionetworks.repo.model.project.ProxyStorageLocationSettings",
+        ] {
+            let error = check_destination(5, &location(kind), CopyMode::Synapse).unwrap_err();
+            assert_eq!(error.error_type(), crate::error::types::INVALID_INPUT);
+            assert!(
+                error.to_string().contains("only be copied into S3"),
+                "{error}"
+            );
+        }
     }
 }

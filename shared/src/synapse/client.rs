@@ -18,7 +18,7 @@ use synapse_model::{
     EntityBundleRequest, EntityChildrenRequest, EntityChildrenResponse, EntityHeader,
     ErrorResponse, FileHandle, FileHandleVersionUpdate, MultipartUploadCopyRequest,
     MultipartUploadStatus, PaginatedResults, S3FileHandleCreate, StorageLocationSetting,
-    UploadDestination, UserProfile, VersionInfo,
+    UploadDestination, UserEntityPermissions, UserProfile, VersionInfo,
 };
 
 use super::budget::{RequestBudget, Throttling};
@@ -60,6 +60,9 @@ pub struct ClientConfig {
     pub max_in_flight: usize,
     /// Tries of a read-modify-write entity update that keeps hitting 412.
     pub max_conflict_attempts: u32,
+    /// Largest answer read: Synapse's answers are pages (children, versions, a table query's
+    /// 2 MiB), so anything bigger is refused as a protocol error instead of filling memory.
+    pub max_response_bytes: usize,
 }
 
 impl ClientConfig {
@@ -81,6 +84,7 @@ impl ClientConfig {
             burst: 10,
             max_in_flight: 3,
             max_conflict_attempts: 5,
+            max_response_bytes: 16 * 1024 * 1024,
         }
     }
 
@@ -119,6 +123,7 @@ struct Inner {
     part_copy_timeout: Duration,
     retry: RetryPolicy,
     max_conflict_attempts: u32,
+    max_response_bytes: usize,
 }
 
 /// A session of this client's own, sent from its first request. Synapse counts requests in
@@ -221,10 +226,61 @@ fn error_reason(status: StatusCode, body: &[u8]) -> String {
     text.chars().take(MAX_RAW_REASON).collect()
 }
 
+/// The body of `response`, read a chunk at a time and refused once it passes `limit` bytes.
+async fn read_capped(
+    mut response: reqwest::Response,
+    endpoint: &str,
+    limit: usize,
+) -> Result<Vec<u8>, SynapseError> {
+    let too_big = || SynapseError::Protocol {
+        endpoint: endpoint.to_owned(),
+        message: format!("the answer is longer than {limit} bytes"),
+    };
+    if response
+        .content_length()
+        .is_some_and(|length| length > limit as u64)
+    {
+        return Err(too_big());
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| transport_error(endpoint, e))?
+    {
+        if body.len() + chunk.len() > limit {
+            return Err(too_big());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
 /// `Retry-After` in its seconds form (the only one Synapse and S3 send).
 fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
     let value = headers.get(RETRY_AFTER)?.to_str().ok()?;
     value.trim().parse::<u64>().ok().map(Duration::from_secs)
+}
+
+/// Checks a Synapse endpoint before any request carries the token to it: https, or http to a
+/// loopback address only (the local simulator), since every request sends the token in a header.
+pub fn check_endpoint(endpoint: &str) -> Result<(), String> {
+    let url = url::Url::parse(endpoint).map_err(|e| format!("bad endpoint {endpoint}: {e}"))?;
+    let loopback = match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
+        None => false,
+    };
+    match url.scheme() {
+        "https" => Ok(()),
+        "http" if loopback => Ok(()),
+        "http" => Err(format!(
+            "endpoint {endpoint} is plain http: the token would travel in the clear (use https; \
+             http is only for a loopback address)"
+        )),
+        other => Err(format!("endpoint {endpoint} is {other}, not https")),
+    }
 }
 
 impl SynapseClient {
@@ -244,13 +300,7 @@ impl SynapseClient {
         limiter: Arc<RateLimiter>,
     ) -> Result<Self, SynapseError> {
         for endpoint in [&config.repo_endpoint, &config.file_endpoint] {
-            let url = url::Url::parse(endpoint)
-                .map_err(|e| SynapseError::Config(format!("bad endpoint {endpoint}: {e}")))?;
-            if !matches!(url.scheme(), "http" | "https") {
-                return Err(SynapseError::Config(format!(
-                    "endpoint {endpoint} is not http(s)"
-                )));
-            }
+            check_endpoint(endpoint).map_err(SynapseError::Config)?;
         }
         let mut authorization = HeaderValue::from_str(&format!("Bearer {}", config.token.expose()))
             .map_err(|_| {
@@ -274,6 +324,7 @@ impl SynapseClient {
                 part_copy_timeout: config.part_copy_timeout,
                 retry: config.retry,
                 max_conflict_attempts: config.max_conflict_attempts.max(1),
+                max_response_bytes: config.max_response_bytes,
             }),
         })
     }
@@ -333,10 +384,7 @@ impl SynapseClient {
                 .map_err(|e| transport_error(call.name, e))?;
             let status = response.status();
             let wait = retry_after(response.headers());
-            let body = response
-                .bytes()
-                .await
-                .map_err(|e| transport_error(call.name, e))?;
+            let body = read_capped(response, call.name, inner.max_response_bytes).await?;
             tracing::debug!(call = call.name, status = status.as_u16(), "Synapse call");
             if status.is_success() {
                 return Ok(body.to_vec());
@@ -367,6 +415,21 @@ impl SynapseClient {
             Service::Repo,
             "/userProfile".into(),
             "GET /userProfile",
+        );
+        self.send_json(call).await
+    }
+
+    /// `GET /entity/{id}/permissions`: what the caller may do with the entity (200 with every
+    /// permission false for an entity that does not exist or the caller may not read).
+    pub async fn entity_permissions(
+        &self,
+        entity_id: &str,
+    ) -> Result<UserEntityPermissions, SynapseError> {
+        let call = Call::new(
+            Method::GET,
+            Service::Repo,
+            format!("/entity/{entity_id}/permissions"),
+            "GET /entity/{id}/permissions",
         );
         self.send_json(call).await
     }

@@ -10,7 +10,9 @@ mod retry;
 mod token;
 
 pub use budget::{RequestBudget, Throttling};
-pub use client::{ClientConfig, SynapseClient, PROD_FILE_ENDPOINT, PROD_REPO_ENDPOINT};
+pub use client::{
+    check_endpoint, ClientConfig, SynapseClient, PROD_FILE_ENDPOINT, PROD_REPO_ENDPOINT,
+};
 pub use error::SynapseError;
 pub use limiter::{RateLimiter, RequestPermit};
 pub use retry::RetryPolicy;

@@ -117,6 +117,7 @@ async fn calls(
 fn per_run() -> BTreeMap<String, usize> {
     [
         ("GET /entity/{id}", 1),
+        ("GET /entity/{id}/permissions", 1),
         ("GET /storageLocation/{id}", 1),
         ("POST /entity/children", 2),
         ("POST /fileHandle/batch", 1),

@@ -66,8 +66,11 @@ fn fixture(many: usize) -> Fixture {
     let json = serde_json::json!({
         "users": [
             {"userName": "owner", "ownerId": "3350001", "token": OWNER_TOKEN},
-            {"userName": "migrator", "ownerId": "3350002", "token": TOKEN}
+            {"userName": "migrator", "ownerId": "3350002", "token": TOKEN},
+            {"userName": "reader", "ownerId": "3350003", "token": "reader-token"},
+            {"userName": "newcomer", "ownerId": "3350004", "token": "newcomer-token"}
         ],
+        "uncertifiedUsers": ["newcomer"],
         "storageLocations": [
             {"storageLocationId": SYNAPSE_STORAGE, "kind": "synapse", "bucket": "synapse-storage"},
             {"storageLocationId": EU_STORAGE, "kind": "synapse", "bucket": "eu-storage",
@@ -80,7 +83,8 @@ fn fixture(many: usize) -> Fixture {
         "fileHandles": {"shared": {"content": {"text": "shared bytes"}, "fileName": "shared.txt"}},
         "projects": [{
             "name": PROJECT, "owner": "owner",
-            "acl": {"migrator": ["READ", "DOWNLOAD", "UPDATE"]},
+            "acl": {"migrator": ["READ", "DOWNLOAD", "UPDATE"], "reader": ["READ", "DOWNLOAD"],
+                    "newcomer": ["READ", "DOWNLOAD", "UPDATE"]},
             "children": [
                 {"type": "folder", "name": "data", "children": [
                     {"type": "folder", "name": "deep", "children": [
@@ -861,6 +865,33 @@ async fn the_lock_keeps_a_second_run_out_and_init_refuses_bad_input() -> anyhow:
                 .contains(&format!("you did not create storage location {FOREIGN}")),
             "{error}"
         );
+
+        // A token that may not update the files is refused before anything is copied: one
+        // without EDIT, and one whose user is not certified (the project's canEdit holds for
+        // it, the files' does not). A dry run needs only read access. (Into each folder's
+        // location: these users did not create the destination, which Init would refuse first.)
+        let aligned = |name: &str, dry_run: bool| {
+            let mut input = env.input(name, opts());
+            input.destination_storage_location_id = None;
+            input.options.dry_run = dry_run;
+            input
+        };
+        for (token, why) in [
+            ("reader-token", "may not edit it"),
+            ("newcomer-token", "not a certified user"),
+        ] {
+            let services = env.services_with(token, false, Duration::from_secs(60));
+            let error = stages::init(&services, aligned("no-edit", false))
+                .await
+                .unwrap_err();
+            ensure!(
+                error.error_type() == types::FORBIDDEN && error.to_string().contains(why),
+                "{token}: {error}"
+            );
+        }
+        let reader = env.services_with("reader-token", false, Duration::from_secs(60));
+        let run = stages::init(&reader, aligned("reader-dry", true)).await?;
+        stages::report(&reader, ReportInput { run, aborted: true }).await?;
 
         let mut bad = env.input("bad", opts());
         bad.project_id = "project-1".into();

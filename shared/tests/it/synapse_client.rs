@@ -218,6 +218,28 @@ async fn each_client_is_its_own_session_from_its_first_request() -> anyhow::Resu
     .await
 }
 
+/// An answer longer than the client reads is refused as a protocol error naming the limit, not
+/// read into memory.
+#[tokio::test]
+async fn answers_longer_than_the_limit_are_refused() -> anyhow::Result<()> {
+    bounded(TEST_TIMEOUT, async {
+        let env = Env::start(ThrottleConfig::disabled()).await?;
+        let small = SynapseClient::new(ClientConfig {
+            max_response_bytes: 16,
+            ..env.config(TOKEN)
+        })?;
+        let error = small.user_profile().await.unwrap_err();
+        assert!(
+            matches!(&error, SynapseError::Protocol { message, .. } if message.contains("16 bytes")),
+            "{error}"
+        );
+        // The same call within the default limit.
+        env.client().user_profile().await?;
+        Ok(())
+    })
+    .await
+}
+
 #[tokio::test]
 async fn read_calls_round_trip() -> anyhow::Result<()> {
     bounded(TEST_TIMEOUT, async {

@@ -225,6 +225,16 @@ async fn a_manifest_migrates_its_entities_and_nothing_else() -> anyhow::Result<(
             "{:?}: {cause}",
             refused.error()
         );
+        // An input without a project is refused by Init, named, not failed by the state machine.
+        let no_project = json!({"destinationStorageLocationId": DEST});
+        let refused = run_to_end(&deployment, "no-project", &no_project).await?;
+        ensure!(
+            refused.error() == Some("Fatal.InvalidInput")
+                && refused.cause().unwrap_or_default().contains("projectId"),
+            "{:?}: {:?}",
+            refused.error(),
+            refused.cause()
+        );
         deployment.shutdown().await;
         Ok(())
     })
