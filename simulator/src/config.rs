@@ -78,6 +78,10 @@ pub struct FaultConfig {
     /// Probability that a presigned URL is signed with `early_expiry` instead of the configured expiry.
     pub early_expiry_rate: f64,
     pub early_expiry: Duration,
+    /// Polls of each asynchronous table job answered 202 with its status (`PROCESSING`) before
+    /// its result, as the server answers while a worker still runs the job
+    /// (`AsynchronousJobServicesImpl`: `NotReadyException`). 0: every job is done when started.
+    pub running_job_polls: u32,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -59,6 +59,12 @@ impl Faults {
         };
     }
 
+    /// How many polls a new asynchronous job answers as still running
+    /// ([`FaultConfig::running_job_polls`]).
+    pub(crate) fn running_job_polls(&self) -> u32 {
+        lock(&self.state).config.running_job_polls
+    }
+
     /// Latency to add, then an injected error if one fires for this request.
     pub(crate) fn roll(&self, endpoint: &str) -> (Duration, Option<ApiError>) {
         let mut state = lock(&self.state);

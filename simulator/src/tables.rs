@@ -280,6 +280,8 @@ pub struct Job {
     /// The route family that started it (`query`, `download/csv`, `transaction`, ...).
     pub kind: &'static str,
     pub outcome: Result<Value, ApiError>,
+    /// Polls still to answer 202, as while the server's worker runs it.
+    pub running_polls: u32,
 }
 
 /// Every column model and the asynchronous jobs (a table's data lives on its entity).

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use synapse_model::Entity;
-use synapse_sim::{Fixture, ThrottleConfig};
+use synapse_sim::{FaultConfig, Fixture, ThrottleConfig};
 use synmigrate::config::FileVersionStrategy;
 use synmigrate::error::types;
 use synmigrate::state::{ItemKey, ItemRecord, ItemStatus};
@@ -238,6 +238,42 @@ async fn cells_are_read_and_rewritten_only_while_they_name_the_source() -> anyho
             "{made:?}"
         );
         assert_eq!(cells(2).1, second);
+        Ok(())
+    })
+    .await
+}
+
+/// Synapse answers 202 while a job runs: the update polls the query and the transaction until
+/// they are done, then rewrites the cell as ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cell_updates_wait_for_jobs_still_running() -> anyhow::Result<()> {
+    bounded(TEST_TIMEOUT, async {
+        let env = Env::start().await?;
+        env.env.sim.set_faults(FaultConfig {
+            running_job_polls: 2,
+            ..FaultConfig::default()
+        });
+        let table_id = env.id("cells");
+        let table = env.env.sim.table(&table_id).context("the table")?;
+        let column: u64 = table.column_ids["the file"].parse()?;
+        let copy = env.handle("cell-copy.txt")?;
+        let mut item = env.item("cell-copy.txt", None)?;
+        item.key = ItemKey::cell(&table_id, 1, column)?;
+        item.column_name = Some("the file".to_owned());
+        item.source_file_handle_id = table.rows[0].values["the file"].clone();
+        item.destination_file_handle_id = Some(copy.clone());
+        let (outcome, made) = env.update(&item, FileVersionStrategy::All).await;
+        assert!(matches!(outcome?, UpdateOutcome::Updated { .. }));
+        let running = |get| [(get, 202), (get, 202), (get, 201)];
+        let expected: Vec<(&str, u16)> = [(QUERY_START, 201)]
+            .into_iter()
+            .chain(running(QUERY_GET))
+            .chain([(TRANSACTION_START, 201)])
+            .chain(running(TRANSACTION_GET))
+            .collect();
+        assert_eq!(made, calls(&expected));
+        let now = env.env.sim.table(&table_id).context("the table")?;
+        assert_eq!(now.rows[0].values["the file"], copy);
         Ok(())
     })
     .await

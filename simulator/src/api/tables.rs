@@ -337,6 +337,7 @@ fn start_job(
         started_by: user.id.clone(),
         kind,
         outcome,
+        running_polls: app.faults.running_job_polls(),
     });
     started(token)
 }
@@ -375,9 +376,9 @@ fn job_result(app: &App, user: &User, kind: &str, token: &str) -> Result<Created
     let id: u64 = token.parse().map_err(|_| {
         ApiError::BadRequest(format!("Cannot read job id: For input string: \"{token}\""))
     })?;
-    let store = lock(&app.store);
+    let mut store = lock(&app.store);
     let job =
-        store.tables.jobs.get(&id).ok_or_else(|| {
+        store.tables.jobs.get_mut(&id).ok_or_else(|| {
             ApiError::NotFound(format!("Asynchronous job: '{id}' does not exist"))
         })?;
     if job.started_by != user.id {
@@ -390,6 +391,13 @@ fn job_result(app: &App, user: &User, kind: &str, token: &str) -> Result<Created
             "java.lang.ClassCastException: job {id} is a {} job, not a {kind} job",
             job.kind
         )));
+    }
+    // Still running (`AsynchronousJobServicesImpl.getJobStatusAndThrow`: 202 with the status).
+    if job.running_polls > 0 {
+        job.running_polls -= 1;
+        let status = json!({"jobId": id.to_string(), "jobState": "PROCESSING",
+                            "startedByUserId": job.started_by});
+        return Ok((StatusCode::ACCEPTED, Json(status)));
     }
     job.outcome
         .clone()
@@ -574,6 +582,7 @@ pub async fn start_csv(
             started_by: user.id.clone(),
             kind: CSV,
             outcome,
+            running_polls: app.faults.running_job_polls(),
         },
     );
     Ok(started(id.to_string()))

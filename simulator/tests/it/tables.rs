@@ -6,7 +6,7 @@
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use synapse_sim::Fixture;
+use synapse_sim::{FaultConfig, Fixture};
 
 use crate::common::{assert_refused, register, start, Api, TestSim};
 use crate::python_client::{client_dir, client_script};
@@ -266,6 +266,39 @@ async fn job(api: &Api, table: &str, kind: &str, body: Value) -> (StatusCode, Va
     let token = started["token"].as_str().unwrap();
     api.get(&format!("/entity/{table}/table/{kind}/async/get/{token}"))
         .await
+}
+
+/// While a job runs, `get` answers 202 with its status; then, as ever after, its result.
+#[tokio::test]
+async fn a_running_job_answers_202_with_its_status_until_done() {
+    let sim = start(&table_fixture()).await;
+    sim.set_faults(FaultConfig {
+        running_job_polls: 2,
+        ..FaultConfig::default()
+    });
+    let bob = Api::new(&sim, Some("bob-token"));
+    let table = sim.entity_id("T/samples").unwrap();
+    let (status, started) = bob
+        .post(
+            &format!("/entity/{table}/table/query/async/start"),
+            query(&format!("select label from {table}")),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{started}");
+    let token = started["token"].as_str().unwrap();
+    let get = format!("/entity/{table}/table/query/async/get/{token}");
+    for _ in 0..2 {
+        let (status, running) = bob.get(&get).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{running}");
+        assert_eq!(running["jobState"], "PROCESSING");
+        assert_eq!(running["jobId"], token);
+    }
+    for _ in 0..2 {
+        let (status, done) = bob.get(&get).await;
+        assert_eq!(status, StatusCode::CREATED, "{done}");
+        assert_eq!(done["queryCount"], 3);
+    }
+    sim.shutdown().await;
 }
 
 /// Every endpoint the official client's table migration calls (a file entity's included), in
