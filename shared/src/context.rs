@@ -241,6 +241,13 @@ impl RunContext {
 
     /// Whether the run covers only part of the project (a manifest): its Plan and Report then
     /// count only the items its own walk wrote, not what other runs of the migration left.
+    /// Whether `item` is this run's to take on and account for: any item of a whole-project run;
+    /// in a partial run only those its own walk wrote (a whole-project dry run's INDEXED items
+    /// are not a manifest run's).
+    pub(crate) fn takes(&self, item: &crate::state::ItemRecord) -> bool {
+        !self.is_partial() || item.run_id == self.run_id
+    }
+
     pub fn is_partial(&self) -> bool {
         !self.options.entities.is_empty() || self.options.manifest.is_some()
     }

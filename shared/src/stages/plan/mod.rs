@@ -80,9 +80,8 @@ struct StatusPages {
 pub(super) struct Candidates<'a> {
     services: &'a Services,
     migration: MigrationKey,
-    /// A manifest run takes only the items its own walk wrote (see [`RunContext::is_partial`]).
-    only_run: Option<String>,
-    max_attempts: u32,
+    /// Whose candidates these are ([`RunContext::takes`]).
+    run: RunContext,
     at: i64,
     statuses: Vec<StatusPages>,
 }
@@ -92,8 +91,7 @@ impl<'a> Candidates<'a> {
         Ok(Self {
             services,
             migration: run.migration()?,
-            only_run: run.is_partial().then(|| run.run_id.clone()),
-            max_attempts: run.options.max_attempts,
+            run: run.clone(),
             at: now(),
             statuses: CANDIDATE_STATUSES
                 .into_iter()
@@ -140,8 +138,8 @@ impl<'a> Candidates<'a> {
                 return Ok(None);
             };
             let (_, item) = first.page.pop_front().expect("a page that is not empty");
-            let ours = self.only_run.as_ref().is_none_or(|run| &item.run_id == run);
-            if ours && is_candidate(&item, self.max_attempts, self.at) {
+            if self.run.takes(&item) && is_candidate(&item, self.run.options.max_attempts, self.at)
+            {
                 return Ok(Some(item));
             }
         }

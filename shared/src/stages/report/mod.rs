@@ -164,7 +164,7 @@ pub async fn report(services: &Services, input: ReportInput) -> Result<Summary> 
         let mut rows = String::new();
         for item in &page.items {
             totals.add(item);
-            if !run.is_partial() || item.run_id == run.run_id {
+            if run.takes(item) {
                 unfinished.add(item, at);
             }
             let destination = run.destination_storage_location_id;
