@@ -457,7 +457,7 @@ impl LocalDeployment {
             "{}/2015-03-31/functions/{function}/invocations",
             self.host.invoke_url()
         );
-        let response = reqwest::Client::new()
+        let response = synmigrate_testkit::http_client()
             .post(url)
             .json(payload)
             .send()

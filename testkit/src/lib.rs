@@ -35,6 +35,21 @@ const ACCESS_KEY_ID: &str = "testing";
 const SECRET_ACCESS_KEY: &str = "testing";
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// An HTTP client for the tests' loopback servers. reqwest is built without a TLS provider of its
+/// own (the workspace keeps ring out), so the process's default, aws-lc-rs, is installed first.
+pub fn http_client() -> reqwest::Client {
+    http_client_builder()
+        .build()
+        .expect("an HTTP client with the default TLS settings builds")
+}
+
+/// [`http_client`]'s builder, for clients that need more settings.
+pub fn http_client_builder() -> reqwest::ClientBuilder {
+    // Err only when a provider is installed already, which is what we want.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    reqwest::Client::builder()
+}
+
 /// The bytes of an S3 object; the error names the object.
 pub async fn object_bytes(
     s3: &aws_sdk_s3::Client,

@@ -30,7 +30,7 @@ pub(crate) async fn serve(router: Router) -> std::io::Result<(String, JoinHandle
 
 /// The client a proxy forwards with: no system proxy, requests bounded by `timeout`.
 pub(crate) fn upstream_client(timeout: Duration) -> std::io::Result<reqwest::Client> {
-    reqwest::Client::builder()
+    crate::http_client_builder()
         .no_proxy()
         .timeout(timeout)
         .build()

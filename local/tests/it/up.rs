@@ -343,7 +343,7 @@ fn up_runs_the_pipeline_against_an_external_synapse() {
     let runtime = tokio::runtime::Runtime::new().expect("a runtime");
     let admin = format!("{}/admin", repo.trim_end_matches("/repo/v1"));
     let (files, locations) = runtime.block_on(async {
-        let http = reqwest::Client::new();
+        let http = synmigrate_testkit::http_client();
         let files = files(&http, &repo, &project).await;
         let mut locations = Vec::new();
         for id in &files {

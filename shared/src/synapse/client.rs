@@ -307,6 +307,9 @@ impl SynapseClient {
                 SynapseError::Config("the token contains characters not allowed in a header".into())
             })?;
         authorization.set_sensitive(true);
+        // reqwest has no TLS provider of its own here (ring stays out of the build): it takes
+        // the process's default, aws-lc-rs, the one the AWS SDK uses. Err: one is installed.
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         let http = reqwest::Client::builder()
             .connect_timeout(config.connect_timeout)
             .build()

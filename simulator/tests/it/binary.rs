@@ -104,7 +104,7 @@ async fn serves_a_fixture_and_exits_on_stdin_eof() {
         "tokens are never printed"
     );
     let me = json_body(
-        reqwest::Client::new()
+        synmigrate_testkit::http_client()
             .get(format!("{repo}/userProfile"))
             .bearer_auth("alice-token"),
     )
@@ -140,7 +140,7 @@ async fn generates_a_project_and_writes_its_fixture() {
         .unwrap()
         .to_owned();
     let children = json_body(
-        reqwest::Client::new()
+        synmigrate_testkit::http_client()
             .post(format!("{repo}/entity/children"))
             .bearer_auth("migrator-token")
             .json(&serde_json::json!({"parentId": project, "includeTypes": ["folder", "file"]})),

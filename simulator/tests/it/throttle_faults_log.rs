@@ -62,7 +62,7 @@ async fn the_caller_is_user_session_and_address() {
         per_minute: 2,
         in_flight: 3,
     });
-    let http = reqwest::Client::new();
+    let http = synmigrate_testkit::http_client();
     let profile = format!("{}/userProfile", sim.repo_endpoint());
     let call = |headers: &[(&str, &str)]| {
         let mut request = http.get(&profile).bearer_auth("alice-token");
@@ -233,7 +233,7 @@ async fn the_request_log_counts_per_endpoint_and_user_and_admin_reads_state() {
     assert_eq!(records[3].method, "POST");
     assert_eq!(records[4].user_id, None);
 
-    let http = reqwest::Client::new();
+    let http = synmigrate_testkit::http_client();
     let admin_get = |path: &str| http.get(format!("{}/admin/{path}", sim.base_url())).send();
     let admin: serde_json::Value = admin_get("requests").await.unwrap().json().await.unwrap();
     assert_eq!(admin["counts"]["total"], 5);

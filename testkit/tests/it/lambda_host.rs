@@ -106,7 +106,7 @@ async fn concurrent_invocations_run_in_parallel_processes() -> anyhow::Result<()
         "{}/2015-03-31/functions/echo_function/invocations",
         host.invoke_url()
     );
-    let http = reqwest::Client::new();
+    let http = synmigrate_testkit::http_client();
     let calls = (1..=3).map(|n| {
         let request = http
             .post(&url)
@@ -141,7 +141,7 @@ async fn a_killed_process_answers_its_invocation_with_runtime_exit_error() -> an
         "{}/2015-03-31/functions/echo_function/invocations",
         host.invoke_url()
     );
-    let http = reqwest::Client::new();
+    let http = synmigrate_testkit::http_client();
     let call = |event: Value| {
         let request = http
             .post(&url)

@@ -210,7 +210,7 @@ async fn s3_checks_copy_preconditions_and_presigned_expiry() -> anyhow::Result<(
         .key("src")
         .presigned(PresigningConfig::expires_in(Duration::from_secs(1))?)
         .await?;
-    let http = reqwest::Client::new();
+    let http = synmigrate_testkit::http_client();
     let before = http.get(presigned.uri()).send().await?;
     assert_eq!(before.status(), 200);
     tokio::time::sleep(Duration::from_millis(2100)).await;

@@ -213,7 +213,7 @@ pub struct Api {
 impl Api {
     pub fn new(sim: &RunningSim, token: Option<&str>) -> Self {
         Self {
-            http: reqwest::Client::builder()
+            http: synmigrate_testkit::http_client_builder()
                 .timeout(Duration::from_secs(60))
                 .build()
                 .expect("client"),
@@ -375,7 +375,7 @@ pub fn copy_part_etag(xml: &str) -> String {
 
 /// PUTs one presigned part URL with its signed headers; returns (status, body).
 pub async fn put_part(part: &Value) -> (StatusCode, String) {
-    let http = reqwest::Client::builder()
+    let http = synmigrate_testkit::http_client_builder()
         .timeout(Duration::from_secs(120))
         .build()
         .expect("client");

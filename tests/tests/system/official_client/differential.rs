@@ -183,7 +183,7 @@ struct Rest {
 impl Rest {
     fn new(deployment: &LocalDeployment, token: &'static str) -> Self {
         Self {
-            http: reqwest::Client::new(),
+            http: synmigrate_testkit::http_client(),
             repo: deployment.sim().repo_endpoint(),
             token,
         }
