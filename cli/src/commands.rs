@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_sfn::operation::describe_execution::DescribeExecutionOutput;
 use aws_sdk_sfn::types::ExecutionStatus;
-use indicatif::{BinaryBytes, ProgressBar, ProgressStyle};
+use indicatif::{ProgressBar, ProgressStyle};
 use serde::Deserialize;
 use synmigrate::config::MigrationOptions;
 use synmigrate::context::followers_key;
@@ -17,7 +17,7 @@ use synmigrate::plan::WorkUnit;
 use synmigrate::report::{csv_row, ItemTotals, CSV_HEADER};
 use synmigrate::stages::now;
 use synmigrate::state::dynamo::DynamoStore;
-use synmigrate::state::{orphaned_copies, ItemRecord, MigrationKey, RunRecord, StateStore};
+use synmigrate::state::{orphaned_copies, ItemRecord, MigrationKey, StateStore};
 
 use crate::args::{Command, Deployment, Format, MigrationArgs, ReportArgs, StartArgs, WatchArgs};
 use crate::aws::Aws;
@@ -26,14 +26,13 @@ use crate::naming::{
     check_destination, check_execution_name, check_project, execution_arn, execution_name,
     execution_name_of, execution_prefix, rfc3339,
 };
-use crate::render::{self, Planned, Progress, RunReport};
+use crate::outcome;
+use crate::render::{self, Planned, Progress, Rates, RunReport};
 
 /// Items per state table page.
 const PAGE: u32 = 500;
 /// A plain (non-terminal) progress line is repeated at least this often, even when unchanged.
 const PLAIN_REPEAT: Duration = Duration::from_secs(30);
-/// Most characters of an execution's failure cause shown.
-const MAX_CAUSE_CHARS: usize = 2_000;
 
 /// Runs one command, writing its result to `out` (progress goes to standard error).
 pub async fn run(
@@ -269,8 +268,12 @@ impl Display {
     }
 
     /// Shows `progress`; with a `stall` note, that note instead of the rate and ETA.
-    fn show(&mut self, progress: &Progress, rate: Option<f64>, stall: Option<&str>) {
-        let rate = rate.filter(|_| stall.is_none());
+    fn show(&mut self, progress: &Progress, rates: Rates, stall: Option<&str>) {
+        let rates = if stall.is_some() {
+            Rates::default()
+        } else {
+            rates
+        };
         let with_note = |text: String| match stall {
             Some(note) => format!("{text} · {note}"),
             None => text,
@@ -285,15 +288,15 @@ impl Display {
                         bar.set_length(planned.files);
                     }
                     bar.set_position(progress.files_done);
-                    bar.set_message(with_note(progress.detail(rate)));
+                    bar.set_message(with_note(progress.detail(rates)));
                 }
                 _ => {
                     bar.set_style(style("{spinner} [{elapsed_precise}] {msg}"));
-                    bar.set_message(with_note(progress.message(rate)));
+                    bar.set_message(with_note(progress.message(rates)));
                 }
             },
             Display::Plain { last, printed_at } => {
-                let message = with_note(progress.message(rate));
+                let message = with_note(progress.message(rates));
                 let stale = printed_at.is_none_or(|at| at.elapsed() >= PLAIN_REPEAT);
                 if message != *last || stale {
                     eprintln!("{message}");
@@ -401,12 +404,12 @@ async fn watch(
         }
         let counters = run.as_ref().map(|r| r.counters.clone()).unwrap_or_default();
         let progress = Progress::new(&counters, planned);
-        let sample = (clock.elapsed(), progress.bytes_done);
-        let rate = match first_sample {
-            Some(first) => render::rate(first, sample),
+        let sample = progress.sample(clock.elapsed());
+        let rates = match first_sample {
+            Some(first) => render::rates(first, sample),
             None => {
                 first_sample = planned.map(|_| sample);
-                None
+                Rates::default()
             }
         };
         if last_seen != Some(progress) {
@@ -414,7 +417,7 @@ async fn watch(
             changed_at = clock.elapsed();
         }
         let stall = render::stall_note(clock.elapsed().saturating_sub(changed_at));
-        display.show(&progress, rate, stall.as_deref());
+        display.show(&progress, rates, stall.as_deref());
         if execution.status != ExecutionStatus::Running {
             break run;
         }
@@ -422,57 +425,10 @@ async fn watch(
         execution = describe(&sfn, &arn).await?;
     };
     display.finish();
-    writeln!(out, "{}", final_status(&run_id, &execution, run.as_ref()))?;
-    let succeeded = execution.status == ExecutionStatus::Succeeded;
-    Ok(
-        if succeeded && !run.as_ref().is_some_and(render::run_failed) {
-            Verdict::Clean
-        } else {
-            Verdict::Failures
-        },
-    )
-}
-
-/// The lines `watch` ends with.
-fn final_status(
-    run_id: &str,
-    execution: &DescribeExecutionOutput,
-    run: Option<&RunRecord>,
-) -> String {
-    let mut text = format!("Execution {run_id}: {}", execution.status);
-    match run {
-        Some(run) => {
-            let count = |status| {
-                run.counters
-                    .by_status
-                    .get(&status)
-                    .copied()
-                    .unwrap_or_default()
-            };
-            use synmigrate::state::StatusName::*;
-            text.push_str(&format!(
-                "\nRun {}: {} indexed, {} migrated, {} skipped, {} already migrated, {} errored; {} copied",
-                run.status.as_str(),
-                count(Indexed),
-                count(Migrated),
-                count(Skipped),
-                count(AlreadyMigrated),
-                count(Errored),
-                BinaryBytes(u64::try_from(run.counters.bytes_copied).unwrap_or_default()),
-            ));
-        }
-        None => text.push_str("\nNo run was recorded (the execution ended before opening one)"),
-    }
-    if let Some(line) = render::folder_list_line(execution.output()) {
-        text.push_str(&format!("\n{line}"));
-    }
-    for (label, value) in [("Error", &execution.error), ("Cause", &execution.cause)] {
-        if let Some(value) = value.as_deref().filter(|v| !v.is_empty()) {
-            let shown: String = value.chars().take(MAX_CAUSE_CHARS).collect();
-            text.push_str(&format!("\n{label}: {shown}"));
-        }
-    }
-    text
+    let outcome = outcome::outcome((&execution).into(), run.as_ref());
+    let summary = render::watch_summary(&outcome, &run_id, run.as_ref(), execution.output());
+    writeln!(out, "{summary}")?;
+    Ok(outcome.verdict())
 }
 
 /// Visits every item of the migration, page by page (a big project's items do not fit in memory

@@ -13,6 +13,7 @@ use synmigrate::state::{
 };
 
 use crate::naming::rfc3339;
+use crate::outcome::Outcome;
 
 /// Left-aligned columns separated by two spaces; the header underlined.
 pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
@@ -109,6 +110,36 @@ pub fn status_text(
         &rows,
     ));
     out
+}
+
+/// What `watch` ends with: the one verdict, the run's counts, and an aligned run's folder list.
+pub fn watch_summary(
+    outcome: &Outcome,
+    run_id: &str,
+    run: Option<&RunRecord>,
+    output: Option<&str>,
+) -> String {
+    let mut lines = vec![outcome.line(), run_counts_line(run_id, run)];
+    lines.extend(folder_list_line(output));
+    lines.join("\n")
+}
+
+/// The run's counts, without its status (the verdict above says how it went).
+fn run_counts_line(run_id: &str, run: Option<&RunRecord>) -> String {
+    let Some(run) = run else {
+        return format!("No run {run_id} in the state table");
+    };
+    let n = |status| count(&run.counters, status);
+    format!(
+        "Run {run_id}: {} indexed, {} migrated, {} skipped, {} already migrated, {} errored; {} \
+         copied",
+        n(StatusName::Indexed),
+        n(StatusName::Migrated),
+        n(StatusName::Skipped),
+        n(StatusName::AlreadyMigrated),
+        n(StatusName::Errored),
+        bytes(run.counters.bytes_copied),
+    )
 }
 
 /// Where an aligned run's plan per folder is, from the execution's output (the run's summary).
@@ -368,6 +399,21 @@ pub struct Progress {
     pub bytes_done: u64,
 }
 
+/// How far a migration was at one moment of `watch` (time since it began watching).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sample {
+    pub at: Duration,
+    pub files: u64,
+    pub bytes: u64,
+}
+
+/// Files and bytes finished per second between two samples; each `None` until it moves.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Rates {
+    pub files_per_second: Option<f64>,
+    pub bytes_per_second: Option<f64>,
+}
+
 impl Progress {
     pub fn new(counters: &RunCounters, planned: Option<Planned>) -> Self {
         let n = |status| u64::try_from(count(counters, status)).unwrap_or_default();
@@ -380,19 +426,32 @@ impl Progress {
         }
     }
 
-    /// Time left at `bytes_per_second`, by bytes (what takes the time), or by files when the
-    /// plan has no bytes.
-    pub fn eta(&self, bytes_per_second: f64) -> Option<Duration> {
-        let planned = self.planned?;
-        if bytes_per_second <= 0.0 || planned.bytes == 0 {
-            return None;
+    pub fn sample(&self, at: Duration) -> Sample {
+        Sample {
+            at,
+            files: self.files_done,
+            bytes: self.bytes_done,
         }
-        let left = planned.bytes.saturating_sub(self.bytes_done) as f64;
-        Some(Duration::from_secs_f64(left / bytes_per_second))
+    }
+
+    /// Time left: the files left at the files rate and the bytes left at the bytes rate each
+    /// give one, and the run needs both done, so the longer. They differ: Plan copies the
+    /// biggest files first, so bytes run ahead of files early on and behind them later.
+    pub fn eta(&self, rates: Rates) -> Option<Duration> {
+        let planned = self.planned?;
+        let by_files = time_left(
+            planned.files.saturating_sub(self.files_done),
+            rates.files_per_second,
+        );
+        let by_bytes = time_left(
+            planned.bytes.saturating_sub(self.bytes_done),
+            rates.bytes_per_second,
+        );
+        by_files.into_iter().chain(by_bytes).max()
     }
 
     /// The whole state in one line (plain output, and the bar's text before the copy starts).
-    pub fn message(&self, bytes_per_second: Option<f64>) -> String {
+    pub fn message(&self, rates: Rates) -> String {
         match self.planned {
             None => format!("indexing: {} file versions found", self.found),
             Some(planned) if planned.files == 0 => "nothing to copy".to_owned(),
@@ -400,28 +459,37 @@ impl Progress {
                 "files {}/{} · {}",
                 self.files_done,
                 planned.files,
-                self.detail(bytes_per_second)
+                self.detail(rates)
             ),
         }
     }
 
-    /// Bytes, rate, ETA and failures: what the bar itself does not show.
-    pub fn detail(&self, bytes_per_second: Option<f64>) -> String {
+    /// Bytes, rates, ETA and failures: what the bar itself does not show.
+    pub fn detail(&self, rates: Rates) -> String {
         let planned_bytes = self.planned.map(|p| p.bytes).unwrap_or_default();
         let mut parts = vec![format!(
             "{}/{}",
             BinaryBytes(self.bytes_done),
             BinaryBytes(planned_bytes)
         )];
-        if let Some(rate) = bytes_per_second.filter(|r| *r > 0.0) {
+        if let Some(rate) = rates.bytes_per_second {
             parts.push(format!("{}/s", BinaryBytes(rate as u64)));
-            if let Some(eta) = self.eta(rate) {
-                parts.push(format!("ETA {}", HumanDuration(eta)));
-            }
+        }
+        if let Some(rate) = rates.files_per_second {
+            parts.push(format!("{rate:.1} files/s"));
+        }
+        if let Some(eta) = self.eta(rates) {
+            parts.push(format!("ETA {}", HumanDuration(eta)));
         }
         parts.push(format!("failures {}", self.failures));
         parts.join(" · ")
     }
+}
+
+/// `left` units at `per_second`; `None` without a rate.
+fn time_left(left: u64, per_second: Option<f64>) -> Option<Duration> {
+    let rate = per_second.filter(|r| *r > 0.0)?;
+    Duration::try_from_secs_f64(left as f64 / rate).ok()
 }
 
 /// After this long without a file finishing, a file being found or a byte copied, `watch` says so
@@ -439,9 +507,15 @@ pub fn stall_note(idle: Duration) -> Option<String> {
     })
 }
 
-/// Bytes per second between two looks, `None` before there are two or when nothing moved.
-pub fn rate(first: (Duration, u64), now: (Duration, u64)) -> Option<f64> {
-    let seconds = now.0.checked_sub(first.0)?.as_secs_f64();
-    let moved = now.1.checked_sub(first.1)?;
-    (seconds > 0.0 && moved > 0).then(|| moved as f64 / seconds)
+/// Files and bytes per second between two samples.
+pub fn rates(first: Sample, now: Sample) -> Rates {
+    let seconds = now.at.saturating_sub(first.at).as_secs_f64();
+    let per_second = |before: u64, after: u64| {
+        let moved = after.saturating_sub(before);
+        (seconds > 0.0 && moved > 0).then(|| moved as f64 / seconds)
+    };
+    Rates {
+        files_per_second: per_second(first.files, now.files),
+        bytes_per_second: per_second(first.bytes, now.bytes),
+    }
 }

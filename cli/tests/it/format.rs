@@ -19,7 +19,7 @@ use synmigrate_cli::error::{EXIT_FAILURES, EXIT_OK, EXIT_SERVICE, EXIT_USAGE};
 use synmigrate_cli::naming::{
     check_execution_name, execution_arn, execution_name, execution_name_of, window_start,
 };
-use synmigrate_cli::render::{self, Planned, Progress, RunReport};
+use synmigrate_cli::render::{self, Planned, Progress, Rates, RunReport, Sample};
 use synmigrate_cli::{Cli, CliError, Verdict};
 
 use crate::common::item_record;
@@ -463,6 +463,16 @@ fn report_table() {
     assert_eq!(lines.len(), 15);
 }
 
+fn copying(files_done: i64, bytes_done: i64, planned: Planned) -> Progress {
+    let counters = RunCounters {
+        by_status: BTreeMap::from([(StatusName::Migrated, files_done)]),
+        bytes_copied: bytes_done,
+    };
+    Progress::new(&counters, Some(planned))
+}
+
+const MIB: u64 = 1024 * 1024;
+
 #[test]
 fn progress_lines() {
     let counters = RunCounters {
@@ -475,46 +485,109 @@ fn progress_lines() {
         bytes_copied: 300 * 1024 * 1024,
     };
     let indexing = Progress::new(&counters, None);
-    assert_eq!(indexing.message(None), "indexing: 10 file versions found");
+    assert_eq!(
+        indexing.message(Rates::default()),
+        "indexing: 10 file versions found"
+    );
     let planned = Planned {
         files: 8,
-        bytes: 1024 * 1024 * 1024,
+        bytes: 1024 * MIB,
     };
     let copying = Progress::new(&counters, Some(planned));
     assert_eq!(copying.files_done, 4);
     assert_eq!(copying.failures, 1);
     assert_eq!(
-        copying.message(None),
+        copying.message(Rates::default()),
         "files 4/8 · 300.00 MiB/1.00 GiB · failures 1"
     );
-    let rate = 10.0 * 1024.0 * 1024.0;
-    assert_eq!(copying.eta(rate).map(|eta| eta.as_secs()), Some(72));
+    // 4 files and 300 MiB in 30 seconds: 724 MiB left take 72 seconds, 4 files 30.
+    let rates = render::rates(
+        Sample {
+            at: Duration::from_secs(10),
+            files: 0,
+            bytes: 0,
+        },
+        copying.sample(Duration::from_secs(40)),
+    );
+    assert_eq!(rates.bytes_per_second, Some(10.0 * MIB as f64));
+    assert_eq!(copying.eta(rates).map(|eta| eta.as_secs()), Some(72));
     assert_eq!(
-        copying.message(Some(rate)),
-        "files 4/8 · 300.00 MiB/1.00 GiB · 10.00 MiB/s · ETA 72 seconds · failures 1"
+        copying.message(rates),
+        "files 4/8 · 300.00 MiB/1.00 GiB · 10.00 MiB/s · 0.1 files/s · ETA 72 seconds · failures 1"
     );
     // The bar shows the files itself; its text carries the rest.
     assert_eq!(
-        copying.detail(Some(rate)),
-        "300.00 MiB/1.00 GiB · 10.00 MiB/s · ETA 72 seconds · failures 1"
+        copying.detail(rates),
+        "300.00 MiB/1.00 GiB · 10.00 MiB/s · 0.1 files/s · ETA 72 seconds · failures 1"
     );
     let nothing = Progress::new(
         &RunCounters::default(),
         Some(Planned { files: 0, bytes: 0 }),
     );
-    assert_eq!(nothing.message(None), "nothing to copy");
+    assert_eq!(nothing.message(Rates::default()), "nothing to copy");
+}
+
+#[test]
+fn rates_count_files_and_bytes_apart() {
+    let at = |seconds, files, bytes| Sample {
+        at: Duration::from_secs(seconds),
+        files,
+        bytes,
+    };
     assert_eq!(
-        render::rate((Duration::from_secs(2), 100), (Duration::from_secs(6), 500)),
-        Some(100.0)
+        render::rates(at(2, 1, 100), at(6, 3, 500)),
+        Rates {
+            files_per_second: Some(0.5),
+            bytes_per_second: Some(100.0)
+        }
+    );
+    // What did not move has no rate (yet), nor has anything without time passing.
+    assert_eq!(
+        render::rates(at(2, 1, 100), at(6, 1, 500)),
+        Rates {
+            files_per_second: None,
+            bytes_per_second: Some(100.0)
+        }
     );
     assert_eq!(
-        render::rate((Duration::from_secs(2), 100), (Duration::from_secs(6), 100)),
-        None
+        render::rates(at(2, 1, 100), at(2, 3, 200)),
+        Rates::default()
     );
+}
+
+#[test]
+fn the_eta_is_the_slower_of_files_and_bytes() {
+    let planned = Planned {
+        files: 100,
+        bytes: 1000 * MIB,
+    };
+    let per_second = |files: f64, bytes: f64| Rates {
+        files_per_second: Some(files),
+        bytes_per_second: Some(bytes * MIB as f64),
+    };
+    // The biggest files went first: bytes are nearly done, files are not.
+    let big_first = copying(10, 900 * MIB as i64, planned);
+    // 90 files at 0.1/s: 900 seconds; 100 MiB at 10 MiB/s: 10 seconds.
     assert_eq!(
-        render::rate((Duration::from_secs(2), 100), (Duration::from_secs(2), 200)),
-        None
+        big_first.eta(per_second(0.1, 10.0)),
+        Some(Duration::from_secs(900))
     );
+    // The other way round: 90 files at 1/s, 900 MiB at 2 MiB/s.
+    let small_first = copying(10, 100 * MIB as i64, planned);
+    assert_eq!(
+        small_first.eta(per_second(1.0, 2.0)),
+        Some(Duration::from_secs(450))
+    );
+    // One rate alone gives the ETA; none gives none.
+    let files_only = Rates {
+        files_per_second: Some(1.0),
+        bytes_per_second: None,
+    };
+    assert_eq!(small_first.eta(files_only), Some(Duration::from_secs(90)));
+    assert_eq!(small_first.eta(Rates::default()), None);
+    assert!(big_first
+        .message(per_second(0.1, 10.0))
+        .contains("ETA 15 minutes"));
 }
 
 #[test]
