@@ -24,7 +24,7 @@ use crate::aws::Aws;
 use crate::error::{CliError, Verdict};
 use crate::naming::{
     check_destination, check_execution_name, check_project, execution_arn, execution_name,
-    execution_name_of, execution_prefix, rfc3339,
+    execution_name_of, execution_prefix,
 };
 use crate::outcome;
 use crate::render::{self, Planned, Progress, Rates, RunReport};
@@ -97,7 +97,14 @@ async fn start(
     };
     let state_machine = deployment.state_machine_arn()?;
     let input = execution_input(project, *destination, &options);
+    let of_window = args.execution_name.is_none();
     let sfn = Aws::load().await.sfn();
+    let arn = execution_arn(state_machine, &name)?;
+    // Look first: on AWS, starting a running execution's name again with the same input
+    // succeeds and returns that execution, which would read as a new start.
+    if let Some(existing) = describe_if_exists(&sfn, &arn).await? {
+        return not_started(&existing, &input, of_window, out);
+    }
     let started = sfn
         .start_execution()
         .state_machine_arn(state_machine)
@@ -105,37 +112,57 @@ async fn start(
         .input(input.to_string())
         .send()
         .await;
-    let arn = match started {
+    match started {
         Ok(output) => {
             eprintln!("Started execution {name}");
-            output.execution_arn
+            writeln!(out, "{}", output.execution_arn)?;
+            Ok(Verdict::Clean)
         }
         Err(error) => {
             let service = error.as_service_error();
             if service.is_some_and(|e| e.is_execution_already_exists()) {
-                let arn = execution_arn(state_machine, &name)?;
-                let existing = describe(&sfn, &arn).await?;
-                eprintln!(
-                    "Execution {name} already exists ({}, started {}); not starting another. \
-                     Use --window 0 or --execution-name for a new execution.",
-                    existing.status,
-                    rfc3339(existing.start_date.secs())
-                );
-                arn
+                // Started by someone else since we looked.
+                not_started(&describe(&sfn, &arn).await?, &input, of_window, out)
             } else if service.is_some_and(|e| e.is_state_machine_does_not_exist()) {
-                return Err(CliError::NotFound(format!(
+                Err(CliError::NotFound(format!(
                     "state machine {state_machine} does not exist"
-                )));
+                )))
             } else if service.is_some_and(|e| e.is_invalid_arn()) {
-                return Err(CliError::Usage(format!(
+                Err(CliError::Usage(format!(
                     "invalid state machine ARN {state_machine:?}"
-                )));
+                )))
             } else {
-                return Err(CliError::aws("Step Functions", error));
+                Err(CliError::aws("Step Functions", error))
             }
         }
-    };
-    writeln!(out, "{arn}")?;
+    }
+}
+
+/// `start` found an execution of its name: with the same input it hands that one on (its ARN,
+/// so what follows, such as `watch --execution`, follows it); with another input it refuses,
+/// since following it would show another migration than the one asked for.
+fn not_started(
+    existing: &DescribeExecutionOutput,
+    input: &serde_json::Value,
+    of_window: bool,
+    out: &mut dyn Write,
+) -> Result<Verdict, CliError> {
+    let existing_input: Option<serde_json::Value> = existing
+        .input()
+        .and_then(|text| serde_json::from_str(text).ok());
+    let same_input = existing_input.as_ref() == Some(input);
+    let text = render::not_started(&render::ExistingExecution {
+        name: existing.name().unwrap_or_default(),
+        status: existing.status.as_str(),
+        started_at: existing.start_date.secs(),
+        of_window,
+        same_input,
+    });
+    if !same_input {
+        return Err(CliError::Usage(text));
+    }
+    eprintln!("{text}");
+    writeln!(out, "{}", existing.execution_arn)?;
     Ok(Verdict::Clean)
 }
 
@@ -143,20 +170,29 @@ async fn describe(
     sfn: &aws_sdk_sfn::Client,
     arn: &str,
 ) -> Result<DescribeExecutionOutput, CliError> {
-    sfn.describe_execution()
-        .execution_arn(arn)
-        .send()
-        .await
-        .map_err(|error| {
+    describe_if_exists(sfn, arn)
+        .await?
+        .ok_or_else(|| CliError::NotFound(format!("execution {arn} does not exist")))
+}
+
+/// The execution, or `None` if there is none of that ARN.
+async fn describe_if_exists(
+    sfn: &aws_sdk_sfn::Client,
+    arn: &str,
+) -> Result<Option<DescribeExecutionOutput>, CliError> {
+    match sfn.describe_execution().execution_arn(arn).send().await {
+        Ok(execution) => Ok(Some(execution)),
+        Err(error) => {
             let service = error.as_service_error();
             if service.is_some_and(|e| e.is_execution_does_not_exist()) {
-                CliError::NotFound(format!("execution {arn} does not exist"))
+                Ok(None)
             } else if service.is_some_and(|e| e.is_invalid_arn()) {
-                CliError::Usage(format!("invalid execution ARN {arn:?}"))
+                Err(CliError::Usage(format!("invalid execution ARN {arn:?}")))
             } else {
-                CliError::aws("Step Functions", error)
+                Err(CliError::aws("Step Functions", error))
             }
-        })
+        }
+    }
 }
 
 /// The newest execution started for a migration (ListExecutions lists newest first).

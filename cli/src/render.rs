@@ -112,6 +112,43 @@ pub fn status_text(
     out
 }
 
+/// An execution `start` found under the name it would have started.
+#[derive(Debug, Clone, Copy)]
+pub struct ExistingExecution<'a> {
+    pub name: &'a str,
+    pub status: &'a str,
+    pub started_at: EpochSeconds,
+    /// The name came from the time window (not `--execution-name`).
+    pub of_window: bool,
+    /// It was started with the input this start would give.
+    pub same_input: bool,
+}
+
+/// What `start` says when it starts nothing, so that it never reads as a new start.
+pub fn not_started(existing: &ExistingExecution<'_>) -> String {
+    let which = if existing.of_window {
+        " of this time window"
+    } else {
+        ""
+    };
+    let found = format!(
+        "Not started: execution {}{which} already exists ({}, started {})",
+        existing.name,
+        existing.status,
+        rfc3339(existing.started_at)
+    );
+    if existing.same_input {
+        format!(
+            "{found}; showing it (its ARN follows). --window 0 or --execution-name starts a new one."
+        )
+    } else {
+        format!(
+            "{found} with another input (other options or another migration); --window 0 or \
+             --execution-name starts one with this input."
+        )
+    }
+}
+
 /// What `watch` ends with: the one verdict, the run's counts, and an aligned run's folder list.
 pub fn watch_summary(
     outcome: &Outcome,

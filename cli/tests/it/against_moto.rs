@@ -357,7 +357,35 @@ fn start_is_idempotent_per_window_and_watch_follows_to_the_end() -> anyhow::Resu
     let second_arn = text(&again.stdout).trim().to_owned();
     if same_window {
         ensure!(second_arn == arn, "{second_arn} != {arn}");
+        let said = text(&again.stderr);
+        ensure!(
+            said.starts_with(&format!(
+                "Not started: execution {name} of this time window already exists ("
+            )) && said.contains("showing it"),
+            "{said}"
+        );
     }
+    // A name given explicitly is not the window's; it is handed on the same way.
+    let named = synmigrate(
+        &stack,
+        &env,
+        &[&start[..], &["--execution-name", &name]].concat(),
+    )?;
+    expect_exit(&named, 0, "start --execution-name of an existing execution")?;
+    ensure!(text(&named.stdout).trim() == arn, "{}", text(&named.stdout));
+    ensure!(
+        text(&named.stderr).starts_with(&format!("Not started: execution {name} already exists (")),
+        "{}",
+        text(&named.stderr)
+    );
+    // Other options under that name: refused, rather than handing on the first execution.
+    let other = synmigrate(
+        &stack,
+        &env,
+        &for_migration("start", "7001", &["--execution-name", &name]),
+    )?;
+    expect_usage_error(&other, &["Not started: execution", "with another input"])?;
+    ensure!(other.stdout.is_empty(), "{}", text(&other.stdout));
     let executions = runtime.block_on(async {
         let sfn = aws_sdk_sfn::Client::new(&stack.sdk_config().await);
         let listed = sfn

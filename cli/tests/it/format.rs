@@ -178,6 +178,36 @@ fn watch_names_an_aligned_runs_folder_list() {
 }
 
 #[test]
+fn start_says_plainly_when_it_starts_nothing() {
+    let existing = render::ExistingExecution {
+        name: "syn1-7001-20261121T0600",
+        status: "RUNNING",
+        started_at: NOW,
+        of_window: true,
+        same_input: true,
+    };
+    assert_eq!(
+        render::not_started(&existing),
+        "Not started: execution syn1-7001-20261121T0600 of this time window already exists \
+         (RUNNING, started 2026-11-21T06:36:40Z); showing it (its ARN follows). --window 0 or \
+         --execution-name starts a new one."
+    );
+    let named = render::ExistingExecution {
+        of_window: false,
+        same_input: false,
+        ..existing
+    };
+    let text = render::not_started(&named);
+    assert!(
+        text.starts_with(
+            "Not started: execution syn1-7001-20261121T0600 already exists (RUNNING, started"
+        ) && text.contains("with another input")
+            && !text.contains("showing it"),
+        "{text}"
+    );
+}
+
+#[test]
 fn entities_and_manifests_become_options() {
     let args = start_args(&["--entity", "syn5", "--entity", "syn6"]).unwrap();
     let options = args.options().unwrap();
