@@ -17,7 +17,9 @@ use synmigrate::plan::WorkUnit;
 use synmigrate::report::{csv_row, ItemTotals, CSV_HEADER};
 use synmigrate::stages::now;
 use synmigrate::state::dynamo::DynamoStore;
-use synmigrate::state::{orphaned_copies, ItemRecord, MigrationKey, StateStore};
+use synmigrate::state::{
+    orphaned_copies, ItemRecord, MigrationKey, RunRecord, RunStatus, StateStore,
+};
 
 use crate::args::{Command, Deployment, Format, MigrationArgs, ReportArgs, StartArgs, WatchArgs};
 use crate::aws::Aws;
@@ -26,7 +28,7 @@ use crate::naming::{
     check_destination, check_execution_name, check_project, execution_arn, execution_name,
     execution_name_of, execution_prefix,
 };
-use crate::outcome;
+use crate::outcome::{self, Outcome};
 use crate::render::{self, Planned, Progress, Rates, RunReport};
 
 /// Items per state table page.
@@ -195,13 +197,14 @@ async fn describe_if_exists(
     }
 }
 
-/// The newest execution started for a migration (ListExecutions lists newest first).
+/// The ARN of the newest execution started for a migration, if any (ListExecutions lists newest
+/// first).
 async fn newest_execution(
     sfn: &aws_sdk_sfn::Client,
     state_machine: &str,
     project: &str,
     destination: Option<i64>,
-) -> Result<String, CliError> {
+) -> Result<Option<String>, CliError> {
     let prefix = execution_prefix(project, destination);
     let mut pages = sfn
         .list_executions()
@@ -220,14 +223,10 @@ async fn newest_execution(
         }
     })? {
         if execution.name.starts_with(&prefix) {
-            return Ok(execution.execution_arn);
+            return Ok(Some(execution.execution_arn));
         }
     }
-    Err(CliError::NotFound(format!(
-        "no execution of {project} into {} in {state_machine}; \
-         start one with `synmigrate start`",
-        render::destination_text(destination)
-    )))
+    Ok(None)
 }
 
 /// What Plan decided, once its manifest exists: every unit's files (the followers' too), the
@@ -409,7 +408,15 @@ async fn watch(
             project,
             destination,
             state_machine,
-        } => newest_execution(&sfn, state_machine, project, destination).await?,
+        } => newest_execution(&sfn, state_machine, project, destination)
+            .await?
+            .ok_or_else(|| {
+                CliError::NotFound(format!(
+                    "no execution of {project} into {} in {state_machine}; \
+                     start one with `synmigrate start`",
+                    render::destination_text(destination)
+                ))
+            })?,
     };
     let run_id = execution_name_of(&arn)?.to_owned();
     let mut execution = describe(&sfn, &arn).await?;
@@ -494,44 +501,46 @@ async fn report(
 ) -> Result<Verdict, CliError> {
     let migration = migration(&args.migration)?;
     let table = deployment.table()?;
-    let store = Aws::load().await.store(table);
+    let aws = Aws::load().await;
+    let store = aws.store(table);
+    // Optional: without the state machine the report has only the state table to go by.
+    let executions = deployment
+        .state_machine_arn()
+        .ok()
+        .map(|state_machine| Executions {
+            sfn: aws.sfn(),
+            state_machine,
+        });
     let runs = store.list_runs(&migration).await?;
-    let described = || {
-        format!(
-            "{} into {}",
-            args.migration.project,
-            render::destination_text(args.migration.destination)
-        )
+    if let Some(executions) = &executions {
+        if let Some(execution) = executions.without_run(args, &runs).await? {
+            return report_without_run(args, &execution, &runs, out);
+        }
+    }
+    let run = reported_run(args, &runs, table, executions.is_some())?;
+    let outcome = match &executions {
+        Some(executions) if run.status != RunStatus::Succeeded => {
+            executions.outcome_of(&run).await?
+        }
+        _ => None,
     };
-    let run = match &args.run {
-        Some(run_id) => runs
-            .into_iter()
-            .find(|run| &run.run_id == run_id)
-            .ok_or_else(|| {
-                CliError::NotFound(format!(
-                    "no run {run_id} of {} in table {table}; `synmigrate status` lists the runs",
-                    described()
-                ))
-            })?,
-        None => runs
-            .into_iter()
-            .max_by(|a, b| (a.started_at, &a.run_id).cmp(&(b.started_at, &b.run_id)))
-            .ok_or_else(|| {
-                CliError::NotFound(format!("no runs of {} in table {table} yet", described()))
-            })?,
-    };
-    let verdict = if render::run_failed(&run) {
+    let verdict = if render::run_failed(&run) || outcome.as_ref().is_some_and(Outcome::failed) {
         Verdict::Failures
     } else {
         Verdict::Clean
     };
+    if args.format == Format::Csv {
+        // The CSV keeps the official client's columns; whose rows they are goes to stderr.
+        eprintln!("{}", render::rows_of(&run.run_id, args.all));
+        writeln!(out, "{CSV_HEADER}")?;
+    }
     let mut totals = ItemTotals::default();
     // The table needs every row in hand; CSV streams, JSON only counts.
     let mut rows = Vec::new();
-    if args.format == Format::Csv {
-        writeln!(out, "{CSV_HEADER}")?;
-    }
     each_item(&store, &migration, |item| {
+        if !(args.all || item.run_id == run.run_id) {
+            return Ok(());
+        }
         totals.add(&item);
         match args.format {
             Format::Table => rows.push(item),
@@ -545,6 +554,8 @@ async fn report(
         project_id: args.migration.project.clone(),
         destination_storage_location_id: args.migration.destination,
         run,
+        outcome,
+        all_rows: args.all,
         totals,
         orphaned_copies: orphaned_copies(&store, &migration).await?,
     };
@@ -554,6 +565,120 @@ async fn report(
         Format::Csv => {}
     }
     Ok(verdict)
+}
+
+/// The run `report` shows: the one `--run` names, or the newest.
+fn reported_run(
+    args: &ReportArgs,
+    runs: &[RunRecord],
+    table: &str,
+    executions_known: bool,
+) -> Result<RunRecord, CliError> {
+    let described = format!(
+        "{} into {}",
+        args.migration.project,
+        render::destination_text(args.migration.destination)
+    );
+    match &args.run {
+        Some(run_id) => runs
+            .iter()
+            .find(|run| &run.run_id == run_id)
+            .cloned()
+            .ok_or_else(|| {
+                CliError::NotFound(format!(
+                    "no run {run_id} of {described} in table {table}; `synmigrate status` lists \
+                     the runs"
+                ))
+            }),
+        None => newest_run(runs).cloned().ok_or_else(|| {
+            let hint = if executions_known {
+                "start one with `synmigrate start`"
+            } else {
+                "with --state-machine-arn (or SYNMIGRATE_STATE_MACHINE_ARN) the report says why \
+                 an execution recorded none"
+            };
+            CliError::NotFound(format!(
+                "no runs of {described} in table {table} yet; {hint}"
+            ))
+        }),
+    }
+}
+
+fn newest_run(runs: &[RunRecord]) -> Option<&RunRecord> {
+    runs.iter()
+        .max_by(|a, b| (a.started_at, &a.run_id).cmp(&(b.started_at, &b.run_id)))
+}
+
+/// An execution the report is about that recorded no run: its verdict instead of rows (on
+/// stdout as the table; on stderr for CSV and JSON, whose stdout stays empty).
+fn report_without_run(
+    args: &ReportArgs,
+    execution: &DescribeExecutionOutput,
+    runs: &[RunRecord],
+    out: &mut dyn Write,
+) -> Result<Verdict, CliError> {
+    let outcome = outcome::outcome(execution.into(), None);
+    let text = render::report_without_run(
+        &args.migration.project,
+        args.migration.destination,
+        execution.name().unwrap_or_default(),
+        &outcome,
+        newest_run(runs).map(|run| run.run_id.as_str()),
+    );
+    match args.format {
+        Format::Table => out.write_all(text.as_bytes())?,
+        Format::Csv | Format::Json => eprint!("{text}"),
+    }
+    Ok(outcome.verdict())
+}
+
+/// The deployment's state machine, for what only Step Functions knows about a run.
+struct Executions<'a> {
+    sfn: aws_sdk_sfn::Client,
+    state_machine: &'a str,
+}
+
+impl Executions<'_> {
+    async fn named(&self, name: &str) -> Result<Option<DescribeExecutionOutput>, CliError> {
+        describe_if_exists(&self.sfn, &execution_arn(self.state_machine, name)?).await
+    }
+
+    /// The execution a report is about (`--run`'s, or the migration's newest) when it has no
+    /// run record: Init failed before opening one, or has not opened it yet.
+    async fn without_run(
+        &self,
+        args: &ReportArgs,
+        runs: &[RunRecord],
+    ) -> Result<Option<DescribeExecutionOutput>, CliError> {
+        let name = match &args.run {
+            // Not an execution name: no execution to look for.
+            Some(name) if check_execution_name(name).is_err() => return Ok(None),
+            Some(name) => name.clone(),
+            None => {
+                let MigrationArgs {
+                    project,
+                    destination,
+                } = &args.migration;
+                match newest_execution(&self.sfn, self.state_machine, project, *destination).await?
+                {
+                    Some(arn) => execution_name_of(&arn)?.to_owned(),
+                    None => return Ok(None),
+                }
+            }
+        };
+        if runs.iter().any(|run| run.run_id == name) {
+            return Ok(None);
+        }
+        self.named(&name).await
+    }
+
+    /// How the run's execution went, if Step Functions still knows it (90 days).
+    async fn outcome_of(&self, run: &RunRecord) -> Result<Option<Outcome>, CliError> {
+        Ok(self
+            .named(&run.run_id)
+            .await?
+            .map(|execution| outcome::outcome((&execution).into(), Some(run))))
+    }
 }
 
 async fn status(

@@ -206,17 +206,56 @@ pub fn destination_text(destination: Option<i64>) -> String {
     }
 }
 
-/// A run and the migration's items as they stand.
+/// A run and its rows (or, with `--all`, the whole project's) as they stand.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RunReport {
     pub project_id: String,
     /// `None`: each file went to its folder's upload location.
     pub destination_storage_location_id: Option<i64>,
     pub run: RunRecord,
-    /// Every item of the migration (all runs so far).
+    /// How the run's execution ended, when the run did not succeed and Step Functions still
+    /// knows the execution: the run record alone does not say why.
+    pub outcome: Option<Outcome>,
+    /// The rows are every item of the migration (`--all`), not only the run's.
+    pub all_rows: bool,
+    /// Over the rows shown.
     pub totals: ItemTotals,
-    /// Finished copies no entity points at, with why.
+    /// Finished copies no entity points at, with why (the whole migration's: copies are shared
+    /// by the runs).
     pub orphaned_copies: Vec<CopyRecord>,
+}
+
+/// Which rows a report shows. A run's rows are the items it last indexed or changed (an item
+/// records the run that last wrote it, the rule partial runs take items by); an item a later run
+/// wrote again is that run's.
+pub fn rows_of(run_id: &str, all_rows: bool) -> String {
+    if all_rows {
+        "Rows of the whole project (every run)".to_owned()
+    } else {
+        format!("Rows of run {run_id} (--all for the whole project's)")
+    }
+}
+
+/// `report` for an execution that recorded no run (Init failed, or has not finished): its
+/// verdict, and which run the state table does have.
+pub fn report_without_run(
+    project: &str,
+    destination: Option<i64>,
+    execution: &str,
+    outcome: &Outcome,
+    newest_run: Option<&str>,
+) -> String {
+    let mut out = format!(
+        "Migration {project} -> {}: execution {execution} has recorded no run\n{}\n",
+        destination_text(destination),
+        outcome.line()
+    );
+    if let Some(run) = newest_run {
+        out.push_str(&format!(
+            "The newest run recorded is {run} (`--run {run}` reports it)\n"
+        ));
+    }
+    out
 }
 
 /// Every status with its count, zeros included, so `jq .counts.MIGRATED` never meets `null`.
@@ -237,13 +276,17 @@ struct ReportLine<'a> {
     destination_storage_location_id: Option<i64>,
     run_id: &'a str,
     status: RunStatus,
+    /// How the execution ended, when the run did not succeed.
+    outcome: Option<String>,
     started_at: String,
     ended_at: Option<String>,
     /// What this run did, per status.
     counts: BTreeMap<StatusName, i64>,
     /// Bytes this run copied.
     bytes_copied: i64,
-    /// Every item of the migration now, per status.
+    /// `run`: the rows are the run's own; `project`: every run's (`--all`).
+    rows_of: &'static str,
+    /// The rows, per status.
     totals: BTreeMap<StatusName, u64>,
     items: u64,
     migrated_bytes: u64,
@@ -265,10 +308,12 @@ pub fn report_json(report: &RunReport) -> String {
         destination_storage_location_id: report.destination_storage_location_id,
         run_id: &run.run_id,
         status: run.status,
+        outcome: report.outcome.as_ref().map(Outcome::line),
         started_at: rfc3339(run.started_at),
         ended_at: run.ended_at.map(rfc3339),
         counts: all_statuses(|s| run.counters.by_status.get(&s).copied()),
         bytes_copied: run.counters.bytes_copied,
+        rows_of: if report.all_rows { "project" } else { "run" },
         totals: all_statuses(|s| report.totals.by_status.get(&s).copied()),
         items: report.totals.items,
         migrated_bytes: report.totals.migrated_bytes,
@@ -350,13 +395,17 @@ pub fn report_table(report: &RunReport, items: &[ItemRecord]) -> String {
         rfc3339(run.started_at),
         run.ended_at.map(rfc3339).unwrap_or_else(|| "-".to_owned())
     ));
+    if let Some(outcome) = &report.outcome {
+        out.push_str(&format!("Execution: {}\n", outcome.line()));
+    }
     out.push_str(&format!(
         "This run: {}; {} copied\n",
         counts_text(&run.counters.by_status),
         bytes(run.counters.bytes_copied)
     ));
     out.push_str(&format!(
-        "All items: {} ({}); {} migrated\n\n",
+        "{}: {} ({}); {} migrated\n\n",
+        rows_of(&run.run_id, report.all_rows),
         report.totals.items,
         counts_text(&report.totals.by_status),
         BinaryBytes(report.totals.migrated_bytes)

@@ -19,6 +19,7 @@ use synmigrate_cli::error::{EXIT_FAILURES, EXIT_OK, EXIT_SERVICE, EXIT_USAGE};
 use synmigrate_cli::naming::{
     check_execution_name, execution_arn, execution_name, execution_name_of, window_start,
 };
+use synmigrate_cli::outcome::Outcome;
 use synmigrate_cli::render::{self, Planned, Progress, Rates, RunReport, Sample};
 use synmigrate_cli::{Cli, CliError, Verdict};
 
@@ -401,6 +402,8 @@ fn sample_report(items: &[ItemRecord]) -> RunReport {
             2048,
             RunStatus::Failed,
         ),
+        outcome: None,
+        all_rows: false,
         totals,
         orphaned_copies: vec![CopyRecord {
             source_file_handle_id: "100".into(),
@@ -442,6 +445,8 @@ fn report_json_is_one_line_of_counts() {
     assert_eq!(json["items"], 3);
     assert_eq!(json["migratedBytes"], 2048);
     assert_eq!(json["orphanedCopies"], 1);
+    assert_eq!(json["rowsOf"], "run");
+    assert_eq!(json["outcome"], serde_json::Value::Null);
     assert!(render::run_failed(&report.run));
 }
 
@@ -461,7 +466,8 @@ fn report_table() {
     );
     assert_eq!(
         lines[3],
-        "All items: 3 (MIGRATED 1, SKIPPED 1, ERRORED 1); 2.00 KiB migrated"
+        "Rows of run syn1-7001-20261121T0600 (--all for the whole project's): 3 (MIGRATED 1, \
+         SKIPPED 1, ERRORED 1); 2.00 KiB migrated"
     );
     assert_eq!(
         lines[5],
@@ -491,6 +497,60 @@ fn report_table() {
         "100          201        syn12.1: Fatal.Forbidden: no access, really"
     );
     assert_eq!(lines.len(), 15);
+}
+
+#[test]
+fn a_report_says_whose_rows_and_how_the_execution_ended() {
+    let items = sample_items();
+    let report = RunReport {
+        all_rows: true,
+        outcome: Some(Outcome::Failed {
+            error: Some("Fatal.ItemsFailed".into()),
+            cause: Some("items are ERRORED".into()),
+        }),
+        ..sample_report(&items)
+    };
+    let table = render::report_table(&report, &items);
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(
+        lines[2],
+        "Execution: Failed: Fatal.ItemsFailed: items are ERRORED"
+    );
+    assert!(
+        lines[4].starts_with("Rows of the whole project (every run): 3 (MIGRATED 1"),
+        "{table}"
+    );
+    let json: serde_json::Value = serde_json::from_str(&render::report_json(&report)).unwrap();
+    assert_eq!(json["rowsOf"], "project");
+    assert_eq!(
+        json["outcome"],
+        "Failed: Fatal.ItemsFailed: items are ERRORED"
+    );
+}
+
+#[test]
+fn a_report_of_an_execution_without_a_run_says_why() {
+    let failed = Outcome::Failed {
+        error: Some("Fatal.Forbidden".into()),
+        cause: Some("you may not edit syn1".into()),
+    };
+    assert_eq!(
+        render::report_without_run(
+            "syn1",
+            Some(7001),
+            "syn1-7001-20261121T0700",
+            &failed,
+            Some("syn1-7001-20261121T0600")
+        ),
+        "Migration syn1 -> storage location 7001: execution syn1-7001-20261121T0700 has \
+         recorded no run\n\
+         Failed: Fatal.Forbidden: you may not edit syn1\n\
+         The newest run recorded is syn1-7001-20261121T0600 (`--run syn1-7001-20261121T0600` \
+         reports it)\n"
+    );
+    let first =
+        render::report_without_run("syn1", None, "syn1-aligned-20261121T0700", &failed, None);
+    assert_eq!(first.lines().count(), 2, "{first}");
 }
 
 fn copying(files_done: i64, bytes_done: i64, planned: Planned) -> Progress {
