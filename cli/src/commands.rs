@@ -513,14 +513,14 @@ async fn report(
         });
     let runs = store.list_runs(&migration).await?;
     if let Some(executions) = &executions {
-        if let Some(execution) = executions.without_run(args, &runs).await? {
+        if let Some(execution) = unless_unavailable(executions.without_run(args, &runs).await)? {
             return report_without_run(args, &execution, &runs, out);
         }
     }
     let run = reported_run(args, &runs, table, executions.is_some())?;
     let outcome = match &executions {
         Some(executions) if run.status != RunStatus::Succeeded => {
-            executions.outcome_of(&run).await?
+            unless_unavailable(executions.outcome_of(&run).await)?
         }
         _ => None,
     };
@@ -630,6 +630,18 @@ fn report_without_run(
         Format::Csv | Format::Json => eprint!("{text}"),
     }
     Ok(outcome.verdict())
+}
+
+/// Step Functions only adds to a report: when it cannot be asked (no permission, another
+/// deployment's state machine), the report goes on from the state table, saying so.
+fn unless_unavailable<T>(answer: Result<Option<T>, CliError>) -> Result<Option<T>, CliError> {
+    match answer {
+        Err(error @ (CliError::Aws { .. } | CliError::NotFound(_))) => {
+            eprintln!("synmigrate: Step Functions not asked ({error}); from the state table alone");
+            Ok(None)
+        }
+        answer => answer,
+    }
 }
 
 /// The deployment's state machine, for what only Step Functions knows about a run.

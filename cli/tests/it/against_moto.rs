@@ -304,6 +304,24 @@ fn status_and_report_read_the_state_table() -> anyhow::Result<()> {
     ensure!(out.contains("EMPTY_FILE"), "{out}");
     ensure!(!out.contains("syn1003.1"), "{out}");
 
+    // A state machine that cannot be asked does not keep the report from the state table.
+    let elsewhere = "arn:aws:states:us-east-1:123456789012:stateMachine:elsewhere";
+    let unasked = synmigrate(
+        &stack,
+        &[
+            ("SYNMIGRATE_TABLE", TABLE),
+            ("SYNMIGRATE_STATE_MACHINE_ARN", elsewhere),
+        ],
+        &for_migration("report", "7001", &[]),
+    )?;
+    expect_exit(&unasked, 0, "report without Step Functions")?;
+    ensure!(
+        text(&unasked.stdout).contains("syn1003.1  INDEXED")
+            && text(&unasked.stderr).contains("Step Functions not asked"),
+        "{}",
+        text(&unasked.stderr)
+    );
+
     // A run with failures: the report says so, and the exit code is 1.
     let failed = synmigrate(
         &stack,
