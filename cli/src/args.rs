@@ -82,7 +82,8 @@ pub enum Command {
     Start(StartArgs),
     /// Follow an execution with a progress bar until it ends, then print its result.
     Watch(WatchArgs),
-    /// A run's summary and one row per file version.
+    /// A run's summary and one row per file version it indexed or changed (--all: the whole
+    /// project's); for an execution that recorded no run (a failed Init), why.
     Report(ReportArgs),
     /// The project's lock holder and its runs.
     Status(MigrationArgs),
@@ -297,6 +298,10 @@ pub struct ReportArgs {
     pub run: Option<String>,
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
+    /// Rows of the whole project (every run's items); without it, only the items the run
+    /// indexed or changed last.
+    #[arg(long)]
+    pub all: bool,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_sfn::operation::describe_execution::DescribeExecutionOutput;
 use aws_sdk_sfn::types::ExecutionStatus;
-use indicatif::{BinaryBytes, ProgressBar, ProgressStyle};
+use indicatif::{ProgressBar, ProgressStyle};
 use serde::Deserialize;
 use synmigrate::config::MigrationOptions;
 use synmigrate::context::followers_key;
@@ -17,23 +17,24 @@ use synmigrate::plan::WorkUnit;
 use synmigrate::report::{csv_row, ItemTotals, CSV_HEADER};
 use synmigrate::stages::now;
 use synmigrate::state::dynamo::DynamoStore;
-use synmigrate::state::{orphaned_copies, ItemRecord, MigrationKey, RunRecord, StateStore};
+use synmigrate::state::{
+    orphaned_copies, ItemRecord, MigrationKey, RunRecord, RunStatus, StateStore,
+};
 
 use crate::args::{Command, Deployment, Format, MigrationArgs, ReportArgs, StartArgs, WatchArgs};
 use crate::aws::Aws;
 use crate::error::{CliError, Verdict};
 use crate::naming::{
     check_destination, check_execution_name, check_project, execution_arn, execution_name,
-    execution_name_of, execution_prefix, rfc3339,
+    execution_name_of, execution_prefix,
 };
-use crate::render::{self, Planned, Progress, RunReport};
+use crate::outcome::{self, Outcome};
+use crate::render::{self, Planned, Progress, Rates, RunReport};
 
 /// Items per state table page.
 const PAGE: u32 = 500;
 /// A plain (non-terminal) progress line is repeated at least this often, even when unchanged.
 const PLAIN_REPEAT: Duration = Duration::from_secs(30);
-/// Most characters of an execution's failure cause shown.
-const MAX_CAUSE_CHARS: usize = 2_000;
 
 /// Runs one command, writing its result to `out` (progress goes to standard error).
 pub async fn run(
@@ -98,7 +99,14 @@ async fn start(
     };
     let state_machine = deployment.state_machine_arn()?;
     let input = execution_input(project, *destination, &options);
+    let of_window = args.execution_name.is_none();
     let sfn = Aws::load().await.sfn();
+    let arn = execution_arn(state_machine, &name)?;
+    // Look first: on AWS, starting a running execution's name again with the same input
+    // succeeds and returns that execution, which would read as a new start.
+    if let Some(existing) = describe_if_exists(&sfn, &arn).await? {
+        return not_started(&existing, &input, of_window, out);
+    }
     let started = sfn
         .start_execution()
         .state_machine_arn(state_machine)
@@ -106,37 +114,57 @@ async fn start(
         .input(input.to_string())
         .send()
         .await;
-    let arn = match started {
+    match started {
         Ok(output) => {
             eprintln!("Started execution {name}");
-            output.execution_arn
+            writeln!(out, "{}", output.execution_arn)?;
+            Ok(Verdict::Clean)
         }
         Err(error) => {
             let service = error.as_service_error();
             if service.is_some_and(|e| e.is_execution_already_exists()) {
-                let arn = execution_arn(state_machine, &name)?;
-                let existing = describe(&sfn, &arn).await?;
-                eprintln!(
-                    "Execution {name} already exists ({}, started {}); not starting another. \
-                     Use --window 0 or --execution-name for a new execution.",
-                    existing.status,
-                    rfc3339(existing.start_date.secs())
-                );
-                arn
+                // Started by someone else since we looked.
+                not_started(&describe(&sfn, &arn).await?, &input, of_window, out)
             } else if service.is_some_and(|e| e.is_state_machine_does_not_exist()) {
-                return Err(CliError::NotFound(format!(
+                Err(CliError::NotFound(format!(
                     "state machine {state_machine} does not exist"
-                )));
+                )))
             } else if service.is_some_and(|e| e.is_invalid_arn()) {
-                return Err(CliError::Usage(format!(
+                Err(CliError::Usage(format!(
                     "invalid state machine ARN {state_machine:?}"
-                )));
+                )))
             } else {
-                return Err(CliError::aws("Step Functions", error));
+                Err(CliError::aws("Step Functions", error))
             }
         }
-    };
-    writeln!(out, "{arn}")?;
+    }
+}
+
+/// `start` found an execution of its name: with the same input it hands that one on (its ARN,
+/// so what follows, such as `watch --execution`, follows it); with another input it refuses,
+/// since following it would show another migration than the one asked for.
+fn not_started(
+    existing: &DescribeExecutionOutput,
+    input: &serde_json::Value,
+    of_window: bool,
+    out: &mut dyn Write,
+) -> Result<Verdict, CliError> {
+    let existing_input: Option<serde_json::Value> = existing
+        .input()
+        .and_then(|text| serde_json::from_str(text).ok());
+    let same_input = existing_input.as_ref() == Some(input);
+    let text = render::not_started(&render::ExistingExecution {
+        name: existing.name().unwrap_or_default(),
+        status: existing.status.as_str(),
+        started_at: existing.start_date.secs(),
+        of_window,
+        same_input,
+    });
+    if !same_input {
+        return Err(CliError::Usage(text));
+    }
+    eprintln!("{text}");
+    writeln!(out, "{}", existing.execution_arn)?;
     Ok(Verdict::Clean)
 }
 
@@ -144,29 +172,39 @@ async fn describe(
     sfn: &aws_sdk_sfn::Client,
     arn: &str,
 ) -> Result<DescribeExecutionOutput, CliError> {
-    sfn.describe_execution()
-        .execution_arn(arn)
-        .send()
-        .await
-        .map_err(|error| {
-            let service = error.as_service_error();
-            if service.is_some_and(|e| e.is_execution_does_not_exist()) {
-                CliError::NotFound(format!("execution {arn} does not exist"))
-            } else if service.is_some_and(|e| e.is_invalid_arn()) {
-                CliError::Usage(format!("invalid execution ARN {arn:?}"))
-            } else {
-                CliError::aws("Step Functions", error)
-            }
-        })
+    describe_if_exists(sfn, arn)
+        .await?
+        .ok_or_else(|| CliError::NotFound(format!("execution {arn} does not exist")))
 }
 
-/// The newest execution started for a migration (ListExecutions lists newest first).
+/// The execution, or `None` if there is none of that ARN.
+async fn describe_if_exists(
+    sfn: &aws_sdk_sfn::Client,
+    arn: &str,
+) -> Result<Option<DescribeExecutionOutput>, CliError> {
+    match sfn.describe_execution().execution_arn(arn).send().await {
+        Ok(execution) => Ok(Some(execution)),
+        Err(error) => {
+            let service = error.as_service_error();
+            if service.is_some_and(|e| e.is_execution_does_not_exist()) {
+                Ok(None)
+            } else if service.is_some_and(|e| e.is_invalid_arn()) {
+                Err(CliError::Usage(format!("invalid execution ARN {arn:?}")))
+            } else {
+                Err(CliError::aws("Step Functions", error))
+            }
+        }
+    }
+}
+
+/// The ARN of the newest execution started for a migration, if any (ListExecutions lists newest
+/// first).
 async fn newest_execution(
     sfn: &aws_sdk_sfn::Client,
     state_machine: &str,
     project: &str,
     destination: Option<i64>,
-) -> Result<String, CliError> {
+) -> Result<Option<String>, CliError> {
     let prefix = execution_prefix(project, destination);
     let mut pages = sfn
         .list_executions()
@@ -185,14 +223,10 @@ async fn newest_execution(
         }
     })? {
         if execution.name.starts_with(&prefix) {
-            return Ok(execution.execution_arn);
+            return Ok(Some(execution.execution_arn));
         }
     }
-    Err(CliError::NotFound(format!(
-        "no execution of {project} into {} in {state_machine}; \
-         start one with `synmigrate start`",
-        render::destination_text(destination)
-    )))
+    Ok(None)
 }
 
 /// What Plan decided, once its manifest exists: every unit's files (the followers' too), the
@@ -269,8 +303,12 @@ impl Display {
     }
 
     /// Shows `progress`; with a `stall` note, that note instead of the rate and ETA.
-    fn show(&mut self, progress: &Progress, rate: Option<f64>, stall: Option<&str>) {
-        let rate = rate.filter(|_| stall.is_none());
+    fn show(&mut self, progress: &Progress, rates: Rates, stall: Option<&str>) {
+        let rates = if stall.is_some() {
+            Rates::default()
+        } else {
+            rates
+        };
         let with_note = |text: String| match stall {
             Some(note) => format!("{text} · {note}"),
             None => text,
@@ -285,15 +323,15 @@ impl Display {
                         bar.set_length(planned.files);
                     }
                     bar.set_position(progress.files_done);
-                    bar.set_message(with_note(progress.detail(rate)));
+                    bar.set_message(with_note(progress.detail(rates)));
                 }
                 _ => {
                     bar.set_style(style("{spinner} [{elapsed_precise}] {msg}"));
-                    bar.set_message(with_note(progress.message(rate)));
+                    bar.set_message(with_note(progress.message(rates)));
                 }
             },
             Display::Plain { last, printed_at } => {
-                let message = with_note(progress.message(rate));
+                let message = with_note(progress.message(rates));
                 let stale = printed_at.is_none_or(|at| at.elapsed() >= PLAIN_REPEAT);
                 if message != *last || stale {
                     eprintln!("{message}");
@@ -370,7 +408,15 @@ async fn watch(
             project,
             destination,
             state_machine,
-        } => newest_execution(&sfn, state_machine, project, destination).await?,
+        } => newest_execution(&sfn, state_machine, project, destination)
+            .await?
+            .ok_or_else(|| {
+                CliError::NotFound(format!(
+                    "no execution of {project} into {} in {state_machine}; \
+                     start one with `synmigrate start`",
+                    render::destination_text(destination)
+                ))
+            })?,
     };
     let run_id = execution_name_of(&arn)?.to_owned();
     let mut execution = describe(&sfn, &arn).await?;
@@ -401,12 +447,12 @@ async fn watch(
         }
         let counters = run.as_ref().map(|r| r.counters.clone()).unwrap_or_default();
         let progress = Progress::new(&counters, planned);
-        let sample = (clock.elapsed(), progress.bytes_done);
-        let rate = match first_sample {
-            Some(first) => render::rate(first, sample),
+        let sample = progress.sample(clock.elapsed());
+        let rates = match first_sample {
+            Some(first) => render::rates(first, sample),
             None => {
                 first_sample = planned.map(|_| sample);
-                None
+                Rates::default()
             }
         };
         if last_seen != Some(progress) {
@@ -414,7 +460,7 @@ async fn watch(
             changed_at = clock.elapsed();
         }
         let stall = render::stall_note(clock.elapsed().saturating_sub(changed_at));
-        display.show(&progress, rate, stall.as_deref());
+        display.show(&progress, rates, stall.as_deref());
         if execution.status != ExecutionStatus::Running {
             break run;
         }
@@ -422,57 +468,10 @@ async fn watch(
         execution = describe(&sfn, &arn).await?;
     };
     display.finish();
-    writeln!(out, "{}", final_status(&run_id, &execution, run.as_ref()))?;
-    let succeeded = execution.status == ExecutionStatus::Succeeded;
-    Ok(
-        if succeeded && !run.as_ref().is_some_and(render::run_failed) {
-            Verdict::Clean
-        } else {
-            Verdict::Failures
-        },
-    )
-}
-
-/// The lines `watch` ends with.
-fn final_status(
-    run_id: &str,
-    execution: &DescribeExecutionOutput,
-    run: Option<&RunRecord>,
-) -> String {
-    let mut text = format!("Execution {run_id}: {}", execution.status);
-    match run {
-        Some(run) => {
-            let count = |status| {
-                run.counters
-                    .by_status
-                    .get(&status)
-                    .copied()
-                    .unwrap_or_default()
-            };
-            use synmigrate::state::StatusName::*;
-            text.push_str(&format!(
-                "\nRun {}: {} indexed, {} migrated, {} skipped, {} already migrated, {} errored; {} copied",
-                run.status.as_str(),
-                count(Indexed),
-                count(Migrated),
-                count(Skipped),
-                count(AlreadyMigrated),
-                count(Errored),
-                BinaryBytes(u64::try_from(run.counters.bytes_copied).unwrap_or_default()),
-            ));
-        }
-        None => text.push_str("\nNo run was recorded (the execution ended before opening one)"),
-    }
-    if let Some(line) = render::folder_list_line(execution.output()) {
-        text.push_str(&format!("\n{line}"));
-    }
-    for (label, value) in [("Error", &execution.error), ("Cause", &execution.cause)] {
-        if let Some(value) = value.as_deref().filter(|v| !v.is_empty()) {
-            let shown: String = value.chars().take(MAX_CAUSE_CHARS).collect();
-            text.push_str(&format!("\n{label}: {shown}"));
-        }
-    }
-    text
+    let outcome = outcome::outcome((&execution).into(), run.as_ref());
+    let summary = render::watch_summary(&outcome, &run_id, run.as_ref(), execution.output());
+    writeln!(out, "{summary}")?;
+    Ok(outcome.verdict())
 }
 
 /// Visits every item of the migration, page by page (a big project's items do not fit in memory
@@ -502,44 +501,46 @@ async fn report(
 ) -> Result<Verdict, CliError> {
     let migration = migration(&args.migration)?;
     let table = deployment.table()?;
-    let store = Aws::load().await.store(table);
+    let aws = Aws::load().await;
+    let store = aws.store(table);
+    // Optional: without the state machine the report has only the state table to go by.
+    let executions = deployment
+        .state_machine_arn()
+        .ok()
+        .map(|state_machine| Executions {
+            sfn: aws.sfn(),
+            state_machine,
+        });
     let runs = store.list_runs(&migration).await?;
-    let described = || {
-        format!(
-            "{} into {}",
-            args.migration.project,
-            render::destination_text(args.migration.destination)
-        )
+    if let Some(executions) = &executions {
+        if let Some(execution) = unless_unavailable(executions.without_run(args, &runs).await)? {
+            return report_without_run(args, &execution, &runs, out);
+        }
+    }
+    let run = reported_run(args, &runs, table, executions.is_some())?;
+    let outcome = match &executions {
+        Some(executions) if run.status != RunStatus::Succeeded => {
+            unless_unavailable(executions.outcome_of(&run).await)?
+        }
+        _ => None,
     };
-    let run = match &args.run {
-        Some(run_id) => runs
-            .into_iter()
-            .find(|run| &run.run_id == run_id)
-            .ok_or_else(|| {
-                CliError::NotFound(format!(
-                    "no run {run_id} of {} in table {table}; `synmigrate status` lists the runs",
-                    described()
-                ))
-            })?,
-        None => runs
-            .into_iter()
-            .max_by(|a, b| (a.started_at, &a.run_id).cmp(&(b.started_at, &b.run_id)))
-            .ok_or_else(|| {
-                CliError::NotFound(format!("no runs of {} in table {table} yet", described()))
-            })?,
-    };
-    let verdict = if render::run_failed(&run) {
+    let verdict = if render::run_failed(&run) || outcome.as_ref().is_some_and(Outcome::failed) {
         Verdict::Failures
     } else {
         Verdict::Clean
     };
+    if args.format == Format::Csv {
+        // The CSV keeps the official client's columns; whose rows they are goes to stderr.
+        eprintln!("{}", render::rows_of(&run.run_id, args.all));
+        writeln!(out, "{CSV_HEADER}")?;
+    }
     let mut totals = ItemTotals::default();
     // The table needs every row in hand; CSV streams, JSON only counts.
     let mut rows = Vec::new();
-    if args.format == Format::Csv {
-        writeln!(out, "{CSV_HEADER}")?;
-    }
     each_item(&store, &migration, |item| {
+        if !(args.all || item.run_id == run.run_id) {
+            return Ok(());
+        }
         totals.add(&item);
         match args.format {
             Format::Table => rows.push(item),
@@ -553,6 +554,8 @@ async fn report(
         project_id: args.migration.project.clone(),
         destination_storage_location_id: args.migration.destination,
         run,
+        outcome,
+        all_rows: args.all,
         totals,
         orphaned_copies: orphaned_copies(&store, &migration).await?,
     };
@@ -562,6 +565,132 @@ async fn report(
         Format::Csv => {}
     }
     Ok(verdict)
+}
+
+/// The run `report` shows: the one `--run` names, or the newest.
+fn reported_run(
+    args: &ReportArgs,
+    runs: &[RunRecord],
+    table: &str,
+    executions_known: bool,
+) -> Result<RunRecord, CliError> {
+    let described = format!(
+        "{} into {}",
+        args.migration.project,
+        render::destination_text(args.migration.destination)
+    );
+    match &args.run {
+        Some(run_id) => runs
+            .iter()
+            .find(|run| &run.run_id == run_id)
+            .cloned()
+            .ok_or_else(|| {
+                CliError::NotFound(format!(
+                    "no run {run_id} of {described} in table {table}; `synmigrate status` lists \
+                     the runs"
+                ))
+            }),
+        None => newest_run(runs).cloned().ok_or_else(|| {
+            let hint = if executions_known {
+                "start one with `synmigrate start`"
+            } else {
+                "with --state-machine-arn (or SYNMIGRATE_STATE_MACHINE_ARN) the report says why \
+                 an execution recorded none"
+            };
+            CliError::NotFound(format!(
+                "no runs of {described} in table {table} yet; {hint}"
+            ))
+        }),
+    }
+}
+
+fn newest_run(runs: &[RunRecord]) -> Option<&RunRecord> {
+    runs.iter()
+        .max_by(|a, b| (a.started_at, &a.run_id).cmp(&(b.started_at, &b.run_id)))
+}
+
+/// An execution the report is about that recorded no run: its verdict instead of rows (on
+/// stdout as the table; on stderr for CSV and JSON, whose stdout stays empty).
+fn report_without_run(
+    args: &ReportArgs,
+    execution: &DescribeExecutionOutput,
+    runs: &[RunRecord],
+    out: &mut dyn Write,
+) -> Result<Verdict, CliError> {
+    let outcome = outcome::outcome(execution.into(), None);
+    let text = render::report_without_run(
+        &args.migration.project,
+        args.migration.destination,
+        execution.name().unwrap_or_default(),
+        &outcome,
+        newest_run(runs).map(|run| run.run_id.as_str()),
+    );
+    match args.format {
+        Format::Table => out.write_all(text.as_bytes())?,
+        Format::Csv | Format::Json => eprint!("{text}"),
+    }
+    Ok(outcome.verdict())
+}
+
+/// Step Functions only adds to a report: when it cannot be asked (no permission, another
+/// deployment's state machine), the report goes on from the state table, saying so.
+fn unless_unavailable<T>(answer: Result<Option<T>, CliError>) -> Result<Option<T>, CliError> {
+    match answer {
+        Err(error @ (CliError::Aws { .. } | CliError::NotFound(_))) => {
+            eprintln!("synmigrate: Step Functions not asked ({error}); from the state table alone");
+            Ok(None)
+        }
+        answer => answer,
+    }
+}
+
+/// The deployment's state machine, for what only Step Functions knows about a run.
+struct Executions<'a> {
+    sfn: aws_sdk_sfn::Client,
+    state_machine: &'a str,
+}
+
+impl Executions<'_> {
+    async fn named(&self, name: &str) -> Result<Option<DescribeExecutionOutput>, CliError> {
+        describe_if_exists(&self.sfn, &execution_arn(self.state_machine, name)?).await
+    }
+
+    /// The execution a report is about (`--run`'s, or the migration's newest) when it has no
+    /// run record: Init failed before opening one, or has not opened it yet.
+    async fn without_run(
+        &self,
+        args: &ReportArgs,
+        runs: &[RunRecord],
+    ) -> Result<Option<DescribeExecutionOutput>, CliError> {
+        let name = match &args.run {
+            // Not an execution name: no execution to look for.
+            Some(name) if check_execution_name(name).is_err() => return Ok(None),
+            Some(name) => name.clone(),
+            None => {
+                let MigrationArgs {
+                    project,
+                    destination,
+                } = &args.migration;
+                match newest_execution(&self.sfn, self.state_machine, project, *destination).await?
+                {
+                    Some(arn) => execution_name_of(&arn)?.to_owned(),
+                    None => return Ok(None),
+                }
+            }
+        };
+        if runs.iter().any(|run| run.run_id == name) {
+            return Ok(None);
+        }
+        self.named(&name).await
+    }
+
+    /// How the run's execution went, if Step Functions still knows it (90 days).
+    async fn outcome_of(&self, run: &RunRecord) -> Result<Option<Outcome>, CliError> {
+        Ok(self
+            .named(&run.run_id)
+            .await?
+            .map(|execution| outcome::outcome((&execution).into(), Some(run))))
+    }
 }
 
 async fn status(

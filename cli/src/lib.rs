@@ -7,6 +7,7 @@ mod aws;
 pub mod commands;
 pub mod error;
 pub mod naming;
+pub mod outcome;
 pub mod render;
 pub mod verify;
 

@@ -13,6 +13,7 @@ use synmigrate::state::{
 };
 
 use crate::naming::rfc3339;
+use crate::outcome::Outcome;
 
 /// Left-aligned columns separated by two spaces; the header underlined.
 pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
@@ -111,6 +112,73 @@ pub fn status_text(
     out
 }
 
+/// An execution `start` found under the name it would have started.
+#[derive(Debug, Clone, Copy)]
+pub struct ExistingExecution<'a> {
+    pub name: &'a str,
+    pub status: &'a str,
+    pub started_at: EpochSeconds,
+    /// The name came from the time window (not `--execution-name`).
+    pub of_window: bool,
+    /// It was started with the input this start would give.
+    pub same_input: bool,
+}
+
+/// What `start` says when it starts nothing, so that it never reads as a new start.
+pub fn not_started(existing: &ExistingExecution<'_>) -> String {
+    let which = if existing.of_window {
+        " of this time window"
+    } else {
+        ""
+    };
+    let found = format!(
+        "Not started: execution {}{which} already exists ({}, started {})",
+        existing.name,
+        existing.status,
+        rfc3339(existing.started_at)
+    );
+    if existing.same_input {
+        format!(
+            "{found}; showing it (its ARN follows). --window 0 or --execution-name starts a new one."
+        )
+    } else {
+        format!(
+            "{found} with another input (other options or another migration); --window 0 or \
+             --execution-name starts one with this input."
+        )
+    }
+}
+
+/// What `watch` ends with: the one verdict, the run's counts, and an aligned run's folder list.
+pub fn watch_summary(
+    outcome: &Outcome,
+    run_id: &str,
+    run: Option<&RunRecord>,
+    output: Option<&str>,
+) -> String {
+    let mut lines = vec![outcome.line(), run_counts_line(run_id, run)];
+    lines.extend(folder_list_line(output));
+    lines.join("\n")
+}
+
+/// The run's counts, without its status (the verdict above says how it went).
+fn run_counts_line(run_id: &str, run: Option<&RunRecord>) -> String {
+    let Some(run) = run else {
+        return format!("No run {run_id} in the state table");
+    };
+    let n = |status| count(&run.counters, status);
+    format!(
+        "Run {run_id}: {} indexed, {} migrated, {} skipped, {} already migrated, {} errored; {} \
+         copied",
+        n(StatusName::Indexed),
+        n(StatusName::Migrated),
+        n(StatusName::Skipped),
+        n(StatusName::AlreadyMigrated),
+        n(StatusName::Errored),
+        bytes(run.counters.bytes_copied),
+    )
+}
+
 /// Where an aligned run's plan per folder is, from the execution's output (the run's summary).
 pub fn folder_list_line(output: Option<&str>) -> Option<String> {
     let summary: serde_json::Value = serde_json::from_str(output?).ok()?;
@@ -138,17 +206,56 @@ pub fn destination_text(destination: Option<i64>) -> String {
     }
 }
 
-/// A run and the migration's items as they stand.
+/// A run and its rows (or, with `--all`, the whole project's) as they stand.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RunReport {
     pub project_id: String,
     /// `None`: each file went to its folder's upload location.
     pub destination_storage_location_id: Option<i64>,
     pub run: RunRecord,
-    /// Every item of the migration (all runs so far).
+    /// How the run's execution ended, when the run did not succeed and Step Functions still
+    /// knows the execution: the run record alone does not say why.
+    pub outcome: Option<Outcome>,
+    /// The rows are every item of the migration (`--all`), not only the run's.
+    pub all_rows: bool,
+    /// Over the rows shown.
     pub totals: ItemTotals,
-    /// Finished copies no entity points at, with why.
+    /// Finished copies no entity points at, with why (the whole migration's: copies are shared
+    /// by the runs).
     pub orphaned_copies: Vec<CopyRecord>,
+}
+
+/// Which rows a report shows. A run's rows are the items it last indexed or changed (an item
+/// records the run that last wrote it, the rule partial runs take items by); an item a later run
+/// wrote again is that run's.
+pub fn rows_of(run_id: &str, all_rows: bool) -> String {
+    if all_rows {
+        "Rows of the whole project (every run)".to_owned()
+    } else {
+        format!("Rows of run {run_id} (--all for the whole project's)")
+    }
+}
+
+/// `report` for an execution that recorded no run (Init failed, or has not finished): its
+/// verdict, and which run the state table does have.
+pub fn report_without_run(
+    project: &str,
+    destination: Option<i64>,
+    execution: &str,
+    outcome: &Outcome,
+    newest_run: Option<&str>,
+) -> String {
+    let mut out = format!(
+        "Migration {project} -> {}: execution {execution} has recorded no run\n{}\n",
+        destination_text(destination),
+        outcome.line()
+    );
+    if let Some(run) = newest_run {
+        out.push_str(&format!(
+            "The newest run recorded is {run} (`--run {run}` reports it)\n"
+        ));
+    }
+    out
 }
 
 /// Every status with its count, zeros included, so `jq .counts.MIGRATED` never meets `null`.
@@ -169,13 +276,17 @@ struct ReportLine<'a> {
     destination_storage_location_id: Option<i64>,
     run_id: &'a str,
     status: RunStatus,
+    /// How the execution ended, when the run did not succeed.
+    outcome: Option<String>,
     started_at: String,
     ended_at: Option<String>,
     /// What this run did, per status.
     counts: BTreeMap<StatusName, i64>,
     /// Bytes this run copied.
     bytes_copied: i64,
-    /// Every item of the migration now, per status.
+    /// `run`: the rows are the run's own; `project`: every run's (`--all`).
+    rows_of: &'static str,
+    /// The rows, per status.
     totals: BTreeMap<StatusName, u64>,
     items: u64,
     migrated_bytes: u64,
@@ -197,10 +308,12 @@ pub fn report_json(report: &RunReport) -> String {
         destination_storage_location_id: report.destination_storage_location_id,
         run_id: &run.run_id,
         status: run.status,
+        outcome: report.outcome.as_ref().map(Outcome::line),
         started_at: rfc3339(run.started_at),
         ended_at: run.ended_at.map(rfc3339),
         counts: all_statuses(|s| run.counters.by_status.get(&s).copied()),
         bytes_copied: run.counters.bytes_copied,
+        rows_of: if report.all_rows { "project" } else { "run" },
         totals: all_statuses(|s| report.totals.by_status.get(&s).copied()),
         items: report.totals.items,
         migrated_bytes: report.totals.migrated_bytes,
@@ -282,13 +395,17 @@ pub fn report_table(report: &RunReport, items: &[ItemRecord]) -> String {
         rfc3339(run.started_at),
         run.ended_at.map(rfc3339).unwrap_or_else(|| "-".to_owned())
     ));
+    if let Some(outcome) = &report.outcome {
+        out.push_str(&format!("Execution: {}\n", outcome.line()));
+    }
     out.push_str(&format!(
         "This run: {}; {} copied\n",
         counts_text(&run.counters.by_status),
         bytes(run.counters.bytes_copied)
     ));
     out.push_str(&format!(
-        "All items: {} ({}); {} migrated\n\n",
+        "{}: {} ({}); {} migrated\n\n",
+        rows_of(&run.run_id, report.all_rows),
         report.totals.items,
         counts_text(&report.totals.by_status),
         BinaryBytes(report.totals.migrated_bytes)
@@ -368,6 +485,21 @@ pub struct Progress {
     pub bytes_done: u64,
 }
 
+/// How far a migration was at one moment of `watch` (time since it began watching).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sample {
+    pub at: Duration,
+    pub files: u64,
+    pub bytes: u64,
+}
+
+/// Files and bytes finished per second between two samples; each `None` until it moves.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Rates {
+    pub files_per_second: Option<f64>,
+    pub bytes_per_second: Option<f64>,
+}
+
 impl Progress {
     pub fn new(counters: &RunCounters, planned: Option<Planned>) -> Self {
         let n = |status| u64::try_from(count(counters, status)).unwrap_or_default();
@@ -380,19 +512,32 @@ impl Progress {
         }
     }
 
-    /// Time left at `bytes_per_second`, by bytes (what takes the time), or by files when the
-    /// plan has no bytes.
-    pub fn eta(&self, bytes_per_second: f64) -> Option<Duration> {
-        let planned = self.planned?;
-        if bytes_per_second <= 0.0 || planned.bytes == 0 {
-            return None;
+    pub fn sample(&self, at: Duration) -> Sample {
+        Sample {
+            at,
+            files: self.files_done,
+            bytes: self.bytes_done,
         }
-        let left = planned.bytes.saturating_sub(self.bytes_done) as f64;
-        Some(Duration::from_secs_f64(left / bytes_per_second))
+    }
+
+    /// Time left: the files left at the files rate and the bytes left at the bytes rate each
+    /// give one, and the run needs both done, so the longer. They differ: Plan copies the
+    /// biggest files first, so bytes run ahead of files early on and behind them later.
+    pub fn eta(&self, rates: Rates) -> Option<Duration> {
+        let planned = self.planned?;
+        let by_files = time_left(
+            planned.files.saturating_sub(self.files_done),
+            rates.files_per_second,
+        );
+        let by_bytes = time_left(
+            planned.bytes.saturating_sub(self.bytes_done),
+            rates.bytes_per_second,
+        );
+        by_files.into_iter().chain(by_bytes).max()
     }
 
     /// The whole state in one line (plain output, and the bar's text before the copy starts).
-    pub fn message(&self, bytes_per_second: Option<f64>) -> String {
+    pub fn message(&self, rates: Rates) -> String {
         match self.planned {
             None => format!("indexing: {} file versions found", self.found),
             Some(planned) if planned.files == 0 => "nothing to copy".to_owned(),
@@ -400,28 +545,37 @@ impl Progress {
                 "files {}/{} · {}",
                 self.files_done,
                 planned.files,
-                self.detail(bytes_per_second)
+                self.detail(rates)
             ),
         }
     }
 
-    /// Bytes, rate, ETA and failures: what the bar itself does not show.
-    pub fn detail(&self, bytes_per_second: Option<f64>) -> String {
+    /// Bytes, rates, ETA and failures: what the bar itself does not show.
+    pub fn detail(&self, rates: Rates) -> String {
         let planned_bytes = self.planned.map(|p| p.bytes).unwrap_or_default();
         let mut parts = vec![format!(
             "{}/{}",
             BinaryBytes(self.bytes_done),
             BinaryBytes(planned_bytes)
         )];
-        if let Some(rate) = bytes_per_second.filter(|r| *r > 0.0) {
+        if let Some(rate) = rates.bytes_per_second {
             parts.push(format!("{}/s", BinaryBytes(rate as u64)));
-            if let Some(eta) = self.eta(rate) {
-                parts.push(format!("ETA {}", HumanDuration(eta)));
-            }
+        }
+        if let Some(rate) = rates.files_per_second {
+            parts.push(format!("{rate:.1} files/s"));
+        }
+        if let Some(eta) = self.eta(rates) {
+            parts.push(format!("ETA {}", HumanDuration(eta)));
         }
         parts.push(format!("failures {}", self.failures));
         parts.join(" · ")
     }
+}
+
+/// `left` units at `per_second`; `None` without a rate.
+fn time_left(left: u64, per_second: Option<f64>) -> Option<Duration> {
+    let rate = per_second.filter(|r| *r > 0.0)?;
+    Duration::try_from_secs_f64(left as f64 / rate).ok()
 }
 
 /// After this long without a file finishing, a file being found or a byte copied, `watch` says so
@@ -439,9 +593,15 @@ pub fn stall_note(idle: Duration) -> Option<String> {
     })
 }
 
-/// Bytes per second between two looks, `None` before there are two or when nothing moved.
-pub fn rate(first: (Duration, u64), now: (Duration, u64)) -> Option<f64> {
-    let seconds = now.0.checked_sub(first.0)?.as_secs_f64();
-    let moved = now.1.checked_sub(first.1)?;
-    (seconds > 0.0 && moved > 0).then(|| moved as f64 / seconds)
+/// Files and bytes per second between two samples.
+pub fn rates(first: Sample, now: Sample) -> Rates {
+    let seconds = now.at.saturating_sub(first.at).as_secs_f64();
+    let per_second = |before: u64, after: u64| {
+        let moved = after.saturating_sub(before);
+        (seconds > 0.0 && moved > 0).then(|| moved as f64 / seconds)
+    };
+    Rates {
+        files_per_second: per_second(first.files, now.files),
+        bytes_per_second: per_second(first.bytes, now.bytes),
+    }
 }

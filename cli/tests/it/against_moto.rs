@@ -169,6 +169,8 @@ fn status_and_report_read_the_state_table() -> anyhow::Result<()> {
         failed_run,
     )?;
     let holder = "syn1000-7001-20261121T0600";
+    // An item the second run indexed: its row, not the first run's.
+    let indexed_later = item("syn1003", ItemStatus::Indexed, holder)?;
     runtime.block_on(async {
         seed_run(
             &store,
@@ -186,6 +188,7 @@ fn status_and_report_read_the_state_table() -> anyhow::Result<()> {
         store
             .acquire_lock(&clean, holder, now() + 3600, now())
             .await?;
+        store.put_item(&clean, &indexed_later, 3).await?;
         anyhow::Ok(())
     })?;
     let table = [("SYNMIGRATE_TABLE", TABLE)];
@@ -208,13 +211,20 @@ fn status_and_report_read_the_state_table() -> anyhow::Result<()> {
         "{out}"
     );
 
-    // The newest run is the default; --run picks another.
+    // The newest run is the default; --run picks another. Either way the rows are the run's.
     let csv = synmigrate(
         &stack,
         &table,
         &for_migration("report", "7001", &["--run", first_run, "--format", "csv"]),
     )?;
     expect_exit(&csv, 0, "csv report")?;
+    ensure!(
+        text(&csv.stderr).contains(&format!(
+            "Rows of run {first_run} (--all for the whole project's)"
+        )),
+        "{}",
+        text(&csv.stderr)
+    );
     let expected_csv = format!(
         "{CSV_HEADER}\n{}{}",
         csv_row(&migrated, Some(7001)),
@@ -259,6 +269,30 @@ fn status_and_report_read_the_state_table() -> anyhow::Result<()> {
         line["runId"] == holder && line["status"] == "RUNNING",
         "{line}"
     );
+    ensure!(
+        line["rowsOf"] == "run" && line["items"] == 1 && line["totals"]["INDEXED"] == 1,
+        "{line}"
+    );
+    let all = synmigrate(
+        &stack,
+        &table,
+        &for_migration("report", "7001", &["--format", "json", "--all"]),
+    )?;
+    let line: serde_json::Value = serde_json::from_slice(&all.stdout)?;
+    ensure!(
+        line["runId"] == holder && line["rowsOf"] == "project" && line["items"] == 3,
+        "{line}"
+    );
+    let all_csv = synmigrate(
+        &stack,
+        &table,
+        &for_migration("report", "7001", &["--format", "csv", "--all"]),
+    )?;
+    ensure!(
+        text(&all_csv.stdout).lines().count() == 4,
+        "{}",
+        text(&all_csv.stdout)
+    );
 
     let table_report = synmigrate(
         &stack,
@@ -268,6 +302,25 @@ fn status_and_report_read_the_state_table() -> anyhow::Result<()> {
     let out = text(&table_report.stdout);
     ensure!(out.contains("syn1001.1  MIGRATED"), "{out}");
     ensure!(out.contains("EMPTY_FILE"), "{out}");
+    ensure!(!out.contains("syn1003.1"), "{out}");
+
+    // A state machine that cannot be asked does not keep the report from the state table.
+    let elsewhere = "arn:aws:states:us-east-1:123456789012:stateMachine:elsewhere";
+    let unasked = synmigrate(
+        &stack,
+        &[
+            ("SYNMIGRATE_TABLE", TABLE),
+            ("SYNMIGRATE_STATE_MACHINE_ARN", elsewhere),
+        ],
+        &for_migration("report", "7001", &[]),
+    )?;
+    expect_exit(&unasked, 0, "report without Step Functions")?;
+    ensure!(
+        text(&unasked.stdout).contains("syn1003.1  INDEXED")
+            && text(&unasked.stderr).contains("Step Functions not asked"),
+        "{}",
+        text(&unasked.stderr)
+    );
 
     // A run with failures: the report says so, and the exit code is 1.
     let failed = synmigrate(
@@ -357,7 +410,35 @@ fn start_is_idempotent_per_window_and_watch_follows_to_the_end() -> anyhow::Resu
     let second_arn = text(&again.stdout).trim().to_owned();
     if same_window {
         ensure!(second_arn == arn, "{second_arn} != {arn}");
+        let said = text(&again.stderr);
+        ensure!(
+            said.starts_with(&format!(
+                "Not started: execution {name} of this time window already exists ("
+            )) && said.contains("showing it"),
+            "{said}"
+        );
     }
+    // A name given explicitly is not the window's; it is handed on the same way.
+    let named = synmigrate(
+        &stack,
+        &env,
+        &[&start[..], &["--execution-name", &name]].concat(),
+    )?;
+    expect_exit(&named, 0, "start --execution-name of an existing execution")?;
+    ensure!(text(&named.stdout).trim() == arn, "{}", text(&named.stdout));
+    ensure!(
+        text(&named.stderr).starts_with(&format!("Not started: execution {name} already exists (")),
+        "{}",
+        text(&named.stderr)
+    );
+    // Other options under that name: refused, rather than handing on the first execution.
+    let other = synmigrate(
+        &stack,
+        &env,
+        &for_migration("start", "7001", &["--execution-name", &name]),
+    )?;
+    expect_usage_error(&other, &["Not started: execution", "with another input"])?;
+    ensure!(other.stdout.is_empty(), "{}", text(&other.stdout));
     let executions = runtime.block_on(async {
         let sfn = aws_sdk_sfn::Client::new(&stack.sdk_config().await);
         let listed = sfn
@@ -433,29 +514,29 @@ fn start_is_idempotent_per_window_and_watch_follows_to_the_end() -> anyhow::Resu
     let (out, err) = (text(&watched.stdout), text(&watched.stderr));
     expect_exit(&watched, 0, "watch")?;
     ensure!(
-        out.contains(&format!("Execution {name}: SUCCEEDED")),
-        "{out}"
-    );
-    ensure!(
-        out.contains("Run SUCCEEDED: 2 indexed, 2 migrated"),
+        out == format!(
+            "Succeeded\nRun {name}: 2 indexed, 2 migrated, 0 skipped, 0 already migrated, 0 \
+             errored; 8.00 KiB copied\n"
+        ),
         "{out}"
     );
     // Not a terminal: plain progress lines with the plan's totals.
     ensure!(err.contains("files 2/2 · 8.00 KiB/8.00 KiB"), "{err}");
 
-    // By project: the newest execution (the --window 0 one), which has no run.
+    // By project: the newest execution (the --window 0 one), which succeeded without a run.
     let newest = synmigrate(
         &stack,
         &env,
         &for_migration("watch", "7001", &["--interval", "0.2"]),
     )?;
+    expect_exit(&newest, 1, "watch of an execution without a run")?;
     let out = text(&newest.stdout);
     let fresh_name = fresh_arn.rsplit(':').next().unwrap_or_default();
     ensure!(
-        out.contains(&format!("Execution {fresh_name}: SUCCEEDED")),
+        out.starts_with("Succeeded without recording a run in this state table")
+            && out.contains(&format!("No run {fresh_name} in the state table")),
         "{out}"
     );
-    ensure!(out.contains("No run was recorded"), "{out}");
 
     let missing = synmigrate(
         &stack,
@@ -463,6 +544,111 @@ fn start_is_idempotent_per_window_and_watch_follows_to_the_end() -> anyhow::Resu
         &["watch", "--execution", &format!("{arn}-missing")],
     )?;
     expect_usage_error(&missing, &["does not exist"])?;
+    Ok(())
+}
+
+/// A state machine whose every execution fails at once, as one whose Init refuses the input.
+const INIT_FAILS_MACHINE: &str = r#"{"StartAt":"InitFailed","States":{"InitFailed":{
+    "Type":"Fail","Error":"Fatal.Forbidden","Cause":"the token's user may not edit syn1000"}}}"#;
+
+/// Waits until the execution has ended.
+async fn ended(sfn: &aws_sdk_sfn::Client, arn: &str) -> anyhow::Result<()> {
+    for _ in 0..100 {
+        let described = sfn.describe_execution().execution_arn(arn).send().await?;
+        if described.status != ExecutionStatus::Running {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    anyhow::bail!("{arn} still runs")
+}
+
+#[test]
+fn watch_and_report_say_why_init_failed() -> anyhow::Result<()> {
+    let stack = AwsStack::start()?;
+    let runtime = tokio::runtime::Runtime::new()?;
+    let migration = MigrationKey::new("syn1000", 7003)?;
+    let earlier_run = "syn1000-7003-20200101T0000";
+    let (machine, store, sfn) = runtime.block_on(async {
+        let config = stack.sdk_config().await;
+        let sfn = aws_sdk_sfn::Client::new(&config);
+        let machine = sfn
+            .create_state_machine()
+            .name("synmigrate-cli-init-fails")
+            .definition(INIT_FAILS_MACHINE)
+            .role_arn("arn:aws:iam::123456789012:role/synmigrate-cli-test")
+            .send()
+            .await?
+            .state_machine_arn;
+        let dynamo = aws_sdk_dynamodb::Client::new(&config);
+        create_table(&dynamo, TABLE).await?;
+        let store = DynamoStore::new(dynamo, TABLE);
+        // An earlier run that went well: not what the newest execution did.
+        seed_run(&store, &migration, earlier_run, &[], RunStatus::Succeeded).await?;
+        anyhow::Ok((machine, store, sfn))
+    })?;
+    let env = [
+        ("SYNMIGRATE_STATE_MACHINE_ARN", machine.as_str()),
+        ("SYNMIGRATE_TABLE", TABLE),
+        ("SYNMIGRATE_BUCKET", BUCKET),
+    ];
+    let started = synmigrate(&stack, &env, &for_migration("start", "7003", &[]))?;
+    expect_exit(&started, 0, "start")?;
+    let arn = text(&started.stdout).trim().to_owned();
+    let name = arn.rsplit(':').next().unwrap_or_default().to_owned();
+    runtime.block_on(ended(&sfn, &arn))?;
+    let failure = "Failed: Fatal.Forbidden: the token's user may not edit syn1000";
+
+    let watched = synmigrate(&stack, &env, &["watch", "--execution", &arn])?;
+    expect_exit(&watched, 1, "watch of a failed execution")?;
+    ensure!(
+        text(&watched.stdout) == format!("{failure}\nNo run {name} in the state table\n"),
+        "{}",
+        text(&watched.stdout)
+    );
+
+    // No run record: the report gives the execution's error and cause, and the run before it.
+    let report = synmigrate(&stack, &env, &for_migration("report", "7003", &[]))?;
+    expect_exit(&report, 1, "report after a failed Init")?;
+    let out = text(&report.stdout);
+    ensure!(
+        out.contains(&format!(
+            "execution {name} has recorded no run\n{failure}\n"
+        )) && out.contains(&format!("The newest run recorded is {earlier_run}")),
+        "{out}"
+    );
+    let json = synmigrate(
+        &stack,
+        &env,
+        &for_migration("report", "7003", &["--format", "json"]),
+    )?;
+    expect_exit(&json, 1, "json report after a failed Init")?;
+    ensure!(json.stdout.is_empty(), "{}", text(&json.stdout));
+    ensure!(
+        text(&json.stderr).contains(failure),
+        "{}",
+        text(&json.stderr)
+    );
+    // The run before it is still reported by name.
+    let earlier = synmigrate(
+        &stack,
+        &env,
+        &for_migration("report", "7003", &["--run", earlier_run]),
+    )?;
+    expect_exit(&earlier, 0, "report of the earlier run")?;
+
+    // Init opened the run before failing, and CloseInit marked it FAILED: the report shows the run
+    // with the execution's error.
+    runtime.block_on(seed_run(&store, &migration, &name, &[], RunStatus::Failed))?;
+    let report = synmigrate(&stack, &env, &for_migration("report", "7003", &[]))?;
+    expect_exit(&report, 1, "report of a run failed at Init")?;
+    let out = text(&report.stdout);
+    ensure!(
+        out.starts_with(&format!(
+            "Migration syn1000 -> storage location 7003, run {name} (FAILED)\n"
+        )) && out.contains(&format!("Execution: {failure}\n")),
+        "{out}"
+    );
     Ok(())
 }
 

@@ -19,7 +19,8 @@ use synmigrate_cli::error::{EXIT_FAILURES, EXIT_OK, EXIT_SERVICE, EXIT_USAGE};
 use synmigrate_cli::naming::{
     check_execution_name, execution_arn, execution_name, execution_name_of, window_start,
 };
-use synmigrate_cli::render::{self, Planned, Progress, RunReport};
+use synmigrate_cli::outcome::Outcome;
+use synmigrate_cli::render::{self, Planned, Progress, Rates, RunReport, Sample};
 use synmigrate_cli::{Cli, CliError, Verdict};
 
 use crate::common::item_record;
@@ -175,6 +176,36 @@ fn watch_names_an_aligned_runs_folder_list() {
     let one_destination = serde_json::json!({"reportBucket": "artifacts"}).to_string();
     assert_eq!(render::folder_list_line(Some(&one_destination)), None);
     assert_eq!(render::folder_list_line(None), None);
+}
+
+#[test]
+fn start_says_plainly_when_it_starts_nothing() {
+    let existing = render::ExistingExecution {
+        name: "syn1-7001-20261121T0600",
+        status: "RUNNING",
+        started_at: NOW,
+        of_window: true,
+        same_input: true,
+    };
+    assert_eq!(
+        render::not_started(&existing),
+        "Not started: execution syn1-7001-20261121T0600 of this time window already exists \
+         (RUNNING, started 2026-11-21T06:36:40Z); showing it (its ARN follows). --window 0 or \
+         --execution-name starts a new one."
+    );
+    let named = render::ExistingExecution {
+        of_window: false,
+        same_input: false,
+        ..existing
+    };
+    let text = render::not_started(&named);
+    assert!(
+        text.starts_with(
+            "Not started: execution syn1-7001-20261121T0600 already exists (RUNNING, started"
+        ) && text.contains("with another input")
+            && !text.contains("showing it"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -371,6 +402,8 @@ fn sample_report(items: &[ItemRecord]) -> RunReport {
             2048,
             RunStatus::Failed,
         ),
+        outcome: None,
+        all_rows: false,
         totals,
         orphaned_copies: vec![CopyRecord {
             source_file_handle_id: "100".into(),
@@ -412,6 +445,8 @@ fn report_json_is_one_line_of_counts() {
     assert_eq!(json["items"], 3);
     assert_eq!(json["migratedBytes"], 2048);
     assert_eq!(json["orphanedCopies"], 1);
+    assert_eq!(json["rowsOf"], "run");
+    assert_eq!(json["outcome"], serde_json::Value::Null);
     assert!(render::run_failed(&report.run));
 }
 
@@ -431,7 +466,8 @@ fn report_table() {
     );
     assert_eq!(
         lines[3],
-        "All items: 3 (MIGRATED 1, SKIPPED 1, ERRORED 1); 2.00 KiB migrated"
+        "Rows of run syn1-7001-20261121T0600 (--all for the whole project's): 3 (MIGRATED 1, \
+         SKIPPED 1, ERRORED 1); 2.00 KiB migrated"
     );
     assert_eq!(
         lines[5],
@@ -464,6 +500,70 @@ fn report_table() {
 }
 
 #[test]
+fn a_report_says_whose_rows_and_how_the_execution_ended() {
+    let items = sample_items();
+    let report = RunReport {
+        all_rows: true,
+        outcome: Some(Outcome::Failed {
+            error: Some("Fatal.ItemsFailed".into()),
+            cause: Some("items are ERRORED".into()),
+        }),
+        ..sample_report(&items)
+    };
+    let table = render::report_table(&report, &items);
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(
+        lines[2],
+        "Execution: Failed: Fatal.ItemsFailed: items are ERRORED"
+    );
+    assert!(
+        lines[4].starts_with("Rows of the whole project (every run): 3 (MIGRATED 1"),
+        "{table}"
+    );
+    let json: serde_json::Value = serde_json::from_str(&render::report_json(&report)).unwrap();
+    assert_eq!(json["rowsOf"], "project");
+    assert_eq!(
+        json["outcome"],
+        "Failed: Fatal.ItemsFailed: items are ERRORED"
+    );
+}
+
+#[test]
+fn a_report_of_an_execution_without_a_run_says_why() {
+    let failed = Outcome::Failed {
+        error: Some("Fatal.Forbidden".into()),
+        cause: Some("you may not edit syn1".into()),
+    };
+    assert_eq!(
+        render::report_without_run(
+            "syn1",
+            Some(7001),
+            "syn1-7001-20261121T0700",
+            &failed,
+            Some("syn1-7001-20261121T0600")
+        ),
+        "Migration syn1 -> storage location 7001: execution syn1-7001-20261121T0700 has \
+         recorded no run\n\
+         Failed: Fatal.Forbidden: you may not edit syn1\n\
+         The newest run recorded is syn1-7001-20261121T0600 (`--run syn1-7001-20261121T0600` \
+         reports it)\n"
+    );
+    let first =
+        render::report_without_run("syn1", None, "syn1-aligned-20261121T0700", &failed, None);
+    assert_eq!(first.lines().count(), 2, "{first}");
+}
+
+fn copying(files_done: i64, bytes_done: i64, planned: Planned) -> Progress {
+    let counters = RunCounters {
+        by_status: BTreeMap::from([(StatusName::Migrated, files_done)]),
+        bytes_copied: bytes_done,
+    };
+    Progress::new(&counters, Some(planned))
+}
+
+const MIB: u64 = 1024 * 1024;
+
+#[test]
 fn progress_lines() {
     let counters = RunCounters {
         by_status: BTreeMap::from([
@@ -475,46 +575,109 @@ fn progress_lines() {
         bytes_copied: 300 * 1024 * 1024,
     };
     let indexing = Progress::new(&counters, None);
-    assert_eq!(indexing.message(None), "indexing: 10 file versions found");
+    assert_eq!(
+        indexing.message(Rates::default()),
+        "indexing: 10 file versions found"
+    );
     let planned = Planned {
         files: 8,
-        bytes: 1024 * 1024 * 1024,
+        bytes: 1024 * MIB,
     };
     let copying = Progress::new(&counters, Some(planned));
     assert_eq!(copying.files_done, 4);
     assert_eq!(copying.failures, 1);
     assert_eq!(
-        copying.message(None),
+        copying.message(Rates::default()),
         "files 4/8 · 300.00 MiB/1.00 GiB · failures 1"
     );
-    let rate = 10.0 * 1024.0 * 1024.0;
-    assert_eq!(copying.eta(rate).map(|eta| eta.as_secs()), Some(72));
+    // 4 files and 300 MiB in 30 seconds: 724 MiB left take 72 seconds, 4 files 30.
+    let rates = render::rates(
+        Sample {
+            at: Duration::from_secs(10),
+            files: 0,
+            bytes: 0,
+        },
+        copying.sample(Duration::from_secs(40)),
+    );
+    assert_eq!(rates.bytes_per_second, Some(10.0 * MIB as f64));
+    assert_eq!(copying.eta(rates).map(|eta| eta.as_secs()), Some(72));
     assert_eq!(
-        copying.message(Some(rate)),
-        "files 4/8 · 300.00 MiB/1.00 GiB · 10.00 MiB/s · ETA 72 seconds · failures 1"
+        copying.message(rates),
+        "files 4/8 · 300.00 MiB/1.00 GiB · 10.00 MiB/s · 0.1 files/s · ETA 72 seconds · failures 1"
     );
     // The bar shows the files itself; its text carries the rest.
     assert_eq!(
-        copying.detail(Some(rate)),
-        "300.00 MiB/1.00 GiB · 10.00 MiB/s · ETA 72 seconds · failures 1"
+        copying.detail(rates),
+        "300.00 MiB/1.00 GiB · 10.00 MiB/s · 0.1 files/s · ETA 72 seconds · failures 1"
     );
     let nothing = Progress::new(
         &RunCounters::default(),
         Some(Planned { files: 0, bytes: 0 }),
     );
-    assert_eq!(nothing.message(None), "nothing to copy");
+    assert_eq!(nothing.message(Rates::default()), "nothing to copy");
+}
+
+#[test]
+fn rates_count_files_and_bytes_apart() {
+    let at = |seconds, files, bytes| Sample {
+        at: Duration::from_secs(seconds),
+        files,
+        bytes,
+    };
     assert_eq!(
-        render::rate((Duration::from_secs(2), 100), (Duration::from_secs(6), 500)),
-        Some(100.0)
+        render::rates(at(2, 1, 100), at(6, 3, 500)),
+        Rates {
+            files_per_second: Some(0.5),
+            bytes_per_second: Some(100.0)
+        }
+    );
+    // What did not move has no rate (yet), nor has anything without time passing.
+    assert_eq!(
+        render::rates(at(2, 1, 100), at(6, 1, 500)),
+        Rates {
+            files_per_second: None,
+            bytes_per_second: Some(100.0)
+        }
     );
     assert_eq!(
-        render::rate((Duration::from_secs(2), 100), (Duration::from_secs(6), 100)),
-        None
+        render::rates(at(2, 1, 100), at(2, 3, 200)),
+        Rates::default()
     );
+}
+
+#[test]
+fn the_eta_is_the_slower_of_files_and_bytes() {
+    let planned = Planned {
+        files: 100,
+        bytes: 1000 * MIB,
+    };
+    let per_second = |files: f64, bytes: f64| Rates {
+        files_per_second: Some(files),
+        bytes_per_second: Some(bytes * MIB as f64),
+    };
+    // The biggest files went first: bytes are nearly done, files are not.
+    let big_first = copying(10, 900 * MIB as i64, planned);
+    // 90 files at 0.1/s: 900 seconds; 100 MiB at 10 MiB/s: 10 seconds.
     assert_eq!(
-        render::rate((Duration::from_secs(2), 100), (Duration::from_secs(2), 200)),
-        None
+        big_first.eta(per_second(0.1, 10.0)),
+        Some(Duration::from_secs(900))
     );
+    // The other way round: 90 files at 1/s, 900 MiB at 2 MiB/s.
+    let small_first = copying(10, 100 * MIB as i64, planned);
+    assert_eq!(
+        small_first.eta(per_second(1.0, 2.0)),
+        Some(Duration::from_secs(450))
+    );
+    // One rate alone gives the ETA; none gives none.
+    let files_only = Rates {
+        files_per_second: Some(1.0),
+        bytes_per_second: None,
+    };
+    assert_eq!(small_first.eta(files_only), Some(Duration::from_secs(90)));
+    assert_eq!(small_first.eta(Rates::default()), None);
+    assert!(big_first
+        .message(per_second(0.1, 10.0))
+        .contains("ETA 15 minutes"));
 }
 
 #[test]

@@ -4,3 +4,4 @@
 mod against_moto;
 mod common;
 mod format;
+mod outcome;
