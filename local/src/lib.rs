@@ -24,12 +24,21 @@ use synmigrate::state::dynamo::create_table;
 use synmigrate::synapse::SynapseToken;
 use synmigrate_testkit::{workspace_root, AwsStack, FunctionSpec, LambdaHost, StackOptions};
 
+mod notifications;
+pub use notifications::{Inbox, Mail};
+
 /// Where moto's Lambda ARNs point (moto's default account and the stack's region).
 const ACCOUNT_ID: &str = "123456789012";
 const STATE_MACHINE: &str = "synmigrate-migration";
 const TABLE: &str = "synmigrate-state";
 const BUCKET: &str = "synmigrate-artifacts";
 const QUEUE: &str = "synmigrate-failures";
+/// Where the state machine publishes the end of each execution (`template.yaml`: the default
+/// bus and the stack's topic).
+pub const EVENT_BUS: &str = "default";
+/// The secret holding the Synapse token, and the variable naming it (`template.yaml`'s).
+const TOKEN_SECRET: &str = "synmigrate/synapse-token";
+const TOKEN_SECRET_ARN_ENV: &str = "SYNAPSE_TOKEN_SECRET_ARN";
 /// How long the simulator may take to finish its in-flight requests at shutdown.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// How often [`LocalDeployment::wait_for_execution`] looks.
@@ -111,6 +120,9 @@ pub struct LocalOptions {
     /// `Some(dir)`, cargo-lambda's layout `dir/<binary>/bootstrap` (the release builds
     /// `sam build` deploys, in `target/lambda`).
     pub lambda_build_dir: Option<PathBuf>,
+    /// Where the functions' output goes, one `<function>.log` each (as Lambda's log groups);
+    /// `None`: this process's own.
+    pub log_dir: Option<PathBuf>,
 }
 
 impl Default for LocalOptions {
@@ -124,6 +136,7 @@ impl Default for LocalOptions {
             rust_log: "warn".to_owned(),
             function_env: Vec::new(),
             lambda_build_dir: None,
+            log_dir: None,
         }
     }
 }
@@ -179,6 +192,7 @@ pub struct LocalDeployment {
     sdk: SdkConfig,
     state_machine_arn: String,
     queue_url: String,
+    inbox: Inbox,
     project_id: Option<String>,
     destination_id: Option<i64>,
 }
@@ -313,6 +327,18 @@ impl LocalDeployment {
             .state_machine_arn()
             .to_owned();
 
+        let inbox = notifications::Inbox::set_up(&sdk).await?;
+        // As deployed, the functions read the token from Secrets Manager.
+        let secret_arn = aws_sdk_secretsmanager::Client::new(&sdk)
+            .create_secret()
+            .name(TOKEN_SECRET)
+            .secret_string(token)
+            .send()
+            .await
+            .map_err(aws("creating the token secret"))?
+            .arn()
+            .unwrap_or_default()
+            .to_owned();
         let mut env = stack.env_vars();
         env.extend(
             [
@@ -326,8 +352,7 @@ impl LocalDeployment {
                     settings_env::MAX_SYNAPSE_RPM,
                     options.max_synapse_rpm.to_string(),
                 ),
-                // The functions' environment is no file and no log line; nothing prints it.
-                (synmigrate::synapse::TOKEN_ENV_VAR, token),
+                (TOKEN_SECRET_ARN_ENV, secret_arn),
                 ("RUST_LOG", options.rust_log.clone()),
             ]
             .into_iter()
@@ -344,6 +369,9 @@ impl LocalDeployment {
         }
         env.extend(options.function_env.iter().cloned());
         host.set_env(env);
+        if let Some(dir) = &options.log_dir {
+            host.log_to(dir);
+        }
 
         Ok(Self {
             synapse,
@@ -352,6 +380,7 @@ impl LocalDeployment {
             sdk,
             state_machine_arn,
             queue_url,
+            inbox,
             project_id,
             destination_id,
         })
@@ -399,6 +428,11 @@ impl LocalDeployment {
 
     pub fn queue_url(&self) -> &str {
         &self.queue_url
+    }
+
+    /// Where the notifications of the executions' ends arrive.
+    pub fn inbox(&self) -> &Inbox {
+        &self.inbox
     }
 
     /// The seeded project (the fixture's first), or the one [`ExternalSynapse`] names.
@@ -563,6 +597,8 @@ pub fn definition() -> Result<String, LocalError> {
         );
     }
     text = text.replace("${ArtifactsBucketName}", BUCKET);
+    text = text.replace("${EventBusName}", EVENT_BUS);
+    text = text.replace("${NotificationTopicArn}", &notifications::topic_arn());
     if let Some(at) = text.find("${") {
         let rest: String = text[at..].chars().take(40).collect();
         return Err(LocalError::Definition(format!(

@@ -16,6 +16,7 @@ use crate::config::MigrationOptions;
 use crate::copy::parts::BatchBudget;
 use crate::copy::verify::{Verifier, VerifyLimits};
 use crate::copy::{DirectEngine, EngineConfig, Engines, SynapseEngine};
+use crate::metrics::Recorder;
 use crate::stages::plan::units::UnitLimits;
 use crate::state::{EpochSeconds, MigrationKey, StateStore};
 use crate::synapse::SynapseClient;
@@ -132,6 +133,8 @@ pub struct Services {
     /// Proves finished copies at the run's `verify` level.
     pub verifier: Verifier,
     pub tuning: Tuning,
+    /// What the stages did in the current invocation, for its metrics (see [`crate::metrics`]).
+    pub metrics: Recorder,
     /// The fleet-wide Synapse budget of the run this process serves now (see [`crate::budget`]).
     run_budget: Mutex<Option<Arc<FleetBudget>>>,
     /// Test-only switches (the `fault-injection` feature).
@@ -159,6 +162,7 @@ impl Services {
             bucket: bucket.into(),
             engines,
             tuning,
+            metrics: Recorder::default(),
             run_budget: Mutex::new(None),
             #[cfg(feature = "fault-injection")]
             faults: FaultHooks::default(),

@@ -84,6 +84,7 @@ pub mod error;
 mod error_types;
 pub mod index;
 pub mod manifest;
+pub mod metrics;
 pub mod plan;
 pub mod report;
 pub mod runner;

@@ -75,6 +75,9 @@ struct Function {
     spec: FunctionSpec,
     /// The environment of processes started from now on (see [`LambdaHost::set_env`]).
     env: Mutex<Vec<(String, String)>>,
+    /// The file its processes' standard output and error go to (see [`LambdaHost::log_to`]);
+    /// `None`: the host's own.
+    log_file: Mutex<Option<PathBuf>>,
     queue: mpsc::UnboundedSender<Invocation>,
     next: AsyncMutex<mpsc::UnboundedReceiver<Invocation>>,
     waiting: Mutex<HashMap<String, oneshot::Sender<Outcome>>>,
@@ -92,6 +95,16 @@ struct Process {
     /// The request id of the invocation this process is working on.
     holds: Mutex<Option<String>>,
     server: JoinHandle<()>,
+}
+
+/// Standard output and error appending to the file at `path`.
+fn log_outputs(path: &std::path::Path) -> anyhow::Result<(Stdio, Stdio)> {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .with_context(|| format!("opening the log file {}", path.display()))?;
+    Ok((Stdio::from(file.try_clone()?), Stdio::from(file)))
 }
 
 /// Restarts of a function whose processes keep exiting before the host gives up on its events.
@@ -147,6 +160,10 @@ impl Function {
             return Ok(());
         }
         let env = self.env.lock().expect("env lock").clone();
+        let (stdout, stderr) = match self.log_file.lock().expect("log file lock").as_deref() {
+            Some(path) => log_outputs(path)?,
+            None => (Stdio::inherit(), Stdio::inherit()),
+        };
         let child = Command::new(&self.spec.binary)
             .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env("AWS_LAMBDA_RUNTIME_API", &runtime_api)
@@ -159,8 +176,8 @@ impl Function {
             )
             .env("AWS_LAMBDA_LOG_STREAM_NAME", "local")
             .stdin(Stdio::null())
-            .stdout(Stdio::inherit())
-            .stderr(Stdio::inherit())
+            .stdout(stdout)
+            .stderr(stderr)
             .kill_on_drop(true)
             .spawn()
             .with_context(|| {
@@ -277,6 +294,7 @@ impl LambdaHost {
             let function = Arc::new(Function {
                 spec: spec.clone(),
                 env: Mutex::new(env.clone()),
+                log_file: Mutex::new(None),
                 queue,
                 next: AsyncMutex::new(receiver),
                 waiting: Mutex::new(HashMap::new()),
@@ -312,6 +330,16 @@ impl LambdaHost {
     pub fn set_env(&self, env: Vec<(String, String)>) {
         for function in self.functions.values() {
             *function.env.lock().expect("env lock") = env.clone();
+        }
+    }
+
+    /// Sends the output of every function's processes started from now on to `dir/<name>.log`
+    /// (appended), as Lambda sends it to the function's log group: tests read what the
+    /// functions logged.
+    pub fn log_to(&self, dir: &std::path::Path) {
+        for (name, function) in &self.functions {
+            *function.log_file.lock().expect("log file lock") =
+                Some(dir.join(format!("{name}.log")));
         }
     }
 

@@ -1,6 +1,7 @@
 //! What every synmigrate Lambda shares: [`run`], which starts a function's runtime around its
-//! handler; JSON tracing; the [`Services`] built once per container (cold start); and the mapping
-//! of errors to the stable error names the state machine's `Retry`/`Catch` blocks match on.
+//! handler; logging that follows Lambda's controls ([`logging`]); each invocation's metrics in the
+//! embedded metric format (`synmigrate::metrics`); the [`Services`] built once per container
+//! (cold start); and the mapping of errors to the stable error names the state machine's `Retry`/`Catch` blocks match on.
 //!
 //! A function is a library holding its handler, `async fn(&State, Event) -> Result<Reply,
 //! FunctionError>` with its unit tests beside it, and a `main.rs` that hands the handler to
@@ -21,6 +22,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use synmigrate::config::Settings;
 use synmigrate::error::types;
+use synmigrate::metrics;
 use synmigrate::stages::{Services, Tuning};
 use synmigrate::state::dynamo::DynamoStore;
 use synmigrate::synapse::{
@@ -50,7 +52,13 @@ pub mod env {
     pub const COPY_OBJECT_THRESHOLD: &str = "SYNMIGRATE_COPY_OBJECT_THRESHOLD";
     /// The highest `maxConcurrency` Init accepts (template parameter `MaxConcurrencyCeiling`).
     pub const MAX_CONCURRENCY_CEILING: &str = "SYNMIGRATE_MAX_CONCURRENCY_CEILING";
+    /// The CloudWatch namespace of the functions' metrics (the template: one per stack).
+    pub const METRICS_NAMESPACE: &str = "SYNMIGRATE_METRICS_NAMESPACE";
+    /// Set by Lambda: the function's name, the metrics' `FunctionName` dimension.
+    pub const FUNCTION_NAME: &str = "AWS_LAMBDA_FUNCTION_NAME";
 }
+
+pub mod logging;
 
 /// Errors of the function layer: the library's, or the deployment's configuration.
 #[derive(Debug, thiserror::Error)]
@@ -90,17 +98,25 @@ pub trait ColdStart: Sized {
     /// Builds the state from the AWS configuration and the environment; an error ends the cold
     /// start.
     fn cold_start(sdk: &SdkConfig) -> impl Future<Output = Result<Self, FunctionError>>;
+
+    /// The services whose counts become each invocation's metrics.
+    fn services(&self) -> &Services;
 }
 
 impl ColdStart for Services {
     async fn cold_start(sdk: &SdkConfig) -> Result<Self, FunctionError> {
         services(sdk).await
     }
+
+    fn services(&self) -> &Services {
+        self
+    }
 }
 
-/// Runs a function: JSON tracing, its state built once per container ([`ColdStart`]), then
-/// `handler` for every event, its errors reported under their stable names ([`FunctionError`]).
-/// Returns when the runtime stops, or at once with the cold start's error.
+/// Runs a function: logging ([`logging`]), its state built once per container ([`ColdStart`]),
+/// then `handler` for every event, its errors reported under their stable names
+/// ([`FunctionError`]) and what it did printed as metrics ([`emit_metrics`]). Returns when the
+/// runtime stops, or at once with the cold start's error.
 pub async fn run<S, E, R, H>(handler: H) -> Result<(), lambda_runtime::Error>
 where
     S: ColdStart,
@@ -108,14 +124,34 @@ where
     R: Serialize,
     H: AsyncFn(&S, E) -> Result<R, FunctionError>,
 {
-    init_tracing();
+    logging::LogSettings::from_env(|name| std::env::var(name).ok()).init();
     let sdk = sdk_config().await;
     let state = &S::cold_start(&sdk).await?;
     let handler = &handler;
+    let namespace = &std::env::var(env::METRICS_NAMESPACE)
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+        .unwrap_or_else(|| metrics::DEFAULT_NAMESPACE.to_owned());
+    let function = &std::env::var(env::FUNCTION_NAME).unwrap_or_default();
     lambda_runtime::run(service_fn(move |event: LambdaEvent<E>| async move {
-        handler(state, event.payload).await
+        let result = handler(state, event.payload).await;
+        emit_metrics(state.services(), namespace, function);
+        result
     }))
     .await
+}
+
+/// Prints what the invocation did as EMF lines on stdout, where CloudWatch Logs extracts them,
+/// and resets the counts for the next invocation (a failed one's count too).
+pub fn emit_metrics(services: &Services, namespace: &str, function: &str) {
+    let tally = services.metrics.take();
+    let requests = services.synapse.take_request_counts();
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    for document in metrics::emf_documents(namespace, function, &tally, &requests, now_ms) {
+        println!("{document}");
+    }
 }
 
 /// Parses `json` as the event `handler` takes, as [`run`] does with each invocation's payload:
@@ -136,18 +172,6 @@ pub fn untagged_event<T: DeserializeOwned>(json: &str) -> serde_json::Result<T> 
         object.remove("stage");
     }
     serde_json::from_value(value)
-}
-
-/// JSON log lines filtered by `RUST_LOG` (default `info`), as CloudWatch Logs reads them best.
-pub fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(filter)
-        .with_target(false)
-        .with_current_span(false)
-        .init();
 }
 
 /// The AWS configuration of the function (region, credentials, `AWS_ENDPOINT_URL`).

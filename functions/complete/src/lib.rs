@@ -41,6 +41,10 @@ impl ColdStart for Complete {
             queue_url: synmigrate_lambda::failure_queue_url()?,
         })
     }
+
+    fn services(&self) -> &Services {
+        &self.services
+    }
 }
 
 pub async fn handle(function: &Complete, event: Event) -> Result<Reply, FunctionError> {

@@ -1,9 +1,13 @@
 //! Lambda `synmigrate-report`: `{"stage": "report", ...}` counts the items, writes the CSV report
 //! to S3, closes the run and releases the project lock (its [`Summary`] is the run's output);
-//! `{"stage": "closeRun", ...}` (the Catch of Init and Report) closes a run that failed for good.
+//! `{"stage": "closeRun", ...}` (the Catch of Init and Report) closes a run that failed for good;
+//! `{"stage": "notify", ...}` words the notification of an execution's end, which the state
+//! machine publishes.
 
 use serde::{Deserialize, Serialize};
-use synmigrate::stages::{self, CloseRunInput, CloseRunOutput, ReportInput, Services, Summary};
+use synmigrate::stages::{
+    self, CloseRunInput, CloseRunOutput, Notification, NotifyInput, ReportInput, Services, Summary,
+};
 use synmigrate_lambda::FunctionError;
 
 /// What the state machine sends: the stage's input, tagged with the stage.
@@ -12,6 +16,7 @@ use synmigrate_lambda::FunctionError;
 pub enum Event {
     Report(Box<ReportInput>),
     CloseRun(CloseRunInput),
+    Notify(Box<NotifyInput>),
 }
 
 /// The stage's output as it is (no tag).
@@ -20,12 +25,14 @@ pub enum Event {
 pub enum Reply {
     Report(Box<Summary>),
     CloseRun(CloseRunOutput),
+    Notify(Box<Notification>),
 }
 
 pub async fn handle(services: &Services, event: Event) -> Result<Reply, FunctionError> {
     Ok(match event {
         Event::Report(input) => Reply::Report(Box::new(stages::report(services, *input).await?)),
         Event::CloseRun(input) => Reply::CloseRun(stages::close_run(services, input).await?),
+        Event::Notify(input) => Reply::Notify(Box::new(stages::notify(*input))),
     })
 }
 

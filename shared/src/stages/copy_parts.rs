@@ -1,12 +1,14 @@
 //! Stage 5, CopyParts (per part batch): copies one batch of a big file's parts with bounded
 //! concurrency.
 
+use std::time::Instant;
+
 use serde::{Deserialize, Serialize};
 
 use super::unit::UnitCtx;
 use super::CopyJob;
 use crate::context::{now, RunContext, Services};
-use crate::copy::parts::PartBatch;
+use crate::copy::parts::{PartBatch, PartPlan};
 use crate::state::CopyStatus;
 use crate::{Error, Result};
 
@@ -58,13 +60,29 @@ pub async fn copy_parts(services: &Services, input: CopyPartsInput) -> Result<Co
         .filter(|n| *n <= state.part_count())
         .collect();
     let request = input.job.request(ctx.destination()?);
+    let started = Instant::now();
     services
         .engines
         .for_state(&state)
         .copy_parts(&request, &state, &parts)
         .await?;
+    services
+        .metrics
+        .batch(parts_bytes(&input.job, &parts), started.elapsed());
     Ok(CopyPartsOutput {
         source_file_handle_id: source_id,
         parts: parts.len() as u32,
+    })
+}
+
+/// The bytes of `parts` of the job's source (0 if its size and part size make no plan).
+fn parts_bytes(job: &CopyJob, parts: &[u32]) -> u64 {
+    let size = job.source.content_size.unwrap_or_default();
+    PartPlan::new(size, job.part_size).map_or(0, |plan| {
+        parts
+            .iter()
+            .filter_map(|n| plan.part(*n))
+            .map(|part| part.size())
+            .sum()
     })
 }

@@ -11,6 +11,7 @@
 //! | [`record_failure()`] | `record_failure.rs` |
 //! | [`report()`] | `report/mod.rs`, the CSV rows in `report/csv.rs` |
 //! | [`close_run()`] (when Report failed) | `close_run.rs` |
+//! | [`notify()`] (every end of an execution; words, sends nothing) | `notify.rs` |
 //!
 //! The per-unit stages share their view of a unit ([`unit`]); every stage shares
 //! [`crate::context`] (services, tuning, run context, clock).
@@ -32,6 +33,7 @@ pub mod complete;
 pub mod copy_parts;
 pub mod index;
 pub mod init;
+pub mod notify;
 pub mod plan;
 pub mod record_failure;
 pub mod report;
@@ -50,6 +52,7 @@ pub use copy_parts::{copy_parts, CopyPartsInput, CopyPartsOutput};
 pub use index::{index, IndexInput, IndexOutput};
 pub(crate) use init::release_lock;
 pub use init::{init, InitInput};
+pub use notify::{notify, Notification, NotifyInput};
 pub use plan::{plan, read_manifest, PlanInput, PlanOutput};
 pub use record_failure::{
     failure_message, record_failure, RecordFailureInput, RecordFailureOutput, StepFailure,

@@ -109,6 +109,7 @@ pub async fn record_failure(
         }
     }
     if errored > 0 {
+        services.metrics.failed(&error.class, u64::from(errored));
         ctx.count(RunCounters {
             by_status: BTreeMap::from([(StatusName::Errored, i64::from(errored))]),
             bytes_copied: 0,

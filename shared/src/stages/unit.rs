@@ -87,6 +87,11 @@ impl UnitCtx<'_> {
     }
 
     pub(crate) async fn count(&self, delta: RunCounters) {
+        let metrics = &self.services.metrics;
+        if let Some(files) = delta.by_status.get(&StatusName::Migrated) {
+            metrics.migrated(u64::try_from(*files).unwrap_or_default());
+        }
+        metrics.copied(u64::try_from(delta.bytes_copied).unwrap_or_default());
         if let Err(error) = self
             .services
             .store
@@ -123,7 +128,10 @@ impl UnitCtx<'_> {
                     .transition_item(&self.migration, key, &t)
                     .await
                 {
-                    Ok(_) => self.count(RunCounters::one(StatusName::Errored)).await,
+                    Ok(_) => {
+                        self.services.metrics.failed(&item_error.class, 1);
+                        self.count(RunCounters::one(StatusName::Errored)).await
+                    }
                     Err(e) => {
                         tracing::warn!(item = %key, error = %e, "could not record the failure")
                     }

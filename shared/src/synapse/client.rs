@@ -3,8 +3,9 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use reqwest::header::{
     HeaderName, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, COOKIE, RETRY_AFTER,
@@ -124,6 +125,25 @@ struct Inner {
     retry: RetryPolicy,
     max_conflict_attempts: u32,
     max_response_bytes: usize,
+    stats: RequestStats,
+}
+
+/// What this client's requests met since the counts were last taken (the functions' metrics).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct RequestCounts {
+    /// Requests sent, retries included.
+    pub requests: u64,
+    /// Answers 429.
+    pub throttled: u64,
+    /// Time spent waiting for the process limiter and the run's budget before sending.
+    pub waited: Duration,
+}
+
+#[derive(Default)]
+struct RequestStats {
+    requests: AtomicU64,
+    throttled: AtomicU64,
+    waited_micros: AtomicU64,
 }
 
 /// A session of this client's own, sent from its first request. Synapse counts requests in
@@ -328,6 +348,7 @@ impl SynapseClient {
                 retry: config.retry,
                 max_conflict_attempts: config.max_conflict_attempts.max(1),
                 max_response_bytes: config.max_response_bytes,
+                stats: RequestStats::default(),
             }),
         })
     }
@@ -341,6 +362,16 @@ impl SynapseClient {
             .budget
             .write()
             .unwrap_or_else(PoisonError::into_inner) = budget;
+    }
+
+    /// The counts of this client and its clones since the last call, leaving zero behind.
+    pub fn take_request_counts(&self) -> RequestCounts {
+        let stats = &self.inner.stats;
+        RequestCounts {
+            requests: stats.requests.swap(0, Ordering::Relaxed),
+            throttled: stats.throttled.swap(0, Ordering::Relaxed),
+            waited: Duration::from_micros(stats.waited_micros.swap(0, Ordering::Relaxed)),
+        }
     }
 
     /// The budget set by [`Self::set_budget`].
@@ -376,11 +407,16 @@ impl SynapseClient {
                     .header(CONTENT_TYPE, "application/json")
                     .body(body.clone());
             }
+            let waiting = Instant::now();
             let _permit = inner.limiter.acquire().await;
             let budget = self.budget();
             if let Some(budget) = &budget {
                 budget.admit().await;
             }
+            let stats = &inner.stats;
+            let waited = u64::try_from(waiting.elapsed().as_micros()).unwrap_or(u64::MAX);
+            stats.waited_micros.fetch_add(waited, Ordering::Relaxed);
+            stats.requests.fetch_add(1, Ordering::Relaxed);
             let response = request
                 .send()
                 .await
@@ -393,6 +429,9 @@ impl SynapseClient {
                 return Ok(body.to_vec());
             }
             let reason = error_reason(status, &body);
+            if status == StatusCode::TOO_MANY_REQUESTS {
+                stats.throttled.fetch_add(1, Ordering::Relaxed);
+            }
             if let (StatusCode::TOO_MANY_REQUESTS, Some(budget)) = (status, &budget) {
                 budget.throttled(Throttling::of(&reason, wait)).await;
             }

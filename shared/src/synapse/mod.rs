@@ -11,7 +11,8 @@ mod token;
 
 pub use budget::{RequestBudget, Throttling};
 pub use client::{
-    check_endpoint, ClientConfig, SynapseClient, PROD_FILE_ENDPOINT, PROD_REPO_ENDPOINT,
+    check_endpoint, ClientConfig, RequestCounts, SynapseClient, PROD_FILE_ENDPOINT,
+    PROD_REPO_ENDPOINT,
 };
 pub use error::SynapseError;
 pub use limiter::{RateLimiter, RequestPermit};

@@ -8,6 +8,7 @@ mod crash_matrix;
 mod end_to_end;
 mod fault_storm;
 mod manifest;
+mod observability;
 mod official_client;
 mod source_cleanup;
 mod tables;

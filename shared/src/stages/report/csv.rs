@@ -55,6 +55,18 @@ pub struct ItemTotals {
     pub source_deleted: u64,
     #[serde(default)]
     pub source_kept: u64,
+    /// ERRORED items per error type (a stable name, so a handful at most), with one message.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub errors: BTreeMap<String, ErrorTally>,
+}
+
+/// The ERRORED items of one error type.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ErrorTally {
+    pub items: u64,
+    /// The message of the first such item met, for the notification and the summary.
+    pub example: String,
 }
 
 impl ItemTotals {
@@ -70,6 +82,13 @@ impl ItemTotals {
             {
                 self.unproven += 1;
             }
+        }
+        if let ItemStatus::Errored(error) = &item.status {
+            let tally = self.errors.entry(error.class.clone()).or_default();
+            if tally.items == 0 {
+                tally.example = error.message.clone();
+            }
+            tally.items += 1;
         }
         match item.source_handle.as_deref() {
             Some("deleted") => self.source_deleted += 1,
