@@ -17,7 +17,9 @@
 #       options (shared/src/stages/init.rs, shared/src/config.rs) accept;
 #     - the longest timeout of the functions that take leases is the one the lease length is
 #       made from (LEASED_FUNCTION_TIMEOUT_SECONDS in shared/src/context.rs);
-#     - every variable the functions' environment sets is read by name in the Rust sources.
+#     - every variable the functions' environment sets is read by name in the Rust sources;
+#     - the dashboard's body renders to JSON, and the dashboard and alarms name only metrics and
+#       dimensions the functions emit (shared/src/metrics.rs), and show every one of them.
 # No AWS account is needed: dummy credentials and a fixed region keep every tool offline.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -343,9 +345,70 @@ for src in [rust_src] + [os.path.join(template_dir, "functions", d, "src")
                     read_by_functions += f.read()
 variables = template.get("Globals", {}).get("Function", {}).get("Environment", {}).get("Variables", {})
 for variable in sorted(variables):
-    # RUST_LOG is read by tracing-subscriber's EnvFilter, not by name in our code.
-    if variable != "RUST_LOG" and f'"{variable}"' not in read_by_functions:
+    if f'"{variable}"' not in read_by_functions:
         problems.append(f"Globals sets {variable}, which no function reads (no \"{variable}\" in the Rust sources)")
+
+# ---- Dashboard and alarms versus the metrics the functions emit ----
+with open(os.path.join(rust_src, "metrics.rs"), encoding="utf-8") as f:
+    metrics_rs = f.read()
+names_fn = need(r"pub fn name\(self\)(.*?)\n    \}", metrics_rs, "Metric::name").group(1)
+emitted = set(re.findall(r'Metric::\w+ => "(\w+)"', names_fn))
+dimensions = set(re.findall(r'const \w+_DIMENSION: &str = "(\w+)";', metrics_rs))
+if not emitted or not dimensions:
+    sys.exit("cannot read the metric names from shared/src/metrics.rs; update scripts/check-template.sh")
+NAMESPACE = "synmigrate/${AWS::StackName}"
+
+
+def ours(namespace):
+    return namespace == NAMESPACE or namespace == {"Fn::Sub": NAMESPACE}
+
+
+shown = set()
+for name, dashboard in resources_of(template, "AWS::CloudWatch::Dashboard").items():
+    body = dashboard.get("Properties", {}).get("DashboardBody", {}).get("Fn::Sub")
+    text, variables = (body if isinstance(body, list) else [body, {}])
+    if not isinstance(text, str) or "Namespace" not in variables:
+        problems.append(f"{name}: DashboardBody is expected as Fn::Sub [body, {{Namespace: ...}}]")
+        continue
+    if not ours(variables["Namespace"]):
+        problems.append(f"{name}: its Namespace is not {NAMESPACE}")
+    try:
+        rendered = json.loads(re.sub(r"\$\{([^}]+)\}", lambda m: "NS" if m.group(1) == "Namespace" else "x", text))
+    except ValueError as error:
+        problems.append(f"{name}: DashboardBody does not render to JSON: {error}")
+        continue
+    for widget in rendered.get("widgets", []):
+        namespace = None
+        for row in widget.get("properties", {}).get("metrics", []):
+            if row and isinstance(row[0], dict):
+                expression = row[0].get("expression", "")
+                for metric in re.findall(r'MetricName="(\w+)"', expression):
+                    shown.add(metric)
+                    if metric not in emitted:
+                        problems.append(f"{name}: {metric} in {expression!r} is not emitted")
+                for dimension in re.findall(r"\{NS,([\w,]+)\}", expression):
+                    for d in dimension.split(","):
+                        if d not in dimensions:
+                            problems.append(f"{name}: dimension {d} in {expression!r} is not emitted")
+                continue
+            if row[0] != ".":
+                namespace = row[0]
+            if namespace == "NS":
+                metric = row[1] if row[1] != "." else None
+                if metric is not None:
+                    shown.add(metric)
+                    if metric not in emitted:
+                        problems.append(f"{name}: metric {metric} is not one the functions emit ({sorted(emitted)})")
+for metric in sorted(emitted - shown):
+    problems.append(f"the dashboard does not show {metric}, which the functions emit")
+for name, alarm in resources_of(template, "AWS::CloudWatch::Alarm").items():
+    props = alarm.get("Properties", {})
+    stats = [props] + [m.get("MetricStat", {}).get("Metric", {}) for m in props.get("Metrics", [])]
+    for stat in stats:
+        if ours(stat.get("Namespace")) and stat.get("MetricName") not in emitted:
+            problems.append(f"{name}: metric {stat.get('MetricName')} is not one the functions emit")
+        if "Namespace" in stat and not ours(stat["Namespace"]) and not str(stat["Namespace"]).startswith("AWS/"):
+            problems.append(f"{name}: namespace {stat['Namespace']} is neither ours nor AWS's")
 
 if problems:
     print("check-template: FAILED", file=sys.stderr)

@@ -82,7 +82,7 @@ impl CliError {
     {
         CliError::Aws {
             service,
-            message: aws_sdk_sfn::error::DisplayErrorContext(&error).to_string(),
+            message: synmigrate::error_chain(&error),
         }
     }
 }

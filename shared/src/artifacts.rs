@@ -33,7 +33,7 @@ where
 {
     Error::Transient(format!(
         "{what} of s3://{bucket}/{key}: {}",
-        aws_sdk_s3::error::DisplayErrorContext(&error)
+        crate::error_chain(&error)
     ))
 }
 
@@ -186,7 +186,7 @@ impl<'a> ArtifactWriter<'a> {
             .send()
             .await
         {
-            tracing::warn!(key = %self.key, error = %aws_sdk_s3::error::DisplayErrorContext(&error),
+            tracing::warn!(key = %self.key, error = %crate::error_chain(&error),
                            "could not abort the artifact's upload");
         }
     }

@@ -81,6 +81,7 @@ pub mod context;
 pub mod copy;
 pub mod crash;
 pub mod error;
+mod error_chain;
 mod error_types;
 pub mod index;
 pub mod manifest;
@@ -94,3 +95,4 @@ pub mod synapse;
 pub mod update;
 
 pub use error::{Error, Result};
+pub use error_chain::error_chain;

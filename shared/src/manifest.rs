@@ -163,10 +163,7 @@ pub async fn load(
         .await
         .map_err(|e| match e.as_service_error() {
             Some(service) if service.is_no_such_key() => invalid(format!("{uri} does not exist")),
-            _ => Error::Transient(format!(
-                "cannot read {uri}: {}",
-                aws_sdk_s3::error::DisplayErrorContext(&e)
-            )),
+            _ => Error::Transient(format!("cannot read {uri}: {}", crate::error_chain(&e))),
         })?;
     if object.content_length().unwrap_or_default() > MAX_MANIFEST_BYTES {
         return Err(invalid(format!(

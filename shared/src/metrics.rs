@@ -26,6 +26,8 @@ pub const ERROR_TYPE_DIMENSION: &str = "ErrorType";
 /// The metrics the functions emit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Metric {
+    /// Items the index wrote (to copy, skipped, already there): progress before any copy.
+    ItemsIndexed,
     /// Items whose entity (or table cell) now points at the copy.
     FilesMigrated,
     /// Bytes of copies finished (a source copied once however many items use it).
@@ -43,7 +45,8 @@ pub enum Metric {
 }
 
 impl Metric {
-    pub const ALL: [Metric; 7] = [
+    pub const ALL: [Metric; 8] = [
+        Metric::ItemsIndexed,
         Metric::FilesMigrated,
         Metric::BytesCopied,
         Metric::ItemsFailed,
@@ -55,6 +58,7 @@ impl Metric {
 
     pub fn name(self) -> &'static str {
         match self {
+            Metric::ItemsIndexed => "ItemsIndexed",
             Metric::FilesMigrated => "FilesMigrated",
             Metric::BytesCopied => "BytesCopied",
             Metric::ItemsFailed => "ItemsFailed",
@@ -68,7 +72,7 @@ impl Metric {
     /// The CloudWatch unit.
     pub fn unit(self) -> &'static str {
         match self {
-            Metric::FilesMigrated | Metric::ItemsFailed => "Count",
+            Metric::ItemsIndexed | Metric::FilesMigrated | Metric::ItemsFailed => "Count",
             Metric::SynapseRequests | Metric::SynapseThrottled => "Count",
             Metric::BytesCopied => "Bytes",
             Metric::BudgetWaitTime => "Milliseconds",
@@ -80,6 +84,7 @@ impl Metric {
 /// What the stages did in one invocation, taken (and reset) after it.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Tally {
+    pub items_indexed: u64,
     pub files_migrated: u64,
     pub bytes_copied: u64,
     /// Items failed per stable error type.
@@ -98,6 +103,10 @@ pub struct Recorder {
 impl Recorder {
     fn with(&self, change: impl FnOnce(&mut Tally)) {
         change(&mut self.tally.lock().unwrap_or_else(PoisonError::into_inner));
+    }
+
+    pub fn indexed(&self, items: u64) {
+        self.with(|t| t.items_indexed += items);
     }
 
     pub fn migrated(&self, files: u64) {
@@ -138,6 +147,7 @@ pub fn emf_documents(
     let throughput = (tally.batch_time > Duration::ZERO)
         .then(|| tally.batch_bytes as f64 / tally.batch_time.as_secs_f64());
     let values = [
+        (Metric::ItemsIndexed, json!(tally.items_indexed)),
         (Metric::FilesMigrated, json!(tally.files_migrated)),
         (Metric::BytesCopied, json!(tally.bytes_copied)),
         (
@@ -227,6 +237,7 @@ mod tests {
     #[test]
     fn an_invocation_is_one_document_with_every_metric_declared_and_valued() {
         let recorder = Recorder::default();
+        recorder.indexed(5);
         recorder.migrated(3);
         recorder.copied(4096);
         recorder.batch(10_000_000, Duration::from_secs(4));
@@ -249,6 +260,7 @@ mod tests {
             assert!(declared, "{} declared", metric.name());
             assert!(doc[metric.name()].is_number(), "{} valued", metric.name());
         }
+        assert_eq!(doc["ItemsIndexed"], 5);
         assert_eq!(doc["FilesMigrated"], 3);
         assert_eq!(doc["BytesCopied"], 4096);
         assert_eq!(doc["SynapseThrottled"], 2);

@@ -245,7 +245,7 @@ async fn secret_token(sdk: &SdkConfig, arn: &str) -> Result<SynapseToken, Functi
         .map_err(|e| {
             FunctionError::Config(format!(
                 "cannot read the token secret {arn}: {}",
-                aws_sdk_secretsmanager::error::DisplayErrorContext(&e)
+                synmigrate::error_chain(&e)
             ))
         })?;
     let text = secret.secret_string().ok_or_else(|| {

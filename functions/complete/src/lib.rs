@@ -65,7 +65,7 @@ pub async fn handle(function: &Complete, event: Event) -> Result<Reply, Function
                 .map_err(|e| {
                     FunctionError::Transient(format!(
                         "cannot send to the failure queue: {}",
-                        aws_sdk_sqs::error::DisplayErrorContext(&e)
+                        synmigrate::error_chain(&e)
                     ))
                 })?;
             tracing::warn!(unit = %recorded.unit_id, errored = recorded.errored, "unit failed");

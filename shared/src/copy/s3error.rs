@@ -3,7 +3,7 @@
 //! S3 answers HEAD requests without a body, so the status code matters as much as the error code.
 
 use aws_sdk_s3::config::http::HttpResponse;
-use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 
 use crate::error::Error;
 
@@ -51,7 +51,7 @@ where
         error,
         SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_)
     );
-    let message = format!("S3 {operation}: {}", DisplayErrorContext(&error));
+    let message = format!("S3 {operation}: {}", crate::error_chain(&error));
     classify(status, code.as_deref(), transport, message)
 }
 

@@ -10,7 +10,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement,
@@ -121,9 +121,9 @@ enum Failure {
 fn classify<E, R>(operation: &str, error: SdkError<E, R>) -> Failure
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: fmt::Debug,
+    R: fmt::Debug + 'static,
 {
-    let message = || format!("{operation}: {}", DisplayErrorContext(&error));
+    let message = || format!("{operation}: {}", crate::error_chain(&error));
     match error.code() {
         Some("ConditionalCheckFailedException") => Failure::ConditionFailed,
         Some(
@@ -152,7 +152,7 @@ where
 fn service_error<E, R>(operation: &str, error: SdkError<E, R>) -> StateError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: fmt::Debug,
+    R: fmt::Debug + 'static,
 {
     match classify(operation, error) {
         Failure::Error(error) => error,

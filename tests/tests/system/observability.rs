@@ -192,6 +192,10 @@ fn check_metrics(
     }
     ensure!(sum(Metric::FilesMigrated, FUNCTION_DIMENSION) == migrated);
     ensure!(
+        sum(Metric::ItemsIndexed, FUNCTION_DIMENSION) == migrated + 1,
+        "every file was indexed, the failed one too"
+    );
+    ensure!(
         sum(Metric::BytesCopied, FUNCTION_DIMENSION)
             == summary["runCounters"]["bytesCopied"]
                 .as_u64()

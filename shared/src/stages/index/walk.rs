@@ -227,6 +227,10 @@ pub async fn walk(
             .await?;
     }
     if !walker.delta.by_status.is_empty() {
+        let written: i64 = walker.delta.by_status.values().sum();
+        services
+            .metrics
+            .indexed(u64::try_from(written).unwrap_or_default());
         services
             .store
             .add_to_counters(&walker.migration, &run.run_id, &walker.delta)

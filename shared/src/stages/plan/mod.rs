@@ -318,7 +318,7 @@ pub async fn read_manifest(services: &Services, key: &str) -> Result<Vec<WorkUni
             Error::Transient(format!(
                 "cannot read s3://{}/{key}: {}",
                 services.bucket,
-                aws_sdk_s3::error::DisplayErrorContext(&e)
+                crate::error_chain(&e)
             ))
         })?;
     let bytes = object
