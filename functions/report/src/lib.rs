@@ -45,6 +45,7 @@ mod tests {
     const SAMPLE: &str = include_str!("../../../events/report.json");
     const ABORTED: &str = include_str!("../../../events/report-aborted.json");
     const CLOSE_RUN: &str = include_str!("../../../events/report-close-run.json");
+    const NOTIFY: &str = include_str!("../../../events/report-notify.json");
 
     fn report(json: &str) -> ReportInput {
         match parse_event(handle, json).unwrap() {
@@ -77,6 +78,38 @@ mod tests {
         match parse_event(handle, CLOSE_RUN).unwrap() {
             Event::CloseRun(input) => assert_eq!(input.run_id, report(SAMPLE).run.run_id),
             other => panic!("not closeRun: {other:?}"),
+        }
+    }
+
+    /// The sample's notification carries the summary's counts, failures and report.
+    #[tokio::test]
+    async fn a_notification_is_worded_from_the_execution_state() {
+        let input = match parse_event(handle, NOTIFY).unwrap() {
+            Event::Notify(input) => *input,
+            other => panic!("not notify: {other:?}"),
+        };
+        let notification = stages::notify(input);
+        let detail = &notification.detail;
+        assert_eq!(detail["status"], "FAILED");
+        assert_eq!(detail["projectId"], "syn1000");
+        assert_eq!(detail["counts"]["MIGRATED"], 7);
+        assert_eq!(
+            detail["report"],
+            "s3://synmigrate-artifacts/runs/sample-run/report.csv"
+        );
+        assert_eq!(detail["failures"][0]["errorType"], "Fatal.Forbidden");
+        assert_eq!(notification.subject, "synmigrate syn1000: FAILED");
+        for line in [
+            "synmigrate run sample-run of project syn1000 into storage location 7001: FAILED",
+            "Error: Fatal.ItemsFailed: items are ERRORED",
+            "Failed: 1 item(s) Fatal.Forbidden, e.g. PUT /entity/{id}: forbidden",
+            "Report: s3://synmigrate-artifacts/runs/sample-run/report.csv",
+        ] {
+            assert!(
+                notification.message.contains(line),
+                "{line}: {}",
+                notification.message
+            );
         }
     }
 }

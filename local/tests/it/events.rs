@@ -5,7 +5,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use synmigrate::config::MigrationOptions;
 use synmigrate::stages::{
-    CloseRunInput, CompleteInput, CopyPartsInput, IndexInput, InitInput, PlanInput,
+    CloseRunInput, CompleteInput, CopyPartsInput, IndexInput, InitInput, NotifyInput, PlanInput,
     RecordFailureInput, ReportInput, UnitInput,
 };
 use synmigrate_testkit::workspace_root;
@@ -50,6 +50,11 @@ fn every_sample_event_parses_as_its_stage_input() {
     assert!(aborted.aborted);
     let close: CloseRunInput = parses_as("report-close-run", Some("closeRun"));
     assert_eq!(close.run_id, report.run.run_id);
+    let notify: NotifyInput = parses_as("report-notify", Some("notify"));
+    assert_eq!(
+        notify.state["run"],
+        serde_json::to_value(&report.run).unwrap()
+    );
 
     let start = event("start-execution");
     assert!(start["projectId"].is_string());
