@@ -51,10 +51,7 @@ fn every_sample_event_parses_as_its_stage_input() {
     let close: CloseRunInput = parses_as("report-close-run", Some("closeRun"));
     assert_eq!(close.run_id, report.run.run_id);
     let notify: NotifyInput = parses_as("report-notify", Some("notify"));
-    assert_eq!(
-        notify.state["run"],
-        serde_json::to_value(&report.run).unwrap()
-    );
+    assert_eq!(notify.state["run"]["runId"], report.run.run_id.as_str());
 
     let start = event("start-execution");
     assert!(start["projectId"].is_string());
