@@ -13,6 +13,7 @@
 //! variable or file `Settings` reads (local runs). The token never appears in a log line or error.
 
 use std::future::Future;
+use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -149,8 +150,10 @@ pub fn emit_metrics(services: &Services, namespace: &str, function: &str) {
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    let mut stdout = std::io::stdout().lock();
     for document in metrics::emf_documents(namespace, function, &tally, &requests, now_ms) {
-        println!("{document}");
+        // Not println!: a closed stdout (a local runner gone) must not fail the invocation.
+        let _ = writeln!(stdout, "{document}");
     }
 }
 

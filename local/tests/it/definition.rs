@@ -93,8 +93,19 @@ fn the_definition_is_well_formed() {
     let mut tasks = 0;
     check_scope(&machine, "", &mut tasks, &mut BTreeSet::new());
     // Init, Index, Plan, StartCopy, CopyParts, Complete, RecordFailure, Report, ReportAborted,
-    // CloseRun, CloseInit.
-    assert_eq!(tasks, 11);
+    // CloseRun, CloseInit, Notify.
+    assert_eq!(tasks, 12);
+    // Every end of an execution notifies first: no Fail or Succeed state but the last ones.
+    let ends: Vec<&String> = machine["States"]
+        .as_object()
+        .expect("states")
+        .iter()
+        .filter(|(_, state)| {
+            matches!(state["Type"].as_str(), Some("Fail" | "Succeed")) || state["End"] == true
+        })
+        .map(|(name, _)| name)
+        .collect();
+    assert_eq!(ends, ["Failed", "Succeeded"]);
     // The units' results go to S3, never into the execution's 256 KiB of state.
     assert_eq!(
         machine["States"]["CopyUnits"]["ResultWriter"]["Resource"],

@@ -508,6 +508,28 @@ async fn direct_engine_with_two_executions_started_together() -> anyhow::Result<
             loser.error(),
             loser.cause()
         );
+        // Each execution notified how it ended, the loser too (no function of its reached Report).
+        let mut endings: Vec<(String, String)> = deployment
+            .inbox()
+            .events()
+            .await?
+            .iter()
+            .map(|e| {
+                let arn = e["detail"]["executionArn"].as_str().unwrap_or_default();
+                let status = e["detail"]["status"].as_str().unwrap_or_default();
+                (arn.to_owned(), status.to_owned())
+            })
+            .collect();
+        endings.sort();
+        let mut expected = vec![
+            (winner.execution_arn().to_owned(), "SUCCEEDED".to_owned()),
+            (
+                loser.execution_arn().to_owned(),
+                "ALREADY_RUNNING".to_owned(),
+            ),
+        ];
+        expected.sort();
+        ensure!(endings == expected, "{endings:?}");
         let summary: Value = serde_json::from_str(winner.output().unwrap_or("null"))?;
         // check_migrated also proves that no entity got more than one new version.
         check_migrated(&deployment, &before, &summary, "checksum").await?;
