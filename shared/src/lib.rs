@@ -82,6 +82,7 @@ pub mod copy;
 pub mod crash;
 pub mod error;
 mod error_types;
+pub mod estimate;
 pub mod index;
 pub mod manifest;
 pub mod metrics;
