@@ -145,8 +145,7 @@ fn all_lists_versions_once_per_entity_with_a_second_version_and_deletes_sources_
 #[test]
 fn a_big_file_is_cut_into_ten_thousand_parts_in_eight_batches() {
     let unit = lead(UnitKind::Large, vec![item("syn9.1", "fh-big", TIB)]);
-    let mut options = MigrationOptions::default();
-    options.copy_mode = CopyMode::Synapse;
+    let options = MigrationOptions::default();
     let synapse = Params::new(&options, EngineKind::Synapse, &Tuning::default());
     let mut work = Tally::default();
     work.add(&unit, &synapse).unwrap();
