@@ -152,9 +152,9 @@ impl Estimate {
             f64::from(params.max_concurrency.max(1)) * params.tuning.unit_concurrency.max(1) as f64;
         let copy_seconds = work.bytes as f64 / (throughput * in_flight);
         let index_seconds = index_calls(&work) as f64 * 60.0 / rpm;
-        let index_invocations = (index_seconds / params.tuning.index_time_budget.as_secs_f64())
-            .ceil()
-            .max(1.0) as u64;
+        // A budget under a second (tests walk a page per invocation) counts as a second.
+        let index_budget = params.tuning.index_time_budget.as_secs_f64().max(1.0);
+        let index_invocations = (index_seconds / index_budget).ceil().max(1.0) as u64;
         let units = work.lead_units + work.follower_units;
         let transitions = transitions.run_once
             + transitions.index_loop * index_invocations

@@ -289,3 +289,17 @@ fn auto_counts_direct_copies_only_into_an_external_s3_destination() {
         EngineKind::Direct
     );
 }
+
+#[test]
+fn an_index_budget_under_a_second_counts_as_a_second() {
+    let work = Tally {
+        synapse: counts(&[(endpoint::BUNDLE, 27)]),
+        ..Tally::default()
+    };
+    let mut p = params(EngineKind::Synapse, FileVersionStrategy::New, CopyMode::Synapse);
+    p.tuning.index_time_budget = std::time::Duration::ZERO;
+    // 27 calls at 540/min: 3 s, 3 invocations of a second.
+    let estimate = Estimate::new(work, &p).unwrap();
+    let t = Transitions::deployed().unwrap();
+    assert_eq!(estimate.transitions, t.run_once + 3 * t.index_loop);
+}
