@@ -296,7 +296,11 @@ fn an_index_budget_under_a_second_counts_as_a_second() {
         synapse: counts(&[(endpoint::BUNDLE, 27)]),
         ..Tally::default()
     };
-    let mut p = params(EngineKind::Synapse, FileVersionStrategy::New, CopyMode::Synapse);
+    let mut p = params(
+        EngineKind::Synapse,
+        FileVersionStrategy::New,
+        CopyMode::Synapse,
+    );
     p.tuning.index_time_budget = std::time::Duration::ZERO;
     // 27 calls at 540/min: 3 s, 3 invocations of a second.
     let estimate = Estimate::new(work, &p).unwrap();
