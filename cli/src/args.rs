@@ -87,6 +87,10 @@ pub enum Command {
     Report(ReportArgs),
     /// The project's lock holder and its runs.
     Status(MigrationArgs),
+    /// What copying the files a migration's index holds would take: files, bytes, Synapse calls
+    /// by endpoint, hours at the Synapse budget, AWS charges. Reads the state table: run a dry
+    /// run (`start --dry-run`) first.
+    Estimate(EstimateArgs),
     /// Prove the copy of every migrated file again (S3 only, no Synapse call): one CSV row per
     /// file, then a summary on standard error.
     Verify(VerifyArgs),
@@ -302,6 +306,56 @@ pub struct ReportArgs {
     /// indexed or changed last.
     #[arg(long)]
     pub all: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum EstimateFormat {
+    /// The figures and their assumptions for people.
+    Table,
+    /// One JSON line: the run whose index and options it used, and the estimate.
+    Json,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct EstimateArgs {
+    #[command(flatten)]
+    pub migration: MigrationArgs,
+    /// The run whose options (and, for a run of part of a project, whose items) to estimate
+    /// with; the newest run when omitted.
+    #[arg(long, value_name = "RUN")]
+    pub run: Option<String>,
+    /// Estimate with this engine instead of the run's.
+    #[arg(long, value_enum)]
+    pub copy_mode: Option<Mode>,
+    /// Estimate at this Synapse budget instead of the run's.
+    #[arg(long, value_name = "N")]
+    pub max_synapse_rpm: Option<u32>,
+    /// Estimate with this many units in flight instead of the run's.
+    #[arg(long, value_name = "N")]
+    pub max_concurrency: Option<u32>,
+    /// Estimate with this part size instead of the run's.
+    #[arg(long, value_name = "BYTES")]
+    pub part_size: Option<u64>,
+    #[arg(long, value_enum, default_value_t = EstimateFormat::Table)]
+    pub format: EstimateFormat,
+}
+
+impl EstimateArgs {
+    /// The run's options with the flags' changes, validated.
+    pub fn options(&self, mut options: MigrationOptions) -> Result<MigrationOptions, CliError> {
+        if let Some(mode) = self.copy_mode {
+            options.copy_mode = mode.into();
+        }
+        options.max_synapse_requests_per_minute = self
+            .max_synapse_rpm
+            .unwrap_or(options.max_synapse_requests_per_minute);
+        options.max_concurrency = self.max_concurrency.unwrap_or(options.max_concurrency);
+        options.part_size_bytes = self.part_size.unwrap_or(options.part_size_bytes);
+        options
+            .validate()
+            .map_err(|e| CliError::Usage(e.to_string()))?;
+        Ok(options)
+    }
 }
 
 #[derive(Debug, Clone, Args)]

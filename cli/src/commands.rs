@@ -47,6 +47,7 @@ pub async fn run(
         Command::Watch(args) => watch(deployment, args, out).await,
         Command::Report(args) => report(deployment, args, out).await,
         Command::Status(args) => status(deployment, args, out).await,
+        Command::Estimate(args) => crate::estimate::estimate(deployment, args, out).await,
         Command::Verify(args) => crate::verify::verify(deployment, args, out).await,
     }
 }
@@ -604,7 +605,7 @@ fn reported_run(
     }
 }
 
-fn newest_run(runs: &[RunRecord]) -> Option<&RunRecord> {
+pub(crate) fn newest_run(runs: &[RunRecord]) -> Option<&RunRecord> {
     runs.iter()
         .max_by(|a, b| (a.started_at, &a.run_id).cmp(&(b.started_at, &b.run_id)))
 }

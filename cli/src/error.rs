@@ -55,6 +55,9 @@ pub enum CliError {
     /// The state table could not be read.
     #[error("state table: {0}")]
     State(#[from] StateError),
+    /// The migration library refused or failed (a stage's work done by the CLI).
+    #[error("{0}")]
+    Migration(#[from] synmigrate::Error),
     /// Step Functions or S3 failed.
     #[error("{service}: {message}")]
     Aws {
@@ -71,7 +74,15 @@ impl CliError {
         match self {
             CliError::Usage(_) | CliError::NotFound(_) => EXIT_USAGE,
             CliError::State(StateError::Invalid(_) | StateError::NotFound(_)) => EXIT_USAGE,
-            CliError::State(_) | CliError::Aws { .. } | CliError::Output(_) => EXIT_SERVICE,
+            CliError::Migration(
+                synmigrate::Error::InvalidInput(_)
+                | synmigrate::Error::Plan(_)
+                | synmigrate::Error::State(StateError::Invalid(_) | StateError::NotFound(_)),
+            ) => EXIT_USAGE,
+            CliError::State(_)
+            | CliError::Migration(_)
+            | CliError::Aws { .. }
+            | CliError::Output(_) => EXIT_SERVICE,
         }
     }
 

@@ -6,6 +6,7 @@ pub mod args;
 mod aws;
 pub mod commands;
 pub mod error;
+pub mod estimate;
 pub mod naming;
 pub mod outcome;
 pub mod render;

@@ -83,6 +83,7 @@ pub mod crash;
 pub mod error;
 mod error_chain;
 mod error_types;
+pub mod estimate;
 pub mod index;
 pub mod manifest;
 pub mod metrics;

@@ -1,212 +1,21 @@
 //! The projection: per-file costs measured at the largest size, the functions' memory from
 //! `template.yaml`, the state transitions counted on `statemachine/`'s definition, stated list
-//! prices and a stated copy throughput, applied to bigger projects.
+//! prices and a stated copy throughput, applied to bigger projects. The transitions, the memory
+//! and the prices are the library's ([`synmigrate::estimate`]), which `synmigrate estimate`
+//! uses too.
 
 use std::collections::BTreeMap;
 
 use anyhow::Context;
-use serde_json::Value;
+use synmigrate::estimate::{deployed_memory, prices::is_put_class, Transitions, PRICES};
 use synmigrate::stages::Tuning;
 use synmigrate_bench::runs::MAX_CONCURRENCY;
-use synmigrate_testkit::workspace_root;
 
 use crate::measure::{SizeRun, Stage};
 use crate::Args;
 
-/// us-east-1 list prices (x86 Lambda), USD.
-pub struct Prices {
-    pub transition: f64,
-    pub gb_second: f64,
-    pub lambda_request: f64,
-    pub write_unit: f64,
-    pub read_unit: f64,
-    pub s3_put_class: f64,
-    pub s3_get_class: f64,
-}
-
-pub const PRICES: Prices = Prices {
-    transition: 0.025 / 1_000.0,
-    gb_second: 0.000_016_666_7,
-    lambda_request: 0.20 / 1_000_000.0,
-    write_unit: 1.25 / 1_000_000.0,
-    read_unit: 0.25 / 1_000_000.0,
-    s3_put_class: 0.005 / 1_000.0,
-    s3_get_class: 0.000_4 / 1_000.0,
-};
-
-/// S3 operations billed as PUT, COPY, POST or LIST requests; the rest as GET-class.
-const S3_PUT_CLASS: [&str; 10] = [
-    "PutObject",
-    "CopyObject",
-    "UploadPart",
-    "UploadPartCopy",
-    "CreateMultipartUpload",
-    "CompleteMultipartUpload",
-    "ListObjects",
-    "ListMultipartUploads",
-    "ListParts",
-    "CreateBucket",
-];
-
 /// The copy stages: measured on the sample, so per sampled file.
 const COPY_STAGES: [&str; 3] = ["StartCopy", "CopyParts", "Complete"];
-
-/// State transitions of the definition's happy path.
-pub struct Transitions {
-    /// Per run, besides the Index loop: the states entered once.
-    pub run_once: u64,
-    /// Per Index invocation: the loop's states.
-    pub index_loop: u64,
-    /// Per work unit (a child execution of the Distributed Map), besides part batches.
-    pub per_unit: u64,
-    /// Per part batch (the inline Map's iteration).
-    pub per_batch: u64,
-    pub run_path: Vec<String>,
-    pub loop_path: Vec<String>,
-    pub unit_path: Vec<String>,
-    pub batch_path: Vec<String>,
-}
-
-/// The happy path through `states` from `start`: a Choice takes its first branch that is no
-/// Fail state and does not lead back to a state already entered, and otherwise its Default; a
-/// Default that goes back is a loop (Index until done), whose states are counted apart. Returns the path, the loop's states, and the Map states met.
-fn walk(states: &Value, start: &str) -> (Vec<String>, Vec<String>, Vec<String>) {
-    let mut path: Vec<String> = Vec::new();
-    let mut looped = Vec::new();
-    let mut maps = Vec::new();
-    let mut current = Some(start.to_owned());
-    while let Some(name) = current.take() {
-        if path.contains(&name) || path.len() > 200 {
-            break;
-        }
-        let state = &states[&name];
-        path.push(name.clone());
-        let kind = state["Type"].as_str().unwrap_or_default();
-        if kind == "Map" {
-            maps.push(name.clone());
-        }
-        if state["End"].as_bool() == Some(true) {
-            break;
-        }
-        current = match kind {
-            "Choice" => {
-                let is_fail = |target: &str| states[target]["Type"].as_str() == Some("Fail");
-                // A branch whose states lead back to one already entered is a second pass (the
-                // follower units' Map), which a project without shared sources skips.
-                let goes_back = |target: &str| {
-                    let mut at = Some(target.to_owned());
-                    for _ in 0..8 {
-                        match at.take() {
-                            Some(t) if path.contains(&t) => return true,
-                            Some(t) => at = states[&t]["Next"].as_str().map(str::to_owned),
-                            None => break,
-                        }
-                    }
-                    false
-                };
-                let default = state["Default"].as_str().map(str::to_owned);
-                let branches: Vec<String> = state["Choices"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|c| c["Next"].as_str().map(str::to_owned))
-                    .filter(|t| !is_fail(t) && !goes_back(t))
-                    .collect();
-                match default {
-                    Some(back) if path.contains(&back) => {
-                        let from = path.iter().position(|p| *p == back).unwrap_or(0);
-                        looped = path[from..].to_vec();
-                        branches.into_iter().next()
-                    }
-                    default => branches
-                        .into_iter()
-                        .next()
-                        .or(default.filter(|d| !is_fail(d))),
-                }
-            }
-            "Succeed" | "Fail" => None,
-            _ => state["Next"].as_str().map(str::to_owned),
-        };
-    }
-    (path, looped, maps)
-}
-
-impl Transitions {
-    /// Counts them on the repository's definition.
-    pub fn from_definition(definition: &Value) -> anyhow::Result<Self> {
-        let start = definition["StartAt"].as_str().context("no StartAt")?;
-        let (run_path, loop_path, maps) = walk(&definition["States"], start);
-        // The first Distributed Map is the copy of the units; its processor is one unit.
-        let unit_map = maps
-            .iter()
-            .find(|m| definition["States"][m.as_str()]["ItemReader"].is_object())
-            .context("no Distributed Map in the definition")?;
-        let processor = &definition["States"][unit_map.as_str()]["ItemProcessor"];
-        let unit_start = processor["StartAt"].as_str().context("no unit StartAt")?;
-        let (unit_path, _, unit_maps) = walk(&processor["States"], unit_start);
-        let (batch_path, _, _) = match unit_maps.first() {
-            Some(inline) => {
-                let inner = &processor["States"][inline.as_str()]["ItemProcessor"];
-                walk(
-                    &inner["States"],
-                    inner["StartAt"].as_str().unwrap_or_default(),
-                )
-            }
-            None => Default::default(),
-        };
-        let loop_len = loop_path.len() as u64;
-        Ok(Self {
-            // The path holds one pass of the loop; the loop is counted per invocation.
-            run_once: run_path.len() as u64 - loop_len,
-            index_loop: loop_len,
-            per_unit: unit_path.len() as u64,
-            per_batch: batch_path.len() as u64,
-            run_path,
-            loop_path,
-            unit_path,
-            batch_path,
-        })
-    }
-}
-
-/// Memory (MB) of each function (by binary name) in `template.yaml`: the resource's own
-/// `MemorySize`, else the Globals'.
-pub fn template_memory(template: &str) -> BTreeMap<String, u64> {
-    let mut global = 128;
-    let mut in_globals = false;
-    let mut resource: Option<(Option<String>, Option<u64>)> = None;
-    let mut memory = BTreeMap::new();
-    let mut finish = |resource: &mut Option<(Option<String>, Option<u64>)>, global: u64| {
-        if let Some((Some(binary), size)) = resource.take() {
-            memory.insert(binary, size.unwrap_or(global));
-        }
-    };
-    for line in template.lines() {
-        let indent = line.len() - line.trim_start().len();
-        let text = line.trim();
-        if indent == 0 && !text.is_empty() {
-            in_globals = text == "Globals:";
-            finish(&mut resource, global);
-        }
-        if indent == 2 && text.ends_with(':') && !in_globals {
-            finish(&mut resource, global);
-            resource = Some((None, None));
-        }
-        let value = |key: &str| text.strip_prefix(key).map(|v| v.trim().to_owned());
-        if let Some(size) = value("MemorySize:").and_then(|v| v.parse::<u64>().ok()) {
-            match (&mut resource, in_globals) {
-                (_, true) => global = size,
-                (Some((_, slot)), false) => *slot = Some(size),
-                _ => {}
-            }
-        }
-        if let (Some(binary), Some((slot, _))) = (value("Binary:"), &mut resource) {
-            *slot = Some(binary);
-        }
-    }
-    finish(&mut resource, global);
-    memory
-}
 
 /// Seconds a file a stage would take on AWS: its own time here (the wall time less the time
 /// moto took to answer its DynamoDB and S3 requests: a debug build, so high) plus its requests
@@ -294,7 +103,7 @@ fn s3_split(stage: &Stage) -> (f64, f64) {
         .aws
         .s3
         .iter()
-        .filter(|(op, _)| S3_PUT_CLASS.contains(&op.as_str()))
+        .filter(|(op, _)| is_put_class(op))
         .map(|(_, n)| *n as f64)
         .sum::<f64>();
     (put, stage.aws.s3_requests() as f64 - put)
@@ -333,12 +142,8 @@ impl Model {
             .filter(|s| !s.seeded)
             .max_by_key(|s| s.files)
             .context("no size measured with every stage (SCALE_FILES)")?;
-        let template = std::fs::read_to_string(workspace_root().join("template.yaml"))?;
-        let memory = template_memory(&template);
-        let definition: Value = serde_json::from_str(&std::fs::read_to_string(
-            synmigrate_local::definition_path(),
-        )?)?;
-        let transitions = Transitions::from_definition(&definition)?;
+        let memory = deployed_memory();
+        let transitions = Transitions::deployed()?;
         let tuning = Tuning::default();
         let gb = |function: &str| memory.get(function).copied().unwrap_or(128) as f64 / 1024.0;
         let stage_gb_s = |stage: &Stage| stage.wall.as_secs_f64() * gb(stage.function);

@@ -3,10 +3,11 @@
 
 use std::time::Duration;
 
+use synmigrate::estimate::PRICES;
 use synmigrate_bench::runs::{MAX_CONCURRENCY, STRATEGY};
 
 use crate::measure::SizeRun;
-use crate::model::{Model, PRICES};
+use crate::model::Model;
 use crate::Args;
 
 /// The bound the issue sets on Plan's and Report's peak RSS.

@@ -1,6 +1,6 @@
 //! The built `synmigrate` binary against the local AWS stack (moto): `status` and `report` read
 //! runs and items written through `DynamoStore`; `start` and `watch` drive a state machine with
-//! a trivial Pass definition.
+//! a trivial Pass definition; `estimate` reads the index a dry run left.
 
 use std::process::{Command, Output};
 use std::time::Duration;
@@ -779,5 +779,108 @@ fn verify_proves_each_migrated_file_s_copy_again_and_names_the_failures() -> any
         &for_migration("verify", "7001", &["--level", "metadata"]),
     )?;
     expect_usage_error(&metadata, &["use checksum or bytes"])?;
+    Ok(())
+}
+
+/// The concrete type Init records for an external S3 destination (`destinationType`).
+const EXTERNAL_S3: &str = "org.sagebionetworks.repo.model.project.ExternalS3StorageLocationSetting";
+
+#[test]
+fn estimate_reads_the_index_a_dry_run_left() -> anyhow::Result<()> {
+    let stack = AwsStack::start()?;
+    let runtime = tokio::runtime::Runtime::new()?;
+    let store = runtime.block_on(async {
+        let client = aws_sdk_dynamodb::Client::new(&stack.sdk_config().await);
+        create_table(&client, TABLE).await?;
+        anyhow::Ok(DynamoStore::new(client, TABLE))
+    })?;
+    let migration = MigrationKey::new("syn1000", 7001)?;
+    let dry_run = "syn1000-7001-20261121T0600";
+    let indexed = |entity: &str, source: &str| {
+        let mut record = item(entity, ItemStatus::Indexed, dry_run)?;
+        record.source_file_handle_id = source.to_owned();
+        anyhow::Ok(record)
+    };
+    // Two files sharing a source, one of their own, and one migrated before.
+    let items = [
+        indexed("syn1001", "fh-1")?,
+        indexed("syn1002", "fh-1")?,
+        indexed("syn1003", "fh-3")?,
+        item("syn1004", ItemStatus::Migrated, dry_run)?,
+    ];
+    let settings = serde_json::json!({
+        "options": {"dryRun": true, "copyMode": "auto", "fileVersionStrategy": "latest"},
+        "destinationStorageLocationId": 7001,
+        "destinationType": EXTERNAL_S3,
+    });
+    runtime.block_on(async {
+        store
+            .create_run(&migration, dry_run, &settings, now() - 60)
+            .await?;
+        for record in &items {
+            store.put_item(&migration, record, 3).await?;
+        }
+        store
+            .finish_run(&migration, dry_run, RunStatus::Succeeded, now())
+            .await?;
+        anyhow::Ok(())
+    })?;
+    let table = [("SYNMIGRATE_TABLE", TABLE)];
+
+    let json = |rest: &[&str]| -> anyhow::Result<serde_json::Value> {
+        let mut args = vec!["--format", "json"];
+        args.extend_from_slice(rest);
+        let output = synmigrate(&stack, &table, &for_migration("estimate", "7001", &args))?;
+        expect_exit(&output, 0, "estimate --format json")?;
+        Ok(serde_json::from_str(&text(&output.stdout))?)
+    };
+    // auto into an external S3 location: the direct engine, one registration a copy.
+    let direct = json(&[])?;
+    ensure!(direct["indexOfRun"] == dry_run, "{direct}");
+    let estimate = &direct["estimate"];
+    ensure!(estimate["engine"] == "direct", "{estimate}");
+    ensure!(estimate["work"]["files"] == 3, "{estimate}");
+    ensure!(estimate["work"]["copies"] == 2, "{estimate}");
+    let calls = &estimate["work"]["synapse"];
+    ensure!(calls["POST /externalFileHandle/s3"] == 2, "{calls}");
+    ensure!(
+        calls["PUT /entity/{id}/version/{version}/filehandle"] == 3,
+        "{calls}"
+    );
+    ensure!(estimate["requestsPerMinute"] == 540, "{estimate}");
+
+    // The flags change the run's options: the Synapse engine at half the budget.
+    let synapse = json(&["--copy-mode", "synapse", "--max-synapse-rpm", "270"])?;
+    let estimate = &synapse["estimate"];
+    ensure!(estimate["engine"] == "synapse", "{estimate}");
+    ensure!(
+        estimate["work"]["synapse"]["POST /file/multipart"] == 2,
+        "{estimate}"
+    );
+    ensure!(estimate["requestsPerMinute"] == 270, "{estimate}");
+    ensure!(
+        estimate["synapseCalls"].as_u64() > direct["estimate"]["synapseCalls"].as_u64(),
+        "{estimate}"
+    );
+
+    let table_output = synmigrate(&stack, &table, &for_migration("estimate", "7001", &[]))?;
+    expect_exit(&table_output, 0, "estimate")?;
+    let out = text(&table_output.stdout);
+    ensure!(
+        out.contains(&format!("from the index as of run {dry_run}")),
+        "{out}"
+    );
+    ensure!(out.contains("Expected duration: "), "{out}");
+    ensure!(out.contains("POST /externalFileHandle/s3"), "{out}");
+
+    // A migration nobody indexed: nothing to estimate from, and how to get it.
+    let none = synmigrate(&stack, &table, &for_migration("estimate", "7002", &[]))?;
+    expect_usage_error(
+        &none,
+        &[
+            "no index to estimate from",
+            "synmigrate start --project syn1000 --destination 7002 --dry-run",
+        ],
+    )?;
     Ok(())
 }

@@ -9,6 +9,7 @@
 //! | [`copy_parts()`] | `copy_parts.rs` |
 //! | [`complete()`] | `complete/mod.rs`, the entity update in `complete/update.rs` |
 //! | [`record_failure()`] | `record_failure.rs` |
+//! | [`estimate()`] (the dry run's Report, `synmigrate estimate`) | `estimate.rs` |
 //! | [`report()`] | `report/mod.rs`, the CSV rows in `report/csv.rs` |
 //! | [`close_run()`] (when Report failed) | `close_run.rs` |
 //! | [`notify()`] (every end of an execution; words, sends nothing) | `notify.rs` |
@@ -31,6 +32,7 @@ use crate::state::{ItemError, StatusName};
 pub mod close_run;
 pub mod complete;
 pub mod copy_parts;
+pub mod estimate;
 pub mod index;
 pub mod init;
 pub mod notify;
@@ -49,6 +51,7 @@ pub use crate::context::{now, RunContext, Services, Tuning};
 pub use close_run::{close_run, CloseRunInput, CloseRunOutput};
 pub use complete::{complete, CompleteInput, CompleteOutput};
 pub use copy_parts::{copy_parts, CopyPartsInput, CopyPartsOutput};
+pub use estimate::estimate;
 pub use index::{index, IndexInput, IndexOutput};
 pub(crate) use init::release_lock;
 pub use init::{init, InitInput};

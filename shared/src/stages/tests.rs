@@ -149,7 +149,7 @@ async fn plan_takes_indexed_retryable_and_abandoned_items_only() {
 
 /// Every candidate Plan reads, in its order.
 async fn candidates(services: &Services) -> Vec<ItemRecord> {
-    let mut candidates = Candidates::new(services, &run()).unwrap();
+    let mut candidates = Candidates::new(services.store.as_ref(), &run()).unwrap();
     let mut read = Vec::new();
     while let Some(item) = candidates.next().await.unwrap() {
         read.push(item);

@@ -1,7 +1,8 @@
 //! Synapse calls per migrated file, counted by endpoint in the simulator's request log over a
 //! whole run (Init, Index, Plan, the copy stages, Report): the budget that decides how fast a
 //! migration can go under Synapse's 600 requests a minute. Small single-part files in one
-//! folder, most with one version, a few with three (`all` migrates each version).
+//! folder, most with one version, a few with three (`all` migrates each version). A dry run's
+//! estimate of the same calls is checked against the run that follows it.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -11,6 +12,7 @@ use anyhow::{ensure, Context};
 use synapse_sim::{Fixture, ThrottleConfig};
 use synmigrate::config::{FileVersionStrategy, MigrationOptions};
 use synmigrate::copy::CopyMode;
+use synmigrate::estimate::endpoint;
 use synmigrate::runner::run_migration;
 use synmigrate::stages::{InitInput, Services, Tuning};
 use synmigrate::state::memory::MemoryStore;
@@ -49,18 +51,13 @@ fn fixture() -> Fixture {
     }))
 }
 
-/// Runs one migration on a fresh project and returns its Synapse calls by endpoint and the
-/// number of migrated items.
-async fn calls(
-    strategy: FileVersionStrategy,
-    mode: CopyMode,
-) -> anyhow::Result<(BTreeMap<String, usize>, usize)> {
-    let env = SimEnv::seeded(&fixture(), ThrottleConfig::disabled()).await?;
+/// Services on the seeded simulator, with an in-memory state store.
+async fn services(env: &SimEnv) -> anyhow::Result<Services> {
     env.s3.create_bucket().bucket(BUCKET).send().await?;
     let mut config = client_config(&env.sim, TOKEN, 5, Duration::from_millis(500));
     config.requests_per_minute = 600_000;
     config.burst = 10_000;
-    let services = Services::new(
+    Ok(Services::new(
         SynapseClient::new(config)?,
         Arc::new(MemoryStore::new()),
         env.s3.clone(),
@@ -70,20 +67,51 @@ async fn calls(
             run_budget: false,
             ..Tuning::default()
         },
-    );
-    let input = InitInput {
+    ))
+}
+
+/// A run of the seeded project into [`DEST`].
+fn input(
+    env: &SimEnv,
+    name: &str,
+    strategy: FileVersionStrategy,
+    mode: CopyMode,
+    dry_run: bool,
+) -> anyhow::Result<InitInput> {
+    Ok(InitInput {
         project_id: env
             .sim
             .project_id(PROJECT)
             .context("the project was seeded")?,
         destination_storage_location_id: Some(DEST),
-        execution_name: "calls".into(),
+        execution_name: name.into(),
         options: MigrationOptions {
             file_version_strategy: strategy,
             copy_mode: mode,
+            dry_run,
             ..MigrationOptions::default()
         },
-    };
+    })
+}
+
+/// The simulator's request log by endpoint.
+fn by_endpoint(env: &SimEnv) -> BTreeMap<String, usize> {
+    let mut by_endpoint = BTreeMap::new();
+    for record in &env.sim.requests() {
+        *by_endpoint.entry(record.endpoint()).or_default() += 1;
+    }
+    by_endpoint
+}
+
+/// Runs one migration on a fresh project and returns its Synapse calls by endpoint and the
+/// number of migrated items.
+async fn calls(
+    strategy: FileVersionStrategy,
+    mode: CopyMode,
+) -> anyhow::Result<(BTreeMap<String, usize>, usize)> {
+    let env = SimEnv::seeded(&fixture(), ThrottleConfig::disabled()).await?;
+    let services = services(&env).await?;
+    let input = input(&env, "calls", strategy, mode, false)?;
     env.sim.reset_requests();
     let summary = run_migration(&services, input).await?;
     let migrated = summary.totals.count(StatusName::Migrated) as usize;
@@ -94,10 +122,7 @@ async fn calls(
     let requests = env.sim.requests();
     let refused: Vec<_> = requests.iter().filter(|r| r.status >= 400).collect();
     ensure!(refused.is_empty(), "refused calls: {refused:?}");
-    let mut by_endpoint = BTreeMap::new();
-    for record in &requests {
-        *by_endpoint.entry(record.endpoint()).or_default() += 1;
-    }
+    let by_endpoint = by_endpoint(&env);
     let per_item: BTreeMap<&String, f64> = by_endpoint
         .iter()
         .map(|(endpoint, &n)| (endpoint, n as f64 / migrated as f64))
@@ -263,6 +288,69 @@ async fn latest_with_direct_copies() -> anyhow::Result<()> {
             want,
             3.0,
         ),
+    )
+    .await
+}
+
+/// A dry run's estimate ([`synmigrate::estimate`]) against the run that follows it on the same
+/// index: the calls of every endpoint as the simulator counted them, but the folder listings,
+/// which the estimate counts at a page per 50 files, a lower bound.
+async fn estimate_matches_the_run(
+    strategy: FileVersionStrategy,
+    mode: CopyMode,
+) -> anyhow::Result<()> {
+    let env = SimEnv::seeded(&fixture(), ThrottleConfig::disabled()).await?;
+    let services = services(&env).await?;
+    let dry = run_migration(&services, input(&env, "dry", strategy, mode, true)?).await?;
+    let estimate = dry
+        .estimate
+        .context("a dry run's summary carries its estimate")?;
+    env.sim.reset_requests();
+    let summary = run_migration(&services, input(&env, "real", strategy, mode, false)?).await?;
+    ensure!(summary.estimate.is_none(), "only a dry run estimates");
+    let migrated = summary.totals.count(StatusName::Migrated);
+    ensure!(
+        estimate.work.files == migrated,
+        "{estimate:?} for {migrated} files"
+    );
+    let mut made: BTreeMap<String, u64> = by_endpoint(&env)
+        .into_iter()
+        .map(|(endpoint, n)| (endpoint, n as u64))
+        .collect();
+    let mut estimated = estimate.work.synapse.clone();
+    let pages = made.remove(endpoint::CHILDREN).unwrap_or_default();
+    let estimated_pages = estimated.remove(endpoint::CHILDREN).unwrap_or_default();
+    ensure!(
+        (1..=pages).contains(&estimated_pages),
+        "{estimated_pages} listing pages estimated, {pages} made"
+    );
+    assert_eq!(made, estimated);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_dry_runs_estimate_counts_the_synapse_engines_calls() -> anyhow::Result<()> {
+    bounded(
+        TEST_TIMEOUT,
+        estimate_matches_the_run(FileVersionStrategy::New, CopyMode::Synapse),
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_dry_runs_estimate_counts_every_versions_calls() -> anyhow::Result<()> {
+    bounded(
+        TEST_TIMEOUT,
+        estimate_matches_the_run(FileVersionStrategy::All, CopyMode::Synapse),
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_dry_runs_estimate_counts_the_direct_engines_calls() -> anyhow::Result<()> {
+    bounded(
+        TEST_TIMEOUT,
+        estimate_matches_the_run(FileVersionStrategy::Latest, CopyMode::Direct),
     )
     .await
 }

@@ -10,7 +10,7 @@ use synapse_model::StorageLocationSetting;
 use super::init::{renew_lock, writable_destination};
 use crate::artifacts::ArtifactWriter;
 use crate::context::{now, RunContext, Services, LIST_PAGE};
-use crate::state::{ItemRecord, ItemStatus, MigrationKey, StatusName};
+use crate::state::{ItemRecord, ItemStatus, MigrationKey, StateStore, StatusName};
 use crate::{Error, Result};
 
 pub mod units;
@@ -78,7 +78,7 @@ struct StatusPages {
 /// ([`crate::state::plan_order_key`]): the candidate statuses' listings merged, holding one
 /// page of each.
 pub(super) struct Candidates<'a> {
-    services: &'a Services,
+    store: &'a dyn StateStore,
     migration: MigrationKey,
     /// Whose candidates these are ([`RunContext::takes`]).
     run: RunContext,
@@ -87,9 +87,9 @@ pub(super) struct Candidates<'a> {
 }
 
 impl<'a> Candidates<'a> {
-    pub(super) fn new(services: &'a Services, run: &RunContext) -> Result<Self> {
+    pub(super) fn new(store: &'a dyn StateStore, run: &RunContext) -> Result<Self> {
         Ok(Self {
-            services,
+            store,
             migration: run.migration()?,
             run: run.clone(),
             at: now(),
@@ -111,7 +111,6 @@ impl<'a> Candidates<'a> {
             for pages in &mut self.statuses {
                 while pages.page.is_empty() && !pages.exhausted {
                     let page = self
-                        .services
                         .store
                         .list_items(
                             &self.migration,
@@ -146,6 +145,16 @@ impl<'a> Candidates<'a> {
     }
 }
 
+/// An item to copy as the unit planner takes it.
+pub(super) fn unit_item(item: ItemRecord) -> UnitItem {
+    UnitItem {
+        key: item.key.to_string(),
+        size: item.size,
+        source: item.source_file_handle_id,
+        destination: item.destination_storage_location_id,
+    }
+}
+
 /// Groups the items to copy into work units as it pages through them, and writes the
 /// manifests: memory holds a page per status and a unit, whatever the project's size.
 pub async fn plan(services: &Services, input: PlanInput) -> Result<PlanOutput> {
@@ -156,19 +165,14 @@ pub async fn plan(services: &Services, input: PlanInput) -> Result<PlanOutput> {
     let mut followers = Manifest::new(services, run.followers_key());
     if !run.options.dry_run {
         let mut planner = UnitPlanner::new(services.tuning.unit_limits)?;
-        let mut candidates = Candidates::new(services, run)?;
+        let mut candidates = Candidates::new(services.store.as_ref(), run)?;
         let mut destinations = Destinations::default();
         let mut tables = BTreeSet::new();
         while let Some(item) = candidates.next().await? {
             if item.key.cell.is_some() {
                 tables.insert(item.key.entity_id.clone());
             }
-            let planned = planner.push(UnitItem {
-                key: item.key.to_string(),
-                size: item.size,
-                source: item.source_file_handle_id,
-                destination: item.destination_storage_location_id,
-            });
+            let planned = planner.push(unit_item(item));
             for unit in planned {
                 let unit = destinations.attach(services, run, unit).await?;
                 write_unit(&mut leads, &mut followers, unit).await?;

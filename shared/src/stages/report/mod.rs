@@ -3,8 +3,10 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::estimate;
 use crate::artifacts::ArtifactWriter;
 use crate::context::{now, RunContext, Services, LIST_PAGE};
+use crate::estimate::Estimate;
 use crate::state::{copies_where, ItemRecord, RunCounters, RunStatus, StatusName};
 use crate::Result;
 
@@ -72,6 +74,10 @@ pub struct Summary {
     /// An aligned run's plan per folder; absent for a run with one destination.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub folders: Option<FolderList>,
+    /// A dry run's estimate of the run it stands for: what copying the files it indexed would
+    /// take ([`crate::estimate`]); absent for other runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub estimate: Option<Estimate>,
 }
 
 /// The items a finished run left behind without an error (see [`Summary::unfinished`]).
@@ -181,6 +187,10 @@ pub async fn report(services: &Services, input: ReportInput) -> Result<Summary> 
     }
     csv.finish().await?;
     let folders = report_folders(services, run).await?;
+    let estimate = match run.options.dry_run {
+        true => Some(estimate(services.store.as_ref(), run, &services.tuning).await?),
+        false => None,
+    };
     let orphans = report_orphaned_copies(services, run, at).await?;
     let upload_cleanup = match orphans.uploads {
         0 => None,
@@ -242,6 +252,7 @@ pub async fn report(services: &Services, input: ReportInput) -> Result<Summary> 
         unfinished: unfinished.count(),
         unfinished_message,
         folders,
+        estimate,
     })
 }
 
