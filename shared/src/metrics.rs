@@ -2,7 +2,7 @@
 //! a JSON log line that CloudWatch Logs turns into metrics, so the functions make no CloudWatch
 //! call and need no permission for it.
 //!
-//! The stages count into the [`Recorder`] of their [`crate::stages::Services`]; the Synapse
+//! The stages count into the [`Recorder`] of their `Services`; the Synapse
 //! client counts its own requests ([`crate::synapse::RequestCounts`]). After each invocation the
 //! function layer takes both and prints [`emf_documents`]. The dashboard and alarms of
 //! `template.yaml` name these metrics ([`Metric::ALL`]; the template check compares them).

@@ -3,7 +3,7 @@
 //! GB-seconds, DynamoDB and S3 requests) at us-east-1 list prices.
 //!
 //! Pure arithmetic: [`Tally`] counts the work units Plan would make from the index (fed by
-//! `crate::stages::estimate`, which pages through the items to copy in plan order),
+//! the Estimate stage, which pages through the items to copy in plan order),
 //! [`Estimate::new`] turns the counts into time and money. The Synapse calls follow the code
 //! (see [`tally`]); the DynamoDB requests and the functions' durations are stated assumptions
 //! (the constants below, measured by `make scale`); the transitions and the memory come from the
