@@ -359,15 +359,7 @@ fn start_is_idempotent_per_window_and_watch_follows_to_the_end() -> anyhow::Resu
     let runtime = tokio::runtime::Runtime::new()?;
     let (machine, store, s3) = runtime.block_on(async {
         let config = stack.sdk_config().await;
-        let sfn = aws_sdk_sfn::Client::new(&config);
-        let machine = sfn
-            .create_state_machine()
-            .name("synmigrate-cli-test")
-            .definition(PASS_MACHINE)
-            .role_arn("arn:aws:iam::123456789012:role/synmigrate-cli-test")
-            .send()
-            .await?
-            .state_machine_arn;
+        let (machine, _) = state_machine(&config, "synmigrate-cli-test", PASS_MACHINE).await?;
         let dynamo = aws_sdk_dynamodb::Client::new(&config);
         create_table(&dynamo, TABLE).await?;
         let s3 = stack.s3_client().await;
@@ -552,6 +544,24 @@ const INIT_FAILS_MACHINE: &str = r#"{"StartAt":"InitFailed","States":{"InitFaile
     "Type":"Fail","Error":"Fatal.Forbidden","Cause":"the token's user may not edit syn1000"}}}"#;
 
 /// Waits until the execution has ended.
+/// A state machine of `definition` in the stack, and the client that made it.
+async fn state_machine(
+    config: &aws_config::SdkConfig,
+    name: &str,
+    definition: &str,
+) -> anyhow::Result<(String, aws_sdk_sfn::Client)> {
+    let sfn = aws_sdk_sfn::Client::new(config);
+    let machine = sfn
+        .create_state_machine()
+        .name(name)
+        .definition(definition)
+        .role_arn("arn:aws:iam::123456789012:role/synmigrate-cli-test")
+        .send()
+        .await?
+        .state_machine_arn;
+    Ok((machine, sfn))
+}
+
 async fn ended(sfn: &aws_sdk_sfn::Client, arn: &str) -> anyhow::Result<()> {
     for _ in 0..100 {
         let described = sfn.describe_execution().execution_arn(arn).send().await?;
@@ -571,15 +581,8 @@ fn watch_and_report_say_why_init_failed() -> anyhow::Result<()> {
     let earlier_run = "syn1000-7003-20200101T0000";
     let (machine, store, sfn) = runtime.block_on(async {
         let config = stack.sdk_config().await;
-        let sfn = aws_sdk_sfn::Client::new(&config);
-        let machine = sfn
-            .create_state_machine()
-            .name("synmigrate-cli-init-fails")
-            .definition(INIT_FAILS_MACHINE)
-            .role_arn("arn:aws:iam::123456789012:role/synmigrate-cli-test")
-            .send()
-            .await?
-            .state_machine_arn;
+        let (machine, sfn) =
+            state_machine(&config, "synmigrate-cli-init-fails", INIT_FAILS_MACHINE).await?;
         let dynamo = aws_sdk_dynamodb::Client::new(&config);
         create_table(&dynamo, TABLE).await?;
         let store = DynamoStore::new(dynamo, TABLE);
