@@ -6,11 +6,9 @@ pub mod args;
 mod aws;
 pub mod commands;
 pub mod error;
-pub mod estimate;
 pub mod naming;
 pub mod outcome;
 pub mod render;
-pub mod verify;
 
 pub use args::Cli;
 pub use error::{CliError, Verdict};

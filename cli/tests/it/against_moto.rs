@@ -18,8 +18,8 @@ use synmigrate::state::{
     StateStore, StatusName,
 };
 use synmigrate_cli::commands::manifest_key;
+use synmigrate_cli::commands::verify::VERIFY_HEADER;
 use synmigrate_cli::naming::execution_name;
-use synmigrate_cli::verify::VERIFY_HEADER;
 use synmigrate_testkit::AwsStack;
 
 use crate::common::item_record;

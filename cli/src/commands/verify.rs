@@ -15,9 +15,9 @@ use synmigrate::report::csv_line;
 use synmigrate::state::dynamo::DynamoStore;
 use synmigrate::state::{CopyStatus, MigrationKey, StateStore, StatusName};
 
+use super::records::migration;
 use crate::args::{Deployment, VerifyArgs};
 use crate::aws::Aws;
-use crate::commands::migration;
 use crate::error::{CliError, Verdict};
 
 /// The header of `verify`'s CSV.

@@ -10,9 +10,9 @@ use synmigrate::estimate::{Bound, Estimate, PRICES};
 use synmigrate::stages::{RunContext, Tuning};
 use synmigrate::state::RunRecord;
 
+use super::records::{migration, newest_run};
 use crate::args::{Deployment, EstimateArgs, EstimateFormat, MigrationArgs};
 use crate::aws::Aws;
-use crate::commands::{migration, newest_run};
 use crate::error::{CliError, Verdict};
 use crate::render::{destination_text, table};
 
