@@ -12,3 +12,4 @@ mod observability;
 mod official_client;
 mod source_cleanup;
 mod tables;
+mod template_rules;
