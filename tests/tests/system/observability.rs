@@ -211,3 +211,51 @@ fn check_metrics(
     ensure!(sum(Metric::SynapseRequests, FUNCTION_DIMENSION) > 0);
     Ok(())
 }
+
+/// `AWS_LAMBDA_LOG_FORMAT=Text` gives text lines (the metrics stay JSON: CloudWatch reads them
+/// either way), at `AWS_LAMBDA_LOG_LEVEL`, whatever `RUST_LOG` says.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn text_logs_follow_lambdas_controls_too() -> anyhow::Result<()> {
+    bounded(async {
+        let logs =
+            std::env::temp_dir().join(format!("synmigrate-text-logs-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&logs);
+        std::fs::create_dir_all(&logs)?;
+        let options = LocalOptions {
+            log_dir: Some(logs.clone()),
+            rust_log: "debug".into(),
+            function_env: vec![
+                ("AWS_LAMBDA_LOG_LEVEL".into(), "INFO".into()),
+                ("AWS_LAMBDA_LOG_FORMAT".into(), "Text".into()),
+            ],
+            ..LocalOptions::default()
+        };
+        let deployment = LocalDeployment::start(&fixture(), options).await?;
+        let input = input_with(&deployment, json!({"continueOnError": true}));
+        let done = run_to_end(&deployment, "text-logs", &input).await?;
+        ensure!(done.status == ExecutionStatus::Succeeded, "{done:?}");
+        drop(deployment);
+        let mut text_lines = 0;
+        for entry in std::fs::read_dir(&logs)? {
+            for line in std::fs::read_to_string(entry?.path())?.lines() {
+                if line.trim().is_empty() {
+                    continue;
+                }
+                if let Ok(json) = serde_json::from_str::<Value>(line) {
+                    ensure!(json.get("_aws").is_some(), "a JSON line under Text: {line}");
+                    continue;
+                }
+                ensure!(!line.contains(TOKEN), "a log line holds the token");
+                ensure!(
+                    !line.contains("DEBUG") && !line.contains("TRACE"),
+                    "INFO hides debug lines, though RUST_LOG=debug: {line}"
+                );
+                text_lines += 1;
+            }
+        }
+        let _ = std::fs::remove_dir_all(&logs);
+        ensure!(text_lines > 0, "the functions logged no text line");
+        Ok(())
+    })
+    .await
+}
