@@ -141,11 +141,7 @@ async fn seed_run(
 fn status_and_report_read_the_state_table() -> anyhow::Result<()> {
     let stack = AwsStack::start()?;
     let runtime = tokio::runtime::Runtime::new()?;
-    let store = runtime.block_on(async {
-        let client = aws_sdk_dynamodb::Client::new(&stack.sdk_config().await);
-        create_table(&client, TABLE).await?;
-        anyhow::Ok(DynamoStore::new(client, TABLE))
-    })?;
+    let store = runtime.block_on(state_table(&stack))?;
     let clean = MigrationKey::new("syn1000", 7001)?;
     let first_run = "syn1000-7001-20261121T0500";
     let mut migrated = item("syn1001", ItemStatus::Migrated, first_run)?;
@@ -544,6 +540,13 @@ const INIT_FAILS_MACHINE: &str = r#"{"StartAt":"InitFailed","States":{"InitFaile
     "Type":"Fail","Error":"Fatal.Forbidden","Cause":"the token's user may not edit syn1000"}}}"#;
 
 /// Waits until the execution has ended.
+/// The stack's state table, created.
+async fn state_table(stack: &AwsStack) -> anyhow::Result<DynamoStore> {
+    let client = aws_sdk_dynamodb::Client::new(&stack.sdk_config().await);
+    create_table(&client, TABLE).await?;
+    Ok(DynamoStore::new(client, TABLE))
+}
+
 /// A state machine of `definition` in the stack, and the client that made it.
 async fn state_machine(
     config: &aws_config::SdkConfig,
@@ -792,11 +795,7 @@ const EXTERNAL_S3: &str = "org.sagebionetworks.repo.model.project.ExternalS3Stor
 fn estimate_reads_the_index_a_dry_run_left() -> anyhow::Result<()> {
     let stack = AwsStack::start()?;
     let runtime = tokio::runtime::Runtime::new()?;
-    let store = runtime.block_on(async {
-        let client = aws_sdk_dynamodb::Client::new(&stack.sdk_config().await);
-        create_table(&client, TABLE).await?;
-        anyhow::Ok(DynamoStore::new(client, TABLE))
-    })?;
+    let store = runtime.block_on(state_table(&stack))?;
     let migration = MigrationKey::new("syn1000", 7001)?;
     let dry_run = "syn1000-7001-20261121T0600";
     let indexed = |entity: &str, source: &str| {
