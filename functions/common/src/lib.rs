@@ -116,7 +116,7 @@ impl ColdStart for Services {
 
 /// Runs a function: logging ([`logging`]), its state built once per container ([`ColdStart`]),
 /// then `handler` for every event, its errors reported under their stable names
-/// ([`FunctionError`]) and what it did printed as metrics ([`emit_metrics`]). Returns when the
+/// ([`FunctionError`]) and what it did printed as metrics ([`MetricLines`]). Returns when the
 /// runtime stops, or at once with the cold start's error.
 pub async fn run<S, E, R, H>(handler: H) -> Result<(), lambda_runtime::Error>
 where
@@ -129,31 +129,54 @@ where
     let sdk = sdk_config().await;
     let state = &S::cold_start(&sdk).await?;
     let handler = &handler;
-    let namespace = &std::env::var(env::METRICS_NAMESPACE)
-        .ok()
-        .filter(|v| !v.trim().is_empty())
-        .unwrap_or_else(|| metrics::DEFAULT_NAMESPACE.to_owned());
-    let function = &std::env::var(env::FUNCTION_NAME).unwrap_or_default();
+    let metric_lines = &MetricLines::from_env();
     lambda_runtime::run(service_fn(move |event: LambdaEvent<E>| async move {
         let result = handler(state, event.payload).await;
-        emit_metrics(state.services(), namespace, function);
+        metric_lines.emit(state.services());
         result
     }))
     .await
 }
 
-/// Prints what the invocation did as EMF lines on stdout, where CloudWatch Logs extracts them,
-/// and resets the counts for the next invocation (a failed one's count too).
-pub fn emit_metrics(services: &Services, namespace: &str, function: &str) {
-    let tally = services.metrics.take();
-    let requests = services.synapse.take_request_counts();
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
-    let mut stdout = std::io::stdout().lock();
-    for document in metrics::emf_documents(namespace, function, &tally, &requests, now_ms) {
-        // Not println!: a closed stdout (a local runner gone) must not fail the invocation.
-        let _ = writeln!(stdout, "{document}");
+/// How each invocation's metrics are printed: EMF lines on stdout, where CloudWatch Logs
+/// extracts them.
+pub struct MetricLines {
+    namespace: String,
+    function: String,
+    /// The `level` of each line. With JSON logs Lambda drops lines below `AWS_LAMBDA_LOG_LEVEL`
+    /// and counts a line without a level as INFO, so at WARN the metrics would vanish: each line
+    /// carries the configured level itself and always passes.
+    level: String,
+}
+
+impl MetricLines {
+    pub fn from_env() -> Self {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+        Self {
+            namespace: var(env::METRICS_NAMESPACE)
+                .unwrap_or_else(|| metrics::DEFAULT_NAMESPACE.to_owned()),
+            function: var(env::FUNCTION_NAME).unwrap_or_default(),
+            level: var(logging::LOG_LEVEL_ENV)
+                .map_or_else(|| "INFO".to_owned(), |l| l.trim().to_ascii_uppercase()),
+        }
+    }
+
+    /// Prints what the invocation did and resets the counts for the next invocation (a failed
+    /// one's count too).
+    pub fn emit(&self, services: &Services) {
+        let tally = services.metrics.take();
+        let requests = services.synapse.take_request_counts();
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        let documents =
+            metrics::emf_documents(&self.namespace, &self.function, &tally, &requests, now_ms);
+        let mut stdout = std::io::stdout().lock();
+        for mut document in documents {
+            document["level"] = serde_json::Value::from(self.level.as_str());
+            // Not println!: a closed stdout (a local runner gone) must not fail the invocation.
+            let _ = writeln!(stdout, "{document}");
+        }
     }
 }
 

@@ -148,14 +148,15 @@ fn check_logs(lines: &[Value]) -> anyhow::Result<()> {
             "a log line holds the token"
         );
     }
-    let levels: BTreeMap<&str, usize> =
-        lines
-            .iter()
-            .filter_map(|l| l["level"].as_str())
-            .fold(BTreeMap::new(), |mut m, level| {
-                *m.entry(level).or_default() += 1;
-                m
-            });
+    // The tracing lines' levels (the metrics lines carry the configured one).
+    let levels: BTreeMap<&str, usize> = lines
+        .iter()
+        .filter(|l| l.get("_aws").is_none())
+        .filter_map(|l| l["level"].as_str())
+        .fold(BTreeMap::new(), |mut m, level| {
+            *m.entry(level).or_default() += 1;
+            m
+        });
     ensure!(
         levels.contains_key("DEBUG") && levels.contains_key("TRACE"),
         "AWS_LAMBDA_LOG_LEVEL=TRACE shows debug and trace lines: {levels:?}"
@@ -182,6 +183,11 @@ fn check_metrics(
     for document in &documents {
         let directive = &document["_aws"]["CloudWatchMetrics"][0];
         ensure!(directive["Namespace"] == "synmigrate", "{document}");
+        // Lambda drops JSON lines below its level and takes a line without one as INFO.
+        ensure!(
+            document["level"] == "TRACE",
+            "the configured level: {document}"
+        );
         for metric in directive["Metrics"].as_array().context("metrics")? {
             let name = metric["Name"].as_str().unwrap_or_default();
             ensure!(
