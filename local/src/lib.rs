@@ -304,15 +304,7 @@ impl LocalDeployment {
             .send()
             .await
             .map_err(aws("creating the artifacts bucket"))?;
-        let queue_url = aws_sdk_sqs::Client::new(&sdk)
-            .create_queue()
-            .queue_name(QUEUE)
-            .send()
-            .await
-            .map_err(aws("creating the failure queue"))?
-            .queue_url()
-            .unwrap_or_default()
-            .to_owned();
+        let queue_url = notifications::queue(&aws_sdk_sqs::Client::new(&sdk), QUEUE).await?;
         let definition = definition()?;
         let state_machine_arn = aws_sdk_sfn::Client::new(&sdk)
             .create_state_machine()

@@ -150,13 +150,14 @@ impl Inbox {
     }
 }
 
-async fn queue(sqs: &aws_sdk_sqs::Client, name: &str) -> Result<String, LocalError> {
+/// Creates the queue `name`; its URL.
+pub(crate) async fn queue(sqs: &aws_sdk_sqs::Client, name: &str) -> Result<String, LocalError> {
     Ok(sqs
         .create_queue()
         .queue_name(name)
         .send()
         .await
-        .map_err(aws("creating a notification queue"))?
+        .map_err(aws("creating a queue"))?
         .queue_url()
         .unwrap_or_default()
         .to_owned())

@@ -222,8 +222,19 @@ async fn uncertified_users_may_update_the_project_only() {
             .await;
         let (status, entity) = uma.get(&format!("/entity/{id}")).await;
         assert_eq!(status, StatusCode::OK, "{entity}");
+        let handle = entity["dataFileHandleId"].clone();
         let put = uma.put(&format!("/entity/{id}"), entity).await;
-        for answer in [answer, put] {
+        let mut answers = vec![answer, put];
+        if !allowed {
+            // The version handle swap's UPDATE check (NodeManagerImpl.updateNodeFileHandle:
+            // hasAccess(UPDATE)) refuses the same way, whatever the handles.
+            let swap = json!({"oldFileHandleId": handle, "newFileHandleId": handle});
+            answers.push(
+                uma.put(&format!("/entity/{id}/version/1/filehandle"), swap)
+                    .await,
+            );
+        }
+        for answer in answers {
             if allowed {
                 assert_eq!(answer.0, StatusCode::OK, "{}", answer.1);
             } else {
